@@ -1,0 +1,212 @@
+//! postern-config — `main.cf` and `master.cf` (layer 0, pure).
+//!
+//! API CONTRACT (other crates code against these signatures; keep them stable):
+//!
+//! * [`parse_main_cf`] / [`MainCf`]: Postfix `main.cf` syntax (comments, continuation lines,
+//!   `name = value`), errors name the line.
+//! * [`Config`]: the effective parameter set = parameter-table defaults, overridden by
+//!   host-dependent defaults set with [`Config::set_default`], overridden by `main.cf`,
+//!   overridden by per-service `-o` overrides ([`Config::with_overrides`]). [`Config::get`]
+//!   expands `$name`, `${name}`, `${name?value}`, `${name:value}` (and `{value}` braces).
+//! * [`parse_master_cf`] / [`MasterCf`] / [`Service`]: `master.cf` services.
+//! * [`PARAMS`] / [`param`]: THE parameter table (name, default, kind, doc) with Postfix's
+//!   names and defaults.
+//!
+//! Additions beyond the contract: [`check_texts`] (every problem of a main.cf/master.cf pair,
+//! one line each, for `postern check`), [`apply_host_defaults`] (myhostname/mydomain from a
+//! host name), [`format_service`] (one master.cf service in `postconf -M` layout),
+//! [`referenced_names`], [`valid_param_name`], [`service_type_name`] and the constants
+//! [`MAX_LOGICAL_LINE`], [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_OUTPUT`].
+//!
+//! # Security
+//!
+//! Pure: no file, network, process or environment access; callers read files and pass text.
+//! Every parser bounds line length and expansion depth/size and never panics on bad input.
+//!
+//! # Configuration
+//!
+//! This crate *is* the configuration: see [`PARAMS`] for every parameter, its default and
+//! meaning.
+#![forbid(unsafe_code)]
+
+mod check;
+mod config;
+mod expand;
+mod master;
+mod params;
+mod parse_main;
+mod template;
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use check::{apply_host_defaults, check_texts, format_service};
+pub use expand::{MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names};
+pub use master::type_name as service_type_name;
+pub use parse_main::{MAX_LOGICAL_LINE, valid_param_name};
+
+/// A syntax error in a configuration file, with its 1-based line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number of the (first physical line of the) logical line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// A value that does not have the parameter's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad {kind} value for parameter {name}: {value:?}")]
+pub struct ValueError {
+    /// Parameter name.
+    pub name: String,
+    /// Expected kind ("boolean", "integer", "time", "size").
+    pub kind: &'static str,
+    /// The (expanded) value found.
+    pub value: String,
+}
+
+/// One `name = value` entry of main.cf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainEntry {
+    /// Parameter name.
+    pub name: String,
+    /// Raw (unexpanded) value.
+    pub value: String,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// A parsed main.cf (later entries win over earlier ones with the same name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MainCf {
+    /// Entries in file order.
+    pub entries: Vec<MainEntry>,
+}
+
+/// Parses main.cf text. Returns every error found, not just the first.
+pub fn parse_main_cf(text: &str) -> Result<MainCf, Vec<ParseError>> {
+    parse_main::parse(text)
+}
+
+/// The kind of a parameter value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// Free text / list.
+    Str,
+    /// yes/no.
+    Bool,
+    /// Integer.
+    Int,
+    /// Time with a default unit suffix (s, m, h, d, w), e.g. `300s`.
+    Time(char),
+    /// Byte count.
+    Size,
+}
+
+/// One parameter of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Postfix name.
+    pub name: &'static str,
+    /// Default, as `postconf -d` prints it (host-dependent ones are placeholders,
+    /// overridden at load time with [`Config::set_default`]).
+    pub default: &'static str,
+    /// Value kind.
+    pub kind: ParamKind,
+    /// True when the default depends on the host (myhostname, mydomain, mynetworks…).
+    pub host_dependent: bool,
+    /// One-line description.
+    pub doc: &'static str,
+}
+
+/// THE parameter table, sorted by name.
+pub static PARAMS: &[Param] = params::TABLE;
+
+/// Looks up a parameter of the table.
+pub fn param(name: &str) -> Option<&'static Param> {
+    PARAMS.binary_search_by(|p| p.name.cmp(name)).ok().map(|i| &PARAMS[i])
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    main: HashMap<String, (String, usize)>,
+    defaults: HashMap<String, String>,
+    overrides: HashMap<String, String>,
+}
+
+/// master.cf service type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    /// TCP listener (`host:port` or `port`).
+    Inet,
+    /// UNIX-domain stream socket under `private/` or `public/`.
+    Unix,
+    /// UNIX-domain datagram socket.
+    UnixDgram,
+    /// FIFO (obsolete).
+    Fifo,
+    /// Receives already-accepted connections.
+    Pass,
+}
+
+/// The wakeup column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wakeup {
+    /// Seconds between wake-ups.
+    pub seconds: u32,
+    /// Trailing `?`: only after the service was first used.
+    pub conditional: bool,
+}
+
+/// One master.cf service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Service name (`smtp`, `127.0.0.1:2525`, `cleanup`…).
+    pub name: String,
+    /// Service type.
+    pub kind: ServiceType,
+    /// Private column (`-` resolved to the default: yes, but inet is never private).
+    pub private: bool,
+    /// Unprivileged column (`-` = yes).
+    pub unpriv: bool,
+    /// Chroot column (`-` = no).
+    pub chroot: bool,
+    /// Wakeup column (`-` or 0 = none).
+    pub wakeup: Option<Wakeup>,
+    /// Process limit; `None` means `$default_process_limit`; `Some(0)` means unlimited.
+    pub maxproc: Option<u32>,
+    /// Command name (first word of the command field), e.g. `smtpd`.
+    pub command: String,
+    /// Remaining arguments, with `-o name=value` pairs removed into `overrides`.
+    pub args: Vec<String>,
+    /// `-o name=value` overrides in order (also `-o { name = value }`).
+    pub overrides: Vec<(String, String)>,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// A parsed master.cf (a later duplicate name+type replaces the earlier one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterCf {
+    /// Services in file order.
+    pub services: Vec<Service>,
+}
+
+/// Parses master.cf text; returns every error found.
+pub fn parse_master_cf(text: &str) -> Result<MasterCf, Vec<ParseError>> {
+    master::parse(text)
+}
+
+/// The master.cf that `postern init` writes: Postfix's standard service list, with the
+/// SMTP listener on `smtp_listen` (e.g. `127.0.0.1:2525`).
+pub fn default_master_cf(smtp_listen: &str) -> String {
+    template::render(smtp_listen)
+}

@@ -1,0 +1,137 @@
+//! The master.cf that `postern init` writes.
+//!
+//! It lists Postfix's standard services with the same names, types, columns and commands, so
+//! that an administrator's knowledge and scripts carry over. Differences from Debian's file:
+//! the chroot column is `n` everywhere (Postern does not populate a chroot jail by default),
+//! and the SMTP listener is on a configurable endpoint (`smtp_listen`) so that a test instance
+//! can run beside a system MTA. Submission (587) and submissions (465) are provided commented
+//! out, with the usual hardening overrides.
+
+/// See [`crate::default_master_cf`].
+pub(crate) fn render(smtp_listen: &str) -> String {
+    let listen = if smtp_listen.trim().is_empty() { "smtp" } else { smtp_listen.trim() };
+    let mut out = String::from(HEADER);
+    out.push_str(&row(listen, "inet", "n", "-", "n", "-", "-", "smtpd"));
+    out.push_str(SUBMISSION);
+    for (name, kind, private, unpriv, wakeup, maxproc, command) in SERVICES {
+        out.push_str(&row(name, kind, private, unpriv, "n", wakeup, maxproc, command));
+        if *name == "relay" {
+            out.push_str("        -o syslog_name=postfix/$service_name\n");
+        }
+    }
+    out
+}
+
+/// One service line in the aligned column layout `postconf -M` also uses.
+#[allow(clippy::too_many_arguments)] // one argument per master.cf column
+fn row(name: &str, kind: &str, private: &str, unpriv: &str, chroot: &str, wakeup: &str, maxproc: &str, cmd: &str) -> String {
+    format!("{name:<9} {kind:<5} {private:<7} {unpriv:<7} {chroot:<7} {wakeup:<7} {maxproc:<7} {cmd}\n")
+}
+
+const HEADER: &str = "\
+# Postern master process configuration (master.cf).
+#
+# One line per service; a line starting with whitespace continues the one
+# before. After editing, run \"postern reload\". Columns:
+#   service  the socket name (inet: [host:]port; unix: name under private/
+#            or public/)
+#   type     inet, unix, unix-dgram, fifo or pass
+#   private  reachable only by the mail system (\"-\" = y; ignored for inet)
+#   unpriv   runs as $mail_owner rather than root (\"-\" = y)
+#   chroot   runs chrooted to $queue_directory (\"-\" = n)
+#   wakeup   seconds between automatic wake-up requests, \"?\" = only once
+#            the service has been used (\"-\" = never)
+#   maxproc  process limit (\"-\" = $default_process_limit, 0 = no limit)
+#   command  the program and its arguments; -o name=value overrides a
+#            main.cf parameter for this service only.
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+#               (yes)   (yes)   (no)    (never) (100)
+# ==========================================================================
+";
+
+const SUBMISSION: &str = "\
+# Mail submission by authenticated clients: remove the leading \"#\" to enable.
+#submission inet n       -       n       -       -       smtpd
+#  -o syslog_name=postfix/submission
+#  -o smtpd_tls_security_level=encrypt
+#  -o smtpd_sasl_auth_enable=yes
+#  -o smtpd_tls_auth_only=yes
+#  -o smtpd_reject_unlisted_recipient=no
+#  -o smtpd_client_restrictions=$mua_client_restrictions
+#  -o smtpd_helo_restrictions=$mua_helo_restrictions
+#  -o smtpd_sender_restrictions=$mua_sender_restrictions
+#  -o smtpd_recipient_restrictions=
+#  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+#  -o milter_macro_daemon_name=ORIGINATING
+# The same over implicit TLS (port 465).
+#submissions inet n      -       n       -       -       smtpd
+#  -o syslog_name=postfix/submissions
+#  -o smtpd_tls_wrappermode=yes
+#  -o smtpd_sasl_auth_enable=yes
+#  -o smtpd_reject_unlisted_recipient=no
+#  -o smtpd_client_restrictions=$mua_client_restrictions
+#  -o smtpd_helo_restrictions=$mua_helo_restrictions
+#  -o smtpd_sender_restrictions=$mua_sender_restrictions
+#  -o smtpd_recipient_restrictions=
+#  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+#  -o milter_macro_daemon_name=ORIGINATING
+";
+
+/// (name, type, private, unpriv, wakeup, maxproc, command): every internal service.
+type Row = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+
+const SERVICES: &[Row] = &[
+    ("pickup", "unix", "n", "-", "60", "1", "pickup"),
+    ("cleanup", "unix", "n", "-", "-", "0", "cleanup"),
+    ("qmgr", "unix", "n", "-", "300", "1", "qmgr"),
+    ("tlsmgr", "unix", "-", "-", "1000?", "1", "tlsmgr"),
+    ("rewrite", "unix", "-", "-", "-", "-", "trivial-rewrite"),
+    ("bounce", "unix", "-", "-", "-", "0", "bounce"),
+    ("defer", "unix", "-", "-", "-", "0", "bounce"),
+    ("trace", "unix", "-", "-", "-", "0", "bounce"),
+    ("verify", "unix", "-", "-", "-", "1", "verify"),
+    ("flush", "unix", "n", "-", "1000?", "0", "flush"),
+    ("proxymap", "unix", "-", "-", "-", "-", "proxymap"),
+    ("proxywrite", "unix", "-", "-", "-", "1", "proxymap"),
+    ("smtp", "unix", "-", "-", "-", "-", "smtp"),
+    ("relay", "unix", "-", "-", "-", "-", "smtp"),
+    ("showq", "unix", "n", "-", "-", "-", "showq"),
+    ("error", "unix", "-", "-", "-", "-", "error"),
+    ("retry", "unix", "-", "-", "-", "-", "error"),
+    ("discard", "unix", "-", "-", "-", "-", "discard"),
+    ("local", "unix", "-", "n", "-", "-", "local"),
+    ("virtual", "unix", "-", "n", "-", "-", "virtual"),
+    ("lmtp", "unix", "-", "-", "-", "-", "lmtp"),
+    ("anvil", "unix", "-", "-", "-", "1", "anvil"),
+    ("scache", "unix", "-", "-", "-", "1", "scache"),
+    ("postlog", "unix-dgram", "n", "-", "-", "1", "postlogd"),
+];
+
+#[cfg(test)]
+mod tests {
+    use crate::{ServiceType, parse_master_cf};
+
+    #[test]
+    fn template_parses_and_lists_services() {
+        let text = super::render("127.0.0.1:2525");
+        let m = parse_master_cf(&text).unwrap();
+        let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), 25);
+        assert_eq!(names[0], "127.0.0.1:2525");
+        assert_eq!(m.services[0].kind, ServiceType::Inet);
+        assert_eq!(m.services[0].command, "smtpd");
+        assert!(m.services.iter().all(|s| !s.chroot));
+        let relay = m.services.iter().find(|s| s.name == "relay").unwrap();
+        assert_eq!(relay.overrides, [("syslog_name".to_string(), "postfix/$service_name".to_string())]);
+        let local = m.services.iter().find(|s| s.name == "local").unwrap();
+        assert!(!local.unpriv);
+        assert!(text.contains("#  -o smtpd_tls_wrappermode=yes"));
+        // Uncommenting the templates yields valid services.
+        let open = text.replace("#submission", "submission").replace("#submissions", "submissions")
+            .replace("#  -o", "  -o");
+        let m = parse_master_cf(&open).unwrap();
+        assert_eq!(m.services.iter().filter(|s| s.command == "smtpd").count(), 3);
+        assert!(super::render("").starts_with("#"));
+    }
+}

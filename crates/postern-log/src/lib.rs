@@ -1,0 +1,241 @@
+//! postern-log — Postfix-format log lines (layer 1).
+//!
+//! Every program logs one line per event, queue ID first, in the format that
+//! Postfix's log tools (pflogsumm, fail2ban filters, admins' greps) parse:
+//!
+//! ```text
+//! Nov 22 22:40:48 mail postfix/local[4242]: 4F2A1B2C4D: to=<u@localhost>, relay=local, ...
+//! ```
+//!
+//! The program name is `$syslog_name/<program>`; warnings, errors and fatal
+//! errors carry Postfix's `warning: `, `error: `, `fatal: ` prefixes.
+//!
+//! # Configuration
+//! `maillog_file` (non-empty: append lines to that file, each line one
+//! `write(2)` on an `O_APPEND` descriptor, so concurrent writers never interleave
+//! within a line), otherwise syslog through `/dev/log` with `syslog_facility`;
+//! `syslog_name`. Commands run from a terminal also print warnings and errors to
+//! stderr, as Postfix's do.
+//!
+//! # Security
+//! Callers never pass message bodies or authentication secrets. Control
+//! characters in logged text are replaced with `?` so a peer cannot forge lines.
+#![forbid(unsafe_code)]
+
+use std::fmt::Display;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Mutex, OnceLock};
+
+/// Where log lines go.
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    /// `$syslog_name` (usually `postfix`).
+    pub syslog_name: String,
+    /// `$maillog_file`; empty means syslog.
+    pub maillog_file: String,
+    /// Host name written in file lines.
+    pub hostname: String,
+    /// Also copy warnings and errors to stderr (commands).
+    pub stderr: bool,
+    /// Copy every line to stderr (`start-fg` style debugging, tests).
+    pub verbose_stderr: bool,
+}
+
+enum Sink {
+    File(File),
+    Syslog(UnixDatagram),
+    Stderr,
+}
+
+struct Logger {
+    tag: String,
+    cfg: LogConfig,
+    sink: Mutex<Sink>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Installs the process-wide logger for `program` (e.g. `local`). The first call wins.
+pub fn init(program: &str, cfg: LogConfig) {
+    let name = if cfg.syslog_name.is_empty() {
+        "postfix"
+    } else {
+        cfg.syslog_name.as_str()
+    };
+    let tag = if program.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}/{program}")
+    };
+    let sink = open_sink(&cfg);
+    let _already = LOGGER.set(Logger {
+        tag,
+        cfg,
+        sink: Mutex::new(sink),
+    }); // first init wins, by design
+}
+
+fn open_sink(cfg: &LogConfig) -> Sink {
+    if !cfg.maillog_file.is_empty() {
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.maillog_file)
+        {
+            Ok(f) => return Sink::File(f),
+            Err(e) => eprintln!("warning: open {}: {e}; logging to stderr", cfg.maillog_file),
+        }
+        return Sink::Stderr;
+    }
+    match UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s)) {
+        Ok(s) => Sink::Syslog(s),
+        Err(_) => Sink::Stderr,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Info,
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl Level {
+    fn prefix(self) -> &'static str {
+        match self {
+            Level::Info => "",
+            Level::Warning => "warning: ",
+            Level::Error => "error: ",
+            Level::Fatal => "fatal: ",
+            Level::Panic => "panic: ",
+        }
+    }
+
+    fn severity(self) -> u8 {
+        match self {
+            Level::Info => 6,
+            Level::Warning => 4,
+            Level::Error => 3,
+            Level::Fatal => 2,
+            Level::Panic => 0,
+        }
+    }
+}
+
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn timestamp() -> String {
+    let now = jiff::Zoned::now();
+    now.strftime("%b %e %H:%M:%S").to_string()
+}
+
+fn emit(level: Level, text: &dyn Display) {
+    let body = format!("{}{}", level.prefix(), sanitize(&text.to_string()));
+    let Some(l) = LOGGER.get() else {
+        eprintln!("{body}");
+        return;
+    };
+    let pid = std::process::id();
+    if (l.cfg.stderr && level != Level::Info) || l.cfg.verbose_stderr {
+        eprintln!("{}: {body}", l.tag.rsplit('/').next().unwrap_or("postern"));
+    }
+    let mut sink = match l.sink.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    // A lost log line must not stop mail: write errors go to stderr, nothing more.
+    let res = match &mut *sink {
+        Sink::File(f) => {
+            let line = format!(
+                "{} {} {}[{pid}]: {body}\n",
+                timestamp(),
+                l.cfg.hostname,
+                l.tag
+            );
+            f.write_all(line.as_bytes())
+        }
+        Sink::Syslog(s) => {
+            let pri = 2 * 8 + level.severity(); // facility mail
+            let line = format!("<{pri}>{} {}[{pid}]: {body}", timestamp(), l.tag);
+            s.send(line.as_bytes()).map(|_| ())
+        }
+        Sink::Stderr => {
+            if l.cfg.stderr && level != Level::Info {
+                Ok(()) // already printed above
+            } else {
+                writeln!(
+                    std::io::stderr(),
+                    "{} {}[{pid}]: {body}",
+                    timestamp(),
+                    l.tag
+                )
+            }
+        }
+    };
+    if let Err(e) = res {
+        eprintln!("{}[{pid}]: {body} (log write failed: {e})", l.tag);
+    }
+}
+
+/// Logs an informational line.
+pub fn info(text: impl Display) {
+    emit(Level::Info, &text);
+}
+
+/// Logs a warning (the program continues).
+pub fn warning(text: impl Display) {
+    emit(Level::Warning, &text);
+}
+
+/// Logs an error (the program continues, but something needs attention).
+pub fn error(text: impl Display) {
+    emit(Level::Error, &text);
+}
+
+/// Logs a fatal error and exits with status 1 (master restarts daemons as needed).
+pub fn fatal(text: impl Display) -> ! {
+    emit(Level::Fatal, &text);
+    std::process::exit(1);
+}
+
+/// Logs a bug and aborts.
+pub fn panic(text: impl Display) -> ! {
+    emit(Level::Panic, &text);
+    std::process::abort();
+}
+
+/// `info!`-style formatting helper.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::info(format_args!($($arg)*)) };
+}
+
+/// `warning!`-style formatting helper.
+#[macro_export]
+macro_rules! warning {
+    ($($arg:tt)*) => { $crate::warning(format_args!($($arg)*)) };
+}
+
+/// `fatal!`-style formatting helper.
+#[macro_export]
+macro_rules! fatal {
+    ($($arg:tt)*) => { $crate::fatal(format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_chars_are_neutralised() {
+        assert_eq!(sanitize("a\nb\r\0c"), "a?b??c");
+    }
+}

@@ -1,0 +1,130 @@
+//! Loading the configuration from disk.
+//!
+//! # Configuration
+//! The directory is `-c DIR` when given, else `$MAIL_CONFIG`, else
+//! `/etc/postern`. `main.cf` may be absent (all defaults); `master.cf` is
+//! required only by master. Host-dependent defaults (`myhostname`,
+//! `mydomain`) are computed here, from the kernel's host name.
+
+use postern_config::{Config, MasterCf, ParseError};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The compiled-in configuration directory.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/postern";
+
+/// Errors loading configuration.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("open {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax errors.
+    #[error("{}", .errors.iter().map(|e| format!("{}: {e}", .path)).collect::<Vec<_>>().join("\n"))]
+    Syntax {
+        /// Path.
+        path: String,
+        /// Every error found.
+        errors: Vec<ParseError>,
+    },
+}
+
+/// Picks the configuration directory.
+pub fn config_dir(cli: Option<&Path>) -> PathBuf {
+    if let Some(d) = cli {
+        return d.to_path_buf();
+    }
+    match std::env::var_os("MAIL_CONFIG") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(DEFAULT_CONFIG_DIR),
+    }
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Effective main.cf parameters.
+    pub config: Config,
+    /// The configuration directory.
+    pub dir: PathBuf,
+}
+
+fn read_optional(path: &Path) -> Result<String, LoadError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The host name and the domain derived from it, as Postfix derives
+/// `myhostname` and `mydomain`.
+pub fn host_names() -> (String, String) {
+    let host = postern_sys::privs::hostname().unwrap_or_else(|_| "localhost".into());
+    let host = host.trim().to_ascii_lowercase();
+    let fqdn = if host.contains('.') {
+        host
+    } else {
+        format!("{host}.localdomain")
+    };
+    let domain = fqdn
+        .split_once('.')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| "localdomain".into());
+    (fqdn, domain)
+}
+
+/// Reads `DIR/main.cf` and builds the effective configuration.
+pub fn load(dir: &Path) -> Result<Loaded, LoadError> {
+    let path = dir.join("main.cf");
+    let text = read_optional(&path)?;
+    let main = postern_config::parse_main_cf(&text).map_err(|errors| LoadError::Syntax {
+        path: path.display().to_string(),
+        errors,
+    })?;
+    let mut config = Config::new(main);
+    let (host, domain) = host_names();
+    config.set_default("myhostname", &host);
+    config.set_default("mydomain", &domain);
+    config.set_default("config_directory", &dir.display().to_string());
+    Ok(Loaded {
+        config,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Reads `DIR/master.cf`.
+pub fn load_master(dir: &Path) -> Result<MasterCf, LoadError> {
+    let path = dir.join("master.cf");
+    let text = std::fs::read(&path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    postern_config::parse_master_cf(&String::from_utf8_lossy(&text)).map_err(|errors| {
+        LoadError::Syntax {
+            path: path.display().to_string(),
+            errors,
+        }
+    })
+}
+
+/// The log configuration for a program.
+pub fn log_config(cfg: &Config, to_stderr: bool) -> postern_log::LogConfig {
+    postern_log::LogConfig {
+        syslog_name: cfg.get("syslog_name"),
+        maillog_file: cfg.get("maillog_file"),
+        hostname: cfg.get("myhostname"),
+        stderr: to_stderr,
+        verbose_stderr: false,
+    }
+}

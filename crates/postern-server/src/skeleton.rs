@@ -1,0 +1,293 @@
+//! The daemon skeletons: process start-up and the server loops.
+//!
+//! master starts a daemon as `PROGRAM -c DIR -n SERVICE -t TYPE [-u] [-g GEN]
+//! [-o name=value]... [args]` with the listening socket at descriptor 3 and
+//! the service's status pipe at descriptor 4 (see `postern_sys::fd`).
+//!
+//! # Security
+//! [`init`] drops privileges before anything else happens when the service is
+//! unprivileged (`-u`, master.cf's unpriv column) and the process runs as
+//! root: it switches to `mail_owner` with setgid → setgroups → setuid, each
+//! checked. It then asks the kernel to terminate the daemon when master dies,
+//! sets umask 077, and refuses to run when not started by master.
+//!
+//! # Configuration
+//! `max_use` (requests per process), `max_idle` (seconds idle before exit),
+//! `mail_owner`, and the service's `-o` overrides.
+
+use crate::load;
+use crate::status;
+use postern_config::Config;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a daemon knows about itself.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Program name (`pickup`, `cleanup`, …).
+    pub program: String,
+    /// master.cf service name.
+    pub service: String,
+    /// master.cf service type (`unix`, `inet`…).
+    pub service_type: String,
+    /// Effective configuration, with the service's `-o` overrides applied.
+    pub config: Config,
+    /// Configuration directory.
+    pub config_dir: PathBuf,
+    /// Remaining command arguments from master.cf.
+    pub args: Vec<String>,
+    /// master's configuration generation.
+    pub generation: u32,
+    /// Whether the service is unprivileged.
+    pub unprivileged: bool,
+}
+
+struct Parsed {
+    dir: Option<PathBuf>,
+    service: String,
+    kind: String,
+    unpriv: bool,
+    generation: u32,
+    overrides: Vec<(String, String)>,
+    rest: Vec<String>,
+}
+
+fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
+    let mut p = Parsed {
+        dir: None,
+        service: program.to_string(),
+        kind: "unix".into(),
+        unpriv: false,
+        generation: 0,
+        overrides: Vec::new(),
+        rest: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("option {flag} needs a value"))
+        };
+        match a.as_str() {
+            "-c" => p.dir = Some(PathBuf::from(val("-c")?)),
+            "-n" => p.service = val("-n")?,
+            "-t" => p.kind = val("-t")?,
+            "-u" => p.unpriv = true,
+            "-g" => p.generation = val("-g")?.parse().map_err(|_| "bad -g value".to_string())?,
+            "-o" => {
+                let kv = val("-o")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("bad -o value: {kv}"))?;
+                p.overrides
+                    .push((k.trim().to_string(), v.trim().to_string()));
+            }
+            _ => p.rest.push(a.clone()),
+        }
+    }
+    Ok(p)
+}
+
+/// Daemon start-up: arguments, configuration, logging, privileges.
+/// Exits with a fatal log line on any error (master throttles the service).
+pub fn init(program: &str, args: &[String]) -> Context {
+    let p = match parse_args(program, args) {
+        Ok(p) => p,
+        Err(e) => postern_log::fatal(format!("{program}: {e}")),
+    };
+    let dir = load::config_dir(p.dir.as_deref());
+    let loaded = match load::load(&dir) {
+        Ok(l) => l,
+        Err(e) => postern_log::fatal(format!("{program}: {e}")),
+    };
+    let config = loaded.config.with_overrides(&p.overrides);
+    postern_log::init(program, load::log_config(&config, false));
+    postern_sys::privs::set_umask(0o077);
+    if p.unpriv && postern_sys::privs::is_root() {
+        drop_to_mail_owner(&config);
+    }
+    if let Err(e) = postern_sys::privs::die_with_parent() {
+        postern_log::fatal(e);
+    }
+    Context {
+        program: program.to_string(),
+        service: p.service,
+        service_type: p.kind,
+        config,
+        config_dir: dir,
+        args: p.rest,
+        generation: p.generation,
+        unprivileged: p.unpriv,
+    }
+}
+
+fn drop_to_mail_owner(cfg: &Config) {
+    let owner = cfg.get("mail_owner");
+    let user = match postern_sys::privs::lookup_user(&owner) {
+        Ok(Some(u)) => u,
+        Ok(None) => postern_log::fatal(format!(
+            "file {}/main.cf: parameter mail_owner: unknown user name value: {owner}",
+            cfg.get("config_directory")
+        )),
+        Err(e) => postern_log::fatal(e),
+    };
+    if user.uid == 0 {
+        postern_log::fatal(format!("mail_owner {owner} must not be the super-user"));
+    }
+    if let Err(e) = postern_sys::privs::drop_to(user.uid, user.gid) {
+        postern_log::fatal(e);
+    }
+}
+
+struct Inherited {
+    listener: UnixListener,
+    status: File,
+}
+
+fn inherited() -> Inherited {
+    let take = |fd, what: &str| -> OwnedFd {
+        match postern_sys::fd::take_inherited(fd) {
+            Ok(f) => f,
+            Err(e) => postern_log::fatal(format!(
+                "{what} descriptor: {e} (daemons run only under master)"
+            )),
+        }
+    };
+    let listener = UnixListener::from(take(postern_sys::fd::LISTEN_FD, "listen"));
+    let status = File::from(take(postern_sys::fd::STATUS_FD, "status"));
+    Inherited { listener, status }
+}
+
+fn report(status_pipe: &mut File, generation: u32, st: u32) {
+    let msg = status::encode(std::process::id(), generation, st);
+    if let Err(e) = status_pipe.write_all(&msg) {
+        // master is gone: nothing useful is left to do.
+        postern_log::fatal(format!("master status update: {e}"));
+    }
+}
+
+/// Waits for a connection. `None` on idle timeout or an exit request.
+fn wait_accept(listener: &UnixListener, idle: Duration) -> Option<UnixStream> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = std::time::Instant::now() + idle;
+    loop {
+        if postern_sys::signals::hup_received() || postern_sys::signals::term_received() {
+            return None;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => match listener.accept() {
+                Ok((s, _)) => return Some(s),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => postern_log::fatal(format!("accept connection: {e}")),
+            },
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => postern_log::fatal(format!("poll: {e}")),
+        }
+    }
+}
+
+fn limits(ctx: &Context) -> (u64, Duration) {
+    let max_use = ctx.config.get_int("max_use").unwrap_or(100).max(1) as u64;
+    let max_idle = ctx.config.get_time("max_idle").unwrap_or(100).max(1);
+    (max_use, Duration::from_secs(max_idle))
+}
+
+/// Serves one client at a time until `max_use` clients were served, the
+/// process was idle for `max_idle`, or master asked it to finish (SIGHUP).
+pub fn single_server(ctx: Context, mut handler: impl FnMut(&Context, UnixStream)) -> ! {
+    if let Err(e) = postern_sys::signals::install_exit_flags(false) {
+        postern_log::fatal(e);
+    }
+    let mut inh = inherited();
+    let (max_use, idle) = limits(&ctx);
+    let mut served = 0;
+    while served < max_use {
+        let Some(stream) = wait_accept(&inh.listener, idle) else {
+            break;
+        };
+        report(&mut inh.status, ctx.generation, status::BUSY);
+        handler(&ctx, stream);
+        served += 1;
+        report(&mut inh.status, ctx.generation, status::AVAILABLE);
+    }
+    std::process::exit(0)
+}
+
+/// Runs `on_trigger` with the bytes of each trigger connection (wake-ups from
+/// master, requests from other programs). Long-lived: exits on `max_idle`
+/// only when `exit_when_idle` is set, else only at master's request.
+pub fn trigger_server(
+    ctx: Context,
+    exit_when_idle: bool,
+    mut on_trigger: impl FnMut(&Context, &[u8]),
+) -> ! {
+    if let Err(e) = postern_sys::signals::install_exit_flags(false) {
+        postern_log::fatal(e);
+    }
+    let inh = inherited();
+    let (max_use, idle) = limits(&ctx);
+    let idle = if exit_when_idle {
+        idle
+    } else {
+        Duration::from_secs(365 * 86400)
+    };
+    let mut served = 0;
+    while !exit_when_idle || served < max_use {
+        let Some(mut stream) = wait_accept(&inh.listener, idle) else {
+            break;
+        };
+        let mut buf = [0u8; 1024];
+        let mut got = 0;
+        if stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .is_ok()
+        {
+            while got < buf.len() {
+                match stream.read(&mut buf[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(_) => break, // a trigger is best-effort: use what arrived
+                }
+            }
+        }
+        drop(stream);
+        on_trigger(&ctx, &buf[..got]);
+        served += 1;
+    }
+    std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_arguments() {
+        let a: Vec<String> = [
+            "-c", "/x", "-n", "smtp", "-t", "inet", "-u", "-o", "a=b = c", "-v",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = parse_args("smtpd", &a).unwrap();
+        assert_eq!(p.service, "smtp");
+        assert!(p.unpriv);
+        assert_eq!(p.overrides, vec![("a".to_string(), "b = c".to_string())]);
+        assert_eq!(p.rest, vec!["-v".to_string()]);
+        assert!(parse_args("x", &["-o".to_string()]).is_err());
+    }
+}

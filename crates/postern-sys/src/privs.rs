@@ -1,0 +1,187 @@
+//! Process identity: user lookup, the permanent privilege drop, and temporary
+//! effective-id switches.
+//!
+//! # Security
+//! [`drop_to`] runs setgid → setgroups → setuid, checks each call, then
+//! verifies that neither the real nor the effective uid can return to root
+//! (as Postfix's `set_ugid` does). It must be called before any thread is
+//! started: glibc applies set*id to all threads, but only for calls made
+//! through it, and we want the simple single-threaded guarantee.
+
+use crate::{Result, SysError};
+use nix::unistd::{Gid, Uid, User};
+use std::ffi::CString;
+
+/// An account of the password database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory.
+    pub home: String,
+    /// Login shell.
+    pub shell: String,
+}
+
+impl From<User> for UserInfo {
+    fn from(u: User) -> Self {
+        UserInfo {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir.display().to_string(),
+            shell: u.shell.display().to_string(),
+        }
+    }
+}
+
+/// Looks up an account by name. `Ok(None)` when there is no such account.
+pub fn lookup_user(name: &str) -> Result<Option<UserInfo>> {
+    User::from_name(name)
+        .map(|u| u.map(UserInfo::from))
+        .map_err(|e| SysError::errno("getpwnam", name, e))
+}
+
+/// Looks up an account by uid.
+pub fn lookup_uid(uid: u32) -> Result<Option<UserInfo>> {
+    User::from_uid(Uid::from_raw(uid))
+        .map(|u| u.map(UserInfo::from))
+        .map_err(|e| SysError::errno("getpwuid", uid.to_string(), e))
+}
+
+/// The real user id of this process.
+pub fn real_uid() -> u32 {
+    Uid::current().as_raw()
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    Uid::effective().as_raw()
+}
+
+/// The real group id of this process.
+pub fn real_gid() -> u32 {
+    Gid::current().as_raw()
+}
+
+/// Whether the process runs with root privileges.
+pub fn is_root() -> bool {
+    Uid::effective().is_root()
+}
+
+/// Permanently drops to `uid`/`gid` with `gid` as the only supplementary group.
+pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
+    let g = Gid::from_raw(gid);
+    nix::unistd::setgid(g).map_err(|e| SysError::errno("setgid", gid.to_string(), e))?;
+    nix::unistd::setgroups(&[g]).map_err(|e| SysError::errno("setgroups", gid.to_string(), e))?;
+    nix::unistd::setuid(Uid::from_raw(uid))
+        .map_err(|e| SysError::errno("setuid", uid.to_string(), e))?;
+    if uid != 0 && (nix::unistd::setuid(Uid::from_raw(0)).is_ok() || Uid::effective().is_root()) {
+        return Err(SysError::new(
+            "setuid",
+            uid.to_string(),
+            std::io::Error::other("privileges could be regained after the drop"),
+        ));
+    }
+    Ok(())
+}
+
+/// Temporarily takes on a user's effective identity (uid, gid and the user's
+/// supplementary groups) and restores root's when dropped. Only valid in a
+/// root process; a non-root process gets a no-op guard.
+pub struct EffectiveIds {
+    active: bool,
+}
+
+impl EffectiveIds {
+    /// Switches the effective ids to `user`.
+    pub fn switch(user: &UserInfo) -> Result<EffectiveIds> {
+        if !is_root() {
+            return Ok(EffectiveIds { active: false });
+        }
+        let cname = CString::new(user.name.clone()).map_err(|_| {
+            SysError::new(
+                "initgroups",
+                &user.name,
+                std::io::Error::other("NUL in name"),
+            )
+        })?;
+        nix::unistd::initgroups(&cname, Gid::from_raw(user.gid))
+            .map_err(|e| SysError::errno("initgroups", &user.name, e))?;
+        nix::unistd::setegid(Gid::from_raw(user.gid))
+            .map_err(|e| SysError::errno("setegid", user.gid.to_string(), e))?;
+        nix::unistd::seteuid(Uid::from_raw(user.uid))
+            .map_err(|e| SysError::errno("seteuid", user.uid.to_string(), e))?;
+        Ok(EffectiveIds { active: true })
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        self.active = false;
+        nix::unistd::seteuid(Uid::from_raw(0)).map_err(|e| SysError::errno("seteuid", "0", e))?;
+        nix::unistd::setegid(Gid::from_raw(0)).map_err(|e| SysError::errno("setegid", "0", e))?;
+        nix::unistd::setgroups(&[Gid::from_raw(0)])
+            .map_err(|e| SysError::errno("setgroups", "0", e))
+    }
+
+    /// Restores root's ids, reporting failure.
+    pub fn finish(mut self) -> Result<()> {
+        self.restore()
+    }
+}
+
+impl Drop for EffectiveIds {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            // Continuing with a user's identity would be a privilege bug: stop.
+            eprintln!("fatal: cannot restore privileges: {e}");
+            std::process::abort();
+        }
+    }
+}
+
+/// Asks the kernel to send `SIGTERM` to this process when its parent (master) dies.
+pub fn die_with_parent() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| SysError::errno("prctl", "PR_SET_PDEATHSIG", e))
+}
+
+/// Sends a signal to a process; `Ok(false)` when the process does not exist.
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) -> Result<bool> {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(SysError::errno("kill", pid.to_string(), e)),
+    }
+}
+
+/// Sets the file-creation mask and returns the previous one.
+pub fn set_umask(mask: u32) -> u32 {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask)).bits()
+}
+
+/// The host name from the kernel.
+pub fn hostname() -> Result<String> {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .map_err(|e| SysError::errno("gethostname", "", e))
+}
+
+/// Changes a path's owner.
+pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> Result<()> {
+    nix::unistd::chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| SysError::errno("chown", path.display().to_string(), e))
+}
+
+/// Looks up a group id by name.
+pub fn lookup_group(name: &str) -> Result<Option<u32>> {
+    nix::unistd::Group::from_name(name)
+        .map(|g| g.map(|g| g.gid.as_raw()))
+        .map_err(|e| SysError::errno("getgrnam", name, e))
+}
