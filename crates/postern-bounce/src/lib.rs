@@ -1,14 +1,43 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! postern-bounce — the bounce/defer/trace service (Postfix's `bounce(8)`)
+//! and its delivery status notifications.
+//!
+//! * [`dsn`]: composes RFC 3464 notifications (pure; no I/O).
+//! * [`service`]: the per-message status logs and the notices (master.cf
+//!   services `bounce`, `defer` and `trace` all run this program).
+//!
+//! # Configuration
+//! `bounce_size_limit`, `double_bounce_sender`, `2bounce_notice_recipient`,
+//! `myhostname`, `myorigin`, `queue_directory`, `ipc_timeout`.
+pub mod dsn;
+pub mod service;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+use postern_ipc::proto::BounceRequest;
+use postern_server::client;
+use postern_server::skeleton;
+use std::ffi::OsString;
+use std::process::ExitCode;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// Daemon entry point.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let ctx = skeleton::init("bounce", &args);
+    skeleton::single_server(ctx, |ctx, mut stream| {
+        let timeout = client::ipc_timeout(&ctx.config);
+        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
+            postern_log::warning(format!("set socket timeout: {e}"));
+            return;
+        }
+        let req = match client::read_frame(&mut stream, 1 << 24) {
+            Ok(Some(a)) => match BounceRequest::from_attrs(&a) {
+                Ok(r) => r,
+                Err(e) => return postern_log::warning(format!("bad bounce request: {e}")),
+            },
+            Ok(None) => return,
+            Err(e) => return postern_log::warning(format!("read bounce request: {e}")),
+        };
+        let reply = service::handle(&ctx.config, &req);
+        if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
+            postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
+        }
+    })
 }

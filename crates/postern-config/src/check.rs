@@ -12,7 +12,9 @@
 
 use crate::config::{parse_bool, parse_int, parse_time};
 use crate::master::type_name;
-use crate::{Config, ParamKind, ParseError, Service, ServiceType, param, parse_main_cf, parse_master_cf};
+use crate::{
+    Config, ParamKind, ParseError, Service, ServiceType, param, parse_main_cf, parse_master_cf,
+};
 
 /// Postfix's fallback domain for a host name without a dot.
 const DEFAULT_DOMAIN: &str = "localdomain";
@@ -21,13 +23,21 @@ const DEFAULT_DOMAIN: &str = "localdomain";
 ///
 /// Postfix's rules (observed with `postconf -d` on a host named `vm`: `myhostname =
 /// vm.localdomain`, `mydomain = localdomain`): a host name with a dot is used as is; one
-/// without gets `.localdomain` appended. `mydomain` is the *effective* myhostname (main.cf may
+/// without gets `.$mydomain` appended when main.cf sets mydomain, else `.localdomain`. `mydomain` is the *effective* myhostname (main.cf may
 /// set it) minus its first label, or `localdomain` when that leaves nothing. Values set in
 /// main.cf still win, as for every default.
 pub fn apply_host_defaults(cfg: &mut Config, hostname: &str) {
     let host = hostname.trim().trim_end_matches('.');
     let host = if host.is_empty() { "localhost" } else { host };
-    let fqdn = if host.contains('.') { host.to_string() } else { format!("{host}.{DEFAULT_DOMAIN}") };
+    // A short host name gets main.cf's mydomain when set (Postfix: `vm` + `mydomain =
+    // example.org` gives `vm.example.org`), else `localdomain`.
+    let fqdn = if host.contains('.') {
+        host.to_string()
+    } else if cfg.is_set("mydomain") && !cfg.get("mydomain").is_empty() {
+        format!("{host}.{}", cfg.get("mydomain"))
+    } else {
+        format!("{host}.{DEFAULT_DOMAIN}")
+    };
     cfg.set_default("myhostname", &fqdn);
     let effective = cfg.get("myhostname");
     let domain = match effective.split_once('.') {
@@ -41,7 +51,12 @@ pub fn apply_host_defaults(cfg: &mut Config, hostname: &str) {
 /// errors of either file and values of known boolean, integer, size or time parameters that do
 /// not convert (in main.cf, and in master.cf `-o` overrides). Unknown master.cf command names
 /// are not problems.
-pub fn check_texts(main_cf: &str, master_cf: &str, main_path: &str, master_path: &str) -> Vec<String> {
+pub fn check_texts(
+    main_cf: &str,
+    master_cf: &str,
+    main_path: &str,
+    master_path: &str,
+) -> Vec<String> {
     let mut out = Vec::new();
     let fmt = |path: &str, e: &ParseError| format!("{path}: {e}");
     let cfg = match parse_main_cf(main_cf) {
@@ -114,7 +129,9 @@ pub fn format_service(svc: &Service) -> String {
         (_, true) => "-",
         (_, false) => "n",
     };
-    let wakeup = svc.wakeup.map_or("-".to_string(), |w| format!("{}{}", w.seconds, if w.conditional { "?" } else { "" }));
+    let wakeup = svc.wakeup.map_or("-".to_string(), |w| {
+        format!("{}{}", w.seconds, if w.conditional { "?" } else { "" })
+    });
     let maxproc = svc.maxproc.map_or("-".to_string(), |m| m.to_string());
     let mut command = svc.command.clone();
     for (n, v) in &svc.overrides {
@@ -158,32 +175,63 @@ mod tests {
     fn host_defaults() {
         let mut c = Config::new(Default::default());
         apply_host_defaults(&mut c, "vm\n");
-        assert_eq!((c.get("myhostname"), c.get("mydomain")), ("vm.localdomain".into(), "localdomain".into()));
+        assert_eq!(
+            (c.get("myhostname"), c.get("mydomain")),
+            ("vm.localdomain".into(), "localdomain".into())
+        );
         apply_host_defaults(&mut c, "mx.example.org");
-        assert_eq!((c.get("myhostname"), c.get("mydomain")), ("mx.example.org".into(), "example.org".into()));
+        assert_eq!(
+            (c.get("myhostname"), c.get("mydomain")),
+            ("mx.example.org".into(), "example.org".into())
+        );
         let mut c = Config::new(parse_main_cf("myhostname = a.b.test").unwrap());
         apply_host_defaults(&mut c, "ignored");
-        assert_eq!((c.get("myhostname"), c.get("mydomain")), ("a.b.test".into(), "b.test".into()));
+        assert_eq!(
+            (c.get("myhostname"), c.get("mydomain")),
+            ("a.b.test".into(), "b.test".into())
+        );
         apply_host_defaults(&mut c, "");
         assert_eq!(c.get("mydomain"), "b.test");
+        let mut c = Config::new(parse_main_cf("mydomain = example.org").unwrap());
+        apply_host_defaults(&mut c, "vm");
+        assert_eq!(
+            (c.get("myhostname"), c.get("mydomain")),
+            ("vm.example.org".into(), "example.org".into())
+        );
     }
 
     #[test]
     fn check_reports_every_problem() {
-        let main = "biff = maybe\nmax_use = lots\nmax_idle = 10x\nmax_idle = 5m\nfoo = bar\nbad line\n";
+        let main =
+            "biff = maybe\nmax_use = lots\nmax_idle = 10x\nmax_idle = 5m\nfoo = bar\nbad line\n";
         let got = check_texts(main, "", "m.cf", "x.cf");
-        assert_eq!(got, ["m.cf: line 6: missing '=' after parameter name: \"bad line\""]);
+        assert_eq!(
+            got,
+            ["m.cf: line 6: missing '=' after parameter name: \"bad line\""]
+        );
         let main = "biff = maybe\nmax_use = lots\nmax_idle = 10x\nmax_idle = 5m\nfoo = bar\nmessage_size_limit = $foo\n";
-        let master = "a unix - - n - - x -o biff=yes -o soft_bounce=perhaps\nb inet - - n - - y\nbroken\n";
+        let master =
+            "a unix - - n - - x -o biff=yes -o soft_bounce=perhaps\nb inet - - n - - y\nbroken\n";
         let got = check_texts(main, master, "m.cf", "x.cf");
-        assert_eq!(got, [
-            "m.cf: line 1: bad boolean value for parameter biff: \"maybe\"",
-            "m.cf: line 2: bad integer value for parameter max_use: \"lots\"",
-            "m.cf: line 6: bad size value for parameter message_size_limit: \"bar\"",
-            "x.cf: line 3: expected at least 8 fields, found 1",
-        ]);
-        let got = check_texts(main, "a unix - - n - - x -o biff=yes -o soft_bounce=perhaps", "m", "x");
-        assert_eq!(got.last().unwrap(), "x: line 1: bad boolean value for parameter soft_bounce: \"perhaps\"");
+        assert_eq!(
+            got,
+            [
+                "m.cf: line 1: bad boolean value for parameter biff: \"maybe\"",
+                "m.cf: line 2: bad integer value for parameter max_use: \"lots\"",
+                "m.cf: line 6: bad size value for parameter message_size_limit: \"bar\"",
+                "x.cf: line 3: expected at least 8 fields, found 1",
+            ]
+        );
+        let got = check_texts(
+            main,
+            "a unix - - n - - x -o biff=yes -o soft_bounce=perhaps",
+            "m",
+            "x",
+        );
+        assert_eq!(
+            got.last().unwrap(),
+            "x: line 1: bad boolean value for parameter soft_bounce: \"perhaps\""
+        );
     }
 
     #[test]
@@ -199,10 +247,13 @@ mod tests {
         )
         .unwrap();
         let lines: Vec<String> = m.services.iter().map(format_service).collect();
-        assert_eq!(lines, [
-            "smtp       inet  n       -       y       -       -       smtpd",
-            "a          unix  -       -       n       60?     -       smtpd -o x=1 -o {y=a b} -v",
-            "verylongservicename unix-dgram - - n     -       100     postlogd",
-        ]);
+        assert_eq!(
+            lines,
+            [
+                "smtp       inet  n       -       y       -       -       smtpd",
+                "a          unix  -       -       n       60?     -       smtpd -o x=1 -o {y=a b} -v",
+                "verylongservicename unix-dgram - - n     -       100     postlogd",
+            ]
+        );
     }
 }

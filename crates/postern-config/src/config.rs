@@ -46,7 +46,11 @@ impl Config {
         for e in main.entries {
             map.insert(e.name, (e.value, e.line));
         }
-        Config { main: map, defaults: HashMap::new(), overrides: HashMap::new() }
+        Config {
+            main: map,
+            defaults: HashMap::new(),
+            overrides: HashMap::new(),
+        }
     }
 
     /// Replaces the default of a (host-dependent) parameter, e.g. `myhostname`.
@@ -72,7 +76,9 @@ impl Config {
     pub fn get(&self, name: &str) -> String {
         match self.raw(name) {
             // Expanding the reference (not the value) puts `name` on the cycle-detection stack.
-            Some(_) if name.bytes().all(expand::is_name_byte) => expand::expand(self, &format!("${{{name}}}")),
+            Some(_) if name.bytes().all(expand::is_name_byte) => {
+                expand::expand(self, &format!("${{{name}}}"))
+            }
             Some(v) => expand::expand(self, &v),
             None => String::new(),
         }
@@ -106,7 +112,11 @@ impl Config {
     /// An integer parameter.
     pub fn get_int(&self, name: &str) -> Result<i64, ValueError> {
         let v = self.get(name);
-        let kind = if param(name).is_some_and(|p| p.kind == ParamKind::Size) { "size" } else { "integer" };
+        let kind = if param(name).is_some_and(|p| p.kind == ParamKind::Size) {
+            "size"
+        } else {
+            "integer"
+        };
         parse_int(&v).ok_or_else(|| bad(name, kind, v))
     }
 
@@ -162,6 +172,47 @@ impl Config {
         unused
     }
 
+    /// master.cf `-o` overrides whose names are neither in the table, nor per-transport names
+    /// of a master.cf service, nor set in main.cf, nor referenced by any main.cf value or
+    /// override value: (name, value, master.cf line). Postfix warns about these as
+    /// `postconf: warning: /etc/postfix/master.cf: unused parameter: x=y`.
+    pub fn unused_master_params(&self, master: &MasterCf) -> Vec<(String, String, usize)> {
+        let mut used: HashSet<String> = HashSet::new();
+        for (value, _) in self.main.values() {
+            used.extend(expand::referenced_names(value));
+        }
+        for svc in &master.services {
+            for (_, v) in &svc.overrides {
+                used.extend(expand::referenced_names(v));
+            }
+        }
+        let mut unused = Vec::new();
+        for svc in &master.services {
+            for (n, v) in &svc.overrides {
+                let known = param(n).is_some()
+                    || self.main.contains_key(n)
+                    || used.contains(n)
+                    || is_service_param(n, &master.services);
+                if !known {
+                    unused.push((n.clone(), v.clone(), svc.line));
+                }
+            }
+        }
+        unused
+    }
+
+    /// Every parameter set in main.cf (or with [`Config::set`]): (name, raw value, line),
+    /// sorted by line, then name.
+    pub fn main_entries(&self) -> Vec<(String, String, usize)> {
+        let mut v: Vec<(String, String, usize)> = self
+            .main
+            .iter()
+            .map(|(n, (val, l))| (n.clone(), val.clone(), *l))
+            .collect();
+        v.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
     /// The main.cf line of a parameter (0 when set with [`Config::set`]), if set there.
     pub fn main_line(&self, name: &str) -> Option<usize> {
         self.main.get(name).map(|(_, l)| *l)
@@ -170,14 +221,21 @@ impl Config {
 
 /// `<service>_<suffix>` names for master.cf services that are not inet listeners.
 fn is_service_param(name: &str, services: &[crate::Service]) -> bool {
-    services.iter().filter(|s| s.kind != ServiceType::Inet).any(|s| {
-        name.strip_prefix(s.name.as_str())
-            .is_some_and(|rest| SERVICE_SUFFIXES.contains(&rest))
-    })
+    services
+        .iter()
+        .filter(|s| s.kind != ServiceType::Inet)
+        .any(|s| {
+            name.strip_prefix(s.name.as_str())
+                .is_some_and(|rest| SERVICE_SUFFIXES.contains(&rest))
+        })
 }
 
 fn bad(name: &str, kind: &'static str, value: String) -> ValueError {
-    ValueError { name: name.to_string(), kind, value }
+    ValueError {
+        name: name.to_string(),
+        kind,
+        value,
+    }
 }
 
 /// yes/no/true/false, case-insensitive.
@@ -232,7 +290,10 @@ pub(crate) fn parse_time(v: &str, default_unit: char) -> Option<u64> {
 
 /// Splits on whitespace and commas, dropping empty items.
 pub(crate) fn split_list(v: &str) -> Vec<String> {
-    v.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    v.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -34,7 +34,10 @@ pub(crate) trait Lookup {
 
 /// Expands `text` against `source`.
 pub(crate) fn expand<L: Lookup>(source: &L, text: &str) -> String {
-    let mut ex = Expander { source, stack: Vec::new() };
+    let mut ex = Expander {
+        source,
+        stack: Vec::new(),
+    };
     let mut out = String::new();
     ex.text(text, 0, &mut out);
     out
@@ -223,7 +226,9 @@ impl<L: Lookup> Expander<'_, L> {
             '?' => self.conditional(set, arg, whole, depth, out),
             ':' => {
                 if !set {
-                    let value = braced(arg).filter(|(_, r)| r.trim().is_empty()).map_or(arg, |(v, _)| v);
+                    let value = braced(arg)
+                        .filter(|(_, r)| r.trim().is_empty())
+                        .map_or(arg, |(v, _)| v);
                     self.text(value, depth + 1, out);
                 }
             }
@@ -260,13 +265,23 @@ impl<L: Lookup> Expander<'_, L> {
 
     /// `{x} OP {y} ? {a} : {b}`; returns false when malformed.
     fn relational(&mut self, inner: &str, depth: usize, out: &mut String) -> bool {
-        let Some((left, rest)) = braced(inner) else { return false };
+        let Some((left, rest)) = braced(inner) else {
+            return false;
+        };
         let rest = rest.trim_start();
-        let op_len = rest.find(|c: char| c.is_whitespace() || c == '{').unwrap_or(rest.len());
+        let op_len = rest
+            .find(|c: char| c.is_whitespace() || c == '{')
+            .unwrap_or(rest.len());
         let (op, rest) = rest.split_at(op_len);
-        let Some((right, rest)) = braced(rest) else { return false };
-        let Some(rest) = rest.trim_start().strip_prefix('?') else { return false };
-        let Some((then, rest)) = braced(rest) else { return false };
+        let Some((right, rest)) = braced(rest) else {
+            return false;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix('?') else {
+            return false;
+        };
+        let Some((then, rest)) = braced(rest) else {
+            return false;
+        };
         let rest = rest.trim();
         let otherwise = if rest.is_empty() {
             None
@@ -280,7 +295,9 @@ impl<L: Lookup> Expander<'_, L> {
         self.text(left, depth + 1, &mut l);
         let mut r = String::new();
         self.text(right, depth + 1, &mut r);
-        let Some(truth) = compare(op, l.trim(), r.trim()) else { return false };
+        let Some(truth) = compare(op, l.trim(), r.trim()) else {
+            return false;
+        };
         if truth {
             self.text(then, depth + 1, out);
         } else if let Some(v) = otherwise {
@@ -295,7 +312,14 @@ fn compare(op: &str, l: &str, r: &str) -> Option<bool> {
     let (base, ord) = if let Some(base) = op.strip_suffix("level") {
         (base, compare_levels(l, r)?)
     } else if op == "==" || op == "!=" {
-        (op, if l == r { Ordering::Equal } else { Ordering::Less })
+        (
+            op,
+            if l == r {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            },
+        )
     } else {
         (op, l.parse::<i64>().ok()?.cmp(&r.parse::<i64>().ok()?))
     };
@@ -377,9 +401,15 @@ mod tests {
         let m = [("a", "x$a"), ("b", "$c"), ("c", "$b")];
         assert_eq!(ex(&m, "$a"), "x$a");
         assert_eq!(ex(&m, "$b"), "$b");
-        let bomb = [("a", "$b$b$b$b$b$b$b$b"), ("b", "$c$c$c$c$c$c$c$c"), ("c", "$d$d$d$d$d$d$d$d"),
-            ("d", "$e$e$e$e$e$e$e$e"), ("e", "$f$f$f$f$f$f$f$f"), ("f", "$g$g$g$g$g$g$g$g"),
-            ("g", "0123456789abcdef")];
+        let bomb = [
+            ("a", "$b$b$b$b$b$b$b$b"),
+            ("b", "$c$c$c$c$c$c$c$c"),
+            ("c", "$d$d$d$d$d$d$d$d"),
+            ("d", "$e$e$e$e$e$e$e$e"),
+            ("e", "$f$f$f$f$f$f$f$f"),
+            ("f", "$g$g$g$g$g$g$g$g"),
+            ("g", "0123456789abcdef"),
+        ];
         assert_eq!(ex(&bomb, "$a").len(), MAX_OUTPUT);
         let deep = "${a?".repeat(200) + &"}".repeat(200);
         let _ = ex(&[("a", "1")], &deep);
@@ -387,6 +417,9 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(referenced_names("$a ${b?$c} $(d) $$e ${{$f} == {1}?{x}}"), ["a", "b", "c", "d", "f"]);
+        assert_eq!(
+            referenced_names("$a ${b?$c} $(d) $$e ${{$f} == {1}?{x}}"),
+            ["a", "b", "c", "d", "f"]
+        );
     }
 }

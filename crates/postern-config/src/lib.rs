@@ -41,7 +41,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use check::{apply_host_defaults, check_texts, format_service};
-pub use expand::{MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names};
+pub use expand::{
+    MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names,
+};
 pub use master::type_name as service_type_name;
 pub use parse_main::{MAX_LOGICAL_LINE, valid_param_name};
 
@@ -131,7 +133,10 @@ pub static PARAMS: &[Param] = params::TABLE;
 
 /// Looks up a parameter of the table.
 pub fn param(name: &str) -> Option<&'static Param> {
-    PARAMS.binary_search_by(|p| p.name.cmp(name)).ok().map(|i| &PARAMS[i])
+    PARAMS
+        .binary_search_by(|p| p.name.cmp(name))
+        .ok()
+        .map(|i| &PARAMS[i])
 }
 
 /// The effective configuration.

@@ -107,14 +107,19 @@ fn wakeup(s: &str) -> Result<Option<Wakeup>, String> {
         None => (s, false),
     };
     let seconds: u32 = parse_decimal(num).ok_or_else(|| format!("bad wakeup field: {s:?}"))?;
-    Ok((seconds > 0).then_some(Wakeup { seconds, conditional }))
+    Ok((seconds > 0).then_some(Wakeup {
+        seconds,
+        conditional,
+    }))
 }
 
 fn maxproc(s: &str) -> Result<Option<u32>, String> {
     if s == "-" {
         return Ok(None);
     }
-    parse_decimal(s).map(Some).ok_or_else(|| format!("bad maxproc field: {s:?}"))
+    parse_decimal(s)
+        .map(Some)
+        .ok_or_else(|| format!("bad maxproc field: {s:?}"))
 }
 
 /// Digits only (no sign, no spaces), within range.
@@ -127,7 +132,8 @@ fn parse_decimal(s: &str) -> Option<u32> {
 
 /// Parses one `-o` argument (`name=value` or `{ name = value }`).
 fn override_arg(arg: &str) -> Result<(String, String), String> {
-    let (name, value) = split_name_value(unbrace(arg)).map_err(|e| format!("bad -o argument: {e}"))?;
+    let (name, value) =
+        split_name_value(unbrace(arg)).map_err(|e| format!("bad -o argument: {e}"))?;
     Ok((name.to_string(), value.to_string()))
 }
 
@@ -135,7 +141,10 @@ fn override_arg(arg: &str) -> Result<(String, String), String> {
 fn service(line: usize, text: &str) -> Result<Service, String> {
     let fields = words(text)?;
     if fields.len() < 8 {
-        return Err(format!("expected at least 8 fields, found {}", fields.len()));
+        return Err(format!(
+            "expected at least 8 fields, found {}",
+            fields.len()
+        ));
     }
     let kind = service_type(fields[1])?;
     let private = flag("private", fields[2], true)? && kind != ServiceType::Inet;
@@ -172,11 +181,17 @@ pub(crate) fn parse(text: &str) -> Result<MasterCf, Vec<ParseError>> {
     let mut services: Vec<Service> = Vec::new();
     for l in lines {
         match service(l.line, &l.text) {
-            Ok(svc) => match services.iter_mut().find(|s| s.name == svc.name && s.kind == svc.kind) {
+            Ok(svc) => match services
+                .iter_mut()
+                .find(|s| s.name == svc.name && s.kind == svc.kind)
+            {
                 Some(old) => *old = svc,
                 None => services.push(svc),
             },
-            Err(message) => errors.push(ParseError { line: l.line, message }),
+            Err(message) => errors.push(ParseError {
+                line: l.line,
+                message,
+            }),
         }
     }
     if errors.is_empty() {
@@ -206,9 +221,21 @@ mod tests {
         assert_eq!(s.command, "cleanup");
         let s = one("x unix - n y 60 1 pickup");
         assert_eq!((s.private, s.unpriv, s.chroot), (true, false, true));
-        assert_eq!(s.wakeup, Some(Wakeup { seconds: 60, conditional: false }));
+        assert_eq!(
+            s.wakeup,
+            Some(Wakeup {
+                seconds: 60,
+                conditional: false
+            })
+        );
         let s = one("x fifo - - - 1000? - pickup");
-        assert_eq!(s.wakeup, Some(Wakeup { seconds: 1000, conditional: true }));
+        assert_eq!(
+            s.wakeup,
+            Some(Wakeup {
+                seconds: 1000,
+                conditional: true
+            })
+        );
         assert_eq!(s.maxproc, None);
     }
 
@@ -224,21 +251,44 @@ mod tests {
                  -o { smtpd_client_restrictions = permit_sasl_authenticated, reject }\n  \
                  -osmtpd_tls_security_level=encrypt -v\n";
         let s = one(t);
-        assert_eq!(s.overrides, [
-            ("syslog_name".to_string(), "postfix/submission".to_string()),
-            ("smtpd_client_restrictions".to_string(), "permit_sasl_authenticated, reject".to_string()),
-            ("smtpd_tls_security_level".to_string(), "encrypt".to_string()),
-        ]);
+        assert_eq!(
+            s.overrides,
+            [
+                ("syslog_name".to_string(), "postfix/submission".to_string()),
+                (
+                    "smtpd_client_restrictions".to_string(),
+                    "permit_sasl_authenticated, reject".to_string()
+                ),
+                (
+                    "smtpd_tls_security_level".to_string(),
+                    "encrypt".to_string()
+                ),
+            ]
+        );
         assert_eq!(s.args, ["-v"]);
         let s = one("p unix - n n - - pipe flags=R user=u argv=/bin/x { a b } ${recipient}");
-        assert_eq!(s.args, ["flags=R", "user=u", "argv=/bin/x", "{ a b }", "${recipient}"]);
+        assert_eq!(
+            s.args,
+            [
+                "flags=R",
+                "user=u",
+                "argv=/bin/x",
+                "{ a b }",
+                "${recipient}"
+            ]
+        );
     }
 
     #[test]
     fn duplicates_replace() {
-        let m = parse("a unix - - n - - x\nb unix - - n - - y\na unix - - n - - z\na inet - - n - - w").unwrap();
-        let v: Vec<(&str, &str, usize)> =
-            m.services.iter().map(|s| (s.name.as_str(), s.command.as_str(), s.line)).collect();
+        let m =
+            parse("a unix - - n - - x\nb unix - - n - - y\na unix - - n - - z\na inet - - n - - w")
+                .unwrap();
+        let v: Vec<(&str, &str, usize)> = m
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.command.as_str(), s.line))
+            .collect();
         assert_eq!(v, [("a", "z", 3), ("b", "y", 2), ("a", "w", 4)]);
     }
 

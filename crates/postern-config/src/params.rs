@@ -24,16 +24,39 @@ use crate::Param;
 use crate::ParamKind::{Bool, Int, Size, Str, Time};
 
 /// Shorthand for one row.
-const fn p(name: &'static str, default: &'static str, kind: crate::ParamKind, doc: &'static str) -> Param {
-    Param { name, default, kind, host_dependent: false, doc }
+const fn p(
+    name: &'static str,
+    default: &'static str,
+    kind: crate::ParamKind,
+    doc: &'static str,
+) -> Param {
+    Param {
+        name,
+        default,
+        kind,
+        host_dependent: false,
+        doc,
+    }
 }
 
 /// Shorthand for a host- or installation-dependent row.
-const fn h(name: &'static str, default: &'static str, kind: crate::ParamKind, doc: &'static str) -> Param {
-    Param { name, default, kind, host_dependent: true, doc }
+const fn h(
+    name: &'static str,
+    default: &'static str,
+    kind: crate::ParamKind,
+    doc: &'static str,
+) -> Param {
+    Param {
+        name,
+        default,
+        kind,
+        host_dependent: true,
+        doc,
+    }
 }
 
-/// The table (sorted by name; a unit test checks the order).
+/// The table (sorted by name; a unit test checks the order). One row per line, on purpose.
+#[rustfmt::skip]
 pub(crate) static TABLE: &[Param] = &[
     p("2bounce_notice_recipient", "postmaster", Str, "Recipient of postmaster notices about undeliverable bounce messages."),
     p("access_map_defer_code", "450", Int, "Access map defer code."),

@@ -60,9 +60,17 @@ pub(crate) fn logical_lines(text: &str) -> (Vec<Logical>, Vec<ParseError>) {
             None if continues => errors.push(err(number, "continuation line before any parameter")),
             _ if trimmed.len() >= MAX_LOGICAL_LINE => {
                 errors.push(err(number, "logical line too long"));
-                lines.push(Logical { line: number, text: String::new(), too_long: true });
+                lines.push(Logical {
+                    line: number,
+                    text: String::new(),
+                    too_long: true,
+                });
             }
-            _ => lines.push(Logical { line: number, text: trimmed.to_string(), too_long: false }),
+            _ => lines.push(Logical {
+                line: number,
+                text: trimmed.to_string(),
+                too_long: false,
+            }),
         }
     }
     // A line that was too long has already been reported.
@@ -71,19 +79,27 @@ pub(crate) fn logical_lines(text: &str) -> (Vec<Logical>, Vec<ParseError>) {
 }
 
 fn err(line: usize, message: impl Into<String>) -> ParseError {
-    ParseError { line, message: message.into() }
+    ParseError {
+        line,
+        message: message.into(),
+    }
 }
 
 /// Whether `name` is a syntactically valid main.cf parameter name.
 pub fn valid_param_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'))
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'))
 }
 
 /// Splits `name = value`; the error message says what is wrong.
 pub fn split_name_value(text: &str) -> Result<(&str, &str), String> {
     let Some((name, value)) = text.split_once('=') else {
-        return Err(format!("missing '=' after parameter name: {:?}", truncate(text)));
+        return Err(format!(
+            "missing '=' after parameter name: {:?}",
+            truncate(text)
+        ));
     };
     let name = name.trim();
     if name.is_empty() {
@@ -109,9 +125,11 @@ pub(crate) fn parse(text: &str) -> Result<MainCf, Vec<ParseError>> {
     let mut entries = Vec::with_capacity(lines.len());
     for l in lines {
         match split_name_value(&l.text) {
-            Ok((name, value)) => {
-                entries.push(MainEntry { name: name.to_string(), value: value.to_string(), line: l.line })
-            }
+            Ok((name, value)) => entries.push(MainEntry {
+                name: name.to_string(),
+                value: value.to_string(),
+                line: l.line,
+            }),
             Err(message) => errors.push(err(l.line, message)),
         }
     }
@@ -128,7 +146,12 @@ mod tests {
     use super::*;
 
     fn entries(text: &str) -> Vec<(String, String, usize)> {
-        parse(text).unwrap().entries.into_iter().map(|e| (e.name, e.value, e.line)).collect()
+        parse(text)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.value, e.line))
+            .collect()
     }
     fn s(n: &str, v: &str, l: usize) -> (String, String, usize) {
         (n.to_string(), v.to_string(), l)
@@ -137,18 +160,31 @@ mod tests {
     #[test]
     fn basic_and_comments() {
         let t = "# comment\n\n  # indented comment\nmyhostname = mx.example  \nempty =\nx=y=z\r\n";
-        assert_eq!(entries(t), [s("myhostname", "mx.example", 4), s("empty", "", 5), s("x", "y=z", 6)]);
+        assert_eq!(
+            entries(t),
+            [
+                s("myhostname", "mx.example", 4),
+                s("empty", "", 5),
+                s("x", "y=z", 6)
+            ]
+        );
     }
 
     #[test]
     fn hash_inside_value_is_kept() {
-        assert_eq!(entries("a = b # not a comment"), [s("a", "b # not a comment", 1)]);
+        assert_eq!(
+            entries("a = b # not a comment"),
+            [s("a", "b # not a comment", 1)]
+        );
     }
 
     #[test]
     fn continuation() {
         let t = "mydestination = a,\n\tb,\n# comment inside\n\n    c\nnext = 1\n";
-        assert_eq!(entries(t), [s("mydestination", "a, b, c", 1), s("next", "1", 6)]);
+        assert_eq!(
+            entries(t),
+            [s("mydestination", "a, b, c", 1), s("next", "1", 6)]
+        );
         assert_eq!(entries("a =\n  b"), [s("a", "b", 1)]);
     }
 
@@ -166,7 +202,10 @@ mod tests {
         assert!(e[1].message.contains("missing '='"));
         assert!(e[2].message.contains("empty parameter name"));
         assert!(e[3].message.contains("invalid parameter name"));
-        assert_eq!(e[1].to_string(), "line 3: missing '=' after parameter name: \"no equals here\"");
+        assert_eq!(
+            e[1].to_string(),
+            "line 3: missing '=' after parameter name: \"no equals here\""
+        );
     }
 
     #[test]

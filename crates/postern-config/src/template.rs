@@ -9,12 +9,18 @@
 
 /// See [`crate::default_master_cf`].
 pub(crate) fn render(smtp_listen: &str) -> String {
-    let listen = if smtp_listen.trim().is_empty() { "smtp" } else { smtp_listen.trim() };
+    let listen = if smtp_listen.trim().is_empty() {
+        "smtp"
+    } else {
+        smtp_listen.trim()
+    };
     let mut out = String::from(HEADER);
     out.push_str(&row(listen, "inet", "n", "-", "n", "-", "-", "smtpd"));
     out.push_str(SUBMISSION);
     for (name, kind, private, unpriv, wakeup, maxproc, command) in SERVICES {
-        out.push_str(&row(name, kind, private, unpriv, "n", wakeup, maxproc, command));
+        out.push_str(&row(
+            name, kind, private, unpriv, "n", wakeup, maxproc, command,
+        ));
         if *name == "relay" {
             out.push_str("        -o syslog_name=postfix/$service_name\n");
         }
@@ -24,8 +30,19 @@ pub(crate) fn render(smtp_listen: &str) -> String {
 
 /// One service line in the aligned column layout `postconf -M` also uses.
 #[allow(clippy::too_many_arguments)] // one argument per master.cf column
-fn row(name: &str, kind: &str, private: &str, unpriv: &str, chroot: &str, wakeup: &str, maxproc: &str, cmd: &str) -> String {
-    format!("{name:<9} {kind:<5} {private:<7} {unpriv:<7} {chroot:<7} {wakeup:<7} {maxproc:<7} {cmd}\n")
+fn row(
+    name: &str,
+    kind: &str,
+    private: &str,
+    unpriv: &str,
+    chroot: &str,
+    wakeup: &str,
+    maxproc: &str,
+    cmd: &str,
+) -> String {
+    format!(
+        "{name:<9} {kind:<5} {private:<7} {unpriv:<7} {chroot:<7} {wakeup:<7} {maxproc:<7} {cmd}\n"
+    )
 }
 
 const HEADER: &str = "\
@@ -79,7 +96,15 @@ const SUBMISSION: &str = "\
 ";
 
 /// (name, type, private, unpriv, wakeup, maxproc, command): every internal service.
-type Row = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 const SERVICES: &[Row] = &[
     ("pickup", "unix", "n", "-", "60", "1", "pickup"),
@@ -123,15 +148,26 @@ mod tests {
         assert_eq!(m.services[0].command, "smtpd");
         assert!(m.services.iter().all(|s| !s.chroot));
         let relay = m.services.iter().find(|s| s.name == "relay").unwrap();
-        assert_eq!(relay.overrides, [("syslog_name".to_string(), "postfix/$service_name".to_string())]);
+        assert_eq!(
+            relay.overrides,
+            [(
+                "syslog_name".to_string(),
+                "postfix/$service_name".to_string()
+            )]
+        );
         let local = m.services.iter().find(|s| s.name == "local").unwrap();
         assert!(!local.unpriv);
         assert!(text.contains("#  -o smtpd_tls_wrappermode=yes"));
         // Uncommenting the templates yields valid services.
-        let open = text.replace("#submission", "submission").replace("#submissions", "submissions")
+        let open = text
+            .replace("#submission", "submission")
+            .replace("#submissions", "submissions")
             .replace("#  -o", "  -o");
         let m = parse_master_cf(&open).unwrap();
-        assert_eq!(m.services.iter().filter(|s| s.command == "smtpd").count(), 3);
+        assert_eq!(
+            m.services.iter().filter(|s| s.command == "smtpd").count(),
+            3
+        );
         assert!(super::render("").starts_with("#"));
     }
 }

@@ -106,6 +106,10 @@ pub mod cleanup_flags {
     pub const BOUNCE: u32 = 4;
     /// Skip header rewriting (local submission is rewritten, re-injected mail is not).
     pub const NO_HEADER_FIXUP: u32 = 8;
+    /// On a permanent rejection, queue the message anyway marked for bounce, so
+    /// the sender gets a non-delivery notice (local submissions, which have no
+    /// client to reply to).
+    pub const BOUNCE_ON_REJECT: u32 = 16;
 }
 
 /// A complete message handed to cleanup (`cleanup/1`).

@@ -1,14 +1,65 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! postern-local — the local delivery agent.
+//!
+//! * [`settings`]: the main.cf parameters local delivery reads.
+//! * [`deliver`]: one delivery request → one result per recipient.
+//! * [`mbox`]: appending to a locked mbox file.
+//! * [`maildir`]: writing a message into a Maildir.
+pub mod deliver;
+pub mod maildir;
+pub mod mbox;
+pub mod settings;
+
+use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult};
+use postern_server::client;
+use postern_server::skeleton;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Daemon entry point: one delivery request per connection.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let ctx = skeleton::init("local", &args);
+    let s = settings::from_config(&ctx.config);
+    skeleton::single_server(ctx, move |ctx, mut stream| {
+        let timeout = client::ipc_timeout(&ctx.config);
+        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
+            postern_log::warning(format!("set socket timeout: {e}"));
+            return;
+        }
+        let req = match client::read_frame(&mut stream, 1 << 24) {
+            Ok(Some(a)) => match DeliverRequest::from_attrs(&a) {
+                Ok(r) => r,
+                Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
+            },
+            Ok(None) => return,
+            Err(e) => return postern_log::warning(format!("read delivery request: {e}")),
+        };
+        let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+        let reply = match q.read(&req.queue_name, &req.queue_id, client::content_frame_limit(&ctx.config)) {
+            Ok(qf) => deliver::deliver(&s, &req, &qf),
+            Err(e) => {
+                postern_log::warning(format!("{}: {e}", req.queue_id));
+                defer_all(&req, &format!("cannot read queue file: {e}"))
+            }
+        };
+        if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
+            postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
+        }
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+fn defer_all(req: &DeliverRequest, text: &str) -> DeliverReply {
+    DeliverReply {
+        results: req
+            .recipients
+            .iter()
+            .map(|r| RcptResult {
+                recipient: r.clone(),
+                action: Action::Defer,
+                dsn: "4.3.0".into(),
+                text: text.to_string(),
+                relay: "local".into(),
+            })
+            .collect(),
     }
 }

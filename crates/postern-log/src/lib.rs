@@ -22,6 +22,8 @@
 //! characters in logged text are replaced with `?` so a peer cannot forge lines.
 #![forbid(unsafe_code)]
 
+pub mod delivery;
+
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -53,7 +53,10 @@ impl<'a> Field<'a> {
         // LF removal above, stray CRs are dropped too, which is what readers expect.
         out.retain(|&b| b != b'\r');
         let start = out.iter().position(|b| !is_wsp(*b)).unwrap_or(out.len());
-        let end = out.iter().rposition(|b| !is_wsp(*b)).map_or(start, |p| p + 1);
+        let end = out
+            .iter()
+            .rposition(|b| !is_wsp(*b))
+            .map_or(start, |p| p + 1);
         out.get(start..end).map(<[u8]>::to_vec).unwrap_or_default()
     }
 
@@ -92,7 +95,9 @@ fn is_empty_line(line: &[u8]) -> bool {
 /// If `line` starts a header field, the length of its name and the offset just
 /// after the colon.
 pub fn header_name_len(line: &[u8]) -> Option<(usize, usize)> {
-    let name_len = line.iter().position(|&b| !(33..=126).contains(&b) || b == b':')?;
+    let name_len = line
+        .iter()
+        .position(|&b| !(33..=126).contains(&b) || b == b':')?;
     if name_len == 0 {
         return None;
     }
@@ -111,13 +116,22 @@ enum Step<'a> {
 fn step(content: &[u8], pos: usize) -> Step<'_> {
     let line = line_at(content, pos);
     if line.is_empty() {
-        return Step::End(HeaderEnd { header_len: pos, body_start: pos });
+        return Step::End(HeaderEnd {
+            header_len: pos,
+            body_start: pos,
+        });
     }
     if is_empty_line(line) {
-        return Step::End(HeaderEnd { header_len: pos, body_start: pos + line.len() });
+        return Step::End(HeaderEnd {
+            header_len: pos,
+            body_start: pos + line.len(),
+        });
     }
     let Some((name_len, colon_end)) = header_name_len(line) else {
-        return Step::End(HeaderEnd { header_len: pos, body_start: pos });
+        return Step::End(HeaderEnd {
+            header_len: pos,
+            body_start: pos,
+        });
     };
     let mut end = pos + line.len();
     loop {
@@ -129,7 +143,15 @@ fn step(content: &[u8], pos: usize) -> Step<'_> {
         }
     }
     let raw = &content[pos..end];
-    Step::Field(Field { name: &raw[..name_len], raw, offset: pos, colon_end }, end)
+    Step::Field(
+        Field {
+            name: &raw[..name_len],
+            raw,
+            offset: pos,
+            colon_end,
+        },
+        end,
+    )
 }
 
 /// An iterator over the header fields of a message.
@@ -162,7 +184,11 @@ impl<'a> Iterator for Fields<'a> {
 
 /// Iterates over the header fields of `content`.
 pub fn fields(content: &[u8]) -> Fields<'_> {
-    Fields { content, pos: 0, done: false }
+    Fields {
+        content,
+        pos: 0,
+        done: false,
+    }
 }
 
 /// Finds where the header ends and the body starts.
@@ -254,13 +280,26 @@ mod tests {
     fn no_body_and_no_final_newline() {
         let c = b"Subject: a\nTo: b";
         assert_eq!(names(c), ["Subject", "To"]);
-        assert_eq!(header_end(c), HeaderEnd { header_len: c.len(), body_start: c.len() });
+        assert_eq!(
+            header_end(c),
+            HeaderEnd {
+                header_len: c.len(),
+                body_start: c.len()
+            }
+        );
         assert_eq!(find(c, "to").unwrap().value(), b"b");
     }
 
     #[test]
     fn no_header() {
-        for c in [&b"From someone Sun Nov 22\nSubject: x\n\n"[..], b" leading space: x\n", b"just text\n", b"\nSubject: x\n", b":x\n", b""] {
+        for c in [
+            &b"From someone Sun Nov 22\nSubject: x\n\n"[..],
+            b" leading space: x\n",
+            b"just text\n",
+            b"\nSubject: x\n",
+            b":x\n",
+            b"",
+        ] {
             assert_eq!(fields(c).count(), 0, "{:?}", String::from_utf8_lossy(c));
             assert_eq!(header_end(c).header_len, 0);
         }
@@ -293,7 +332,16 @@ mod tests {
 
     #[test]
     fn fuzz_smoke() {
-        let samples: [&[u8]; 8] = [b"", b"\r", b":", b"a:", b"a:\n\x00\n", b"\xff\xfe:\n", b"a:b\r\n\r", b"a : \t\n\t\n\n"];
+        let samples: [&[u8]; 8] = [
+            b"",
+            b"\r",
+            b":",
+            b"a:",
+            b"a:\n\x00\n",
+            b"\xff\xfe:\n",
+            b"a:b\r\n\r",
+            b"a : \t\n\t\n\n",
+        ];
         for s in samples {
             fuzz(s);
         }

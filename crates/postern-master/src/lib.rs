@@ -1,14 +1,56 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! postern-master — the resident supervisor (Postfix's `master(8)`).
+//!
+//! master reads `master.cf`, opens every listening endpoint (UNIX sockets under
+//! `$queue_directory/{public,private}`, TCP listeners for `inet` services),
+//! and starts daemon processes on demand: when a service's socket becomes
+//! readable and none of its processes is idle, master starts another, up to
+//! the service's process limit. Each daemon reports busy/idle on the service's
+//! status pipe. Trigger services (pickup, qmgr) are woken every `wakeup`
+//! seconds. A daemon that dies abnormally is logged and its service throttled
+//! for `service_throttle_time`. SIGHUP re-reads the configuration and replaces
+//! the daemons gracefully; SIGTERM stops everything.
+//!
+//! # Security
+//! master is the only program that runs as root; daemons drop to `mail_owner`
+//! themselves at start-up unless master.cf marks them privileged (`unpriv = n`).
+//! Daemons get only two descriptors (the listener and the status pipe); every
+//! other descriptor is close-on-exec. The pid file is locked, so a second
+//! master refuses to start.
+//!
+//! # Configuration
+//! `master.cf`; `default_process_limit`, `service_throttle_time`,
+//! `queue_directory`, `inet_interfaces` (for bare-port inet services),
+//! `mail_owner`, `setgid_group`.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod service;
+mod supervise;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Daemon entry point: `master -c DIR`.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut dir: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" => dir = it.next().map(PathBuf::from),
+            "-f" | "-w" | "-d" | "-v" => {}
+            other => {
+                eprintln!("master: fatal: unknown option: {other}");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    let dir = postern_server::load::config_dir(dir.as_deref());
+    match supervise::run(&dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            postern_log::error(format!("fatal: {e:#}"));
+            eprintln!("master: fatal: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod record;
+pub mod statuslog;
 
 pub use record::{
     MAGIC, QfileError, QueueFile, RecipientRecord, VERSION, encode, mark_done_byte, parse, rec,

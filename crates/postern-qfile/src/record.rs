@@ -173,6 +173,9 @@ pub fn encode(q: &mut QueueFile) -> Vec<u8> {
     out
 }
 
+/// One raw record: (offset, type, payload).
+type RawRecord<'a> = (u64, u8, &'a [u8]);
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -180,7 +183,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn next(&mut self) -> Result<Option<(u64, u8, &'a [u8])>, QfileError> {
+    fn next(&mut self) -> Result<Option<RawRecord<'a>>, QfileError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }

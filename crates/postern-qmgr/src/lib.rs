@@ -1,14 +1,47 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! postern-qmgr — the queue manager (Postfix's `qmgr(8)`).
+//!
+//! One qmgr process owns the active queue. It moves ready files from
+//! `incoming/` (on cleanup's trigger, on master's wake-up) and due files from
+//! `deferred/` (every `queue_run_delay`, or at once on `postqueue -f`) into
+//! `active/`, resolves each pending recipient to a transport and next hop,
+//! and hands batches to the delivery agents with bounded concurrency per
+//! destination, round-robin between destinations so one slow destination
+//! does not starve the others. Results come back per recipient (see
+//! [`worker`]). When a message has no job left, qmgr sends the notices the
+//! bounce service owes, then either removes the message (every recipient
+//! done) or moves it to `deferred/` with its next retry time as the file's
+//! modification time: the message's age clamped to
+//! [`minimal_backoff_time`, `maximal_backoff_time`], which doubles the wait
+//! on each retry. A message older than `maximal_queue_lifetime`
+//! (`bounce_queue_lifetime` for notices) is returned to its sender.
+//!
+//! At start-up qmgr moves everything left in `active/` back to `incoming/`:
+//! after a crash those messages are simply tried again (at least once).
+//!
+//! # Security
+//! Queue files are parsed with size limits; a damaged one goes to `corrupt/`
+//! and is logged. Nothing a message contains influences which files qmgr
+//! touches: names come from directory listings and are validated.
+//!
+//! # Configuration
+//! `queue_run_delay`, `minimal_backoff_time`, `maximal_backoff_time`,
+//! `maximal_queue_lifetime`, `bounce_queue_lifetime`,
+//! `qmgr_message_active_limit`, `default_destination_concurrency_limit`,
+//! `default_destination_recipient_limit`, `<transport>_destination_*`,
+//! `mydestination`, `local_transport`, `default_transport`, `relayhost`,
+//! `default_process_limit` (bounds concurrent deliveries).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod resolve;
+mod sched;
+pub mod worker;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+use postern_server::skeleton;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Daemon entry point.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let ctx = skeleton::init("qmgr", &args);
+    sched::run(ctx)
 }

@@ -87,48 +87,75 @@ pub fn make_id(usec: u32, inode: u64) -> String {
     format!("{:05X}{:X}", usec % 1_000_000, inode)
 }
 
-/// Durably writes `bytes` as a new file in `queue` and returns its queue ID.
-/// `ready_mode` is the final file mode (0o700 for incoming, 0o744 for maildrop).
-pub fn enter(q: &Queue, queue: &str, bytes: &[u8], ready_mode: u32) -> Result<String, AdminError> {
+/// A queue file that has a name (its queue ID) but no content yet. Dropping
+/// it without [`NewFile::commit`] removes it.
+pub struct NewFile {
+    /// The queue ID.
+    pub id: String,
+    dir: std::path::PathBuf,
+    file: Option<fs::File>,
+}
+
+impl NewFile {
+    /// Writes the content, sets the ready mode, fsyncs the file and the
+    /// directory. After `Ok`, the message is durable.
+    pub fn commit(mut self, bytes: &[u8], ready_mode: u32) -> Result<String, AdminError> {
+        let path = self.dir.join(&self.id);
+        let Some(mut f) = self.file.take() else {
+            return Err(io("write", &path, std::io::Error::other("already committed")));
+        };
+        let written = (|| {
+            f.write_all(bytes).map_err(|e| io("write", &path, e))?;
+            f.set_permissions(fs::Permissions::from_mode(ready_mode)).map_err(|e| io("fchmod", &path, e))?;
+            f.sync_all().map_err(|e| io("fsync", &path, e))?;
+            postern_sys::durable::fsync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e.source))
+        })();
+        if let Err(e) = written {
+            remove_quietly(&path);
+            return Err(e);
+        }
+        Ok(std::mem::take(&mut self.id))
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            remove_quietly(&self.dir.join(&self.id));
+        }
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            postern_log::warning(format!("remove {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Creates a new, not yet ready, file in `queue` and names it with a fresh
+/// queue ID (steps 1 and 2 above).
+pub fn create(q: &Queue, queue: &str) -> Result<NewFile, AdminError> {
     let dir = q.dir(queue);
-    let tmp = dir.join(format!(
-        "t.{}.{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = OpenOptions::new()
+    let tmp = dir.join(format!("t.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(nix_o_nofollow())
         .open(&tmp)
         .map_err(|e| io("create", &tmp, e))?;
-    let result = (|| {
-        let ino = f.metadata().map_err(|e| io("fstat", &tmp, e))?.ino();
-        let id = link_unique(&dir, &tmp, ino)?;
-        let path = dir.join(&id);
-        let written = (|| {
-            f.write_all(bytes).map_err(|e| io("write", &path, e))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(ready_mode))
-                .map_err(|e| io("chmod", &path, e))?;
-            f.sync_all().map_err(|e| io("fsync", &path, e))
-        })();
-        if let Err(e) = written {
-            if let Err(e2) = fs::remove_file(&path) {
-                postern_log::warning(format!("remove {}: {e2}", path.display()));
-            }
-            return Err(e);
-        }
-        Ok(id)
-    })();
-    if let Err(e) = fs::remove_file(&tmp) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            postern_log::warning(format!("remove {}: {e}", tmp.display()));
-        }
-    }
-    let id = result?;
-    postern_sys::durable::fsync_dir(&dir).map_err(|e| io("fsync", &dir, e.source))?;
-    Ok(id)
+    let named = f.metadata().map_err(|e| io("fstat", &tmp, e)).and_then(|m| link_unique(&dir, &tmp, m.ino()));
+    remove_quietly(&tmp);
+    let id = named?;
+    Ok(NewFile { id, dir, file: Some(f) })
+}
+
+/// Durably writes `bytes` as a new file in `queue` and returns its queue ID.
+/// `ready_mode` is the final file mode (0o700 for incoming, 0o744 for maildrop).
+pub fn enter(q: &Queue, queue: &str, bytes: &[u8], ready_mode: u32) -> Result<String, AdminError> {
+    create(q, queue)?.commit(bytes, ready_mode)
 }
 
 fn nix_o_nofollow() -> i32 {

@@ -1,3 +1,110 @@
-fn main() {
-    println!("Hello, world!");
+//! `postern` — the one executable.
+//!
+//! Dispatch, in this order:
+//! 1. master starts daemons with `POSTERN_DAEMON=1` and argv[0] set to the
+//!    program name (`pickup`, `qmgr`…), so `ps` shows each daemon by name.
+//! 2. Invoked through a link named `sendmail`, `mailq`, `newaliases`,
+//!    `postdrop`, `postqueue`, `postsuper`, `postconf` or `postcat`, it is
+//!    that command, with Postfix's flags.
+//! 3. Otherwise the first argument is a verb: `postern [-c DIR] VERB …`, where
+//!    VERB is a control verb of Postfix's `postfix` command (`start`, `stop`,
+//!    `reload`, `status`, `start-fg`, `check`, `flush`, `abort`), `init`, or one
+//!    of the command names above. A global `-c DIR` is passed on to the command
+//!    (as `-C DIR` for sendmail, which takes `-C`).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+type Entry = fn(Vec<OsString>) -> ExitCode;
+
+fn daemon(name: &str) -> Option<Entry> {
+    Some(match name {
+        "master" => postern_master::main,
+        "pickup" => postern_pickup::main,
+        "cleanup" => postern_cleanup::main,
+        "qmgr" => postern_qmgr::main,
+        "local" => postern_local::main,
+        "bounce" => postern_bounce::main,
+        _ => return None,
+    })
+}
+
+fn command(name: &str) -> Option<Entry> {
+    Some(match name {
+        "sendmail" | "mailq" | "newaliases" => postern_sendmail::main,
+        "postdrop" => postern_postdrop::main,
+        "postqueue" => postern_postqueue::main,
+        "postsuper" => postern_postsuper::main,
+        "postconf" => postern_postconf::main,
+        "postcat" => postern_postcat::main,
+        _ => return None,
+    })
+}
+
+fn base(arg0: &OsString) -> String {
+    Path::new(arg0).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: postern [-c config_dir] {{start|start-fg|stop|abort|reload|status|check|flush}}\n       \
+         postern init DIR [--smtp-listen HOST:PORT]\n       \
+         postern [-c config_dir] {{sendmail|mailq|newaliases|postqueue|postsuper|postconf|postcat|postdrop}} [args]"
+    );
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let Some(arg0) = args.first() else { return usage() };
+    let name = base(arg0);
+    if std::env::var_os("POSTERN_DAEMON").is_some() {
+        return match daemon(&name) {
+            Some(f) => f(args),
+            None => postern_server::unimplemented_daemon(&name, &args),
+        };
+    }
+    if let Some(f) = command(&name) {
+        return f(args);
+    }
+    // `postern [-c DIR] VERB args…`
+    let mut rest: Vec<OsString> = args[1..].to_vec();
+    let mut config_dir: Option<OsString> = None;
+    while let Some(first) = rest.first() {
+        match first.to_str() {
+            Some("-c") if rest.len() >= 2 => {
+                config_dir = Some(rest[1].clone());
+                rest.drain(..2);
+            }
+            Some("-v") | Some("-D") => {
+                rest.remove(0);
+            }
+            _ => break,
+        }
+    }
+    let Some(verb) = rest.first().and_then(|v| v.to_str()).map(str::to_string) else { return usage() };
+    if verb == "init" {
+        return postern_init::main(rest);
+    }
+    if let Some(f) = command(&verb) {
+        let mut argv = vec![OsString::from(&verb)];
+        if let Some(d) = &config_dir {
+            argv.push(OsString::from(if verb == "sendmail" || verb == "mailq" || verb == "newaliases" {
+                "-C"
+            } else {
+                "-c"
+            }));
+            argv.push(d.clone());
+        }
+        argv.extend(rest[1..].iter().cloned());
+        return f(argv);
+    }
+    let mut argv = vec![OsString::from("postern")];
+    if let Some(d) = &config_dir {
+        argv.push("-c".into());
+        argv.push(d.clone());
+    }
+    argv.extend(rest);
+    postern_control::main(argv)
 }

@@ -1,0 +1,469 @@
+//! qmgr's event loop and scheduler.
+
+use crate::resolve::{Resolver, Route};
+use crate::worker::{self, Job, Outcome};
+use postern_config::Config;
+use postern_ipc::proto::{Action, BounceOp, BounceRequest, DeliverRequest, RcptResult, Recipient, trigger};
+use postern_queue::Queue;
+use postern_server::skeleton::Context;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+enum Event {
+    Trigger(Vec<u8>),
+    Done(Outcome),
+    Finalized(String),
+}
+
+struct Msg {
+    arrival: f64,
+    active_since: f64,
+    outstanding: usize,
+    deferred: usize,
+}
+
+struct Dest {
+    jobs: VecDeque<Job>,
+    active: usize,
+    limit: usize,
+}
+
+struct Qmgr {
+    cfg: Config,
+    q: Queue,
+    resolver: Resolver,
+    msgs: HashMap<String, Msg>,
+    dests: HashMap<Route, Dest>,
+    order: VecDeque<Route>,
+    running: usize,
+    max_running: usize,
+    tx: Sender<Event>,
+    next_deferred_scan: Instant,
+}
+
+fn now_f() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+fn secs(cfg: &Config, name: &str, dflt: u64) -> u64 {
+    cfg.get_time(name).unwrap_or(dflt)
+}
+
+/// Runs qmgr until master asks it to stop.
+pub fn run(ctx: Context) -> ExitCode {
+    if let Err(e) = postern_sys::signals::install_exit_flags(true) {
+        postern_log::fatal(e);
+    }
+    let listener = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
+        Ok(fd) => UnixListener::from(fd),
+        Err(e) => postern_log::fatal(format!("listen descriptor: {e} (qmgr runs only under master)")),
+    };
+    // qmgr is a single long-lived process: the status pipe is kept open but unused.
+    let _status = postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD);
+    let (tx, rx) = mpsc::channel();
+    let ttx = tx.clone();
+    std::thread::spawn(move || accept_loop(listener, ttx));
+    let cfg = ctx.config.clone();
+    let mut m = Qmgr {
+        q: Queue::new(cfg.get("queue_directory")),
+        resolver: Resolver {
+            mydestination: cfg.get_list("mydestination").iter().map(|d| d.to_ascii_lowercase()).collect(),
+            local_transport: cfg.get("local_transport"),
+            default_transport: cfg.get("default_transport"),
+            relayhost: cfg.get("relayhost"),
+            myhostname: cfg.get("myhostname"),
+        },
+        max_running: cfg.get_int("default_process_limit").unwrap_or(100).clamp(1, 1000) as usize,
+        cfg,
+        msgs: HashMap::new(),
+        dests: HashMap::new(),
+        order: VecDeque::new(),
+        running: 0,
+        tx,
+        next_deferred_scan: Instant::now(),
+    };
+    m.recover_active();
+    m.scan("incoming");
+    let mut stop_deadline: Option<Instant> = None;
+    loop {
+        if stop_deadline.is_none() && (postern_sys::signals::hup_received() || postern_sys::signals::term_received()) {
+            stop_deadline = Some(Instant::now() + Duration::from_secs(30));
+        }
+        if let Some(d) = stop_deadline {
+            if m.running == 0 || Instant::now() >= d {
+                return ExitCode::SUCCESS;
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => m.on_trigger(&bytes),
+            Ok(Event::Trigger(_)) => {}
+            Ok(Event::Done(o)) => m.on_done(o),
+            Ok(Event::Finalized(id)) => {
+                m.running -= 1;
+                m.msgs.remove(&id);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return ExitCode::from(1),
+        }
+        if stop_deadline.is_none() {
+            if Instant::now() >= m.next_deferred_scan {
+                m.scan("deferred");
+            }
+            m.dispatch();
+        }
+    }
+}
+
+fn accept_loop(listener: UnixListener, tx: Sender<Event>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => postern_log::fatal(format!("poll: {e}")),
+        }
+        let Ok((mut s, _)) = listener.accept() else { continue };
+        let mut buf = [0u8; 256];
+        let mut got = 0;
+        if s.set_read_timeout(Some(Duration::from_secs(1))).is_ok() {
+            while got < buf.len() {
+                match s.read(&mut buf[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        }
+        if tx.send(Event::Trigger(buf[..got].to_vec())).is_err() {
+            return;
+        }
+    }
+}
+
+impl Qmgr {
+    fn recover_active(&mut self) {
+        let entries = match self.q.list("active") {
+            Ok(e) => e,
+            Err(e) => postern_log::fatal(format!("scan active: {e}")),
+        };
+        for e in entries {
+            if let Err(err) = postern_queue_admin::move_file(&self.q, "active", "incoming", &e.id) {
+                postern_log::warning(format!("{}: requeue from active: {err}", e.id));
+            }
+        }
+    }
+
+    fn on_trigger(&mut self, bytes: &[u8]) {
+        let mut incoming = bytes.is_empty();
+        for b in bytes {
+            match *b {
+                trigger::FLUSH_DEFERRED => {
+                    self.release_deferred();
+                    self.next_deferred_scan = Instant::now();
+                    incoming = true;
+                }
+                trigger::SCAN_DEFERRED | trigger::SCAN_ALL => {
+                    self.next_deferred_scan = Instant::now();
+                    incoming = true;
+                }
+                _ => incoming = true,
+            }
+        }
+        if incoming {
+            self.scan("incoming");
+        }
+        if Instant::now() >= self.next_deferred_scan {
+            self.scan("deferred");
+        }
+    }
+
+    /// `postqueue -f`: every deferred message is due now.
+    fn release_deferred(&mut self) {
+        if let Ok(entries) = self.q.list("deferred") {
+            for e in entries {
+                if let Err(err) = postern_queue_admin::set_mtime(&self.q, "deferred", &e.id, SystemTime::now()) {
+                    if !err.is_not_found() {
+                        postern_log::warning(format!("{}: {err}", e.id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn scan(&mut self, queue: &str) {
+        if queue == "deferred" {
+            self.next_deferred_scan = Instant::now() + Duration::from_secs(secs(&self.cfg, "queue_run_delay", 300).max(1));
+        }
+        let limit = self.cfg.get_int("qmgr_message_active_limit").unwrap_or(20000).max(1) as usize;
+        let mut entries = match self.q.list(queue) {
+            Ok(e) => e,
+            Err(e) => {
+                postern_log::warning(format!("scan {queue}: {e}"));
+                return;
+            }
+        };
+        entries.sort_by_key(|e| e.mtime);
+        let now = SystemTime::now();
+        for e in entries {
+            if self.msgs.len() >= limit {
+                break;
+            }
+            if !e.ready || (queue == "deferred" && e.mtime > now) || self.msgs.contains_key(&e.id) {
+                continue;
+            }
+            match postern_queue_admin::move_file(&self.q, queue, "active", &e.id) {
+                Ok(()) => self.activate(&e.id, queue == "deferred"),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => postern_log::warning(format!("{}: move to active: {err}", e.id)),
+            }
+        }
+    }
+
+    fn activate(&mut self, id: &str, retry: bool) {
+        let limit = postern_server::client::content_frame_limit(&self.cfg);
+        let qf = match self.q.read("active", id, limit) {
+            Ok(qf) => qf,
+            Err(postern_queue::ReadError::NotFound(_)) => return,
+            Err(e) => {
+                postern_log::warning(format!("{id}: {e}; moved to corrupt/"));
+                if let Err(e) = postern_queue_admin::move_file(&self.q, "active", "corrupt", id) {
+                    postern_log::warning(format!("{id}: {e}"));
+                }
+                return;
+            }
+        };
+        let pending: Vec<Recipient> = qf
+            .pending()
+            .map(|r| Recipient {
+                address: r.address.clone(),
+                original: r.original.clone(),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify,
+                offset: r.offset,
+            })
+            .collect();
+        postern_log::info(format!(
+            "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+            qf.sender,
+            qf.content.len(),
+            pending.len()
+        ));
+        let arrival = qf.arrival.0 as f64 + qf.arrival.1 as f64 / 1e6;
+        let active_since = now_f();
+        self.msgs.insert(id.to_string(), Msg { arrival, active_since, outstanding: 0, deferred: 0 });
+        let base = DeliverRequest {
+            queue_name: "active".into(),
+            queue_id: id.to_string(),
+            sender: qf.sender.clone(),
+            envid: qf.attr("envid").unwrap_or("").to_string(),
+            ret: qf.attr("ret").unwrap_or("").to_string(),
+            arrival,
+            active_since,
+            ..Default::default()
+        };
+        if pending.is_empty() {
+            self.finalize(id);
+            return;
+        }
+        if let Some(reject) = qf.attr("cleanup_reject") {
+            let (dsn, text) = reject.split_once(' ').unwrap_or(("5.0.0", reject));
+            self.decide(&base, pending, Action::Bounce, dsn, text, "bounced");
+            return;
+        }
+        let lifetime_name = if qf.sender.is_empty() { "bounce_queue_lifetime" } else { "maximal_queue_lifetime" };
+        let lifetime = secs(&self.cfg, lifetime_name, 5 * 86400) as f64;
+        if retry && active_since - arrival > lifetime {
+            self.expire(&base, pending);
+            return;
+        }
+        let mut groups: HashMap<Route, Vec<Recipient>> = HashMap::new();
+        for r in pending {
+            groups.entry(self.resolver.resolve(&r.address)).or_default().push(r);
+        }
+        for (route, rcpts) in groups {
+            self.enqueue(&base, route, rcpts);
+        }
+    }
+
+    fn param_for(&self, transport: &str, what: &str, dflt: i64) -> i64 {
+        let specific = format!("{transport}_{what}");
+        self.cfg
+            .get_int(&specific)
+            .or_else(|_| self.cfg.get_int(&format!("default_{what}")))
+            .unwrap_or(dflt)
+    }
+
+    fn enqueue(&mut self, base: &DeliverRequest, route: Route, rcpts: Vec<Recipient>) {
+        let rlimit = self.param_for(&route.transport, "destination_recipient_limit", 50).max(1) as usize;
+        let climit = self.param_for(&route.transport, "destination_concurrency_limit", 20).max(1) as usize;
+        for chunk in rcpts.chunks(rlimit) {
+            // With one recipient per delivery, Postfix's "destination" is the recipient.
+            let key = if rlimit == 1 {
+                Route { transport: route.transport.clone(), nexthop: chunk[0].address.to_ascii_lowercase() }
+            } else {
+                route.clone()
+            };
+            let mut req = base.clone();
+            req.transport = route.transport.clone();
+            req.nexthop = route.nexthop.clone();
+            req.recipients = chunk.to_vec();
+            if let Some(m) = self.msgs.get_mut(&base.queue_id) {
+                m.outstanding += 1;
+            }
+            let dest = self.dests.entry(key.clone()).or_insert_with(|| Dest { jobs: VecDeque::new(), active: 0, limit: climit });
+            if dest.jobs.is_empty() && dest.active == 0 {
+                self.order.push_back(key);
+            }
+            dest.jobs.push_back(Job { request: req, decided: None });
+        }
+    }
+
+    /// Results qmgr decides itself (cleanup rejections, expiry): logged here,
+    /// booked on a worker thread like any delivery.
+    fn decide(&mut self, base: &DeliverRequest, rcpts: Vec<Recipient>, action: Action, dsn: &str, text: &str, status: &str) {
+        let results: Vec<RcptResult> = rcpts
+            .into_iter()
+            .map(|r| RcptResult { recipient: r, action, dsn: dsn.to_string(), text: text.to_string(), relay: "none".into() })
+            .collect();
+        for r in &results {
+            worker::log_result(&base.queue_id, base, r, status);
+        }
+        let mut req = base.clone();
+        req.recipients = results.iter().map(|r| r.recipient.clone()).collect();
+        if let Some(m) = self.msgs.get_mut(&base.queue_id) {
+            m.outstanding += 1;
+        }
+        self.spawn(Job { request: req, decided: Some(results) }, None);
+    }
+
+    fn expire(&mut self, base: &DeliverRequest, rcpts: Vec<Recipient>) {
+        let log = self.q.read_log("defer", &base.queue_id).ok().flatten().unwrap_or_default();
+        let entries = postern_qfile::statuslog::parse_log(&log);
+        for r in rcpts {
+            let last = entries.iter().rev().find(|e| e.offset == r.offset);
+            let (dsn, text) = match last {
+                Some(e) => (e.status.clone(), e.reason.clone()),
+                None => ("4.7.0".to_string(), "message expired".to_string()),
+            };
+            self.decide(base, vec![r], Action::Bounce, &dsn, &text, "expired, returned to sender");
+        }
+    }
+
+    fn spawn(&mut self, job: Job, dest: Option<Route>) {
+        self.running += 1;
+        let (cfg, q, tx) = (self.cfg.clone(), self.q.clone(), self.tx.clone());
+        std::thread::spawn(move || {
+            let mut o = worker::run(&cfg, &q, job);
+            o.dest = dest;
+            // The main loop is gone only when qmgr is exiting.
+            let _gone = tx.send(Event::Done(o));
+        });
+    }
+
+    /// Starts jobs round-robin over destinations within the limits.
+    fn dispatch(&mut self) {
+        let mut idle_rounds = 0;
+        while self.running < self.max_running && !self.order.is_empty() && idle_rounds < self.order.len() {
+            let Some(key) = self.order.pop_front() else { break };
+            let Some(dest) = self.dests.get_mut(&key) else { continue };
+            if dest.active < dest.limit {
+                if let Some(job) = dest.jobs.pop_front() {
+                    dest.active += 1;
+                    idle_rounds = 0;
+                    self.order.push_back(key.clone());
+                    self.spawn(job, Some(key));
+                    continue;
+                }
+            }
+            idle_rounds += 1;
+            if !dest.jobs.is_empty() || dest.active > 0 {
+                self.order.push_back(key);
+            } else {
+                self.dests.remove(&key);
+            }
+        }
+    }
+
+    fn on_done(&mut self, o: Outcome) {
+        self.running -= 1;
+        if let Some(key) = &o.dest {
+            if let Some(d) = self.dests.get_mut(key) {
+                d.active = d.active.saturating_sub(1);
+                if d.active == 0 && d.jobs.is_empty() {
+                    self.dests.remove(key);
+                    self.order.retain(|k| k != key);
+                }
+            }
+        }
+        let done = match self.msgs.get_mut(&o.queue_id) {
+            Some(m) => {
+                m.deferred += o.deferred;
+                m.outstanding -= 1;
+                m.outstanding == 0
+            }
+            None => false,
+        };
+        if done {
+            self.finalize(&o.queue_id);
+        }
+    }
+
+    /// The message has no job left: notices, then remove or defer.
+    fn finalize(&mut self, id: &str) {
+        let Some(m) = self.msgs.get(id) else { return };
+        let deferred = m.deferred;
+        let backoff = {
+            let age = (now_f() - m.arrival).max(0.0) as u64;
+            let min = secs(&self.cfg, "minimal_backoff_time", 300);
+            let max = secs(&self.cfg, "maximal_backoff_time", 4000).max(min);
+            age.clamp(min, max)
+        };
+        let (cfg, q, tx, id) = (self.cfg.clone(), self.q.clone(), self.tx.clone(), id.to_string());
+        self.running += 1;
+        std::thread::spawn(move || {
+            finish(&cfg, &q, &id, deferred, backoff);
+            let _gone = tx.send(Event::Finalized(id));
+        });
+    }
+}
+
+fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
+    let has_bounce_log = matches!(q.read_log("bounce", id), Ok(Some(_)));
+    let mut flushed = true;
+    if has_bounce_log {
+        let req = BounceRequest { op: BounceOp::FlushBounce, queue_name: "active".into(), queue_id: id.into(), results: vec![] };
+        if let Err(e) = worker::bounce_call(cfg, &req) {
+            postern_log::warning(format!("{id}: bounce service: {e}; will retry"));
+            flushed = false;
+        }
+    }
+    if deferred > 0 || !flushed {
+        let when = SystemTime::now() + Duration::from_secs(backoff);
+        match postern_queue_admin::move_file(q, "active", "deferred", id) {
+            Ok(()) => {
+                if let Err(e) = postern_queue_admin::set_mtime(q, "deferred", id, when) {
+                    postern_log::warning(format!("{id}: set retry time: {e}"));
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => postern_log::warning(format!("{id}: move to deferred: {e}")),
+        }
+        return;
+    }
+    if matches!(q.read_log("defer", id), Ok(Some(_))) {
+        let req = BounceRequest { op: BounceOp::RemoveDeferLog, queue_name: "active".into(), queue_id: id.into(), results: vec![] };
+        if let Err(e) = worker::bounce_call(cfg, &req) {
+            postern_log::warning(format!("{id}: remove defer log: {e}"));
+        }
+    }
+    match postern_queue_admin::remove(q, "active", id) {
+        Ok(()) => postern_log::info(format!("{id}: removed")),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => postern_log::warning(format!("{id}: remove: {e}")),
+    }
+}

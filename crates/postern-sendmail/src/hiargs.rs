@@ -1,0 +1,244 @@
+//! [`LowArgs`] → [`HiArgs`]: load the configuration, start logging, find out
+//! who submits; then the modes that need them.
+
+use crate::exit;
+use crate::input::{self, InputError};
+use crate::lowargs::LowArgs;
+use crate::submit::{self, Submitter};
+use postern_config::Config;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// A fatal error: a one-line message and a sysexits status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fatal {
+    /// Exit status.
+    pub code: u8,
+    /// The message, without program name or `fatal:` prefix.
+    pub msg: String,
+}
+
+impl Fatal {
+    /// A fatal error with its exit status.
+    pub fn new(code: u8, msg: impl Into<String>) -> Fatal {
+        Fatal {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    /// Prints `prog: fatal: msg` on stderr, logs it, and gives the status.
+    pub fn report(&self, prog: &str) -> ExitCode {
+        eprintln!("{prog}: fatal: {}", self.msg);
+        if LOGGING.load(Ordering::Relaxed) {
+            // XXX(postern-log has no fatal-with-status): log at info level so
+            // that the line is written once, with Postfix's "fatal: " text.
+            postern_log::info(format_args!("fatal: {}", self.msg));
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+/// `-C` names main.cf's directory or main.cf itself.
+pub fn resolve_config_dir(cli: Option<&Path>) -> PathBuf {
+    match cli {
+        Some(p) if !p.is_dir() && p.file_name().is_some() => match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        other => postern_server::load::config_dir(other),
+    }
+}
+
+/// The validated arguments plus what they open.
+#[derive(Debug)]
+pub struct HiArgs {
+    /// The command line.
+    pub low: LowArgs,
+    /// The configuration directory.
+    pub dir: PathBuf,
+    /// The configuration.
+    pub cfg: Config,
+    /// The submitting user.
+    pub who: Submitter,
+    /// The multi-call executable that runs postdrop and postqueue.
+    pub exe: PathBuf,
+}
+
+impl HiArgs {
+    /// Loads the configuration and starts logging.
+    pub fn new(low: LowArgs) -> Result<HiArgs, Fatal> {
+        let dir = resolve_config_dir(low.config.as_deref());
+        let loaded =
+            postern_server::load::load(&dir).map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))?;
+        let cfg = loaded.config;
+        postern_log::init(&low.prog, postern_server::load::log_config(&cfg, true));
+        LOGGING.store(true, Ordering::Relaxed);
+        let uid = postern_sys::privs::real_uid();
+        let login = match postern_sys::privs::lookup_uid(uid) {
+            Ok(u) => u.map(|u| u.name),
+            Err(e) => {
+                postern_log::warning(format_args!("{e}"));
+                None
+            }
+        };
+        let exe = std::env::current_exe()
+            .map_err(|e| Fatal::new(exit::OSERR, format!("cannot find own executable: {e}")))?;
+        Ok(HiArgs {
+            low,
+            dir,
+            cfg,
+            who: Submitter { uid, login },
+            exe,
+        })
+    }
+
+    /// Replaces this process with `postqueue -c DIR args`; returns only on failure.
+    pub fn exec_postqueue(&self, args: &[&str]) -> Fatal {
+        let err = Command::new(&self.exe)
+            .arg0("postqueue")
+            .arg("-c")
+            .arg(&self.dir)
+            .args(args)
+            .exec();
+        Fatal::new(
+            exit::OSERR,
+            format!("execute {} as postqueue: {err}", self.exe.display()),
+        )
+    }
+
+    /// newaliases: alias tables are not built yet, so only an empty
+    /// `alias_database` succeeds.
+    pub fn newaliases(&self) -> Result<u8, Fatal> {
+        let db = match &self.low.alias_database {
+            Some(db) => db.clone(),
+            None => self.cfg.get("alias_database"),
+        };
+        newaliases_check(&db, &self.cfg.get("default_database_type"))
+    }
+
+    fn size_limit(&self) -> Result<u64, Fatal> {
+        self.cfg
+            .get_int("message_size_limit")
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))
+    }
+
+    /// The envelope sender: `-f`, else the login name.
+    fn sender(&self) -> Result<String, Fatal> {
+        match (&self.low.sender, &self.who.login) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(login)) => Ok(login.clone()),
+            (None, None) => Err(Fatal::new(
+                exit::NOUSER,
+                format!("no login name found for user ID {}", self.who.uid),
+            )),
+        }
+    }
+
+    /// `-bm`: read, check, hand to postdrop.
+    pub fn submit(&self) -> Result<u8, Fatal> {
+        let sender = self.sender()?;
+        let tag = format!(
+            "{}({})",
+            if sender.is_empty() { "<>" } else { &sender },
+            self.who.uid
+        );
+        if !self.low.extract && self.low.recipients.is_empty() {
+            return Err(Fatal::new(exit::USAGE, "no recipients specified"));
+        }
+        let limit = self.size_limit()?;
+        let content = input::read_message(&mut std::io::stdin().lock(), self.low.dot_ends, limit)
+            .map_err(|e| match e {
+                InputError::TooBig => Fatal::new(exit::TEMPFAIL, format!("{tag}: message file too big")),
+                InputError::Io(e) => {
+                    Fatal::new(exit::IOERR, format!("{tag}: read standard input: {e}"))
+                }
+            })?;
+        if self.low.extract
+            && self.low.recipients.is_empty()
+            && !submit::header_has_recipients(&content)
+        {
+            return Err(Fatal::new(
+                exit::DATAERR,
+                format!("{tag}: No recipient addresses found in message header"),
+            ));
+        }
+        let env_name = std::env::var("NAME")
+            .ok()
+            .filter(|n| !n.chars().any(char::is_control));
+        let fullname = self.low.fullname.clone().or(env_name);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut qf = submit::build(
+            &self.low,
+            &self.who,
+            &sender,
+            fullname.as_deref(),
+            content,
+            (now.as_secs(), now.subsec_micros()),
+        );
+        let bytes = postern_qfile::encode(&mut qf);
+        let (code, msg) = submit::handoff(&self.exe, &self.dir, &bytes)
+            .map_err(|m| Fatal::new(exit::OSERR, format!("{tag}: {m}")))?;
+        match (code, msg) {
+            (exit::OK, _) => Ok(exit::OK),
+            (code, Some(m)) => Err(Fatal::new(code, format!("{tag}: {m}"))),
+            (code, None) => Err(Fatal::new(
+                code,
+                format!("{tag}: message not queued (postdrop exit status {code})"),
+            )),
+        }
+    }
+}
+
+/// The newaliases decision (pure): every listed table must be of a type this
+/// build can write, and none is yet.
+pub fn newaliases_check(alias_database: &str, default_type: &str) -> Result<u8, Fatal> {
+    let entry = alias_database
+        .split([',', ' ', '\t', '\n'])
+        .find(|e| !e.is_empty());
+    let Some(entry) = entry else {
+        return Ok(exit::OK);
+    };
+    let kind = match entry.split_once(':') {
+        Some((kind, _)) => kind,
+        None if default_type.is_empty() => "hash",
+        None => default_type,
+    };
+    Err(Fatal::new(
+        exit::TEMPFAIL,
+        format!(
+            "unsupported dictionary type: {kind} (alias_database {entry}: lookup tables are not implemented yet)"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_dir_from_c_option() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("main.cf"), "").unwrap();
+        assert_eq!(resolve_config_dir(Some(d.path())), d.path());
+        assert_eq!(resolve_config_dir(Some(&d.path().join("main.cf"))), d.path());
+        assert_eq!(resolve_config_dir(Some(Path::new("main.cf"))), Path::new("."));
+    }
+
+    #[test]
+    fn newaliases_decisions() {
+        assert_eq!(newaliases_check("", "hash"), Ok(0));
+        assert_eq!(newaliases_check("  ,  ", "hash"), Ok(0));
+        let e = newaliases_check("hash:/etc/aliases", "hash").unwrap_err();
+        assert_eq!(e.code, exit::TEMPFAIL);
+        assert!(e.msg.starts_with("unsupported dictionary type: hash "), "{}", e.msg);
+        let e = newaliases_check("/etc/aliases", "cdb").unwrap_err();
+        assert!(e.msg.contains("type: cdb "));
+    }
+}
