@@ -282,13 +282,19 @@ class Instance:
                 program: Path | str | None = None) -> subprocess.CompletedProcess:
         """Runs `postern ARGS` (no -c); fails with output + maillog when check and exit != 0."""
         cmd = self.argv(args, program)
-        try:
-            r = subprocess.run(cmd, input=input if input is not None else b"", capture_output=True,
-                               timeout=min(timeout, COMMAND_TIMEOUT), env=self.env(env),
-                               cwd=self.base or None)
-        except subprocess.TimeoutExpired as e:
-            self._snapshot()
-            raise PosternError(f"$ {' '.join(cmd)}\ntimed out after {e.timeout}s\n{self.log_excerpt()}") from None
+        # Output goes to files, not pipes: a daemon that inherits them (`start`) must
+        # not keep us waiting for EOF.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                p = subprocess.run(cmd, input=input if input is not None else b"", stdout=out, stderr=err,
+                                   timeout=min(timeout, COMMAND_TIMEOUT), env=self.env(env),
+                                   cwd=self.base or None)
+            except subprocess.TimeoutExpired as e:
+                self._snapshot()
+                raise PosternError(f"$ {' '.join(cmd)}\ntimed out after {e.timeout}s\n{self.log_excerpt()}") from None
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess(cmd, p.returncode, out.read(), err.read())
         if check and r.returncode != 0:
             raise PosternError(_fmt_proc(cmd, r) + "\n" + self.log_excerpt())
         return r

@@ -159,7 +159,7 @@ fn submit(
         attrs: vec![("rewrite_context".into(), "local".into()), ("origin_queue_id".into(), queue_id.into())],
         content,
     };
-    let reply = client::request(cfg, "private", "cleanup", &creq.to_attrs(), 1 << 16, client::ipc_timeout(cfg))
+    let reply = client::request(cfg, "public", "cleanup", &creq.to_attrs(), 1 << 16, client::ipc_timeout(cfg))
         .map_err(|e| e.to_string())?;
     let r = CleanupReply::from_attrs(&reply).map_err(|e| e.to_string())?;
     match r.status {

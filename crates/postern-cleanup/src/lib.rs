@@ -156,11 +156,10 @@ fn write(ctx: &Context, s: &Settings, req: &CleanupRequest, reject: Option<Refus
     };
     let mid = postern_mail::header::find(&qf.content, "Message-Id").map(|f| f.value_string()).unwrap_or_default();
     postern_log::info(format!("{id}: message-id={mid}"));
-    if target == "incoming" {
-        if let Err(e) = client::trigger(&ctx.config, "public", "qmgr", &[trigger::SCAN_INCOMING]) {
+    if target == "incoming"
+        && let Err(e) = client::trigger(&ctx.config, "public", "qmgr", &[trigger::SCAN_INCOMING]) {
             postern_log::warning(format!("{id}: trigger qmgr: {e} (the next queue scan will find the message)"));
         }
-    }
     CleanupReply { status: CleanupStatus::Ok, queue_id: id, reason: String::new() }
 }
 

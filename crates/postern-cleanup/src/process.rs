@@ -156,7 +156,7 @@ fn rewrite_header(
     }
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(received(req, s, queue_id, now, local).as_bytes());
-    let mut have = |name: &str| header::has_header(content, name);
+    let have = |name: &str| header::has_header(content, name);
     let (has_from, has_date, has_mid) = (have("From"), have("Date"), have("Message-Id"));
     let has_dest = ["To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"].iter().any(|n| have(n));
     for f in header::fields(content) {
@@ -207,7 +207,7 @@ fn from_header(req: &CleanupRequest, sender: &str) -> String {
 fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local: bool) -> String {
     let date = postern_mail::date::rfc2822(now.secs, now.offset);
     let attr = |n: &str| req.attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    if local {
+    if local && req.flags & cleanup_flags::BOUNCE == 0 {
         let uid = attr("origin_uid").unwrap_or("unknown");
         format!("Received: by {} ({}, from userid {uid})\n\tid {queue_id}; {date} ({})\n", s.myhostname, s.mail_name, now.zone)
     } else {

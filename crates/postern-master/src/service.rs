@@ -6,7 +6,7 @@ use nix::fcntl::OFlag;
 use postern_config::{Config, Service, ServiceType};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,8 +16,6 @@ use std::time::Instant;
 pub struct Child {
     /// Whether it last said it is idle.
     pub available: bool,
-    /// Configuration generation it was started with.
-    pub generation: u32,
 }
 
 /// A master.cf service at run time.

@@ -262,7 +262,7 @@ impl Master {
         match cmd.spawn() {
             Ok(child) => {
                 let pid = child.id() as i32;
-                s.children.insert(pid, Child { available: true, generation: self.generation });
+                s.children.insert(pid, Child { available: true });
                 s.available += 1;
                 s.used = true;
             }

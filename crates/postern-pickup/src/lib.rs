@@ -111,17 +111,16 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
         content: qf.content,
     };
     let timeout = client::ipc_timeout(&ctx.config);
-    let reply = client::request(&ctx.config, "private", "cleanup", &req.to_attrs(), 1 << 16, timeout)
+    let reply = client::request(&ctx.config, "public", "cleanup", &req.to_attrs(), 1 << 16, timeout)
         .map_err(|e| e.to_string())
         .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
     match reply {
         Ok(r) if r.status == CleanupStatus::Ok => {
             postern_log::info(format!("{}: uid={uid} from=<{}>", r.queue_id, req.sender));
-            if let Err(e) = postern_queue_admin::remove(q, "maildrop", id) {
-                if !e.is_not_found() {
+            if let Err(e) = postern_queue_admin::remove(q, "maildrop", id)
+                && !e.is_not_found() {
                     postern_log::warning(format!("remove maildrop/{id}: {e}"));
                 }
-            }
             true
         }
         Ok(r) if r.status.is_permanent() => {

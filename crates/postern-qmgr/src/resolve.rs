@@ -43,7 +43,7 @@ impl Resolver {
     /// Whether a domain is one of ours (local delivery).
     pub fn is_local_domain(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        d.is_empty() || self.mydestination.iter().any(|m| *m == d)
+        d.is_empty() || self.mydestination.contains(&d)
     }
 
     /// Resolves one recipient address.

@@ -22,7 +22,6 @@ enum Event {
 
 struct Msg {
     arrival: f64,
-    active_since: f64,
     outstanding: usize,
     deferred: usize,
 }
@@ -94,11 +93,10 @@ pub fn run(ctx: Context) -> ExitCode {
         if stop_deadline.is_none() && (postern_sys::signals::hup_received() || postern_sys::signals::term_received()) {
             stop_deadline = Some(Instant::now() + Duration::from_secs(30));
         }
-        if let Some(d) = stop_deadline {
-            if m.running == 0 || Instant::now() >= d {
+        if let Some(d) = stop_deadline
+            && (m.running == 0 || Instant::now() >= d) {
                 return ExitCode::SUCCESS;
             }
-        }
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => m.on_trigger(&bytes),
             Ok(Event::Trigger(_)) => {}
@@ -186,11 +184,10 @@ impl Qmgr {
     fn release_deferred(&mut self) {
         if let Ok(entries) = self.q.list("deferred") {
             for e in entries {
-                if let Err(err) = postern_queue_admin::set_mtime(&self.q, "deferred", &e.id, SystemTime::now()) {
-                    if !err.is_not_found() {
+                if let Err(err) = postern_queue_admin::set_mtime(&self.q, "deferred", &e.id, SystemTime::now())
+                    && !err.is_not_found() {
                         postern_log::warning(format!("{}: {err}", e.id));
                     }
-                }
             }
         }
     }
@@ -255,7 +252,7 @@ impl Qmgr {
         ));
         let arrival = qf.arrival.0 as f64 + qf.arrival.1 as f64 / 1e6;
         let active_since = now_f();
-        self.msgs.insert(id.to_string(), Msg { arrival, active_since, outstanding: 0, deferred: 0 });
+        self.msgs.insert(id.to_string(), Msg { arrival, outstanding: 0, deferred: 0 });
         let base = DeliverRequest {
             queue_name: "active".into(),
             queue_id: id.to_string(),
@@ -371,15 +368,14 @@ impl Qmgr {
         while self.running < self.max_running && !self.order.is_empty() && idle_rounds < self.order.len() {
             let Some(key) = self.order.pop_front() else { break };
             let Some(dest) = self.dests.get_mut(&key) else { continue };
-            if dest.active < dest.limit {
-                if let Some(job) = dest.jobs.pop_front() {
+            if dest.active < dest.limit
+                && let Some(job) = dest.jobs.pop_front() {
                     dest.active += 1;
                     idle_rounds = 0;
                     self.order.push_back(key.clone());
                     self.spawn(job, Some(key));
                     continue;
                 }
-            }
             idle_rounds += 1;
             if !dest.jobs.is_empty() || dest.active > 0 {
                 self.order.push_back(key);
@@ -391,15 +387,14 @@ impl Qmgr {
 
     fn on_done(&mut self, o: Outcome) {
         self.running -= 1;
-        if let Some(key) = &o.dest {
-            if let Some(d) = self.dests.get_mut(key) {
+        if let Some(key) = &o.dest
+            && let Some(d) = self.dests.get_mut(key) {
                 d.active = d.active.saturating_sub(1);
                 if d.active == 0 && d.jobs.is_empty() {
                     self.dests.remove(key);
                     self.order.retain(|k| k != key);
                 }
             }
-        }
         let done = match self.msgs.get_mut(&o.queue_id) {
             Some(m) => {
                 m.deferred += o.deferred;

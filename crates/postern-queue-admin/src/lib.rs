@@ -127,11 +127,10 @@ impl Drop for NewFile {
 }
 
 fn remove_quietly(path: &Path) {
-    if let Err(e) = fs::remove_file(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound {
             postern_log::warning(format!("remove {}: {e}", path.display()));
         }
-    }
 }
 
 /// Creates a new, not yet ready, file in `queue` and names it with a fresh

@@ -33,11 +33,11 @@ fn daemon(name: &str) -> Option<Entry> {
 fn command(name: &str) -> Option<Entry> {
     Some(match name {
         "sendmail" | "mailq" | "newaliases" => postern_sendmail::main,
-        "postdrop" => postern_postdrop::main,
-        "postqueue" => postern_postqueue::main,
-        "postsuper" => postern_postsuper::main,
+        "postdrop" => |a| postern_server::unimplemented_daemon("postdrop", &a), // TEMP
+        "postqueue" => |a| postern_server::unimplemented_daemon("postqueue", &a), // TEMP
+        "postsuper" => |a| postern_server::unimplemented_daemon("postsuper", &a), // TEMP
         "postconf" => postern_postconf::main,
-        "postcat" => postern_postcat::main,
+        "postcat" => |a| postern_server::unimplemented_daemon("postcat", &a), // TEMP
         _ => return None,
     })
 }

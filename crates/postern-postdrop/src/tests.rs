@@ -1,0 +1,118 @@
+use super::*;
+use postern_qfile::RecipientRecord;
+use std::fs;
+
+fn sample() -> Vec<u8> {
+    let mut q = QueueFile {
+        arrival: (1_700_000_000, 0),
+        sender: "joe".into(),
+        attrs: vec![
+            ("flags".into(), "0".into()),
+            ("origin_uid".into(), "0".into()),
+            ("origin_user".into(), "root".into()),
+            ("rewrite_context".into(), "local".into()),
+        ],
+        recipients: vec![RecipientRecord {
+            address: "u@x".into(),
+            original: "u@x".into(),
+            ..Default::default()
+        }],
+        content: b"Subject: x\n\nbody\n".to_vec(),
+        ..Default::default()
+    };
+    postern_qfile::encode(&mut q)
+}
+
+fn args(v: &[&str]) -> Result<Args, Fatal> {
+    let v: Vec<OsString> = v.iter().map(OsString::from).collect();
+    parse_args(&v)
+}
+
+#[test]
+fn arguments() {
+    assert_eq!(args(&["postdrop"]).unwrap(), Args::default());
+    let a = args(&["postdrop", "-r", "-c", "/x", "-v"]).unwrap();
+    assert_eq!(a.config, Some(PathBuf::from("/x")));
+    assert_eq!(a.verbose, 1);
+    assert_eq!(args(&["postdrop", "-c/y"]).unwrap().config, Some("/y".into()));
+    assert_eq!(args(&["postdrop", "-c"]).unwrap_err().code, exit::USAGE);
+    assert_eq!(args(&["postdrop", "x"]).unwrap_err().code, exit::USAGE);
+}
+
+#[test]
+fn limits() {
+    assert_eq!(input_limit(1000), 2000 + (1 << 20));
+    assert_eq!(input_limit(0), (2u64 << 30) + (1 << 20));
+    let big = vec![0u8; 100];
+    assert_eq!(read_bounded(&mut &big[..], 99).unwrap_err().code, exit::DATAERR);
+    assert_eq!(read_bounded(&mut &big[..], 100).unwrap().len(), 100);
+}
+
+#[test]
+fn validation_refuses_garbage_and_restamps_identity() {
+    let good = sample();
+    let out = validate(&good, 1 << 20, 1234, Some("ann")).unwrap();
+    let q = postern_qfile::parse(&out, 1 << 20).unwrap();
+    assert_eq!(q.attr("origin_uid"), Some("1234"));
+    assert_eq!(q.attr("origin_user"), Some("ann"));
+    assert_eq!(q.attrs.iter().filter(|(n, _)| n == "origin_uid").count(), 1);
+    assert_eq!(q.sender, "joe");
+    for n in [0, 5, good.len() - 1] {
+        assert_eq!(validate(&good[..n], 1 << 20, 1, None).unwrap_err().code, exit::DATAERR);
+    }
+    let mut trailing = good.clone();
+    trailing.push(b'x');
+    assert_eq!(validate(&trailing, 1 << 20, 1, None).unwrap_err().code, exit::DATAERR);
+    assert_eq!(validate(&good, 4, 1, None).unwrap_err().code, exit::DATAERR);
+}
+
+fn instance() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let q = d.path().join("queue");
+    for sub in postern_queue::ALL_DIRS {
+        fs::create_dir_all(q.join(sub)).unwrap();
+    }
+    fs::write(
+        d.path().join("main.cf"),
+        format!(
+            "queue_directory = {}\nmaillog_file = {}\n",
+            q.display(),
+            d.path().join("maillog").display()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    (d, dir)
+}
+
+#[test]
+fn stores_in_maildrop_without_master() {
+    let (_d, dir) = instance();
+    let a = Args {
+        config: Some(dir.clone()),
+        verbose: 0,
+    };
+    let id = run(&a, &mut &sample()[..]).unwrap();
+    let q = Queue::new(dir.join("queue"));
+    assert_eq!(q.locate(&id), Some("maildrop"));
+    let e = q.list("maildrop").unwrap();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].ready);
+    let qf = q.read("maildrop", &id, 1 << 20).unwrap();
+    assert_eq!(qf.recipients[0].address, "u@x");
+    assert_eq!(
+        qf.attr("origin_uid"),
+        Some(postern_sys::privs::real_uid().to_string().as_str())
+    );
+    // Invalid input leaves nothing behind.
+    assert_eq!(run(&a, &mut &b"junk"[..]).unwrap_err().code, exit::DATAERR);
+    assert_eq!(q.list("maildrop").unwrap().len(), 1);
+}
+
+#[test]
+fn missing_queue_is_a_config_error() {
+    let (_d, dir) = instance();
+    fs::remove_dir(dir.join("queue/maildrop")).unwrap();
+    let q = Queue::new(dir.join("queue"));
+    assert_eq!(store(&q, &sample()).unwrap_err().code, exit::CONFIG);
+}
