@@ -5,7 +5,9 @@ from __future__ import annotations
 import email.policy
 from email.parser import BytesParser
 
-BODY = b"first line of the body\n\nline after an empty line\n.\n..two dots\nlast line\n"
+# No line holding a lone "." : without -i/-oi, sendmail takes it as the end of input
+# (as Postfix's does). A line starting with ".." passes unchanged.
+BODY = b"first line of the body\n\nline after an empty line\n..two dots\n.x\nlast line\n"
 MESSAGE = b"Subject: smoke test\nTo: user@localhost\n\n" + BODY
 
 

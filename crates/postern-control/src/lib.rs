@@ -100,7 +100,23 @@ fn check_problems(dir: &Path) -> Vec<String> {
     problems
 }
 
+/// Postfix's "unused parameter" warnings: names in main.cf that nothing uses.
+fn unused_warnings(dir: &Path) -> Vec<String> {
+    let Ok(loaded) = postern_server::load::load(dir) else { return Vec::new() };
+    let master = postern_server::load::load_master(dir).ok();
+    let main = dir.join("main.cf");
+    loaded
+        .config
+        .unused_main_params(master.as_ref())
+        .into_iter()
+        .map(|(name, value, _line)| format!("{}: unused parameter: {name}={value}", main.display()))
+        .collect()
+}
+
 fn check(dir: &Path) -> Result<ExitCode> {
+    for w in unused_warnings(dir) {
+        eprintln!("postern/postern-script: warning: {w}");
+    }
     let problems = check_problems(dir);
     let cfg = postern_server::load::load(dir).ok().map(|l| l.config);
     let mut count = problems.len();
@@ -128,6 +144,9 @@ fn start(dir: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let cfg = log_init(dir)?;
+    for w in unused_warnings(dir) {
+        postern_log::warning(w);
+    }
     if let Some(pid) = running_pid(&cfg)? {
         bail!("the Postern mail system is already running (pid {pid})");
     }
@@ -216,10 +235,9 @@ fn stop(dir: &Path, abort: bool) -> Result<ExitCode> {
     postern_sys::privs::signal(pid, sig)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if !postern_sys::privs::signal(pid, nix::sys::signal::Signal::SIGCONT)? {
-            return Ok(ExitCode::SUCCESS);
-        }
-        if running_pid(&cfg)?.is_none() && abort {
+        // The pid file's lock goes away when master exits (even while it is an
+        // unreaped zombie of whoever started it).
+        if running_pid(&cfg)?.is_none() || !postern_sys::privs::signal(pid, nix::sys::signal::Signal::SIGCONT)? {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(20));

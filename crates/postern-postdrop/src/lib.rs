@@ -17,7 +17,8 @@
 //! The input comes from an unprivileged user and is not trusted: it is read
 //! with a bound (`message_size_limit` × 2 + 1 MiB), parsed with
 //! `postern_qfile::parse` (any malformed record, missing field or trailing
-//! data is refused), and the `origin_uid`/`origin_user` attributes are
+//! data is refused; so are control characters in envelope fields and a
+//! non-numeric `flags` attribute), and the `origin_uid`/`origin_user` attributes are
 //! replaced by postdrop's own real uid and its login name, so a user cannot
 //! pose as another. The queue ID comes from the file's inode, never from input.
 //!
@@ -139,6 +140,12 @@ pub fn validate(bytes: &[u8], limit: u64, uid: u32, login: Option<&str>) -> Resu
             format!("uid={uid}: invalid message record stream: {e}"),
         )
     })?;
+    check_envelope(&qf).map_err(|what| {
+        fatal(
+            exit::DATAERR,
+            format!("uid={uid}: invalid message record stream: {what}"),
+        )
+    })?;
     qf.attrs
         .retain(|(n, _)| n != "origin_uid" && n != "origin_user");
     qf.attrs.push(("origin_uid".into(), uid.to_string()));
@@ -148,12 +155,44 @@ pub fn validate(bytes: &[u8], limit: u64, uid: u32, login: Option<&str>) -> Resu
     Ok(postern_qfile::encode(&mut qf))
 }
 
+/// Envelope fields must be free of control characters (they end up in log
+/// lines and headers), and `flags` must be a number.
+fn check_envelope(qf: &QueueFile) -> Result<(), String> {
+    let bad = |s: &str| s.chars().any(char::is_control);
+    if bad(&qf.sender) || bad(&qf.fullname) {
+        return Err("control character in sender".into());
+    }
+    for (n, v) in &qf.attrs {
+        if bad(n) || bad(v) {
+            return Err(format!(
+                "control character in attribute {}",
+                n.escape_debug()
+            ));
+        }
+    }
+    if let Some(f) = qf.attr("flags") {
+        f.parse::<u32>()
+            .map_err(|_| format!("bad flags attribute: {}", f.escape_debug()))?;
+    }
+    for r in &qf.recipients {
+        if [&r.address, &r.original, &r.orcpt].iter().any(|f| bad(f)) {
+            return Err("control character in recipient".into());
+        }
+    }
+    Ok(())
+}
+
 /// Stores the file in maildrop; returns its queue ID.
 pub fn store(q: &Queue, bytes: &[u8]) -> Result<String, Fatal> {
     let dir = q.dir("maildrop");
     match std::fs::metadata(&dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(fatal(exit::CONFIG, format!("{}: not a directory", dir.display()))),
+        Ok(_) => {
+            return Err(fatal(
+                exit::CONFIG,
+                format!("{}: not a directory", dir.display()),
+            ));
+        }
         Err(e) => return Err(fatal(exit::CONFIG, format!("stat {}: {e}", dir.display()))),
     }
     postern_queue_admin::enter(q, "maildrop", bytes, 0o744)
@@ -162,12 +201,20 @@ pub fn store(q: &Queue, bytes: &[u8]) -> Result<String, Fatal> {
 
 /// Wakes pickup; a mail system that is down is not an error.
 pub fn wake_pickup(cfg: &Config) {
-    if let Err(e) = postern_server::client::trigger(cfg, "public", "pickup", &[b'W']) {
+    if let Err(e) = postern_server::client::trigger(
+        cfg,
+        "public",
+        "pickup",
+        &[postern_ipc::proto::trigger::WAKEUP],
+    ) {
         let why = match &e {
             postern_server::client::ClientError::Connect { source, .. } => source.to_string(),
             other => other.to_string(),
         };
-        postern_log::warning(format_args!("unable to look up public/pickup: {why}"));
+        postern_log::warning(format_args!(
+            "unable to look up public/pickup: {}",
+            plain(&why)
+        ));
     }
 }
 
@@ -205,16 +252,41 @@ pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
     Ok(id)
 }
 
+/// Drops Rust's ` (os error N)` suffixes so that messages read like
+/// Postfix's (`open x: No such file or directory`).
+// XXX(duplicated in each command crate): belongs in postern-log.
+pub fn plain(text: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + MARK.len()..];
+        match after.find(')') {
+            Some(j) if j > 0 && after[..j].bytes().all(|b| b.is_ascii_digit()) => {
+                rest = &after[j + 1..]
+            }
+            _ => {
+                out.push_str(MARK);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let result = parse_args(&args).and_then(|a| run(&a, &mut std::io::stdin().lock()));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("postdrop: fatal: {}", f.msg);
+            let msg = plain(&f.msg);
+            eprintln!("postdrop: fatal: {msg}");
             // XXX(postern-log has no fatal-with-status): logged at info level
             // with Postfix's "fatal: " text; a no-op before the logger exists.
-            postern_log::info(format_args!("fatal: {}", f.msg));
+            postern_log::info(format_args!("fatal: {msg}"));
             ExitCode::from(f.code)
         }
     }

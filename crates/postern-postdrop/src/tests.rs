@@ -34,7 +34,10 @@ fn arguments() {
     let a = args(&["postdrop", "-r", "-c", "/x", "-v"]).unwrap();
     assert_eq!(a.config, Some(PathBuf::from("/x")));
     assert_eq!(a.verbose, 1);
-    assert_eq!(args(&["postdrop", "-c/y"]).unwrap().config, Some("/y".into()));
+    assert_eq!(
+        args(&["postdrop", "-c/y"]).unwrap().config,
+        Some("/y".into())
+    );
     assert_eq!(args(&["postdrop", "-c"]).unwrap_err().code, exit::USAGE);
     assert_eq!(args(&["postdrop", "x"]).unwrap_err().code, exit::USAGE);
 }
@@ -43,8 +46,11 @@ fn arguments() {
 fn limits() {
     assert_eq!(input_limit(1000), 2000 + (1 << 20));
     assert_eq!(input_limit(0), (2u64 << 30) + (1 << 20));
-    let big = vec![0u8; 100];
-    assert_eq!(read_bounded(&mut &big[..], 99).unwrap_err().code, exit::DATAERR);
+    let big = [0u8; 100];
+    assert_eq!(
+        read_bounded(&mut &big[..], 99).unwrap_err().code,
+        exit::DATAERR
+    );
     assert_eq!(read_bounded(&mut &big[..], 100).unwrap().len(), 100);
 }
 
@@ -58,12 +64,38 @@ fn validation_refuses_garbage_and_restamps_identity() {
     assert_eq!(q.attrs.iter().filter(|(n, _)| n == "origin_uid").count(), 1);
     assert_eq!(q.sender, "joe");
     for n in [0, 5, good.len() - 1] {
-        assert_eq!(validate(&good[..n], 1 << 20, 1, None).unwrap_err().code, exit::DATAERR);
+        assert_eq!(
+            validate(&good[..n], 1 << 20, 1, None).unwrap_err().code,
+            exit::DATAERR
+        );
     }
     let mut trailing = good.clone();
     trailing.push(b'x');
-    assert_eq!(validate(&trailing, 1 << 20, 1, None).unwrap_err().code, exit::DATAERR);
+    assert_eq!(
+        validate(&trailing, 1 << 20, 1, None).unwrap_err().code,
+        exit::DATAERR
+    );
     assert_eq!(validate(&good, 4, 1, None).unwrap_err().code, exit::DATAERR);
+}
+
+#[test]
+fn envelope_fields_are_checked() {
+    let mut q = postern_qfile::parse(&sample(), 1 << 20).unwrap();
+    q.recipients[0].address = "u@x\nforged".into();
+    let bytes = postern_qfile::encode(&mut q);
+    assert_eq!(
+        validate(&bytes, 1 << 20, 1, None).unwrap_err().code,
+        exit::DATAERR
+    );
+    let mut q = postern_qfile::parse(&sample(), 1 << 20).unwrap();
+    q.attrs[0].1 = "EXTRACT".into();
+    let bytes = postern_qfile::encode(&mut q);
+    assert!(
+        validate(&bytes, 1 << 20, 1, None)
+            .unwrap_err()
+            .msg
+            .contains("bad flags")
+    );
 }
 
 fn instance() -> (tempfile::TempDir, PathBuf) {
@@ -115,4 +147,12 @@ fn missing_queue_is_a_config_error() {
     fs::remove_dir(dir.join("queue/maildrop")).unwrap();
     let q = Queue::new(dir.join("queue"));
     assert_eq!(store(&q, &sample()).unwrap_err().code, exit::CONFIG);
+}
+
+#[test]
+fn os_error_suffixes_are_dropped() {
+    assert_eq!(
+        crate::plain("open x: No such file or directory (os error 2): more (os error x)"),
+        "open x: No such file or directory: more (os error x)"
+    );
 }

@@ -51,12 +51,18 @@ fn read_one(q: &Queue, queue: &str, id: &str, limit: u64) -> Result<Option<Liste
     };
     let log = q.read_log("defer", id)?.unwrap_or_default();
     let entries = statuslog::parse_log(&log);
+    // The record offset identifies a recipient exactly; the address is the
+    // fallback for log lines written without one.
     let reason_for = |offset: u64, addr: &str| {
-        entries
-            .iter()
-            .rev()
-            .find(|e| (e.offset != 0 && e.offset == offset) || (e.offset == 0 && e.recipient == addr))
-            .map(|e| e.reason.clone())
+        let latest = |f: &dyn Fn(&statuslog::LogEntry) -> bool| {
+            entries
+                .iter()
+                .rev()
+                .find(|e| f(e))
+                .map(|e| e.reason.clone())
+        };
+        latest(&|e| e.offset != 0 && e.offset == offset)
+            .or_else(|| latest(&|e| e.recipient == addr))
     };
     let recipients = qf
         .pending()
@@ -117,7 +123,10 @@ fn sender_text(sender: &str) -> String {
 /// `Sun Nov 22 22:40:48` in `tz`.
 pub fn arrival_text(secs: u64, tz: &TimeZone) -> String {
     match jiff::Timestamp::from_second(secs.min(i64::MAX as u64) as i64) {
-        Ok(ts) => ts.to_zoned(tz.clone()).strftime("%a %b %e %H:%M:%S").to_string(),
+        Ok(ts) => ts
+            .to_zoned(tz.clone())
+            .strftime("%a %b %e %H:%M:%S")
+            .to_string(),
         Err(_) => "(bad arrival time)".to_string(),
     }
 }
@@ -195,7 +204,9 @@ pub fn format_json(m: &Listed) -> String {
         .map(|r| {
             let addr = js(&postern_mail::address::quote_address(&r.address));
             match &r.reason {
-                Some(reason) => format!("{{\"address\": {addr}, \"delay_reason\": {}}}", js(reason)),
+                Some(reason) => {
+                    format!("{{\"address\": {addr}, \"delay_reason\": {}}}", js(reason))
+                }
                 None => format!("{{\"address\": {addr}}}"),
             }
         })

@@ -34,11 +34,12 @@ impl Fatal {
 
     /// Prints `prog: fatal: msg` on stderr, logs it, and gives the status.
     pub fn report(&self, prog: &str) -> ExitCode {
-        eprintln!("{prog}: fatal: {}", self.msg);
+        let msg = crate::plain(&self.msg);
+        eprintln!("{prog}: fatal: {msg}");
         if LOGGING.load(Ordering::Relaxed) {
             // XXX(postern-log has no fatal-with-status): log at info level so
             // that the line is written once, with Postfix's "fatal: " text.
-            postern_log::info(format_args!("fatal: {}", self.msg));
+            postern_log::info(format_args!("fatal: {msg}"));
         }
         ExitCode::from(self.code)
     }
@@ -74,8 +75,8 @@ impl HiArgs {
     /// Loads the configuration and starts logging.
     pub fn new(low: LowArgs) -> Result<HiArgs, Fatal> {
         let dir = resolve_config_dir(low.config.as_deref());
-        let loaded =
-            postern_server::load::load(&dir).map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))?;
+        let loaded = postern_server::load::load(&dir)
+            .map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))?;
         let cfg = loaded.config;
         postern_log::init(&low.prog, postern_server::load::log_config(&cfg, true));
         LOGGING.store(true, Ordering::Relaxed);
@@ -155,11 +156,13 @@ impl HiArgs {
         let limit = self.size_limit()?;
         let content = input::read_message(&mut std::io::stdin().lock(), self.low.dot_ends, limit)
             .map_err(|e| match e {
-                InputError::TooBig => Fatal::new(exit::TEMPFAIL, format!("{tag}: message file too big")),
-                InputError::Io(e) => {
-                    Fatal::new(exit::IOERR, format!("{tag}: read standard input: {e}"))
-                }
-            })?;
+            InputError::TooBig => {
+                Fatal::new(exit::TEMPFAIL, format!("{tag}: message file too big"))
+            }
+            InputError::Io(e) => {
+                Fatal::new(exit::IOERR, format!("{tag}: read standard input: {e}"))
+            }
+        })?;
         if self.low.extract
             && self.low.recipients.is_empty()
             && !submit::header_has_recipients(&content)
@@ -173,7 +176,9 @@ impl HiArgs {
             .ok()
             .filter(|n| !n.chars().any(char::is_control));
         let fullname = self.low.fullname.clone().or(env_name);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let mut qf = submit::build(
             &self.low,
             &self.who,
@@ -227,8 +232,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("main.cf"), "").unwrap();
         assert_eq!(resolve_config_dir(Some(d.path())), d.path());
-        assert_eq!(resolve_config_dir(Some(&d.path().join("main.cf"))), d.path());
-        assert_eq!(resolve_config_dir(Some(Path::new("main.cf"))), Path::new("."));
+        assert_eq!(
+            resolve_config_dir(Some(&d.path().join("main.cf"))),
+            d.path()
+        );
+        assert_eq!(
+            resolve_config_dir(Some(Path::new("main.cf"))),
+            Path::new(".")
+        );
     }
 
     #[test]
@@ -237,8 +248,20 @@ mod tests {
         assert_eq!(newaliases_check("  ,  ", "hash"), Ok(0));
         let e = newaliases_check("hash:/etc/aliases", "hash").unwrap_err();
         assert_eq!(e.code, exit::TEMPFAIL);
-        assert!(e.msg.starts_with("unsupported dictionary type: hash "), "{}", e.msg);
+        assert!(
+            e.msg.starts_with("unsupported dictionary type: hash "),
+            "{}",
+            e.msg
+        );
         let e = newaliases_check("/etc/aliases", "cdb").unwrap_err();
         assert!(e.msg.contains("type: cdb "));
+    }
+
+    #[test]
+    fn os_error_suffixes_are_dropped() {
+        assert_eq!(
+            crate::plain("open x: No such file or directory (os error 2): more (os error x)"),
+            "open x: No such file or directory: more (os error x)"
+        );
     }
 }

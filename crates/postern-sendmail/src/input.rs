@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn size_limit() {
-        let msg = vec![b'a'; 100];
+        let msg = [b'a'; 100];
         assert!(matches!(
             read_message(&mut &msg[..], true, 50),
             Err(InputError::TooBig)

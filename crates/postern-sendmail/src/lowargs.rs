@@ -290,7 +290,8 @@ impl LowArgs {
             'b' => self.mode = parse_mode(v)?,
             'o' => self.sendmail_option(v)?,
             'O' => {
-                if v.eq_ignore_ascii_case("smtputf8") || v.to_ascii_lowercase().starts_with("smtputf8=")
+                if v.eq_ignore_ascii_case("smtputf8")
+                    || v.to_ascii_lowercase().starts_with("smtputf8=")
                 {
                     self.smtputf8 = true;
                 }
@@ -350,7 +351,14 @@ mod tests {
 
     #[test]
     fn git_send_email() {
-        let a = ok(&["sendmail", "-i", "-f", "x", "u@example.org", "v@example.org"]);
+        let a = ok(&[
+            "sendmail",
+            "-i",
+            "-f",
+            "x",
+            "u@example.org",
+            "v@example.org",
+        ]);
         assert_eq!(a.sender.as_deref(), Some("x"));
         assert_eq!(a.recipients.len(), 2);
     }
@@ -365,7 +373,14 @@ mod tests {
 
     #[test]
     fn cron() {
-        let a = ok(&["sendmail", "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "user"]);
+        let a = ok(&[
+            "sendmail",
+            "-FCronDaemon",
+            "-i",
+            "-B8BITMIME",
+            "-oem",
+            "user",
+        ]);
         assert_eq!(a.fullname.as_deref(), Some("CronDaemon"));
         assert_eq!(a.recipients, ["user"]);
     }
@@ -439,13 +454,16 @@ mod tests {
         assert!(parse(&["s", "-bz"]).is_err());
         assert_eq!(ok(&["s", "-q"]).mode, Mode::Flush);
         assert_eq!(ok(&["s", "-q1h"]).mode, Mode::Nothing);
-        assert_eq!(
-            ok(&["s", "-qIABC123"]).mode,
-            Mode::FlushId("ABC123".into())
-        );
+        assert_eq!(ok(&["s", "-qIABC123"]).mode, Mode::FlushId("ABC123".into()));
         assert!(parse(&["s", "-qI../x"]).is_err());
-        assert_eq!(ok(&["s", "-qRexample.com"]).mode, Mode::Unsupported("-qR".into()));
-        assert_eq!(ok(&["s", "-qSexample.com"]).mode, Mode::Unsupported("-qS".into()));
+        assert_eq!(
+            ok(&["s", "-qRexample.com"]).mode,
+            Mode::Unsupported("-qR".into())
+        );
+        assert_eq!(
+            ok(&["s", "-qSexample.com"]).mode,
+            Mode::Unsupported("-qS".into())
+        );
         assert!(parse(&["s", "-qZ"]).is_err());
     }
 
@@ -460,9 +478,36 @@ mod tests {
     #[test]
     fn ignored_flags_are_accepted() {
         let a = ok(&[
-            "s", "-oem", "-oee", "-oep", "-oeq", "-oew", "-om", "-o7", "-oQ/tmp", "-v", "-v",
-            "-h", "3", "-L", "lbl", "-G", "-U", "-n", "-m", "-x", "-X", "/tmp/log", "-d0.1",
-            "-Am", "-Ac", "-O", "DeliveryMode=b", "-O", "smtputf8", "u",
+            "s",
+            "-oem",
+            "-oee",
+            "-oep",
+            "-oeq",
+            "-oew",
+            "-om",
+            "-o7",
+            "-oQ/tmp",
+            "-v",
+            "-v",
+            "-h",
+            "3",
+            "-L",
+            "lbl",
+            "-G",
+            "-U",
+            "-n",
+            "-m",
+            "-x",
+            "-X",
+            "/tmp/log",
+            "-d0.1",
+            "-Am",
+            "-Ac",
+            "-O",
+            "DeliveryMode=b",
+            "-O",
+            "smtputf8",
+            "u",
         ]);
         assert_eq!(a.recipients, ["u"]);
         assert!(a.dot_ends && a.smtputf8);
@@ -475,7 +520,10 @@ mod tests {
         let a = ok(&["s", "-C", "/etc/x/main.cf", "-oA/etc/aliases2", "-bi"]);
         assert_eq!(a.config, Some(PathBuf::from("/etc/x/main.cf")));
         assert_eq!(a.alias_database.as_deref(), Some("/etc/aliases2"));
-        assert_eq!(ok(&["s", "-C/etc/x", "u"]).config, Some(PathBuf::from("/etc/x")));
+        assert_eq!(
+            ok(&["s", "-C/etc/x", "u"]).config,
+            Some(PathBuf::from("/etc/x"))
+        );
     }
 
     #[test]

@@ -140,12 +140,21 @@ mod tests {
 
     #[test]
     fn maildrop_file_contract() {
-        let l = low(&["sendmail", "-t", "-N", "failure", "-R", "full", "-V", "X1", "a@b"]);
+        let l = low(&[
+            "sendmail", "-t", "-N", "failure", "-R", "full", "-V", "X1", "a@b",
+        ]);
         let who = Submitter {
             uid: 1000,
             login: Some("joe".into()),
         };
-        let mut q = build(&l, &who, "joe", Some("Joe"), b"Subject: x\n\nhi\n".to_vec(), (17, 5));
+        let mut q = build(
+            &l,
+            &who,
+            "joe",
+            Some("Joe"),
+            b"Subject: x\n\nhi\n".to_vec(),
+            (17, 5),
+        );
         let bytes = postern_qfile::encode(&mut q);
         let back = postern_qfile::parse(&bytes, 1 << 20).unwrap();
         assert_eq!(back.arrival, (17, 5));
@@ -166,7 +175,10 @@ mod tests {
     #[test]
     fn minimal_file() {
         let l = low(&["sendmail", "-f", "<>", "u"]);
-        let who = Submitter { uid: 0, login: None };
+        let who = Submitter {
+            uid: 0,
+            login: None,
+        };
         let q = build(&l, &who, "", None, Vec::new(), (1, 0));
         assert_eq!(q.attr("flags"), Some("0"));
         assert_eq!(q.attr("origin_user"), None);
@@ -179,7 +191,9 @@ mod tests {
     fn extract_check() {
         assert!(header_has_recipients(b"To: a@b\n\nx\n"));
         assert!(header_has_recipients(b"Subject: s\ncc: Joe <j@x>\n\nx\n"));
-        assert!(!header_has_recipients(b"To: undisclosed-recipients:;\n\nx\n"));
+        assert!(!header_has_recipients(
+            b"To: undisclosed-recipients:;\n\nx\n"
+        ));
         assert!(!header_has_recipients(b"Subject: s\n\nTo: a@b\n"));
         assert!(!header_has_recipients(b""));
     }
@@ -191,6 +205,74 @@ mod tests {
         assert_eq!(map_status(ExitStatus::from_raw(65 << 8)).0, 65);
         assert_eq!(map_status(ExitStatus::from_raw(1 << 8)).0, 75);
         assert_eq!(map_status(ExitStatus::from_raw(9)).0, 75);
+    }
+
+    /// A stand-in postdrop: records its arguments and input, exits with `code`.
+    fn fake_postdrop(dir: &Path, code: i32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("fake-postdrop");
+        let body = format!(
+            "#!/bin/sh\necho \"$@\" > {d}/args\ncat > {d}/input\nexit {code}\n",
+            d = dir.display()
+        );
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn handoff_feeds_postdrop_and_maps_its_status() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = fake_postdrop(d.path(), 0);
+        let r = handoff(&exe, Path::new("/etc/inst"), b"record stream").unwrap();
+        assert_eq!(r, (0, None));
+        assert_eq!(
+            std::fs::read(d.path().join("input")).unwrap(),
+            b"record stream"
+        );
+        let args = std::fs::read_to_string(d.path().join("args")).unwrap();
+        assert_eq!(args.trim(), "-r -c /etc/inst");
+        let exe = fake_postdrop(d.path(), 78);
+        assert_eq!(handoff(&exe, Path::new("/x"), b"y").unwrap(), (78, None));
+    }
+
+    /// End to end through the real multi-call binary, when the caller names
+    /// it (`POSTERN_BIN=/work/target-cmds/debug/postern cargo test`).
+    #[test]
+    fn real_postdrop_stores_the_file() {
+        let Some(bin) = std::env::var_os("POSTERN_BIN") else {
+            eprintln!("POSTERN_BIN not set; skipping the real postdrop test");
+            return;
+        };
+        let d = tempfile::tempdir().unwrap();
+        let queue = d.path().join("queue");
+        for sub in ["maildrop", "public", "pid"] {
+            std::fs::create_dir_all(queue.join(sub)).unwrap();
+        }
+        std::fs::write(
+            d.path().join("main.cf"),
+            format!(
+                "queue_directory = {}\nmaillog_file = {}/maillog\n",
+                queue.display(),
+                d.path().display()
+            ),
+        )
+        .unwrap();
+        let l = low(&["sendmail", "u@x"]);
+        let who = Submitter {
+            uid: 0,
+            login: None,
+        };
+        let mut q = build(&l, &who, "me", None, b"hi\n".to_vec(), (1, 0));
+        let bytes = postern_qfile::encode(&mut q);
+        let r = handoff(Path::new(&bin), d.path(), &bytes).unwrap();
+        assert_eq!(r, (0, None));
+        let files: Vec<_> = std::fs::read_dir(queue.join("maildrop")).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            handoff(Path::new(&bin), d.path(), b"garbage").unwrap().0,
+            65
+        );
     }
 
     #[test]

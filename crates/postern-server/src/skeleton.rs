@@ -96,6 +96,9 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
 /// Daemon start-up: arguments, configuration, logging, privileges.
 /// Exits with a fatal log line on any error (master throttles the service).
 pub fn init(program: &str, args: &[String]) -> Context {
+    if let Err(e) = postern_sys::signals::unblock_all() {
+        postern_log::fatal(format!("{program}: {e}"));
+    }
     let p = match parse_args(program, args) {
         Ok(p) => p,
         Err(e) => postern_log::fatal(format!("{program}: {e}")),

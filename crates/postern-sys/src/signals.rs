@@ -54,3 +54,9 @@ pub fn hup_received() -> bool {
 pub fn term_received() -> bool {
     TERM.load(Ordering::SeqCst)
 }
+
+/// Unblocks every signal. master blocks the signals it reads through a
+/// signalfd, and the mask survives `exec`; each daemon calls this first.
+pub fn unblock_all() -> Result<()> {
+    SigSet::all().thread_unblock().map_err(|e| SysError::errno("sigprocmask", "SIG_UNBLOCK", e))
+}

@@ -33,11 +33,11 @@ fn daemon(name: &str) -> Option<Entry> {
 fn command(name: &str) -> Option<Entry> {
     Some(match name {
         "sendmail" | "mailq" | "newaliases" => postern_sendmail::main,
-        "postdrop" => |a| postern_server::unimplemented_daemon("postdrop", &a), // TEMP
-        "postqueue" => |a| postern_server::unimplemented_daemon("postqueue", &a), // TEMP
-        "postsuper" => |a| postern_server::unimplemented_daemon("postsuper", &a), // TEMP
+        "postdrop" => postern_postdrop::main,
+        "postqueue" => postern_postqueue::main,
+        "postsuper" => postern_postsuper::main,
         "postconf" => postern_postconf::main,
-        "postcat" => |a| postern_server::unimplemented_daemon("postcat", &a), // TEMP
+        "postcat" => postern_postcat::main,
         _ => return None,
     })
 }
