@@ -249,7 +249,9 @@ class Instance:
         base = Path(tempfile.mkdtemp(prefix="postern-it-", dir=base_dir))
         if user is not None and user.pw_uid != os.geteuid():
             os.chown(base, user.pw_uid, user.pw_gid)
-            base.chmod(0o755)  # the test (root) reads mail and logs in it
+        # The test (root) reads mail and logs in it; a root instance's daemons
+        # (mail_owner) must be able to reach the queue below it.
+        base.chmod(0o755)
         inst = cls(binary=binary, root=base / "instance", port=free_port(), user=user, base=base,
                    keep=os.environ.get("POSTERN_TEST_KEEP") == "1")
         if init:

@@ -74,3 +74,6 @@ def test_kill9_under_load(instance):
                   what="queue drained")
     corrupt = [p for p in inst.queue_files() if "/corrupt/" in str(p)]
     assert not corrupt, corrupt
+    got = inst.new_messages("sink")
+    print(f"crash test: {ROUNDS} rounds, {killed_total} processes killed, {len(acked)} acknowledged, "
+          f"{len(got)} delivered ({len(got) - len(delivered())} duplicates)")

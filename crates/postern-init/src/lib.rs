@@ -141,6 +141,24 @@ fn mkdir(path: &Path, mode: u32, own: Option<(u32, u32)>) -> Result<()> {
     Ok(())
 }
 
+/// Run by root, the daemons run as mail_owner and must be able to reach the
+/// instance: every parent directory must be searchable by others.
+fn reachable_by_others(dir: &Path) -> Result<()> {
+    for d in dir.ancestors() {
+        let mode = fs::metadata(d).with_context(|| format!("stat {}", d.display()))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "{} (mode {:o}) is not searchable by others, so mail_owner cannot reach the queue in {}; \
+                 chmod o+x it or choose another directory",
+                d.display(),
+                mode & 0o7777,
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run(args: &[OsString]) -> Result<PathBuf> {
     let o = parse(args)?;
     fs::create_dir_all(&o.dir).with_context(|| format!("mkdir {}", o.dir.display()))?;
@@ -150,6 +168,9 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
         bail!("{} exists; refusing to overwrite (use --force)", main.display());
     }
     let own = owner()?;
+    if own.root {
+        reachable_by_others(&dir)?;
+    }
     let ids = own.root.then_some((own.uid, own.gid));
     fs::write(&main, main_cf(&dir, &own)).with_context(|| format!("write {}", main.display()))?;
     let master = dir.join("master.cf");
