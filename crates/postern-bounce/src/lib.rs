@@ -19,7 +19,11 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let ctx = skeleton::init("bounce", &args);
     skeleton::single_server(ctx, |ctx, mut stream| {
         let timeout = client::ipc_timeout(&ctx.config);

@@ -18,8 +18,8 @@
 use crate::dsn::{self, DsnInput, DsnRecipient, NoticeKind};
 use postern_config::Config;
 use postern_ipc::proto::{
-    Action, BounceOp, BounceReply, BounceRequest, CleanupReply, CleanupRequest, CleanupStatus, Recipient,
-    cleanup_flags, notify,
+    Action, BounceOp, BounceReply, BounceRequest, CleanupReply, CleanupRequest, CleanupStatus,
+    Recipient, cleanup_flags, notify,
 };
 use postern_qfile::statuslog::{LogEntry, encode_entry, parse_log};
 use postern_queue::Queue;
@@ -27,7 +27,10 @@ use postern_server::client;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Handles one request.
@@ -37,14 +40,24 @@ pub fn handle(cfg: &Config, req: &BounceRequest) -> BounceReply {
         BounceOp::AppendBounce => append(&q, "bounce", req),
         BounceOp::AppendDefer => append(&q, "defer", req),
         BounceOp::FlushBounce => flush(cfg, &q, req),
-        BounceOp::RemoveDeferLog => q.remove_log("defer", &req.queue_id).map_err(|e| e.to_string()),
-        other => Err(format!("operation {other:?} is not supported by this version")),
+        BounceOp::RemoveDeferLog => q
+            .remove_log("defer", &req.queue_id)
+            .map_err(|e| e.to_string()),
+        other => Err(format!(
+            "operation {other:?} is not supported by this version"
+        )),
     };
     match res {
-        Ok(()) => BounceReply { ok: true, reason: String::new() },
+        Ok(()) => BounceReply {
+            ok: true,
+            reason: String::new(),
+        },
         Err(e) => {
             postern_log::warning(format!("{}: {e}", req.queue_id));
-            BounceReply { ok: false, reason: e }
+            BounceReply {
+                ok: false,
+                reason: e,
+            }
         }
     }
 }
@@ -70,19 +83,31 @@ fn append(q: &Queue, log: &str, req: &BounceRequest) -> Result<(), String> {
             reason: r.text.clone(),
         }));
     }
-    q.append_log(log, &req.queue_id, text.as_bytes()).map_err(|e| e.to_string())
+    q.append_log(log, &req.queue_id, text.as_bytes())
+        .map_err(|e| e.to_string())
 }
 
 fn qualify(addr: &str, cfg: &Config) -> String {
-    if addr.contains('@') { addr.to_string() } else { format!("{addr}@{}", cfg.get("myorigin")) }
+    if addr.contains('@') {
+        addr.to_string()
+    } else {
+        format!("{addr}@{}", cfg.get("myorigin"))
+    }
 }
 
 fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
-    let Some(log) = q.read_log("bounce", &req.queue_id).map_err(|e| e.to_string())? else {
+    let Some(log) = q
+        .read_log("bounce", &req.queue_id)
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(());
     };
     let qf = q
-        .read(&req.queue_name, &req.queue_id, client::content_frame_limit(cfg))
+        .read(
+            &req.queue_name,
+            &req.queue_id,
+            client::content_frame_limit(cfg),
+        )
         .map_err(|e| e.to_string())?;
     let wanted: Vec<LogEntry> = parse_log(&log)
         .into_iter()
@@ -90,9 +115,19 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
         .collect();
     let double = qualify(&cfg.get("double_bounce_sender"), cfg);
     if wanted.is_empty() {
-        postern_log::info(format!("{}: no failure notice requested (DSN NOTIFY)", req.queue_id));
-    } else if qf.sender.eq_ignore_ascii_case(&double) || qf.sender.eq_ignore_ascii_case(&cfg.get("double_bounce_sender")) {
-        postern_log::warning(format!("{}: undeliverable postmaster notification discarded", req.queue_id));
+        postern_log::info(format!(
+            "{}: no failure notice requested (DSN NOTIFY)",
+            req.queue_id
+        ));
+    } else if qf.sender.eq_ignore_ascii_case(&double)
+        || qf
+            .sender
+            .eq_ignore_ascii_case(&cfg.get("double_bounce_sender"))
+    {
+        postern_log::warning(format!(
+            "{}: undeliverable postmaster notification discarded",
+            req.queue_id
+        ));
     } else {
         let (to, from) = if qf.sender.is_empty() {
             (qualify(&cfg.get("2bounce_notice_recipient"), cfg), double)
@@ -100,10 +135,15 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
             (qf.sender.clone(), String::new())
         };
         let id = submit(cfg, &qf, &req.queue_id, &wanted, &to, &from)?;
-        let what = if qf.sender.is_empty() { "postmaster non-delivery notification" } else { "sender non-delivery notification" };
+        let what = if qf.sender.is_empty() {
+            "postmaster non-delivery notification"
+        } else {
+            "sender non-delivery notification"
+        };
         postern_log::info(format!("{}: {what}: {id}", req.queue_id));
     }
-    q.remove_log("bounce", &req.queue_id).map_err(|e| e.to_string())
+    q.remove_log("bounce", &req.queue_id)
+        .map_err(|e| e.to_string())
 }
 
 fn submit(
@@ -117,17 +157,28 @@ fn submit(
     let z = jiff::Zoned::now();
     let now = z.timestamp().as_second();
     let host = cfg.get("myhostname");
-    let message_id = format!("{now}.{}.{queue_id}@{host}", z.timestamp().subsec_microsecond());
+    let message_id = format!(
+        "{now}.{}.{queue_id}@{host}",
+        z.timestamp().subsec_microsecond()
+    );
     let boundary = format!("{queue_id}.{now}/{host}");
     let recipients = entries
         .iter()
         .map(|e| DsnRecipient {
             final_recipient: e.recipient.clone(),
-            original_recipient: if e.original != e.recipient { e.original.clone() } else { String::new() },
+            original_recipient: if e.original != e.recipient {
+                e.original.clone()
+            } else {
+                String::new()
+            },
             orcpt: e.orcpt.clone(),
             status: e.status.clone(),
             diagnostic: e.reason.clone(),
-            remote_mta: if e.relay == "none" || e.relay == "local" { String::new() } else { e.relay.clone() },
+            remote_mta: if e.relay == "none" || e.relay == "local" {
+                String::new()
+            } else {
+                e.relay.clone()
+            },
             action: e.action.clone(),
         })
         .collect();
@@ -149,18 +200,30 @@ fn submit(
         bounce_size_limit: cfg.get_int("bounce_size_limit").unwrap_or(50000).max(0) as usize,
         postmaster_copy: false,
     });
-    let arrival = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let arrival = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let creq = CleanupRequest {
         flags: cleanup_flags::BOUNCE,
         sender: from.to_string(),
         fullname: String::new(),
         arrival: (arrival.as_secs(), arrival.subsec_micros()),
         recipients: vec![Recipient::new(to)],
-        attrs: vec![("rewrite_context".into(), "local".into()), ("origin_queue_id".into(), queue_id.into())],
+        attrs: vec![
+            ("rewrite_context".into(), "local".into()),
+            ("origin_queue_id".into(), queue_id.into()),
+        ],
         content,
     };
-    let reply = client::request(cfg, "public", "cleanup", &creq.to_attrs(), 1 << 16, client::ipc_timeout(cfg))
-        .map_err(|e| e.to_string())?;
+    let reply = client::request(
+        cfg,
+        "public",
+        "cleanup",
+        &creq.to_attrs(),
+        1 << 16,
+        client::ipc_timeout(cfg),
+    )
+    .map_err(|e| e.to_string())?;
     let r = CleanupReply::from_attrs(&reply).map_err(|e| e.to_string())?;
     match r.status {
         CleanupStatus::Ok => Ok(r.queue_id),

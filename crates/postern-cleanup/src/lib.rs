@@ -36,7 +36,11 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let ctx = skeleton::init("cleanup", &args);
     let settings = settings(&ctx);
     skeleton::single_server(ctx, move |ctx, stream| serve(ctx, &settings, stream))
@@ -58,7 +62,10 @@ fn settings(ctx: &Context) -> Settings {
 
 fn serve(ctx: &Context, s: &Settings, mut stream: UnixStream) {
     let timeout = client::ipc_timeout(&ctx.config);
-    if let Err(e) = stream.set_read_timeout(Some(timeout)).and_then(|()| stream.set_write_timeout(Some(timeout))) {
+    if let Err(e) = stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+    {
         postern_log::warning(format!("set socket timeout: {e}"));
         return;
     }
@@ -94,7 +101,11 @@ fn now() -> Now {
 }
 
 fn refuse(r: Refusal) -> CleanupReply {
-    CleanupReply { status: r.status, queue_id: String::new(), reason: r.reason }
+    CleanupReply {
+        status: r.status,
+        queue_id: String::new(),
+        reason: r.reason,
+    }
 }
 
 fn enqueue(ctx: &Context, s: &Settings, req: &CleanupRequest) -> CleanupReply {
@@ -103,7 +114,8 @@ fn enqueue(ctx: &Context, s: &Settings, req: &CleanupRequest) -> CleanupReply {
         Err(r) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 => {
             let mut header_only = req.clone();
             let end = postern_mail::header::header_end(&req.content);
-            header_only.content = req.content[..end.header_len.min(s.header_size_limit as usize)].to_vec();
+            header_only.content =
+                req.content[..end.header_len.min(s.header_size_limit as usize)].to_vec();
             header_only.content.push(b'\n');
             write(ctx, s, &header_only, Some(r))
         }
@@ -111,9 +123,18 @@ fn enqueue(ctx: &Context, s: &Settings, req: &CleanupRequest) -> CleanupReply {
     }
 }
 
-fn write(ctx: &Context, s: &Settings, req: &CleanupRequest, reject: Option<Refusal>) -> CleanupReply {
+fn write(
+    ctx: &Context,
+    s: &Settings,
+    req: &CleanupRequest,
+    reject: Option<Refusal>,
+) -> CleanupReply {
     let q = Queue::new(ctx.config.get("queue_directory"));
-    let target = if req.flags & cleanup_flags::HOLD != 0 { "hold" } else { "incoming" };
+    let target = if req.flags & cleanup_flags::HOLD != 0 {
+        "hold"
+    } else {
+        "incoming"
+    };
     let newfile = match postern_queue_admin::create(&q, target) {
         Ok(f) => f,
         Err(e) => {
@@ -124,9 +145,10 @@ fn write(ctx: &Context, s: &Settings, req: &CleanupRequest, reject: Option<Refus
     let now = now();
     let mut qf = match process::build(req, s, &newfile.id, &now) {
         Ok(qf) => qf,
-        Err(r) if r.status == CleanupStatus::NoRecipients
-            && req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0
-            && !req.sender.is_empty() =>
+        Err(r)
+            if r.status == CleanupStatus::NoRecipients
+                && req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0
+                && !req.sender.is_empty() =>
         {
             // Tell the sender rather than dropping the message silently.
             let mut to_sender = req.clone();
@@ -134,7 +156,10 @@ fn write(ctx: &Context, s: &Settings, req: &CleanupRequest, reject: Option<Refus
             to_sender.flags &= !cleanup_flags::EXTRACT_RCPTS;
             match process::build(&to_sender, s, &newfile.id, &now) {
                 Ok(mut qf) => {
-                    qf.attrs.push(("cleanup_reject".into(), "5.1.3 No recipient addresses found in message header".into()));
+                    qf.attrs.push((
+                        "cleanup_reject".into(),
+                        "5.1.3 No recipient addresses found in message header".into(),
+                    ));
                     qf
                 }
                 Err(r) => return refuse(r),
@@ -150,19 +175,36 @@ fn write(ctx: &Context, s: &Settings, req: &CleanupRequest, reject: Option<Refus
         Ok(id) => id,
         Err(e) => {
             postern_log::warning(format!("write queue file: {e}"));
-            let reason = if e.is_no_space() { "4.3.4 insufficient system storage" } else { "4.3.0 queue file write error" };
+            let reason = if e.is_no_space() {
+                "4.3.4 insufficient system storage"
+            } else {
+                "4.3.0 queue file write error"
+            };
             return defer(reason);
         }
     };
-    let mid = postern_mail::header::find(&qf.content, "Message-Id").map(|f| f.value_string()).unwrap_or_default();
+    let mid = postern_mail::header::find(&qf.content, "Message-Id")
+        .map(|f| f.value_string())
+        .unwrap_or_default();
     postern_log::info(format!("{id}: message-id={mid}"));
     if target == "incoming"
-        && let Err(e) = client::trigger(&ctx.config, "public", "qmgr", &[trigger::SCAN_INCOMING]) {
-            postern_log::warning(format!("{id}: trigger qmgr: {e} (the next queue scan will find the message)"));
-        }
-    CleanupReply { status: CleanupStatus::Ok, queue_id: id, reason: String::new() }
+        && let Err(e) = client::trigger(&ctx.config, "public", "qmgr", &[trigger::SCAN_INCOMING])
+    {
+        postern_log::warning(format!(
+            "{id}: trigger qmgr: {e} (the next queue scan will find the message)"
+        ));
+    }
+    CleanupReply {
+        status: CleanupStatus::Ok,
+        queue_id: id,
+        reason: String::new(),
+    }
 }
 
 fn defer(reason: &str) -> CleanupReply {
-    CleanupReply { status: CleanupStatus::Defer, queue_id: String::new(), reason: reason.to_string() }
+    CleanupReply {
+        status: CleanupStatus::Defer,
+        queue_id: String::new(),
+        reason: reason.to_string(),
+    }
 }

@@ -65,27 +65,40 @@ fn qualify(addr: &str, s: &Settings) -> String {
 }
 
 fn is_local_submission(req: &CleanupRequest) -> bool {
-    req.attrs.iter().any(|(n, v)| n == "rewrite_context" && v == "local")
+    req.attrs
+        .iter()
+        .any(|(n, v)| n == "rewrite_context" && v == "local")
 }
 
 /// Checks limits that make a message unacceptable.
 pub fn check(req: &CleanupRequest, s: &Settings) -> Result<(), Refusal> {
     if s.message_size_limit > 0 && req.content.len() as u64 > s.message_size_limit {
-        return Err(Refusal { status: CleanupStatus::TooBig, reason: "5.3.4 Message size exceeds fixed limit".into() });
+        return Err(Refusal {
+            status: CleanupStatus::TooBig,
+            reason: "5.3.4 Message size exceeds fixed limit".into(),
+        });
     }
     let hops = header::fields(&req.content)
         .filter(|f| f.name_is("Received") || f.name_is("Delivered-To"))
         .count() as u64;
     if hops > s.hopcount_limit {
-        return Err(Refusal { status: CleanupStatus::Hops, reason: "5.4.6 Too many hops".into() });
+        return Err(Refusal {
+            status: CleanupStatus::Hops,
+            reason: "5.4.6 Too many hops".into(),
+        });
     }
     Ok(())
 }
 
 /// Recipients from the destination headers (`sendmail -t`).
 pub fn extract_recipients(content: &[u8]) -> Vec<String> {
-    let resent = header::fields(content).any(|f| f.name_str().to_ascii_lowercase().starts_with("resent-"));
-    let names: &[&str] = if resent { &["Resent-To", "Resent-Cc", "Resent-Bcc"] } else { &["To", "Cc", "Bcc"] };
+    let resent =
+        header::fields(content).any(|f| f.name_str().to_ascii_lowercase().starts_with("resent-"));
+    let names: &[&str] = if resent {
+        &["Resent-To", "Resent-Cc", "Resent-Bcc"]
+    } else {
+        &["To", "Cc", "Bcc"]
+    };
     let mut out = Vec::new();
     for f in header::fields(content) {
         if names.iter().any(|n| f.name_is(n)) {
@@ -97,13 +110,25 @@ pub fn extract_recipients(content: &[u8]) -> Vec<String> {
 
 /// Builds the queue file for an accepted request. `queue_id` is the ID the
 /// file will have; `uid` the submitting user for the Received header.
-pub fn build(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now) -> Result<QueueFile, Refusal> {
+pub fn build(
+    req: &CleanupRequest,
+    s: &Settings,
+    queue_id: &str,
+    now: &Now,
+) -> Result<QueueFile, Refusal> {
     let local = is_local_submission(req);
     let sender = qualify(&req.sender, s);
     let mut rcpts: Vec<(String, String, String, u8)> = req
         .recipients
         .iter()
-        .map(|r| (qualify(&r.address, s), r.original.clone(), r.orcpt.clone(), r.notify))
+        .map(|r| {
+            (
+                qualify(&r.address, s),
+                r.original.clone(),
+                r.orcpt.clone(),
+                r.notify,
+            )
+        })
         .collect();
     if req.flags & cleanup_flags::EXTRACT_RCPTS != 0 {
         for a in extract_recipients(&req.content) {
@@ -120,15 +145,32 @@ pub fn build(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now) -> R
         if seen.len() < s.duplicate_filter_limit.max(1) && !seen.insert(key) {
             continue;
         }
-        let original = if orig.is_empty() { addr.clone() } else { qualify(&orig, s) };
-        recipients.push(RecipientRecord { address: addr, original, orcpt, notify, ..Default::default() });
+        let original = if orig.is_empty() {
+            addr.clone()
+        } else {
+            qualify(&orig, s)
+        };
+        recipients.push(RecipientRecord {
+            address: addr,
+            original,
+            orcpt,
+            notify,
+            ..Default::default()
+        });
     }
     if recipients.is_empty() {
-        return Err(Refusal { status: CleanupStatus::NoRecipients, reason: "5.1.3 No recipients specified".into() });
+        return Err(Refusal {
+            status: CleanupStatus::NoRecipients,
+            reason: "5.1.3 No recipients specified".into(),
+        });
     }
     let content = rewrite_header(req, s, &sender, queue_id, now, local)?;
-    let mut attrs: Vec<(String, String)> =
-        req.attrs.iter().filter(|(n, _)| n != "flags" && !n.is_empty()).cloned().collect();
+    let mut attrs: Vec<(String, String)> = req
+        .attrs
+        .iter()
+        .filter(|(n, _)| n != "flags" && !n.is_empty())
+        .cloned()
+        .collect();
     attrs.retain(|(n, _)| n != "cleanup_reject");
     Ok(QueueFile {
         arrival: req.arrival,
@@ -152,13 +194,18 @@ fn rewrite_header(
     let content = &req.content;
     let end = header::header_end(content);
     if end.header_len as u64 > s.header_size_limit {
-        return Err(Refusal { status: CleanupStatus::Reject, reason: "5.3.4 Message header too big".into() });
+        return Err(Refusal {
+            status: CleanupStatus::Reject,
+            reason: "5.3.4 Message header too big".into(),
+        });
     }
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(received(req, s, queue_id, now, local).as_bytes());
     let have = |name: &str| header::has_header(content, name);
     let (has_from, has_date, has_mid) = (have("From"), have("Date"), have("Message-Id"));
-    let has_dest = ["To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"].iter().any(|n| have(n));
+    let has_dest = ["To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"]
+        .iter()
+        .any(|n| have(n));
     for f in header::fields(content) {
         if f.name_is("Return-Path") || (local && f.name_is("Bcc")) {
             continue;
@@ -170,14 +217,26 @@ fn rewrite_header(
     }
     if local || req.flags & cleanup_flags::BOUNCE != 0 {
         if !has_date {
-            out.extend_from_slice(format!("Date: {}\n", postern_mail::date::rfc2822(now.secs, now.offset)).as_bytes());
+            out.extend_from_slice(
+                format!(
+                    "Date: {}\n",
+                    postern_mail::date::rfc2822(now.secs, now.offset)
+                )
+                .as_bytes(),
+            );
         }
         if !has_mid {
             let stamp = postern_mail::date::civil(now.secs, 0);
             out.extend_from_slice(
                 format!(
                     "Message-Id: <{:04}{:02}{:02}{:02}{:02}{:02}.{queue_id}@{}>\n",
-                    stamp.year, stamp.month, stamp.day, stamp.hms.0, stamp.hms.1, stamp.hms.2, s.myhostname
+                    stamp.year,
+                    stamp.month,
+                    stamp.day,
+                    stamp.hms.0,
+                    stamp.hms.1,
+                    stamp.hms.2,
+                    s.myhostname
                 )
                 .as_bytes(),
             );
@@ -195,8 +254,16 @@ fn rewrite_header(
 }
 
 fn from_header(req: &CleanupRequest, sender: &str) -> String {
-    let addr = if sender.is_empty() { "MAILER-DAEMON" } else { sender };
-    let name: String = req.fullname.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    let addr = if sender.is_empty() {
+        "MAILER-DAEMON"
+    } else {
+        sender
+    };
+    let name: String = req
+        .fullname
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect();
     if name.trim().is_empty() {
         format!("From: {addr}\n")
     } else {
@@ -206,12 +273,23 @@ fn from_header(req: &CleanupRequest, sender: &str) -> String {
 
 fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local: bool) -> String {
     let date = postern_mail::date::rfc2822(now.secs, now.offset);
-    let attr = |n: &str| req.attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let attr = |n: &str| {
+        req.attrs
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
     if local && req.flags & cleanup_flags::BOUNCE == 0 {
         let uid = attr("origin_uid").unwrap_or("unknown");
-        format!("Received: by {} ({}, from userid {uid})\n\tid {queue_id}; {date} ({})\n", s.myhostname, s.mail_name, now.zone)
+        format!(
+            "Received: by {} ({}, from userid {uid})\n\tid {queue_id}; {date} ({})\n",
+            s.myhostname, s.mail_name, now.zone
+        )
     } else {
-        format!("Received: by {} ({})\n\tid {queue_id}; {date} ({})\n", s.myhostname, s.mail_name, now.zone)
+        format!(
+            "Received: by {} ({})\n\tid {queue_id}; {date} ({})\n",
+            s.myhostname, s.mail_name, now.zone
+        )
     }
 }
 
@@ -237,24 +315,51 @@ mod tests {
         CleanupRequest {
             sender: "joe".into(),
             recipients: vec![Recipient::new("ann"), Recipient::new("ann@example.org")],
-            attrs: vec![("rewrite_context".into(), "local".into()), ("origin_uid".into(), "1000".into())],
+            attrs: vec![
+                ("rewrite_context".into(), "local".into()),
+                ("origin_uid".into(), "1000".into()),
+            ],
             content: content.as_bytes().to_vec(),
             ..Default::default()
         }
     }
 
     fn now() -> Now {
-        Now { secs: 1_795_000_000, offset: 0, zone: "UTC".into() }
+        Now {
+            secs: 1_795_000_000,
+            offset: 0,
+            zone: "UTC".into(),
+        }
     }
 
     #[test]
     fn adds_missing_headers_and_qualifies() {
-        let q = build(&req("Subject: hi\nReturn-Path: <evil>\n\nbody\n"), &settings(), "ABC123", &now()).unwrap();
+        let q = build(
+            &req("Subject: hi\nReturn-Path: <evil>\n\nbody\n"),
+            &settings(),
+            "ABC123",
+            &now(),
+        )
+        .unwrap();
         assert_eq!(q.sender, "joe@example.org");
-        assert_eq!(q.recipients.len(), 1, "duplicate after qualification is dropped");
+        assert_eq!(
+            q.recipients.len(),
+            1,
+            "duplicate after qualification is dropped"
+        );
         let text = String::from_utf8(q.content).unwrap();
-        assert!(text.starts_with("Received: by mx.example.org (Postfix, from userid 1000)\n\tid ABC123; "));
-        for h in ["Date: ", "Message-Id: <", ".ABC123@mx.example.org>", "From: joe@example.org", "To: undisclosed-recipients:;"] {
+        assert!(
+            text.starts_with(
+                "Received: by mx.example.org (Postfix, from userid 1000)\n\tid ABC123; "
+            )
+        );
+        for h in [
+            "Date: ",
+            "Message-Id: <",
+            ".ABC123@mx.example.org>",
+            "From: joe@example.org",
+            "To: undisclosed-recipients:;",
+        ] {
             assert!(text.contains(h), "missing {h} in {text}");
         }
         assert!(!text.contains("Return-Path"));
@@ -275,11 +380,20 @@ mod tests {
     #[test]
     fn limits() {
         let big = req(&"x".repeat(2000));
-        assert_eq!(check(&big, &settings()).unwrap_err().status, CleanupStatus::TooBig);
+        assert_eq!(
+            check(&big, &settings()).unwrap_err().status,
+            CleanupStatus::TooBig
+        );
         let loop_ = req("Received: a\nReceived: b\nDelivered-To: c\nReceived: d\n\nx\n");
-        assert_eq!(check(&loop_, &settings()).unwrap_err().status, CleanupStatus::Hops);
+        assert_eq!(
+            check(&loop_, &settings()).unwrap_err().status,
+            CleanupStatus::Hops
+        );
         let mut none = req("Subject: x\n\n");
         none.recipients.clear();
-        assert_eq!(build(&none, &settings(), "ID", &now()).unwrap_err().status, CleanupStatus::NoRecipients);
+        assert_eq!(
+            build(&none, &settings(), "ID", &now()).unwrap_err().status,
+            CleanupStatus::NoRecipients
+        );
     }
 }

@@ -24,7 +24,11 @@ use std::time::{Duration, Instant};
 
 /// Entry point: `postern [-c DIR] VERB`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut dir = None;
     let mut verb = None;
     let mut it = args.iter();
@@ -62,7 +66,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 fn log_init(dir: &Path) -> Result<postern_config::Config> {
     let loaded = postern_server::load::load(dir)?;
-    postern_log::init("postfix-script", postern_server::load::log_config(&loaded.config, true));
+    postern_log::init(
+        "postfix-script",
+        postern_server::load::log_config(&loaded.config, true),
+    );
     Ok(loaded.config)
 }
 
@@ -81,7 +88,8 @@ fn running_pid(cfg: &postern_config::Config) -> Result<Option<i32>> {
     if postern_sys::lock::flock_try_exclusive(&f, &path.display().to_string())? {
         return Ok(None); // nobody holds it: stale
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     Ok(text.trim().parse().ok())
 }
 
@@ -102,7 +110,9 @@ fn check_problems(dir: &Path) -> Vec<String> {
 
 /// Postfix's "unused parameter" warnings: names in main.cf that nothing uses.
 fn unused_warnings(dir: &Path) -> Vec<String> {
-    let Ok(loaded) = postern_server::load::load(dir) else { return Vec::new() };
+    let Ok(loaded) = postern_server::load::load(dir) else {
+        return Vec::new();
+    };
     let master = postern_server::load::load_master(dir).ok();
     let main = dir.join("main.cf");
     loaded
@@ -127,12 +137,19 @@ fn check(dir: &Path) -> Result<ExitCode> {
         let q = PathBuf::from(cfg.get("queue_directory"));
         for d in postern_queue::ALL_DIRS {
             if !q.join(d).is_dir() {
-                eprintln!("postern/postern-script: warning: missing queue directory {}", q.join(d).display());
+                eprintln!(
+                    "postern/postern-script: warning: missing queue directory {}",
+                    q.join(d).display()
+                );
                 count += 1;
             }
         }
     }
-    Ok(if count == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if count == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn start(dir: &Path) -> Result<ExitCode> {
@@ -153,12 +170,17 @@ fn start(dir: &Path) -> Result<ExitCode> {
     let queue = postern_queue::Queue::new(cfg.get("queue_directory"));
     for d in postern_queue::ALL_DIRS {
         if !queue.dir(d).is_dir() {
-            bail!("missing queue directory {} (run `postern init` or create it)", queue.dir(d).display());
+            bail!(
+                "missing queue directory {} (run `postern init` or create it)",
+                queue.dir(d).display()
+            );
         }
     }
     for q in ["incoming", "maildrop"] {
         for name in postern_queue_admin_purge(&queue, q)? {
-            postern_log::warning(format!("{q}/{name}: removed incomplete queue file left by a crash"));
+            postern_log::warning(format!(
+                "{q}/{name}: removed incomplete queue file left by a crash"
+            ));
         }
     }
     postern_log::info("starting the Postern mail system");
@@ -205,9 +227,11 @@ fn postern_queue_admin_purge(q: &postern_queue::Queue, queue: &str) -> Result<Ve
         let name = ent.file_name().to_string_lossy().into_owned();
         let Ok(md) = ent.metadata() else { continue };
         use std::os::unix::fs::PermissionsExt;
-        let unready = postern_queue::valid_id(&name) && md.permissions().mode() & postern_queue::READY_BIT == 0;
+        let unready = postern_queue::valid_id(&name)
+            && md.permissions().mode() & postern_queue::READY_BIT == 0;
         if md.is_file() && (name.starts_with("t.") || unready) {
-            std::fs::remove_file(ent.path()).with_context(|| format!("unlink {}", ent.path().display()))?;
+            std::fs::remove_file(ent.path())
+                .with_context(|| format!("unlink {}", ent.path().display()))?;
             removed.push(name);
         }
     }
@@ -221,7 +245,12 @@ fn start_fg(dir: &Path) -> Result<ExitCode> {
         bail!("{p}");
     }
     let exe = std::env::current_exe().context("locate own executable")?;
-    let err = Command::new(exe).arg0("master").arg("-c").arg(dir).env("POSTERN_DAEMON", "1").exec();
+    let err = Command::new(exe)
+        .arg0("master")
+        .arg("-c")
+        .arg(dir)
+        .env("POSTERN_DAEMON", "1")
+        .exec();
     Err(err).context("exec master")
 }
 
@@ -230,14 +259,24 @@ fn stop(dir: &Path, abort: bool) -> Result<ExitCode> {
     let Some(pid) = running_pid(&cfg)? else {
         bail!("the Postern mail system is not running");
     };
-    postern_log::info(if abort { "aborting the Postern mail system" } else { "stopping the Postern mail system" });
-    let sig = if abort { nix::sys::signal::Signal::SIGKILL } else { nix::sys::signal::Signal::SIGTERM };
+    postern_log::info(if abort {
+        "aborting the Postern mail system"
+    } else {
+        "stopping the Postern mail system"
+    });
+    let sig = if abort {
+        nix::sys::signal::Signal::SIGKILL
+    } else {
+        nix::sys::signal::Signal::SIGTERM
+    };
     postern_sys::privs::signal(pid, sig)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         // The pid file's lock goes away when master exits (even while it is an
         // unreaped zombie of whoever started it).
-        if running_pid(&cfg)?.is_none() || !postern_sys::privs::signal(pid, nix::sys::signal::Signal::SIGCONT)? {
+        if running_pid(&cfg)?.is_none()
+            || !postern_sys::privs::signal(pid, nix::sys::signal::Signal::SIGCONT)?
+        {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -274,6 +313,11 @@ fn flush(dir: &Path) -> Result<ExitCode> {
     if running_pid(&cfg)?.is_none() {
         bail!("the Postern mail system is not running");
     }
-    postern_server::client::trigger(&cfg, "public", "qmgr", &[postern_ipc::proto::trigger::FLUSH_DEFERRED])?;
+    postern_server::client::trigger(
+        &cfg,
+        "public",
+        "qmgr",
+        &[postern_ipc::proto::trigger::FLUSH_DEFERRED],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

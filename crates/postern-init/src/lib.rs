@@ -50,11 +50,16 @@ fn parse(args: &[OsString]) -> Result<Opts> {
     let mut dir = None;
     let mut listen = "127.0.0.1:2525".to_string();
     let mut force = false;
-    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned());
+    let mut it = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
     while let Some(a) = it.next() {
         match a.as_str() {
             "--smtp-listen" => listen = it.next().context("--smtp-listen needs HOST:PORT")?,
-            s if s.starts_with("--smtp-listen=") => listen = s["--smtp-listen=".len()..].to_string(),
+            s if s.starts_with("--smtp-listen=") => {
+                listen = s["--smtp-listen=".len()..].to_string()
+            }
             "--force" => force = true,
             s if s.starts_with('-') => bail!("unknown option {s}"),
             s => {
@@ -70,7 +75,9 @@ fn parse(args: &[OsString]) -> Result<Opts> {
 }
 
 fn validate_listen(l: &str) -> Result<()> {
-    let (host, port) = l.rsplit_once(':').context("--smtp-listen must be HOST:PORT")?;
+    let (host, port) = l
+        .rsplit_once(':')
+        .context("--smtp-listen must be HOST:PORT")?;
     if host.is_empty() || port.parse::<u16>().is_err() {
         bail!("--smtp-listen must be HOST:PORT, got {l}");
     }
@@ -90,14 +97,33 @@ fn owner() -> Result<Owner> {
         let u = postern_sys::privs::lookup_user("postfix")?
             .context("running as root: the mail_owner account `postfix` does not exist (create it, e.g. by installing Postfix, or run init as a non-root user)")?;
         let gid = postern_sys::privs::lookup_group("postdrop")?.unwrap_or(u.gid);
-        let group = if postern_sys::privs::lookup_group("postdrop")?.is_some() { "postdrop" } else { "postfix" };
-        return Ok(Owner { user: u.name, group: group.into(), uid: u.uid, gid, root: true });
+        let group = if postern_sys::privs::lookup_group("postdrop")?.is_some() {
+            "postdrop"
+        } else {
+            "postfix"
+        };
+        return Ok(Owner {
+            user: u.name,
+            group: group.into(),
+            uid: u.uid,
+            gid,
+            root: true,
+        });
     }
     let uid = postern_sys::privs::real_uid();
     let u = postern_sys::privs::lookup_uid(uid)?;
-    let name = u.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| uid.to_string());
+    let name = u
+        .as_ref()
+        .map(|u| u.name.clone())
+        .unwrap_or_else(|| uid.to_string());
     let gid = postern_sys::privs::real_gid();
-    Ok(Owner { user: name.clone(), group: name, uid, gid, root: false })
+    Ok(Owner {
+        user: name.clone(),
+        group: name,
+        uid,
+        gid,
+        root: false,
+    })
 }
 
 fn main_cf(dir: &Path, o: &Owner) -> String {
@@ -134,7 +160,8 @@ fn mkdir(path: &Path, mode: u32, own: Option<(u32, u32)>) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
     if let Some((uid, gid)) = own {
         postern_sys::privs::chown(path, uid, gid)?;
     }
@@ -145,7 +172,10 @@ fn mkdir(path: &Path, mode: u32, own: Option<(u32, u32)>) -> Result<()> {
 /// instance: every parent directory must be searchable by others.
 fn reachable_by_others(dir: &Path) -> Result<()> {
     for d in dir.ancestors() {
-        let mode = fs::metadata(d).with_context(|| format!("stat {}", d.display()))?.permissions().mode();
+        let mode = fs::metadata(d)
+            .with_context(|| format!("stat {}", d.display()))?
+            .permissions()
+            .mode();
         if mode & 0o001 == 0 {
             bail!(
                 "{} (mode {:o}) is not searchable by others, so mail_owner cannot reach the queue in {}; \
@@ -165,7 +195,10 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
     let dir = fs::canonicalize(&o.dir).with_context(|| format!("resolve {}", o.dir.display()))?;
     let main = dir.join("main.cf");
     if main.exists() && !o.force {
-        bail!("{} exists; refusing to overwrite (use --force)", main.display());
+        bail!(
+            "{} exists; refusing to overwrite (use --force)",
+            main.display()
+        );
     }
     let own = owner()?;
     if own.root {
@@ -178,14 +211,29 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
         .with_context(|| format!("write {}", master.display()))?;
     let queue = dir.join("queue");
     mkdir(&queue, 0o755, None)?;
-    for d in ["incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer", "trace", "private", "pid", "saved"] {
+    for d in [
+        "incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer", "trace", "private",
+        "pid", "saved",
+    ] {
         mkdir(&queue.join(d), 0o700, ids)?;
     }
-    mkdir(&queue.join("maildrop"), if own.root { 0o1733 } else { 0o700 }, ids)?;
-    mkdir(&queue.join("public"), if own.root { 0o755 } else { 0o700 }, ids)?;
+    mkdir(
+        &queue.join("maildrop"),
+        if own.root { 0o1733 } else { 0o700 },
+        ids,
+    )?;
+    mkdir(
+        &queue.join("public"),
+        if own.root { 0o755 } else { 0o700 },
+        ids,
+    )?;
     mkdir(&dir.join("data"), 0o700, ids)?;
     mkdir(&dir.join("log"), 0o755, ids)?;
-    mkdir(&dir.join("mail"), if own.root { 0o1777 } else { 0o700 }, None)?;
+    mkdir(
+        &dir.join("mail"),
+        if own.root { 0o1777 } else { 0o700 },
+        None,
+    )?;
     Ok(dir)
 }
 
@@ -195,10 +243,16 @@ mod tests {
 
     #[test]
     fn options() {
-        let a: Vec<OsString> = ["init", "x", "--smtp-listen", "127.0.0.1:2600"].iter().map(OsString::from).collect();
+        let a: Vec<OsString> = ["init", "x", "--smtp-listen", "127.0.0.1:2600"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         let o = parse(&a).unwrap();
         assert_eq!(o.listen, "127.0.0.1:2600");
-        let bad: Vec<OsString> = ["init", "x", "--smtp-listen", "nope"].iter().map(OsString::from).collect();
+        let bad: Vec<OsString> = ["init", "x", "--smtp-listen", "nope"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         assert!(parse(&bad).is_err());
         assert!(parse(&[OsString::from("init")]).is_err());
     }

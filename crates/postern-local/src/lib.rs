@@ -17,7 +17,11 @@ use std::process::ExitCode;
 
 /// Daemon entry point: one delivery request per connection.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let ctx = skeleton::init("local", &args);
     let s = settings::from_config(&ctx.config);
     skeleton::single_server(ctx, move |ctx, mut stream| {
@@ -35,7 +39,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             Err(e) => return postern_log::warning(format!("read delivery request: {e}")),
         };
         let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
-        let reply = match q.read(&req.queue_name, &req.queue_id, client::content_frame_limit(&ctx.config)) {
+        let reply = match q.read(
+            &req.queue_name,
+            &req.queue_id,
+            client::content_frame_limit(&ctx.config),
+        ) {
             Ok(qf) => deliver::deliver(&s, &req, &qf),
             Err(e) => {
                 postern_log::warning(format!("{}: {e}", req.queue_id));

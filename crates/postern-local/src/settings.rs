@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(s.recipient_delimiter, "+-");
         assert_eq!(s.mailbox_size_limit, 0);
         assert_eq!(s.stale_lock_time, 120);
-        assert_eq!(s.deliver_lock_attempts, 20, "bad value falls back to the default");
+        assert_eq!(
+            s.deliver_lock_attempts, 20,
+            "bad value falls back to the default"
+        );
         assert_eq!(s.deliver_lock_delay, 1);
         assert_eq!(s.mailbox_delivery_lock, ["dotlock"]);
         assert_eq!(s.prepend_delivered_header, ["command", "file", "forward"]);

@@ -86,7 +86,11 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
     let class = if s.private { "private" } else { "public" };
     let dir = Path::new(&cfg.get("queue_directory")).join(class);
     if s.name.contains('/') || s.name.starts_with('.') {
-        bail!("master.cf line {}: bad unix service name: {}", s.line, s.name);
+        bail!(
+            "master.cf line {}: bad unix service name: {}",
+            s.line,
+            s.name
+        );
     }
     let path = dir.join(&s.name);
     match std::fs::remove_file(&path) {
@@ -94,7 +98,8 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
     }
-    let l = std::os::unix::net::UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
+    let l = std::os::unix::net::UnixListener::bind(&path)
+        .with_context(|| format!("bind {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod {}", path.display()))?;
     let fd = OwnedFd::from(l);
@@ -105,7 +110,11 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
 fn inet_addresses(cfg: &Config, name: &str) -> Result<Vec<String>> {
     if let Some((host, port)) = name.rsplit_once(':') {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        return Ok(vec![if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }]);
+        return Ok(vec![if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }]);
     }
     let port = match name {
         "smtp" => "25".to_string(),
@@ -125,7 +134,9 @@ fn inet_addresses(cfg: &Config, name: &str) -> Result<Vec<String>> {
         }
     }
     if out.len() != 1 {
-        bail!("inet service {name}: Postern listens on exactly one address per service; use host:port in master.cf");
+        bail!(
+            "inet service {name}: Postern listens on exactly one address per service; use host:port in master.cf"
+        );
     }
     Ok(out)
 }
@@ -183,4 +194,3 @@ pub fn build(cfg: &Config, services: &[Service]) -> Result<Vec<Running>> {
     }
     Ok(out)
 }
-

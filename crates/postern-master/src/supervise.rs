@@ -34,15 +34,32 @@ pub fn run(dir: &Path) -> Result<()> {
     let master_cf = postern_server::load::load_master(dir)?;
     let _pid_lock = lock_pid_file(&config)?;
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+    ] {
         mask.add(s);
     }
     mask.thread_block().context("sigprocmask")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
     let services = service::build(&config, &master_cf.services)?;
     let exe = std::env::current_exe().context("locate own executable")?;
-    let mut m = Master { dir: dir.to_path_buf(), config, services, retiring: Default::default(), generation: 1, exe };
-    postern_log::info(format!("daemon started -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), dir.display()));
+    let mut m = Master {
+        dir: dir.to_path_buf(),
+        config,
+        services,
+        retiring: Default::default(),
+        generation: 1,
+        exe,
+    };
+    postern_log::info(format!(
+        "daemon started -- version {}, configuration {}",
+        env!("CARGO_PKG_VERSION"),
+        dir.display()
+    ));
     loop {
         if !m.step(&sfd)? {
             break;
@@ -64,11 +81,17 @@ fn lock_pid_file(cfg: &Config) -> Result<File> {
         .open(&path)
         .with_context(|| format!("open {}", path.display()))?;
     if !postern_sys::lock::flock_try_exclusive(&f, &path.display().to_string())? {
-        bail!("the Postern mail system is already running (lock on {})", path.display());
+        bail!(
+            "the Postern mail system is already running (lock on {})",
+            path.display()
+        );
     }
-    f.set_len(0).with_context(|| format!("truncate {}", path.display()))?;
-    writeln!(f, "{:>10}", std::process::id()).with_context(|| format!("write {}", path.display()))?;
-    f.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+    f.set_len(0)
+        .with_context(|| format!("truncate {}", path.display()))?;
+    writeln!(f, "{:>10}", std::process::id())
+        .with_context(|| format!("write {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
     Ok(f)
 }
 
@@ -88,10 +111,11 @@ impl Master {
             slots.push(Slot::Status(i));
             fds.push(PollFd::new(s.status_read.as_fd(), PollFlags::POLLIN));
             if s.wants_demand(now)
-                && let Some(fd) = s.listen_fd() {
-                    slots.push(Slot::Listen(i));
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                }
+                && let Some(fd) = s.listen_fd()
+            {
+                slots.push(Slot::Listen(i));
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
         }
         let timeout = self.next_timeout(now);
         let n = match poll(&mut fds, timeout) {
@@ -99,8 +123,10 @@ impl Master {
             Err(nix::errno::Errno::EINTR) => 0,
             Err(e) => return Err(e).context("poll"),
         };
-        let ready: Vec<bool> =
-            fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         if n > 0 {
             for (slot, ready) in slots.into_iter().zip(ready) {
@@ -129,9 +155,10 @@ impl Master {
                 next = next.min(w);
             }
             if let Some(t) = s.throttled_until
-                && t > now {
-                    next = next.min(t);
-                }
+                && t > now
+            {
+                next = next.min(t);
+            }
         }
         let ms = next.saturating_duration_since(now).as_millis().min(60_000) as i32;
         PollTimeout::try_from(ms.max(1)).unwrap_or(PollTimeout::MAX)
@@ -161,8 +188,14 @@ impl Master {
                 }
             };
             let (pid, abnormal) = match st {
-                WaitStatus::Exited(pid, code) => (pid.as_raw(), (code != 0).then(|| format!("exit status {code}"))),
-                WaitStatus::Signaled(pid, sig, _) => (pid.as_raw(), Some(format!("killed by signal {}", sig as i32))),
+                WaitStatus::Exited(pid, code) => (
+                    pid.as_raw(),
+                    (code != 0).then(|| format!("exit status {code}")),
+                ),
+                WaitStatus::Signaled(pid, sig, _) => (
+                    pid.as_raw(),
+                    Some(format!("killed by signal {}", sig as i32)),
+                ),
                 _ => continue,
             };
             self.child_gone(pid, abnormal);
@@ -176,7 +209,8 @@ impl Master {
             }
             return;
         }
-        let throttle = Duration::from_secs(self.config.get_time("service_throttle_time").unwrap_or(60));
+        let throttle =
+            Duration::from_secs(self.config.get_time("service_throttle_time").unwrap_or(60));
         for s in self.services.iter_mut() {
             if let Some(c) = s.children.remove(&pid) {
                 if c.available {
@@ -184,7 +218,10 @@ impl Master {
                 }
                 if let Some(why) = abnormal {
                     postern_log::warning(format!("process {} pid {pid} {why}", s.entry.command));
-                    postern_log::warning(format!("{}: bad command startup -- throttling", s.entry.command));
+                    postern_log::warning(format!(
+                        "{}: bad command startup -- throttling",
+                        s.entry.command
+                    ));
                     s.throttled_until = Some(Instant::now() + throttle);
                 }
                 return;
@@ -210,7 +247,9 @@ impl Master {
                 let mut m = [0u8; status::MSG_LEN];
                 m.copy_from_slice(chunk);
                 let (pid, _gen, st) = status::decode(&m);
-                let Some(c) = s.children.get_mut(&(pid as i32)) else { continue };
+                let Some(c) = s.children.get_mut(&(pid as i32)) else {
+                    continue;
+                };
                 match (c.available, st == status::AVAILABLE) {
                     (true, false) => {
                         c.available = false;
@@ -302,7 +341,9 @@ impl Master {
         {
             Ok(x) => x,
             Err(e) => {
-                postern_log::warning(format!("reload failed, keeping the old configuration: {e:#}"));
+                postern_log::warning(format!(
+                    "reload failed, keeping the old configuration: {e:#}"
+                ));
                 return;
             }
         };
@@ -323,7 +364,11 @@ impl Master {
             Ok(s) => self.services = s,
             Err(e) => postern_log::warning(format!("reload: {e:#}")),
         }
-        postern_log::info(format!("reload -- version {}, configuration {}", env!("CARGO_PKG_VERSION"), self.dir.display()));
+        postern_log::info(format!(
+            "reload -- version {}, configuration {}",
+            env!("CARGO_PKG_VERSION"),
+            self.dir.display()
+        ));
     }
 
     fn wait_retiring(&mut self, limit: Duration) {
@@ -360,9 +405,10 @@ impl Master {
         self.wait_retiring(Duration::from_secs(10));
         for s in &self.services {
             if let Some(p) = &s.socket_path
-                && let Err(e) = std::fs::remove_file(p) {
-                    postern_log::warning(format!("remove {}: {e}", p.display()));
-                }
+                && let Err(e) = std::fs::remove_file(p)
+            {
+                postern_log::warning(format!("remove {}: {e}", p.display()));
+            }
         }
         let pid = Path::new(&self.config.get("queue_directory")).join("pid/master.pid");
         if let Err(e) = std::fs::remove_file(&pid) {
@@ -377,9 +423,10 @@ fn wake(path: &Path) {
     match UnixStream::connect(path) {
         Ok(mut s) => {
             if let Err(e) = s.set_nonblocking(true).and_then(|()| s.write_all(b"W"))
-                && e.kind() != std::io::ErrorKind::WouldBlock {
-                    postern_log::warning(format!("wakeup {}: {e}", path.display()));
-                }
+                && e.kind() != std::io::ErrorKind::WouldBlock
+            {
+                postern_log::warning(format!("wakeup {}: {e}", path.display()));
+            }
         }
         // A full backlog means the service is already busy waking up.
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

@@ -26,7 +26,11 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let ctx = skeleton::init("pickup", &args);
     skeleton::trigger_server(ctx, true, |ctx, _trigger| scan(ctx))
 }
@@ -52,7 +56,9 @@ fn scan(ctx: &Context) {
 /// Moves files whose names are not queue IDs (and are not a writer's
 /// temporary files) to corrupt/, under a fresh ID-shaped name.
 fn quarantine_foreign_names(q: &Queue) {
-    let Ok(rd) = std::fs::read_dir(q.dir("maildrop")) else { return };
+    let Ok(rd) = std::fs::read_dir(q.dir("maildrop")) else {
+        return;
+    };
     for ent in rd.flatten() {
         let name = ent.file_name().to_string_lossy().into_owned();
         if postern_queue::valid_id(&name) || name.starts_with("t.") {
@@ -65,9 +71,13 @@ fn quarantine_foreign_names(q: &Queue) {
             Ok(()) => postern_log::warning(format!(
                 "maildrop/{}: not a queue file name; moved to corrupt/{}",
                 name.escape_default(),
-                dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                dest.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             )),
-            Err(e) => postern_log::warning(format!("rename maildrop/{}: {e}", name.escape_default())),
+            Err(e) => {
+                postern_log::warning(format!("rename maildrop/{}: {e}", name.escape_default()))
+            }
         }
     }
 }
@@ -90,10 +100,14 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
             return true;
         }
     };
-    let flags = qf.attr("flags").and_then(|f| f.parse::<u32>().ok()).unwrap_or(0);
+    let flags = qf
+        .attr("flags")
+        .and_then(|f| f.parse::<u32>().ok())
+        .unwrap_or(0);
     let uid = qf.attr("origin_uid").unwrap_or("?").to_string();
     let req = CleanupRequest {
-        flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD)) | cleanup_flags::BOUNCE_ON_REJECT,
+        flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD))
+            | cleanup_flags::BOUNCE_ON_REJECT,
         sender: qf.sender.clone(),
         fullname: qf.fullname.clone(),
         arrival: qf.arrival,
@@ -107,20 +121,33 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
                 offset: 0,
             })
             .collect(),
-        attrs: qf.attrs.iter().filter(|(n, _)| n != "flags").cloned().collect(),
+        attrs: qf
+            .attrs
+            .iter()
+            .filter(|(n, _)| n != "flags")
+            .cloned()
+            .collect(),
         content: qf.content,
     };
     let timeout = client::ipc_timeout(&ctx.config);
-    let reply = client::request(&ctx.config, "public", "cleanup", &req.to_attrs(), 1 << 16, timeout)
-        .map_err(|e| e.to_string())
-        .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
+    let reply = client::request(
+        &ctx.config,
+        "public",
+        "cleanup",
+        &req.to_attrs(),
+        1 << 16,
+        timeout,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
     match reply {
         Ok(r) if r.status == CleanupStatus::Ok => {
             postern_log::info(format!("{}: uid={uid} from=<{}>", r.queue_id, req.sender));
             if let Err(e) = postern_queue_admin::remove(q, "maildrop", id)
-                && !e.is_not_found() {
-                    postern_log::warning(format!("remove maildrop/{id}: {e}"));
-                }
+                && !e.is_not_found()
+            {
+                postern_log::warning(format!("remove maildrop/{id}: {e}"));
+            }
             true
         }
         Ok(r) if r.status.is_permanent() => {

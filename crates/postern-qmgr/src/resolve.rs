@@ -53,7 +53,11 @@ impl Resolver {
             let (transport, nexthop) = split_transport(&self.local_transport, &self.myhostname);
             return Route { transport, nexthop };
         }
-        let nh = if self.relayhost.is_empty() { domain.to_ascii_lowercase() } else { self.relayhost.clone() };
+        let nh = if self.relayhost.is_empty() {
+            domain.to_ascii_lowercase()
+        } else {
+            self.relayhost.clone()
+        };
         let (transport, nexthop) = split_transport(&self.default_transport, &nh);
         Route { transport, nexthop }
     }
@@ -78,7 +82,10 @@ mod tests {
         assert_eq!(r().resolve("u@LOCALHOST").transport, "local");
         assert_eq!(r().resolve("u").transport, "local");
         let remote = r().resolve("u@Example.COM");
-        assert_eq!((remote.transport.as_str(), remote.nexthop.as_str()), ("smtp", "example.com"));
+        assert_eq!(
+            (remote.transport.as_str(), remote.nexthop.as_str()),
+            ("smtp", "example.com")
+        );
         let mut relay = r();
         relay.relayhost = "[10.0.0.1]:25".into();
         assert_eq!(relay.resolve("u@x.org").nexthop, "[10.0.0.1]:25");

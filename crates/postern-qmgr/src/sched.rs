@@ -3,7 +3,9 @@
 use crate::resolve::{Resolver, Route};
 use crate::worker::{self, Job, Outcome};
 use postern_config::Config;
-use postern_ipc::proto::{Action, BounceOp, BounceRequest, DeliverRequest, RcptResult, Recipient, trigger};
+use postern_ipc::proto::{
+    Action, BounceOp, BounceRequest, DeliverRequest, RcptResult, Recipient, trigger,
+};
 use postern_queue::Queue;
 use postern_server::skeleton::Context;
 use std::collections::{HashMap, VecDeque};
@@ -46,7 +48,10 @@ struct Qmgr {
 }
 
 fn now_f() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> u64 {
@@ -60,7 +65,9 @@ pub fn run(ctx: Context) -> ExitCode {
     }
     let listener = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
         Ok(fd) => UnixListener::from(fd),
-        Err(e) => postern_log::fatal(format!("listen descriptor: {e} (qmgr runs only under master)")),
+        Err(e) => postern_log::fatal(format!(
+            "listen descriptor: {e} (qmgr runs only under master)"
+        )),
     };
     // qmgr is a single long-lived process: the status pipe is kept open but unused.
     let _status = postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD);
@@ -71,13 +78,20 @@ pub fn run(ctx: Context) -> ExitCode {
     let mut m = Qmgr {
         q: Queue::new(cfg.get("queue_directory")),
         resolver: Resolver {
-            mydestination: cfg.get_list("mydestination").iter().map(|d| d.to_ascii_lowercase()).collect(),
+            mydestination: cfg
+                .get_list("mydestination")
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
             local_transport: cfg.get("local_transport"),
             default_transport: cfg.get("default_transport"),
             relayhost: cfg.get("relayhost"),
             myhostname: cfg.get("myhostname"),
         },
-        max_running: cfg.get_int("default_process_limit").unwrap_or(100).clamp(1, 1000) as usize,
+        max_running: cfg
+            .get_int("default_process_limit")
+            .unwrap_or(100)
+            .clamp(1, 1000) as usize,
         cfg,
         msgs: HashMap::new(),
         dests: HashMap::new(),
@@ -90,13 +104,16 @@ pub fn run(ctx: Context) -> ExitCode {
     m.scan("incoming");
     let mut stop_deadline: Option<Instant> = None;
     loop {
-        if stop_deadline.is_none() && (postern_sys::signals::hup_received() || postern_sys::signals::term_received()) {
+        if stop_deadline.is_none()
+            && (postern_sys::signals::hup_received() || postern_sys::signals::term_received())
+        {
             stop_deadline = Some(Instant::now() + Duration::from_secs(30));
         }
         if let Some(d) = stop_deadline
-            && (m.running == 0 || Instant::now() >= d) {
-                return ExitCode::SUCCESS;
-            }
+            && (m.running == 0 || Instant::now() >= d)
+        {
+            return ExitCode::SUCCESS;
+        }
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => m.on_trigger(&bytes),
             Ok(Event::Trigger(_)) => {}
@@ -126,7 +143,9 @@ fn accept_loop(listener: UnixListener, tx: Sender<Event>) {
             Ok(_) => {}
             Err(e) => postern_log::fatal(format!("poll: {e}")),
         }
-        let Ok((mut s, _)) = listener.accept() else { continue };
+        let Ok((mut s, _)) = listener.accept() else {
+            continue;
+        };
         let mut buf = [0u8; 256];
         let mut got = 0;
         if s.set_read_timeout(Some(Duration::from_secs(1))).is_ok() {
@@ -184,19 +203,26 @@ impl Qmgr {
     fn release_deferred(&mut self) {
         if let Ok(entries) = self.q.list("deferred") {
             for e in entries {
-                if let Err(err) = postern_queue_admin::set_mtime(&self.q, "deferred", &e.id, SystemTime::now())
-                    && !err.is_not_found() {
-                        postern_log::warning(format!("{}: {err}", e.id));
-                    }
+                if let Err(err) =
+                    postern_queue_admin::set_mtime(&self.q, "deferred", &e.id, SystemTime::now())
+                    && !err.is_not_found()
+                {
+                    postern_log::warning(format!("{}: {err}", e.id));
+                }
             }
         }
     }
 
     fn scan(&mut self, queue: &str) {
         if queue == "deferred" {
-            self.next_deferred_scan = Instant::now() + Duration::from_secs(secs(&self.cfg, "queue_run_delay", 300).max(1));
+            self.next_deferred_scan = Instant::now()
+                + Duration::from_secs(secs(&self.cfg, "queue_run_delay", 300).max(1));
         }
-        let limit = self.cfg.get_int("qmgr_message_active_limit").unwrap_or(20000).max(1) as usize;
+        let limit = self
+            .cfg
+            .get_int("qmgr_message_active_limit")
+            .unwrap_or(20000)
+            .max(1) as usize;
         let mut entries = match self.q.list(queue) {
             Ok(e) => e,
             Err(e) => {
@@ -252,7 +278,14 @@ impl Qmgr {
         ));
         let arrival = qf.arrival.0 as f64 + qf.arrival.1 as f64 / 1e6;
         let active_since = now_f();
-        self.msgs.insert(id.to_string(), Msg { arrival, outstanding: 0, deferred: 0 });
+        self.msgs.insert(
+            id.to_string(),
+            Msg {
+                arrival,
+                outstanding: 0,
+                deferred: 0,
+            },
+        );
         let base = DeliverRequest {
             queue_name: "active".into(),
             queue_id: id.to_string(),
@@ -272,7 +305,11 @@ impl Qmgr {
             self.decide(&base, pending, Action::Bounce, dsn, text, "bounced");
             return;
         }
-        let lifetime_name = if qf.sender.is_empty() { "bounce_queue_lifetime" } else { "maximal_queue_lifetime" };
+        let lifetime_name = if qf.sender.is_empty() {
+            "bounce_queue_lifetime"
+        } else {
+            "maximal_queue_lifetime"
+        };
         let lifetime = secs(&self.cfg, lifetime_name, 5 * 86400) as f64;
         if retry && active_since - arrival > lifetime {
             self.expire(&base, pending);
@@ -280,7 +317,10 @@ impl Qmgr {
         }
         let mut groups: HashMap<Route, Vec<Recipient>> = HashMap::new();
         for r in pending {
-            groups.entry(self.resolver.resolve(&r.address)).or_default().push(r);
+            groups
+                .entry(self.resolver.resolve(&r.address))
+                .or_default()
+                .push(r);
         }
         for (route, rcpts) in groups {
             self.enqueue(&base, route, rcpts);
@@ -296,12 +336,19 @@ impl Qmgr {
     }
 
     fn enqueue(&mut self, base: &DeliverRequest, route: Route, rcpts: Vec<Recipient>) {
-        let rlimit = self.param_for(&route.transport, "destination_recipient_limit", 50).max(1) as usize;
-        let climit = self.param_for(&route.transport, "destination_concurrency_limit", 20).max(1) as usize;
+        let rlimit = self
+            .param_for(&route.transport, "destination_recipient_limit", 50)
+            .max(1) as usize;
+        let climit = self
+            .param_for(&route.transport, "destination_concurrency_limit", 20)
+            .max(1) as usize;
         for chunk in rcpts.chunks(rlimit) {
             // With one recipient per delivery, Postfix's "destination" is the recipient.
             let key = if rlimit == 1 {
-                Route { transport: route.transport.clone(), nexthop: chunk[0].address.to_ascii_lowercase() }
+                Route {
+                    transport: route.transport.clone(),
+                    nexthop: chunk[0].address.to_ascii_lowercase(),
+                }
             } else {
                 route.clone()
             };
@@ -312,20 +359,41 @@ impl Qmgr {
             if let Some(m) = self.msgs.get_mut(&base.queue_id) {
                 m.outstanding += 1;
             }
-            let dest = self.dests.entry(key.clone()).or_insert_with(|| Dest { jobs: VecDeque::new(), active: 0, limit: climit });
+            let dest = self.dests.entry(key.clone()).or_insert_with(|| Dest {
+                jobs: VecDeque::new(),
+                active: 0,
+                limit: climit,
+            });
             if dest.jobs.is_empty() && dest.active == 0 {
                 self.order.push_back(key);
             }
-            dest.jobs.push_back(Job { request: req, decided: None });
+            dest.jobs.push_back(Job {
+                request: req,
+                decided: None,
+            });
         }
     }
 
     /// Results qmgr decides itself (cleanup rejections, expiry): logged here,
     /// booked on a worker thread like any delivery.
-    fn decide(&mut self, base: &DeliverRequest, rcpts: Vec<Recipient>, action: Action, dsn: &str, text: &str, status: &str) {
+    fn decide(
+        &mut self,
+        base: &DeliverRequest,
+        rcpts: Vec<Recipient>,
+        action: Action,
+        dsn: &str,
+        text: &str,
+        status: &str,
+    ) {
         let results: Vec<RcptResult> = rcpts
             .into_iter()
-            .map(|r| RcptResult { recipient: r, action, dsn: dsn.to_string(), text: text.to_string(), relay: "none".into() })
+            .map(|r| RcptResult {
+                recipient: r,
+                action,
+                dsn: dsn.to_string(),
+                text: text.to_string(),
+                relay: "none".into(),
+            })
             .collect();
         for r in &results {
             worker::log_result(&base.queue_id, base, r, status);
@@ -335,11 +403,22 @@ impl Qmgr {
         if let Some(m) = self.msgs.get_mut(&base.queue_id) {
             m.outstanding += 1;
         }
-        self.spawn(Job { request: req, decided: Some(results) }, None);
+        self.spawn(
+            Job {
+                request: req,
+                decided: Some(results),
+            },
+            None,
+        );
     }
 
     fn expire(&mut self, base: &DeliverRequest, rcpts: Vec<Recipient>) {
-        let log = self.q.read_log("defer", &base.queue_id).ok().flatten().unwrap_or_default();
+        let log = self
+            .q
+            .read_log("defer", &base.queue_id)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let entries = postern_qfile::statuslog::parse_log(&log);
         for r in rcpts {
             let last = entries.iter().rev().find(|e| e.offset == r.offset);
@@ -347,7 +426,14 @@ impl Qmgr {
                 Some(e) => (e.status.clone(), e.reason.clone()),
                 None => ("4.7.0".to_string(), "message expired".to_string()),
             };
-            self.decide(base, vec![r], Action::Bounce, &dsn, &text, "expired, returned to sender");
+            self.decide(
+                base,
+                vec![r],
+                Action::Bounce,
+                &dsn,
+                &text,
+                "expired, returned to sender",
+            );
         }
     }
 
@@ -365,17 +451,25 @@ impl Qmgr {
     /// Starts jobs round-robin over destinations within the limits.
     fn dispatch(&mut self) {
         let mut idle_rounds = 0;
-        while self.running < self.max_running && !self.order.is_empty() && idle_rounds < self.order.len() {
-            let Some(key) = self.order.pop_front() else { break };
-            let Some(dest) = self.dests.get_mut(&key) else { continue };
+        while self.running < self.max_running
+            && !self.order.is_empty()
+            && idle_rounds < self.order.len()
+        {
+            let Some(key) = self.order.pop_front() else {
+                break;
+            };
+            let Some(dest) = self.dests.get_mut(&key) else {
+                continue;
+            };
             if dest.active < dest.limit
-                && let Some(job) = dest.jobs.pop_front() {
-                    dest.active += 1;
-                    idle_rounds = 0;
-                    self.order.push_back(key.clone());
-                    self.spawn(job, Some(key));
-                    continue;
-                }
+                && let Some(job) = dest.jobs.pop_front()
+            {
+                dest.active += 1;
+                idle_rounds = 0;
+                self.order.push_back(key.clone());
+                self.spawn(job, Some(key));
+                continue;
+            }
             idle_rounds += 1;
             if !dest.jobs.is_empty() || dest.active > 0 {
                 self.order.push_back(key);
@@ -388,13 +482,14 @@ impl Qmgr {
     fn on_done(&mut self, o: Outcome) {
         self.running -= 1;
         if let Some(key) = &o.dest
-            && let Some(d) = self.dests.get_mut(key) {
-                d.active = d.active.saturating_sub(1);
-                if d.active == 0 && d.jobs.is_empty() {
-                    self.dests.remove(key);
-                    self.order.retain(|k| k != key);
-                }
+            && let Some(d) = self.dests.get_mut(key)
+        {
+            d.active = d.active.saturating_sub(1);
+            if d.active == 0 && d.jobs.is_empty() {
+                self.dests.remove(key);
+                self.order.retain(|k| k != key);
             }
+        }
         let done = match self.msgs.get_mut(&o.queue_id) {
             Some(m) => {
                 m.deferred += o.deferred;
@@ -418,7 +513,12 @@ impl Qmgr {
             let max = secs(&self.cfg, "maximal_backoff_time", 4000).max(min);
             age.clamp(min, max)
         };
-        let (cfg, q, tx, id) = (self.cfg.clone(), self.q.clone(), self.tx.clone(), id.to_string());
+        let (cfg, q, tx, id) = (
+            self.cfg.clone(),
+            self.q.clone(),
+            self.tx.clone(),
+            id.to_string(),
+        );
         self.running += 1;
         std::thread::spawn(move || {
             finish(&cfg, &q, &id, deferred, backoff);
@@ -431,7 +531,12 @@ fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
     let has_bounce_log = matches!(q.read_log("bounce", id), Ok(Some(_)));
     let mut flushed = true;
     if has_bounce_log {
-        let req = BounceRequest { op: BounceOp::FlushBounce, queue_name: "active".into(), queue_id: id.into(), results: vec![] };
+        let req = BounceRequest {
+            op: BounceOp::FlushBounce,
+            queue_name: "active".into(),
+            queue_id: id.into(),
+            results: vec![],
+        };
         if let Err(e) = worker::bounce_call(cfg, &req) {
             postern_log::warning(format!("{id}: bounce service: {e}; will retry"));
             flushed = false;
@@ -451,7 +556,12 @@ fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
         return;
     }
     if matches!(q.read_log("defer", id), Ok(Some(_))) {
-        let req = BounceRequest { op: BounceOp::RemoveDeferLog, queue_name: "active".into(), queue_id: id.into(), results: vec![] };
+        let req = BounceRequest {
+            op: BounceOp::RemoveDeferLog,
+            queue_name: "active".into(),
+            queue_id: id.into(),
+            results: vec![],
+        };
         if let Err(e) = worker::bounce_call(cfg, &req) {
             postern_log::warning(format!("{id}: remove defer log: {e}"));
         }

@@ -9,7 +9,8 @@
 
 use postern_config::Config;
 use postern_ipc::proto::{
-    Action, BounceOp, BounceReply, BounceRequest, DeliverReply, DeliverRequest, RcptResult, Recipient,
+    Action, BounceOp, BounceReply, BounceRequest, DeliverReply, DeliverRequest, RcptResult,
+    Recipient,
 };
 use postern_queue::Queue;
 use postern_server::client;
@@ -36,7 +37,10 @@ pub struct Outcome {
 }
 
 fn now_f() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Asks the bounce service to do something.
@@ -46,7 +50,8 @@ pub fn bounce_call(cfg: &Config, req: &BounceRequest) -> Result<(), String> {
         _ => "bounce",
     };
     let timeout = client::ipc_timeout(cfg).min(Duration::from_secs(600));
-    let reply = client::request(cfg, "private", service, &req.to_attrs(), 1 << 16, timeout).map_err(|e| e.to_string())?;
+    let reply = client::request(cfg, "private", service, &req.to_attrs(), 1 << 16, timeout)
+        .map_err(|e| e.to_string())?;
     let r = BounceReply::from_attrs(&reply).map_err(|e| e.to_string())?;
     if r.ok { Ok(()) } else { Err(r.reason) }
 }
@@ -56,17 +61,18 @@ pub fn log_result(queue_id: &str, req: &DeliverRequest, r: &RcptResult, status: 
     let now = now_f();
     let delay = now - req.arrival;
     let a = (req.active_since - req.arrival).max(0.0);
-    let line = postern_log::delivery::format_delivery_line(&postern_log::delivery::DeliveryRecord {
-        queue_id,
-        to: &r.recipient.address,
-        orig_to: &r.recipient.original,
-        relay: if r.relay.is_empty() { "none" } else { &r.relay },
-        delay,
-        delays: [a, (delay - a).max(0.0), 0.0, 0.0],
-        dsn: &r.dsn,
-        status,
-        text: &r.text,
-    });
+    let line =
+        postern_log::delivery::format_delivery_line(&postern_log::delivery::DeliveryRecord {
+            queue_id,
+            to: &r.recipient.address,
+            orig_to: &r.recipient.original,
+            relay: if r.relay.is_empty() { "none" } else { &r.relay },
+            delay,
+            delays: [a, (delay - a).max(0.0), 0.0, 0.0],
+            dsn: &r.dsn,
+            status,
+            text: &r.text,
+        });
     postern_log::info(line);
 }
 
@@ -90,9 +96,16 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
         return book(cfg, q, req, decided);
     }
     let timeout = client::ipc_timeout(cfg);
-    let results = match client::request(cfg, "private", &req.transport, &req.to_attrs(), 1 << 24, timeout)
-        .map_err(|e| e.to_string())
-        .and_then(|a| DeliverReply::from_attrs(&a).map_err(|e| e.to_string()))
+    let results = match client::request(
+        cfg,
+        "private",
+        &req.transport,
+        &req.to_attrs(),
+        1 << 24,
+        timeout,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|a| DeliverReply::from_attrs(&a).map_err(|e| e.to_string()))
     {
         Ok(reply) => reconcile(req, reply.results),
         Err(e) => {
@@ -112,7 +125,10 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
 fn reconcile(req: &DeliverRequest, mut got: Vec<RcptResult>) -> Vec<RcptResult> {
     let mut out = Vec::with_capacity(req.recipients.len());
     for want in &req.recipients {
-        match got.iter().position(|r| r.recipient.offset == want.offset && r.recipient.address == want.address) {
+        match got
+            .iter()
+            .position(|r| r.recipient.offset == want.offset && r.recipient.address == want.address)
+        {
             Some(i) => out.push(got.swap_remove(i)),
             None => {
                 let r = RcptResult {
@@ -140,8 +156,16 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
             false
         }
     };
-    let bounced: Vec<RcptResult> = results.iter().filter(|r| r.action == Action::Bounce).cloned().collect();
-    let defers: Vec<RcptResult> = results.iter().filter(|r| r.action == Action::Defer).cloned().collect();
+    let bounced: Vec<RcptResult> = results
+        .iter()
+        .filter(|r| r.action == Action::Bounce)
+        .cloned()
+        .collect();
+    let defers: Vec<RcptResult> = results
+        .iter()
+        .filter(|r| r.action == Action::Defer)
+        .cloned()
+        .collect();
     for r in results.iter().filter(|r| r.action == Action::Sent) {
         if !mark(&r.recipient) {
             deferred += 1;
@@ -163,7 +187,10 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
                 }
             }
             Err(e) => {
-                postern_log::warning(format!("{}: bounce service: {e}; recipients stay queued", req.queue_id));
+                postern_log::warning(format!(
+                    "{}: bounce service: {e}; recipients stay queued",
+                    req.queue_id
+                ));
                 deferred += bounced.len();
             }
         }
@@ -180,5 +207,9 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
             postern_log::warning(format!("{}: defer service: {e}", req.queue_id));
         }
     }
-    Outcome { queue_id: req.queue_id.clone(), deferred, dest: None }
+    Outcome {
+        queue_id: req.queue_id.clone(),
+        deferred,
+        dest: None,
+    }
 }

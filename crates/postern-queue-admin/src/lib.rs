@@ -102,11 +102,16 @@ impl NewFile {
     pub fn commit(mut self, bytes: &[u8], ready_mode: u32) -> Result<String, AdminError> {
         let path = self.dir.join(&self.id);
         let Some(mut f) = self.file.take() else {
-            return Err(io("write", &path, std::io::Error::other("already committed")));
+            return Err(io(
+                "write",
+                &path,
+                std::io::Error::other("already committed"),
+            ));
         };
         let written = (|| {
             f.write_all(bytes).map_err(|e| io("write", &path, e))?;
-            f.set_permissions(fs::Permissions::from_mode(ready_mode)).map_err(|e| io("fchmod", &path, e))?;
+            f.set_permissions(fs::Permissions::from_mode(ready_mode))
+                .map_err(|e| io("fchmod", &path, e))?;
             f.sync_all().map_err(|e| io("fsync", &path, e))?;
             postern_sys::durable::fsync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e.source))
         })();
@@ -128,16 +133,21 @@ impl Drop for NewFile {
 
 fn remove_quietly(path: &Path) {
     if let Err(e) = fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound {
-            postern_log::warning(format!("remove {}: {e}", path.display()));
-        }
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        postern_log::warning(format!("remove {}: {e}", path.display()));
+    }
 }
 
 /// Creates a new, not yet ready, file in `queue` and names it with a fresh
 /// queue ID (steps 1 and 2 above).
 pub fn create(q: &Queue, queue: &str) -> Result<NewFile, AdminError> {
     let dir = q.dir(queue);
-    let tmp = dir.join(format!("t.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let tmp = dir.join(format!(
+        "t.{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -145,10 +155,17 @@ pub fn create(q: &Queue, queue: &str) -> Result<NewFile, AdminError> {
         .custom_flags(nix_o_nofollow())
         .open(&tmp)
         .map_err(|e| io("create", &tmp, e))?;
-    let named = f.metadata().map_err(|e| io("fstat", &tmp, e)).and_then(|m| link_unique(&dir, &tmp, m.ino()));
+    let named = f
+        .metadata()
+        .map_err(|e| io("fstat", &tmp, e))
+        .and_then(|m| link_unique(&dir, &tmp, m.ino()));
     remove_quietly(&tmp);
     let id = named?;
-    Ok(NewFile { id, dir, file: Some(f) })
+    Ok(NewFile {
+        id,
+        dir,
+        file: Some(f),
+    })
 }
 
 /// Durably writes `bytes` as a new file in `queue` and returns its queue ID.

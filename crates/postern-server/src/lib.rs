@@ -23,11 +23,20 @@ pub mod status;
 /// What master runs for a master.cf command that this build does not have:
 /// one fatal log line and exit status 1, so master throttles the service.
 pub fn unimplemented_daemon(name: &str, args: &[std::ffi::OsString]) -> std::process::ExitCode {
-    let strs: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-    let ctx_dir = strs.windows(2).find(|w| w[0] == "-c").map(|w| std::path::PathBuf::from(&w[1]));
+    let strs: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let ctx_dir = strs
+        .windows(2)
+        .find(|w| w[0] == "-c")
+        .map(|w| std::path::PathBuf::from(&w[1]));
     if let Ok(l) = load::load(&load::config_dir(ctx_dir.as_deref())) {
         postern_log::init(name, load::log_config(&l.config, false));
     }
-    postern_log::error(format!("fatal: {name}: this program is not part of this Postern version yet"));
+    postern_log::error(format!(
+        "fatal: {name}: this program is not part of this Postern version yet"
+    ));
     std::process::ExitCode::from(1)
 }

@@ -58,5 +58,7 @@ pub fn term_received() -> bool {
 /// Unblocks every signal. master blocks the signals it reads through a
 /// signalfd, and the mask survives `exec`; each daemon calls this first.
 pub fn unblock_all() -> Result<()> {
-    SigSet::all().thread_unblock().map_err(|e| SysError::errno("sigprocmask", "SIG_UNBLOCK", e))
+    SigSet::all()
+        .thread_unblock()
+        .map_err(|e| SysError::errno("sigprocmask", "SIG_UNBLOCK", e))
 }

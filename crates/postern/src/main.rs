@@ -43,7 +43,10 @@ fn command(name: &str) -> Option<Entry> {
 }
 
 fn base(arg0: &OsString) -> String {
-    Path::new(arg0).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(arg0)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn usage() -> ExitCode {
@@ -57,7 +60,9 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let Some(arg0) = args.first() else { return usage() };
+    let Some(arg0) = args.first() else {
+        return usage();
+    };
     let name = base(arg0);
     if std::env::var_os("POSTERN_DAEMON").is_some() {
         return match daemon(&name) {
@@ -83,18 +88,22 @@ fn main() -> ExitCode {
             _ => break,
         }
     }
-    let Some(verb) = rest.first().and_then(|v| v.to_str()).map(str::to_string) else { return usage() };
+    let Some(verb) = rest.first().and_then(|v| v.to_str()).map(str::to_string) else {
+        return usage();
+    };
     if verb == "init" {
         return postern_init::main(rest);
     }
     if let Some(f) = command(&verb) {
         let mut argv = vec![OsString::from(&verb)];
         if let Some(d) = &config_dir {
-            argv.push(OsString::from(if verb == "sendmail" || verb == "mailq" || verb == "newaliases" {
-                "-C"
-            } else {
-                "-c"
-            }));
+            argv.push(OsString::from(
+                if verb == "sendmail" || verb == "mailq" || verb == "newaliases" {
+                    "-C"
+                } else {
+                    "-c"
+                },
+            ));
             argv.push(d.clone());
         }
         argv.extend(rest[1..].iter().cloned());
