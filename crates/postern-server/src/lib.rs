@@ -16,6 +16,7 @@
 //! skeletons, as Postfix's daemons plug into `mail_server.h`.
 
 pub mod client;
+pub mod event;
 pub mod load;
 pub mod skeleton;
 pub mod status;

@@ -1,0 +1,166 @@
+//! The event server skeleton: one process serves many connections at once
+//! (smtpd, and later qmqpd), on a tokio runtime.
+//!
+//! The listener inherited from master (descriptor 3) may be TCP (`inet`
+//! services) or UNIX-domain. Each accepted connection runs `serve` as its own
+//! task. The process tells master it is busy while it holds
+//! `per_process_limit` connections, so master starts another process (up to
+//! the service's maxproc); it exits after `max_idle` seconds without any
+//! connection, and on SIGHUP (reload) it stops accepting, lets open sessions
+//! finish, and exits.
+//!
+//! # Security
+//! Privileges were dropped by [`crate::skeleton::init`] before the runtime
+//! and its threads start.
+
+use crate::skeleton::Context;
+use crate::status;
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A connected client stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Who is on the other end.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Client address (None for UNIX-domain clients).
+    pub addr: Option<SocketAddr>,
+    /// Our address.
+    pub local: Option<SocketAddr>,
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+fn listener(fd: std::os::fd::OwnedFd) -> std::io::Result<Listener> {
+    use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+    use std::os::fd::AsRawFd;
+    let addr: SockaddrStorage = getsockname(fd.as_raw_fd()).map_err(std::io::Error::from)?;
+    if addr.family() == Some(AddressFamily::Unix) {
+        let l = std::os::unix::net::UnixListener::from(fd);
+        l.set_nonblocking(true)?;
+        Ok(Listener::Unix(tokio::net::UnixListener::from_std(l)?))
+    } else {
+        let l = std::net::TcpListener::from(fd);
+        l.set_nonblocking(true)?;
+        Ok(Listener::Tcp(tokio::net::TcpListener::from_std(l)?))
+    }
+}
+
+/// Runs the event server; never returns.
+pub fn event_server<F, Fut>(ctx: Context, per_process_limit: usize, serve: F) -> !
+where
+    F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let fd = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
+        Ok(fd) => fd,
+        Err(e) => postern_log::fatal(format!("listen descriptor: {e} (daemons run only under master)")),
+    };
+    let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
+        Ok(fd) => File::from(fd),
+        Err(e) => postern_log::fatal(format!("status descriptor: {e}")),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => postern_log::fatal(format!("start runtime: {e}")),
+    };
+    let code = rt.block_on(run(Arc::new(ctx), fd, status, per_process_limit.max(1), Arc::new(serve)));
+    std::process::exit(code)
+}
+
+async fn run<F, Fut>(
+    ctx: Arc<Context>,
+    fd: std::os::fd::OwnedFd,
+    mut status: File,
+    limit: usize,
+    serve: Arc<F>,
+) -> i32
+where
+    F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = match listener(fd) {
+        Ok(l) => l,
+        Err(e) => postern_log::fatal(format!("listener: {e}")),
+    };
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => postern_log::fatal(format!("signal handler: {e}")),
+    };
+    let idle = Duration::from_secs(ctx.config.get_time("max_idle").unwrap_or(100).max(1));
+    let active = Arc::new(AtomicUsize::new(0));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut busy = false;
+    let generation = ctx.generation;
+    let mut report = |busy_now: bool, busy: &mut bool| {
+        if busy_now != *busy {
+            *busy = busy_now;
+            let st = if busy_now { status::BUSY } else { status::AVAILABLE };
+            if let Err(e) = status.write_all(&status::encode(std::process::id(), generation, st)) {
+                postern_log::fatal(format!("master status update: {e}"));
+            }
+        }
+    };
+    loop {
+        let accepted = tokio::select! {
+            a = accept(&listener), if !busy => a,
+            _ = done_rx.recv() => {
+                report(active.load(Ordering::SeqCst) >= limit, &mut busy);
+                continue;
+            }
+            _ = hup.recv() => break,
+            _ = tokio::time::sleep(idle), if active.load(Ordering::SeqCst) == 0 => return 0,
+        };
+        let (io, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                postern_log::warning(format!("accept: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        active.fetch_add(1, Ordering::SeqCst);
+        report(active.load(Ordering::SeqCst) >= limit, &mut busy);
+        let (ctx2, serve2, active2, done2) = (ctx.clone(), serve.clone(), active.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            serve2(ctx2, io, peer).await;
+            active2.fetch_sub(1, Ordering::SeqCst);
+            let _main_loop_gone = done2.send(());
+        });
+    }
+    // Reload or stop: no new clients; let the open sessions finish (bounded).
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
+async fn accept(l: &Listener) -> std::io::Result<(Box<dyn Io>, Peer)> {
+    match l {
+        Listener::Tcp(t) => {
+            let (s, addr) = t.accept().await?;
+            if let Err(e) = s.set_nodelay(true) {
+                postern_log::warning(format!("TCP_NODELAY: {e}"));
+            }
+            let local = s.local_addr().ok();
+            Ok((Box::new(s), Peer { addr: Some(addr), local }))
+        }
+        Listener::Unix(u) => {
+            let (s, _) = u.accept().await?;
+            Ok((Box::new(s), Peer { addr: None, local: None }))
+        }
+    }
+}
