@@ -5,8 +5,8 @@
 //!
 //! Existing files with the same names are overwritten; others are left alone.
 use postern_ipc::proto::{
-    Action, BounceOp, BounceRequest, CleanupRequest, DeliverRequest, RcptResult, Recipient, cleanup_flags,
-    notify,
+    Action, BounceOp, BounceRequest, CleanupRequest, DeliverRequest, RcptResult, Recipient,
+    cleanup_flags, notify,
 };
 use postern_qfile::{QueueFile, RecipientRecord};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn rcpt(addr: &str) -> Recipient {
-    Recipient { notify: notify::FAILURE | notify::DELAY, orcpt: format!("rfc822;{addr}"), offset: 123, ..Recipient::new(addr) }
+    Recipient {
+        notify: notify::FAILURE | notify::DELAY,
+        orcpt: format!("rfc822;{addr}"),
+        offset: 123,
+        ..Recipient::new(addr)
+    }
 }
 
 fn ipc(dir: &Path) -> std::io::Result<()> {
@@ -27,7 +32,10 @@ fn ipc(dir: &Path) -> std::io::Result<()> {
         fullname: "Some One".into(),
         arrival: (1_700_000_000, 123_456),
         recipients: vec![rcpt("user@localhost"), Recipient::new("other@example.org")],
-        attrs: vec![("log_ident".into(), "postern/pickup".into()), ("origin_uid".into(), "1000".into())],
+        attrs: vec![
+            ("log_ident".into(), "postern/pickup".into()),
+            ("origin_uid".into(), "1000".into()),
+        ],
         content: b"Subject: seed\nFrom: sender@localhost\n\nbody\n".to_vec(),
     };
     write(dir, "cleanup.bin", &cleanup.to_attrs().encode())?;
@@ -65,16 +73,32 @@ fn qfile(dir: &Path) -> std::io::Result<()> {
         arrival: (1_700_000_000, 42),
         fullname: "Some One".into(),
         sender: "sender@localhost".into(),
-        attrs: vec![("log_ident".into(), "postern/cleanup".into()), ("rewrite_context".into(), "local".into())],
+        attrs: vec![
+            ("log_ident".into(), "postern/cleanup".into()),
+            ("rewrite_context".into(), "local".into()),
+        ],
         recipients: vec![
-            RecipientRecord { address: "user@localhost".into(), original: "user".into(), notify: 8, ..Default::default() },
-            RecipientRecord { address: "done@localhost".into(), original: "done@localhost".into(), done: true, ..Default::default() },
+            RecipientRecord {
+                address: "user@localhost".into(),
+                original: "user".into(),
+                notify: 8,
+                ..Default::default()
+            },
+            RecipientRecord {
+                address: "done@localhost".into(),
+                original: "done@localhost".into(),
+                done: true,
+                ..Default::default()
+            },
         ],
         content: b"Received: by localhost\nSubject: seed\n\nbody line\n".to_vec(),
         content_offset: 0,
     };
     write(dir, "two-rcpts.bin", &postern_qfile::encode(&mut q))?;
-    let mut bare = QueueFile { content: b"\n".to_vec(), ..Default::default() };
+    let mut bare = QueueFile {
+        content: b"\n".to_vec(),
+        ..Default::default()
+    };
     write(dir, "null-sender.bin", &postern_qfile::encode(&mut bare))
 }
 
@@ -97,8 +121,16 @@ maximal_backoff_time = 4000s
 
 fn config(main_dir: &Path, master_dir: &Path) -> std::io::Result<()> {
     write(main_dir, "main.cf", MAIN_CF.as_bytes())?;
-    write(main_dir, "expand.cf", b"a = $b$b$b$b\nb = ${c:x}{y}\nc = $a\nd = ${a?{$b}}\n")?;
-    write(master_dir, "default.cf", postern_config::default_master_cf("127.0.0.1:2525").as_bytes())?;
+    write(
+        main_dir,
+        "expand.cf",
+        b"a = $b$b$b$b\nb = ${c:x}{y}\nc = $a\nd = ${a?{$b}}\n",
+    )?;
+    write(
+        master_dir,
+        "default.cf",
+        postern_config::default_master_cf("127.0.0.1:2525").as_bytes(),
+    )?;
     write(
         master_dir,
         "overrides.cf",

@@ -27,9 +27,16 @@ macro_rules! round_trip {
     ($ty:ty, $list:expr) => {
         if let Ok(v) = <$ty>::from_attrs($list) {
             let bytes = v.to_attrs().encode();
-            let list2 = AttrList::decode(&bytes).expect(concat!(stringify!($ty), ": own encoding must decode"));
-            let v2 = <$ty>::from_attrs(&list2).expect(concat!(stringify!($ty), ": own encoding must validate"));
-            assert_eq!(format!("{v:?}"), format!("{v2:?}"), "{} round trip", stringify!($ty));
+            let list2 = AttrList::decode(&bytes)
+                .expect(concat!(stringify!($ty), ": own encoding must decode"));
+            let v2 = <$ty>::from_attrs(&list2)
+                .expect(concat!(stringify!($ty), ": own encoding must validate"));
+            assert_eq!(
+                format!("{v:?}"),
+                format!("{v2:?}"),
+                "{} round trip",
+                stringify!($ty)
+            );
         }
     };
 }
@@ -43,10 +50,15 @@ macro_rules! round_trip {
 pub fn ipc_frame(data: &[u8]) {
     if let Some(h) = data.first_chunk::<4>() {
         if let Ok(len) = decode_frame_len(*h, IPC_LIMIT) {
-            assert!(len as u64 <= IPC_LIMIT, "decode_frame_len returned {len} above the limit");
+            assert!(
+                len as u64 <= IPC_LIMIT,
+                "decode_frame_len returned {len} above the limit"
+            );
         }
     }
-    let Ok(list) = AttrList::decode(data) else { return };
+    let Ok(list) = AttrList::decode(data) else {
+        return;
+    };
     assert_eq!(list.encode(), data, "AttrList encoding is not canonical");
     round_trip!(CleanupRequest, &list);
     round_trip!(DeliverRequest, &list);
@@ -88,8 +100,16 @@ fn strip_offsets(mut q: postern_qfile::QueueFile) -> postern_qfile::QueueFile {
 
 /// Parameters read back in `main_cf` (a mix of kinds, some with `$name` defaults).
 const MAIN_NAMES: &[&str] = &[
-    "myhostname", "mydomain", "myorigin", "mydestination", "queue_directory",
-    "message_size_limit", "alias_maps", "maillog_file", "mail_owner", "inet_interfaces",
+    "myhostname",
+    "mydomain",
+    "myorigin",
+    "mydestination",
+    "queue_directory",
+    "message_size_limit",
+    "alias_maps",
+    "maillog_file",
+    "mail_owner",
+    "inet_interfaces",
 ];
 
 /// `main_cf`: the input (lossily decoded as UTF-8) is a main.cf.
@@ -98,12 +118,26 @@ const MAIN_NAMES: &[&str] = &[
 /// (with `$name` expansion, typed getters) never panic and stay bounded.
 pub fn main_cf(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let Ok(main) = postern_config::parse_main_cf(&text) else { return };
-    let own: Vec<String> = main.entries.iter().take(8).map(|e| e.name.clone()).collect();
+    let Ok(main) = postern_config::parse_main_cf(&text) else {
+        return;
+    };
+    let own: Vec<String> = main
+        .entries
+        .iter()
+        .take(8)
+        .map(|e| e.name.clone())
+        .collect();
     let cfg = postern_config::Config::new(main);
-    for name in MAIN_NAMES.iter().copied().chain(own.iter().map(String::as_str)) {
+    for name in MAIN_NAMES
+        .iter()
+        .copied()
+        .chain(own.iter().map(String::as_str))
+    {
         let v = cfg.get(name);
-        assert!(v.len() <= postern_config::MAX_EXPANSION_OUTPUT + 1024, "{name}: expansion unbounded");
+        assert!(
+            v.len() <= postern_config::MAX_EXPANSION_OUTPUT + 1024,
+            "{name}: expansion unbounded"
+        );
         // Typed getters: any value may be of the wrong type; only panics matter.
         let _ = cfg.get_bool(name);
         let _ = cfg.get_int(name);
@@ -117,9 +151,19 @@ pub fn main_cf(data: &[u8]) {
 /// Properties: parsing never panics; every service it returns has a name and a command.
 pub fn master_cf(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let Ok(master) = postern_config::parse_master_cf(&text) else { return };
+    let Ok(master) = postern_config::parse_master_cf(&text) else {
+        return;
+    };
     for s in &master.services {
-        assert!(!s.name.is_empty(), "service without a name at line {}", s.line);
-        assert!(!s.command.is_empty(), "service {} without a command", s.name);
+        assert!(
+            !s.name.is_empty(),
+            "service without a name at line {}",
+            s.line
+        );
+        assert!(
+            !s.command.is_empty(),
+            "service {} without a command",
+            s.name
+        );
     }
 }

@@ -5,21 +5,29 @@
 //! 2000). This is the fallback when cargo-fuzz cannot be used; it needs neither
 //! nightly flags nor a sanitizer, and it is reproducible.
 //!
-//!     cargo test --release --manifest-path fuzz/Cargo.toml
+//!     cargo test --release --no-default-features --manifest-path fuzz/Cargo.toml
 use std::path::{Path, PathBuf};
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut out = Vec::new();
-    for dir in [root.join("seeds").join(target), root.join("corpus").join(target)] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    for dir in [
+        root.join("seeds").join(target),
+        root.join("corpus").join(target),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for p in paths.iter().filter(|p| p.is_file()) {
             out.push(std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
         }
     }
-    assert!(!out.is_empty(), "no seeds for {target} under fuzz/seeds/{target}/");
+    assert!(
+        !out.is_empty(),
+        "no seeds for {target} under fuzz/seeds/{target}/"
+    );
     out
 }
 
@@ -34,22 +42,43 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
-const INTERESTING: &[u8] = &[0, 1, 0x7f, 0x80, 0xff, b'\n', b'=', b'$', b'{', b'}', b'\\', b'.', b' ', b'\0'];
+const INTERESTING: &[u8] = &[
+    0, 1, 0x7f, 0x80, 0xff, b'\n', b'=', b'$', b'{', b'}', b'\\', b'.', b' ', b'\0',
+];
 
 fn mutate(rng: &mut Rng, seed: &[u8], all: &[Vec<u8>]) -> Vec<u8> {
     let mut v = seed.to_vec();
     for _ in 0..1 + rng.below(4) {
         let len = v.len();
         match rng.below(7) {
-            0 if len > 0 => { let i = rng.below(len); v[i] ^= 1 << rng.below(8); }
-            1 if len > 0 => { let i = rng.below(len); v[i] = INTERESTING[rng.below(INTERESTING.len())]; }
-            2 => { let i = rng.below(len + 1); v.truncate(i); }
-            3 => { let i = rng.below(len + 1); v.insert(i, INTERESTING[rng.below(INTERESTING.len())]); }
-            4 if len > 0 => { let i = rng.below(len); v.remove(i); }
+            0 if len > 0 => {
+                let i = rng.below(len);
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                v[i] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            2 => {
+                let i = rng.below(len + 1);
+                v.truncate(i);
+            }
+            3 => {
+                let i = rng.below(len + 1);
+                v.insert(i, INTERESTING[rng.below(INTERESTING.len())]);
+            }
+            4 if len > 0 => {
+                let i = rng.below(len);
+                v.remove(i);
+            }
             5 => {
                 let other = &all[rng.below(all.len())];
                 let (a, b) = (rng.below(len + 1), rng.below(other.len() + 1));
@@ -71,7 +100,10 @@ fn mutate(rng: &mut Rng, seed: &[u8], all: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn run(target: &str, f: fn(&[u8])) {
-    let n: usize = std::env::var("POSTERN_FUZZ_MUTATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("POSTERN_FUZZ_MUTATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     let seeds = inputs(target);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ target.len() as u64);
     for (i, seed) in seeds.iter().enumerate() {
@@ -80,24 +112,37 @@ fn run(target: &str, f: fn(&[u8])) {
             let input = mutate(&mut rng, seed, &seeds);
             let r = std::panic::catch_unwind(|| f(&input));
             if r.is_err() {
-                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts").join(target);
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("artifacts")
+                    .join(target);
                 let _ = std::fs::create_dir_all(&dir); // best effort: the panic below is the report
                 let path = dir.join(format!("crash-seed{i}-mut{m}"));
                 let _ = std::fs::write(&path, &input); // best effort, as above
-                panic!("{target}: input {} panicked (seed {i}, mutation {m})", path.display());
+                panic!(
+                    "{target}: input {} panicked (seed {i}, mutation {m})",
+                    path.display()
+                );
             }
         }
     }
 }
 
 #[test]
-fn ipc_frame() { run("ipc_frame", postern_fuzz::ipc_frame) }
+fn ipc_frame() {
+    run("ipc_frame", postern_fuzz::ipc_frame)
+}
 
 #[test]
-fn qfile_parse() { run("qfile_parse", postern_fuzz::qfile_parse) }
+fn qfile_parse() {
+    run("qfile_parse", postern_fuzz::qfile_parse)
+}
 
 #[test]
-fn main_cf() { run("main_cf", postern_fuzz::main_cf) }
+fn main_cf() {
+    run("main_cf", postern_fuzz::main_cf)
+}
 
 #[test]
-fn master_cf() { run("master_cf", postern_fuzz::master_cf) }
+fn master_cf() {
+    run("master_cf", postern_fuzz::master_cf)
+}

@@ -279,6 +279,28 @@ fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local
             .find(|(k, _)| k == n)
             .map(|(_, v)| v.as_str())
     };
+    if let Some(addr) = attr("client_address") {
+        // Network mail: who connected, what they called themselves, how.
+        let helo = attr("helo_name")
+            .filter(|h| !h.is_empty())
+            .unwrap_or("unknown");
+        let name = attr("client_name").unwrap_or("unknown");
+        let proto = attr("protocol").unwrap_or("SMTP");
+        let bracketed = if addr.contains(':') {
+            format!("IPv6:{addr}")
+        } else {
+            addr.to_string()
+        };
+        let mut h = format!(
+            "Received: from {helo} ({name} [{bracketed}])\n\tby {} ({}) with {proto} id {queue_id}",
+            s.myhostname, s.mail_name
+        );
+        if req.recipients.len() == 1 {
+            h.push_str(&format!("\n\tfor <{}>", req.recipients[0].address));
+        }
+        h.push_str(&format!("; {date} ({})\n", now.zone));
+        return h;
+    }
     if local && req.flags & cleanup_flags::BOUNCE == 0 {
         let uid = attr("origin_uid").unwrap_or("unknown");
         format!(

@@ -220,7 +220,7 @@ impl<L: Lookup> Expander<'_, L> {
             self.name(name, whole, depth, out);
             return;
         };
-        let arg = &rest[1..];
+        let arg = &rest[op.len_utf8()..];
         let set = self.source.lookup(name).is_some_and(|v| !v.is_empty());
         match op {
             '?' => self.conditional(set, arg, whole, depth, out),

@@ -165,18 +165,30 @@ pub async fn request_async(
 ) -> Result<AttrList, ClientError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let path = socket_path(cfg, class, service);
-    let io = |source| ClientError::Io { service: service.to_string(), source };
+    let io = |source| ClientError::Io {
+        service: service.to_string(),
+        source,
+    };
     let exchange = async {
         let mut s = tokio::net::UnixStream::connect(&path)
             .await
-            .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+            .map_err(|source| ClientError::Connect {
+                path: path.display().to_string(),
+                source,
+            })?;
         s.write_all(&encode_frame(req)).await.map_err(io)?;
         let mut hdr = [0u8; 4];
         s.read_exact(&mut hdr).await.map_err(io)?;
-        let len = decode_frame_len(hdr, limit).map_err(|source| ClientError::Protocol { service: service.to_string(), source })?;
+        let len = decode_frame_len(hdr, limit).map_err(|source| ClientError::Protocol {
+            service: service.to_string(),
+            source,
+        })?;
         let mut buf = vec![0u8; len];
         s.read_exact(&mut buf).await.map_err(io)?;
-        AttrList::decode(&buf).map_err(|source| ClientError::Protocol { service: service.to_string(), source })
+        AttrList::decode(&buf).map_err(|source| ClientError::Protocol {
+            service: service.to_string(),
+            source,
+        })
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,

@@ -65,17 +65,29 @@ where
 {
     let fd = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
         Ok(fd) => fd,
-        Err(e) => postern_log::fatal(format!("listen descriptor: {e} (daemons run only under master)")),
+        Err(e) => postern_log::fatal(format!(
+            "listen descriptor: {e} (daemons run only under master)"
+        )),
     };
     let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
         Ok(fd) => File::from(fd),
         Err(e) => postern_log::fatal(format!("status descriptor: {e}")),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => postern_log::fatal(format!("start runtime: {e}")),
     };
-    let code = rt.block_on(run(Arc::new(ctx), fd, status, per_process_limit.max(1), Arc::new(serve)));
+    let code = rt.block_on(run(
+        Arc::new(ctx),
+        fd,
+        status,
+        per_process_limit.max(1),
+        Arc::new(serve),
+    ));
     std::process::exit(code)
 }
 
@@ -106,7 +118,11 @@ where
     let mut report = |busy_now: bool, busy: &mut bool| {
         if busy_now != *busy {
             *busy = busy_now;
-            let st = if busy_now { status::BUSY } else { status::AVAILABLE };
+            let st = if busy_now {
+                status::BUSY
+            } else {
+                status::AVAILABLE
+            };
             if let Err(e) = status.write_all(&status::encode(std::process::id(), generation, st)) {
                 postern_log::fatal(format!("master status update: {e}"));
             }
@@ -132,7 +148,8 @@ where
         };
         active.fetch_add(1, Ordering::SeqCst);
         report(active.load(Ordering::SeqCst) >= limit, &mut busy);
-        let (ctx2, serve2, active2, done2) = (ctx.clone(), serve.clone(), active.clone(), done_tx.clone());
+        let (ctx2, serve2, active2, done2) =
+            (ctx.clone(), serve.clone(), active.clone(), done_tx.clone());
         tokio::spawn(async move {
             serve2(ctx2, io, peer).await;
             active2.fetch_sub(1, Ordering::SeqCst);
@@ -156,11 +173,23 @@ async fn accept(l: &Listener) -> std::io::Result<(Box<dyn Io>, Peer)> {
                 postern_log::warning(format!("TCP_NODELAY: {e}"));
             }
             let local = s.local_addr().ok();
-            Ok((Box::new(s), Peer { addr: Some(addr), local }))
+            Ok((
+                Box::new(s),
+                Peer {
+                    addr: Some(addr),
+                    local,
+                },
+            ))
         }
         Listener::Unix(u) => {
             let (s, _) = u.accept().await?;
-            Ok((Box::new(s), Peer { addr: None, local: None }))
+            Ok((
+                Box::new(s),
+                Peer {
+                    addr: None,
+                    local: None,
+                },
+            ))
         }
     }
 }

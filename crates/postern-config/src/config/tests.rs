@@ -232,3 +232,11 @@ fn unused_master_overrides() {
         [("zork".to_string(), "1".to_string(), 1)]
     );
 }
+
+#[test]
+fn non_ascii_after_parameter_name_does_not_panic() {
+    // Found by fuzz/fuzz_targets/main_cf.rs: a multi-byte character right after `${name`.
+    let main = crate::parse_main_cf("a = ${bé}\nb = ${b\u{fffd}x}\nc = $a $b\n").unwrap();
+    let cfg = crate::Config::new(main);
+    let _value = cfg.get("c");
+}

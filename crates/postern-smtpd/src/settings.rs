@@ -1,0 +1,80 @@
+//! The main.cf parameters smtpd reads, resolved once per process.
+
+use postern_config::Config;
+use std::time::Duration;
+
+/// smtpd's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `$myhostname`.
+    pub myhostname: String,
+    /// `$smtpd_banner`, expanded.
+    pub banner: String,
+    /// `message_size_limit` (0 = none).
+    pub message_size_limit: u64,
+    /// `smtpd_recipient_limit`.
+    pub recipient_limit: usize,
+    /// `smtpd_timeout`.
+    pub timeout: Duration,
+    /// `smtpd_soft_error_limit`.
+    pub soft_error_limit: u32,
+    /// `smtpd_hard_error_limit`.
+    pub hard_error_limit: u32,
+    /// `smtpd_error_sleep_time`.
+    pub error_sleep: Duration,
+    /// `smtpd_junk_command_limit`.
+    pub junk_command_limit: u32,
+    /// `line_length_limit`.
+    pub line_length_limit: usize,
+    /// `disable_vrfy_command`.
+    pub disable_vrfy: bool,
+    /// `smtpd_helo_required`.
+    pub helo_required: bool,
+    /// `smtputf8_enable`.
+    pub smtputf8: bool,
+    /// `strict_rfc821_envelopes`.
+    pub strict_rfc821: bool,
+    /// `smtpd_forbid_bare_newline` (`normalize`, `yes`, `no`).
+    pub forbid_bare_newline: String,
+    /// `smtpd_delay_reject`.
+    pub delay_reject: bool,
+    /// `ipc_timeout` for the cleanup exchange.
+    pub ipc_timeout: Duration,
+    /// `smtpd_discard_ehlo_keywords`, lowercased.
+    pub discard_ehlo: Vec<String>,
+}
+
+fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
+    Duration::from_secs(cfg.get_time(name).unwrap_or(dflt))
+}
+
+impl Settings {
+    /// Reads the settings (values that do not parse fall back to Postfix's defaults).
+    pub fn from_config(cfg: &Config) -> Settings {
+        let int = |n: &str, d: i64| cfg.get_int(n).unwrap_or(d).max(0);
+        Settings {
+            myhostname: cfg.get("myhostname"),
+            banner: cfg.get("smtpd_banner"),
+            message_size_limit: int("message_size_limit", 10_240_000) as u64,
+            recipient_limit: int("smtpd_recipient_limit", 1000) as usize,
+            timeout: secs(cfg, "smtpd_timeout", 300),
+            soft_error_limit: int("smtpd_soft_error_limit", 10) as u32,
+            hard_error_limit: int("smtpd_hard_error_limit", 20) as u32,
+            error_sleep: secs(cfg, "smtpd_error_sleep_time", 1),
+            junk_command_limit: int("smtpd_junk_command_limit", 100) as u32,
+            line_length_limit: int("line_length_limit", 2048).max(512) as usize,
+            disable_vrfy: cfg.get_bool("disable_vrfy_command").unwrap_or(false),
+            helo_required: cfg.get_bool("smtpd_helo_required").unwrap_or(false),
+            smtputf8: cfg.get_bool("smtputf8_enable").unwrap_or(true),
+            strict_rfc821: cfg.get_bool("strict_rfc821_envelopes").unwrap_or(false),
+            forbid_bare_newline: cfg.get("smtpd_forbid_bare_newline"),
+            delay_reject: cfg.get_bool("smtpd_delay_reject").unwrap_or(true),
+            ipc_timeout: secs(cfg, "ipc_timeout", 3600),
+            discard_ehlo: cfg
+                .get_list("smtpd_discard_ehlo_keywords")
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! postern-table — Postfix-compatible lookup tables and the query rules built on them.
+//!
+//! A lookup table is named `type:name` (or `type:{inline text}`), exactly as in Postfix's
+//! `main.cf`. [`open`] turns such a spec into a [`Map`]; the functions in [`query`] apply
+//! Postfix's search orders (access(5) address, domain and client patterns) on top of any
+//! map; [`AccessAction`] types an access(5) result; [`DomainList`] and [`NetworkList`]
+//! implement "match list" parameters such as `mydestination` and `mynetworks`.
+//!
+//! ```text
+//!  "regexp:/etc/postfix/x" ──open()──► Box<dyn Map> ──lookup(key)──► Ok(Some(value))
+//!                                          │                       ► Ok(None)      (not found)
+//!                                          │                       ► Err(TableError) (temporary)
+//!                                          └─► query::lookup_address / lookup_domain / lookup_client
+//! ```
+//!
+//! Supported types: `texthash`, `inline`, `static`, `cidr`, `regexp`, `pcre`, `fail`,
+//! `unionmap`, `pipemap`. Indexed on-disk files (`hash`, `btree`, `cdb`, `lmdb`), `proxy:`
+//! and network tables are not implemented yet; opening one returns
+//! [`TableError::UnsupportedType`].
+//!
+//! # Errors
+//!
+//! A lookup that cannot be answered is an `Err`, never a silent miss: callers defer (4xx).
+//! Syntax problems in a table source are reported as [`TableError::Syntax`], whose Display is
+//! Postfix's `FILE, line N: message`. Like Postfix, a bad line is by default skipped and kept
+//! as a warning ([`Map::warnings`]); with [`OpenOptions::strict`] the first one fails `open`.
+//!
+//! # Security
+//!
+//! Table sources are trusted configuration, but every size is still bounded
+//! ([`MAX_SOURCE_BYTES`], [`MAX_LINE_BYTES`], [`MAX_NESTING`]) and no input panics.
+//! Lookup keys come from the network: they are never interpreted as patterns, and regexp
+//! substitution output is bounded by [`MAX_RESULT_BYTES`].
+#![forbid(unsafe_code)]
+
+mod access;
+mod cidr;
+mod composite;
+mod error;
+mod list;
+mod pattern;
+mod posix;
+mod program;
+pub mod query;
+mod simple;
+mod source;
+mod spec;
+mod texthash;
+
+pub use access::{AccessAction, parse_access_result};
+pub use error::TableError;
+pub use list::{DomainList, NetworkList, parent_matches};
+pub use query::{lookup_address, lookup_client, lookup_domain};
+
+/// Largest table source file we read (texthash/regexp/pcre/cidr).
+pub const MAX_SOURCE_BYTES: u64 = 512 * 1024 * 1024;
+/// Longest logical line (after joining continuation lines) in a table source.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Deepest `if`/`endif` nesting, and deepest `unionmap`/`pipemap` nesting.
+pub const MAX_NESTING: usize = 64;
+/// Longest result a `$n` substitution may produce.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+/// How a table treats its keys; used by the query functions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapFlags {
+    /// Keys are folded to lower case (the map does it in `lookup`; callers need not).
+    pub fold_case: bool,
+    /// A pattern table (regexp, pcre, cidr): it sees only the full lookup key, never the
+    /// partial keys (parent domains, `user@`, shortened addresses) of access(5).
+    pub pattern: bool,
+}
+
+/// One open lookup table.
+pub trait Map: Send + Sync + std::fmt::Debug {
+    /// Looks `key` up. `Ok(None)` means "not found"; `Err` means the answer is unknown
+    /// (temporary failure) and the caller must defer.
+    fn lookup(&self, key: &str) -> Result<Option<String>, TableError>;
+    /// The spec this map was opened with (`type:name`), for logs.
+    fn name(&self) -> &str;
+    /// How the map treats keys.
+    fn flags(&self) -> MapFlags;
+    /// Lines skipped while loading (Postfix logs these as warnings). Empty for most maps.
+    fn warnings(&self) -> &[TableError] {
+        &[]
+    }
+}
+
+/// A boxed, shareable map, as returned by [`open`].
+pub type BoxMap = Box<dyn Map + Send + Sync>;
+
+/// Options for [`open`].
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Fold keys to lower case in fixed-string tables (texthash, inline). Default true;
+    /// postmap's `-f` turns it off.
+    pub fold_case: bool,
+    /// Fail `open` on the first bad line instead of skipping it with a warning as Postfix
+    /// does. Default false.
+    pub strict: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            fold_case: true,
+            strict: false,
+        }
+    }
+}
+
+/// Opens the table named by `spec` (`type:name` or `type:{…}`).
+///
+/// # Errors
+///
+/// [`TableError::Spec`] for a malformed spec, [`TableError::UnsupportedType`] for a type not
+/// built in, [`TableError::Open`] when a source file cannot be read, and
+/// [`TableError::Syntax`] in strict mode.
+pub fn open(spec: &str, opts: &OpenOptions) -> Result<BoxMap, TableError> {
+    open_nested(spec, opts, 0)
+}
+
+pub(crate) fn open_nested(
+    spec: &str,
+    opts: &OpenOptions,
+    depth: usize,
+) -> Result<BoxMap, TableError> {
+    if depth > MAX_NESTING {
+        return Err(TableError::spec(spec, "tables nested too deeply"));
+    }
+    let (kind, name) = spec::split_type(spec)?;
+    match kind {
+        "texthash" => Ok(Box::new(texthash::TextHash::open(spec, name, opts)?)),
+        "inline" => Ok(Box::new(simple::Inline::open(spec, name, opts)?)),
+        "static" => Ok(Box::new(simple::Static::open(spec, name)?)),
+        "fail" => Ok(Box::new(simple::Fail::new(spec))),
+        "cidr" => Ok(Box::new(cidr::Cidr::open(spec, name, opts)?)),
+        "regexp" => Ok(Box::new(pattern::PatternMap::open(
+            spec,
+            name,
+            opts,
+            pattern::Dialect::Posix,
+        )?)),
+        "pcre" => Ok(Box::new(pattern::PatternMap::open(
+            spec,
+            name,
+            opts,
+            pattern::Dialect::Pcre,
+        )?)),
+        "unionmap" | "pipemap" => Ok(Box::new(composite::Composite::open(
+            spec, kind, name, opts, depth,
+        )?)),
+        other => Err(TableError::UnsupportedType(other.to_string())),
+    }
+}
+
+/// Applies the map's case folding to a key (used by maps and by tests).
+pub(crate) fn fold(key: &str, yes: bool) -> std::borrow::Cow<'_, str> {
+    if yes && key.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(key.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}

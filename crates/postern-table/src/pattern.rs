@@ -1,0 +1,348 @@
+//! `regexp:` and `pcre:` tables (regexp_table(5), pcre_table(5)).
+//!
+//! A rule is `[!]/pattern/flags result`; `if [!]/pattern/flags` … `endif` blocks nest; the
+//! delimiter may be any non-alphanumeric, non-blank character. Patterns are tried in order
+//! against the whole key; the first that applies wins. `$1`…, `${1}`, `$(1)` in a result
+//! are replaced by captured text (empty when the group did not take part), `$$` by `$`.
+//! Rules that Postfix skips with a warning are skipped here with the same warning: unknown
+//! flags, a bad pattern, `$n` out of range or in a negated rule, bad `$` syntax.
+//!
+//! `regexp:` patterns are POSIX (see [`crate::posix`] for what differs from glibc).
+//! Flags: `i` (case-insensitive, default on), `x` (extended syntax, default on), `m`
+//! (multi-line, default off). `pcre:` patterns use PCRE2 itself. Flags: `i` (default on),
+//! `m`, `s` (dotall, default on), `x`, `A` (anchored), `U` (ungreedy); `E` (dollar-endonly)
+//! and `X` are accepted and ignored (the pcre2 crate exposes no switch for `E`; Postfix
+//! built with PCRE2 ignores `X` too).
+
+use crate::cidr::{Keyword, keyword, negation, source_lines};
+use crate::program::Program;
+use crate::source::{Line, Warnings};
+use crate::{MAX_RESULT_BYTES, Map, MapFlags, OpenOptions, TableError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Posix,
+    Pcre,
+}
+
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    Posix(regex::Regex),
+    Pcre(pcre2::bytes::Regex),
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Group(usize),
+}
+
+#[derive(Debug)]
+pub(crate) struct PatternMap {
+    spec: String,
+    program: Program<Matcher, Vec<Part>>,
+    warnings: Vec<TableError>,
+}
+
+impl PatternMap {
+    pub(crate) fn open(
+        spec: &str,
+        name: &str,
+        opts: &OpenOptions,
+        dialect: Dialect,
+    ) -> Result<Self, TableError> {
+        let (file, lines) = source_lines(spec, name)?;
+        let mut w = Warnings::new(&file, opts.strict);
+        let mut program = Program::new();
+        for line in lines {
+            parse_line(&line, dialect, &mut program, &mut w)?;
+        }
+        let program = program.finish(&mut w)?;
+        Ok(PatternMap {
+            spec: spec.to_string(),
+            program,
+            warnings: w.list,
+        })
+    }
+
+    fn query_error(&self, message: String) -> TableError {
+        TableError::Lookup {
+            table: self.spec.clone(),
+            message,
+        }
+    }
+}
+
+fn parse_line(
+    line: &Line,
+    dialect: Dialect,
+    program: &mut Program<Matcher, Vec<Part>>,
+    w: &mut Warnings,
+) -> Result<(), TableError> {
+    let n = line.number;
+    match keyword(&line.text) {
+        Keyword::Endif(extra) => {
+            if !extra.is_empty() {
+                w.warn(n, format!("ignoring extra text after ENDIF: \"{extra}\""))?;
+            }
+            program.endif(n, w)
+        }
+        Keyword::If(rest) => {
+            let (negate, rest) = negation(rest);
+            let (matcher, extra) = match compile(rest, dialect) {
+                Ok(parsed) => parsed,
+                Err(message) => return w.warn(n, message),
+            };
+            if !extra.is_empty() {
+                w.warn(n, format!("ignoring extra text after IF: \"{extra}\""))?;
+            }
+            program.open_if(n, matcher, negate, w)
+        }
+        Keyword::None => {
+            let (negate, rest) = negation(&line.text);
+            let (matcher, result) = match compile(rest, dialect) {
+                Ok(parsed) => parsed,
+                Err(message) => return w.warn(n, message),
+            };
+            if result.is_empty() {
+                w.warn(n, "no replacement text: using empty string")?;
+            }
+            match parse_result(result, negate, groups(&matcher)) {
+                Ok(parts) => program.rule(matcher, negate, parts),
+                Err(message) => w.warn(n, format!("{message}: skipping this rule"))?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses `/pattern/flags rest`; returns the compiled pattern and `rest` (blank-trimmed).
+fn compile(text: &str, dialect: Dialect) -> Result<(Matcher, &str), String> {
+    let mut chars = text.char_indices();
+    let delim = match chars.next() {
+        Some((_, d)) if !d.is_alphanumeric() && !d.is_whitespace() && d != '\\' => d,
+        _ => {
+            return Err(format!(
+                "no pattern delimiter in \"{text}\": skipping this rule"
+            ));
+        }
+    };
+    let start = delim.len_utf8();
+    let mut end = None;
+    let mut escaped = false;
+    for (i, c) in chars {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == delim {
+            end = Some(i);
+            break;
+        }
+    }
+    let end = end
+        .ok_or_else(|| format!("no closing pattern delimiter in \"{text}\": skipping this rule"))?;
+    let pattern = &text[start..end];
+    let after = &text[end + delim.len_utf8()..];
+    let flag_end = after
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(after.len());
+    let (flags, rest) = after.split_at(flag_end);
+    let matcher = match dialect {
+        Dialect::Posix => compile_posix(pattern, flags)?,
+        Dialect::Pcre => compile_pcre(pattern, flags)?,
+    };
+    Ok((matcher, rest.trim()))
+}
+
+fn unknown_flag(c: char) -> String {
+    format!("unknown regexp option \"{c}\": skipping this rule")
+}
+
+fn compile_posix(pattern: &str, flags: &str) -> Result<Matcher, String> {
+    let (mut icase, mut extended, mut multi) = (true, true, false);
+    for c in flags.chars() {
+        match c {
+            'i' => icase = !icase,
+            'x' => extended = !extended,
+            'm' => multi = !multi,
+            other => return Err(unknown_flag(other)),
+        }
+    }
+    let translated = crate::posix::translate(pattern, extended)
+        .map_err(|e| format!("{e}: skipping this rule"))?;
+    regex::RegexBuilder::new(&translated)
+        .case_insensitive(icase)
+        .multi_line(multi)
+        .dot_matches_new_line(!multi)
+        .build()
+        .map(Matcher::Posix)
+        .map_err(|e| format!("bad regular expression \"{pattern}\": {e}: skipping this rule"))
+}
+
+fn compile_pcre(pattern: &str, flags: &str) -> Result<Matcher, String> {
+    let (mut icase, mut multi, mut dotall, mut ext, mut anchored, mut ungreedy) =
+        (true, false, true, false, false, false);
+    for c in flags.chars() {
+        match c {
+            'i' => icase = !icase,
+            'm' => multi = !multi,
+            's' => dotall = !dotall,
+            'x' => ext = !ext,
+            'A' => anchored = !anchored,
+            'U' => ungreedy = !ungreedy,
+            'E' | 'X' => {}
+            other => return Err(unknown_flag(other)),
+        }
+    }
+    let mut full = String::with_capacity(pattern.len() + 12);
+    if ungreedy {
+        full.push_str("(?U)");
+    }
+    if anchored {
+        // The newline ends a `#` comment in extended mode before our closing parenthesis.
+        full.push_str("\\A(?:");
+        full.push_str(pattern);
+        full.push_str(if ext { "\n)" } else { ")" });
+    } else {
+        full.push_str(pattern);
+    }
+    pcre2::bytes::RegexBuilder::new()
+        .caseless(icase)
+        .multi_line(multi)
+        .dotall(dotall)
+        .extended(ext)
+        .utf(true)
+        .jit_if_available(true)
+        .build(&full)
+        .map(Matcher::Pcre)
+        .map_err(|e| format!("pcre map: {e}: skipping this rule"))
+}
+
+/// Number of capturing groups, not counting the whole match.
+fn groups(m: &Matcher) -> usize {
+    match m {
+        Matcher::Posix(re) => re.captures_len() - 1,
+        Matcher::Pcre(re) => re.captures_len() - 1,
+    }
+}
+
+/// Splits a result into text and `$n` references, checking them as Postfix does.
+fn parse_result(text: &str, negate: bool, groups: usize) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        literal.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, tail) = match after.chars().next() {
+            Some('$') => {
+                literal.push('$');
+                rest = &after[1..];
+                continue;
+            }
+            Some(open @ ('{' | '(')) => {
+                let close = if open == '{' { '}' } else { ')' };
+                let end = after.find(close).ok_or("bad replacement syntax")?;
+                (&after[1..end], &after[end + 1..])
+            }
+            _ => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name.is_empty() {
+            return Err("bad replacement syntax".to_string());
+        }
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("non-numeric replacement index \"{name}\""));
+        }
+        let index = name.parse::<usize>().unwrap_or(usize::MAX);
+        if negate {
+            return Err("$number found in negative match replacement text".to_string());
+        }
+        if index == 0 || index > groups {
+            return Err(format!("out of range replacement index \"{name}\""));
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut literal)));
+        }
+        parts.push(Part::Group(index));
+        rest = tail;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(Part::Text(literal));
+    }
+    Ok(parts)
+}
+
+/// Builds the result from captured groups (`None` for a group that did not take part).
+fn expand(parts: &[Part], group: impl Fn(usize) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Group(n) => out.push_str(&group(*n).unwrap_or_default()),
+        }
+        if out.len() > MAX_RESULT_BYTES {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+impl Map for PatternMap {
+    fn lookup(&self, key: &str) -> Result<Option<String>, TableError> {
+        let test = |m: &Matcher| match m {
+            Matcher::Posix(re) => Ok(Some(re.is_match(key))),
+            Matcher::Pcre(re) => re
+                .is_match(key.as_bytes())
+                .map(Some)
+                .map_err(|e| self.query_error(e.to_string())),
+        };
+        let Some((matcher, parts)) = self.program.first(test)? else {
+            return Ok(None);
+        };
+        let needs_groups = parts.iter().any(|p| matches!(p, Part::Group(_)));
+        let result = match matcher {
+            _ if !needs_groups => expand(parts, |_| None),
+            Matcher::Posix(re) => {
+                let caps = re.captures(key);
+                expand(parts, |n| {
+                    caps.as_ref()?.get(n).map(|m| m.as_str().to_string())
+                })
+            }
+            Matcher::Pcre(re) => {
+                let caps = re
+                    .captures(key.as_bytes())
+                    .map_err(|e| self.query_error(e.to_string()))?;
+                expand(parts, |n| {
+                    caps.as_ref()?
+                        .get(n)
+                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                })
+            }
+        };
+        result
+            .map(Some)
+            .ok_or_else(|| self.query_error(format!("result longer than {MAX_RESULT_BYTES} bytes")))
+    }
+    fn name(&self) -> &str {
+        &self.spec
+    }
+    fn flags(&self) -> MapFlags {
+        MapFlags {
+            fold_case: false,
+            pattern: true,
+        }
+    }
+    fn warnings(&self) -> &[TableError] {
+        &self.warnings
+    }
+}
+
+#[cfg(test)]
+mod tests;
