@@ -167,6 +167,13 @@ fn nul_anywhere_is_bad_syntax() {
     assert_eq!(p("MAIL FROM:<a\0@b>"), Err(E::BadSyntax));
 }
 
+/// Fuzz find: a verb of control characters did not survive encode/parse.
+#[test]
+fn regression_fuzz_control_verb() {
+    assert_eq!(p("\r\tx"), Err(E::Unrecognized));
+    assert_eq!(p("F\u{1}OO"), Err(E::Unrecognized));
+}
+
 #[test]
 fn strictness_knobs() {
     let strict = Leniency {

@@ -110,8 +110,8 @@ pub enum CommandError {
         /// Offending value.
         value: String,
     },
-    /// A non-ASCII address without `SMTPUTF8` under `strict_smtputf8` (smtpd decides;
-    /// unverified reply).
+    /// A non-ASCII address without `SMTPUTF8` under `strict_smtputf8` (the parser
+    /// checks MAIL; smtpd must check RCPT, as Postfix does with the same reply).
     #[error("must declare SMTPUTF8 to send unicode address")]
     NeedSmtputf8,
 }
@@ -195,7 +195,6 @@ pub fn reply_for(err: &CommandError) -> Reply {
         E::BadAttrValue { name, value } => {
             (501, Some((5, 5, 4)), format!("Bad {name} syntax: {value}"))
         }
-        // unverified.
         E::NeedSmtputf8 => (
             553,
             Some((5, 6, 7)),

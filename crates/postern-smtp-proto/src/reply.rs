@@ -307,6 +307,16 @@ mod tests {
         assert_eq!(rs[0].enhanced, None);
     }
 
+    /// Fuzz find: a continuation line's leading code was stripped although the first
+    /// line had none, so re-encoding changed the reply.
+    #[test]
+    fn regression_fuzz_enhanced_on_continuation_only() {
+        let rs = parse_all(b"555-x\r\n555 5.4.7 5.4.7 4.\r\n").unwrap();
+        assert_eq!(rs[0].enhanced, None);
+        assert_eq!(rs[0].lines[1], "5.4.7 5.4.7 4.");
+        assert_eq!(parse_all(rs[0].encode().as_bytes()).unwrap(), rs);
+    }
+
     #[test]
     fn parse_errors() {
         assert_eq!(parse_all(b"25O ok\r\n"), Err(ReplyError::Malformed));

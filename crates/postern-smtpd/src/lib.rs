@@ -1,4 +1,55 @@
-//! postern-smtpd — the SMTP server (Postfix's `smtpd(8)`). Work in progress:
-//! the session state machine lands with the SMTP codec.
+//! postern-smtpd — the SMTP server (Postfix's `smtpd(8)`).
+//!
+//! One process serves many client sessions at once (an event server on
+//! tokio); master.cf's process limit bounds the number of processes. Each
+//! session runs the state machine in [`session`], checks Postfix's access
+//! restrictions through [`policy`], and hands each message to cleanup
+//! ([`txn`]); the `250` reply to the end of data is sent only after cleanup
+//! reports the queue file durable.
+//!
+//! # Security
+//! Runs unprivileged (`mail_owner`). Every client line is bounded by
+//! `line_length_limit`, every message by `message_size_limit`, every wait by
+//! `smtpd_timeout`; errors slow the client down and end the session at
+//! `smtpd_hard_error_limit`. The parser never panics on client input.
+//!
+//! # Configuration
+//! `smtpd_banner`, `smtpd_timeout`, `smtpd_*_error_limit`,
+//! `smtpd_error_sleep_time`, `smtpd_recipient_limit`, `message_size_limit`,
+//! `line_length_limit`, `disable_vrfy_command`, `smtpd_helo_required`,
+//! `strict_rfc821_envelopes`, `smtpd_forbid_bare_newline`,
+//! `smtpd_discard_ehlo_keywords`, `smtputf8_enable`, and the restriction
+//! lists (see [`policy`]).
 
+pub mod conn;
+pub mod counters;
+pub mod policy;
+pub mod session;
 pub mod settings;
+pub mod txn;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Sessions one process holds before master is asked for another process.
+const SESSIONS_PER_PROCESS: usize = 1000;
+
+/// Daemon entry point.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let ctx = postern_server::skeleton::init("smtpd", &args);
+    let settings = Arc::new(settings::Settings::from_config(&ctx.config));
+    let policy = match policy::Policy::from_config(&ctx.config) {
+        Ok(p) => Arc::new(p),
+        Err(e) => postern_log::fatal(e),
+    };
+    postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
+        let (settings, policy) = (settings.clone(), policy.clone());
+        async move {
+            let conn = conn::Conn::new(io, settings.timeout);
+            let addr = peer.addr.map(|a| a.ip());
+            session::Session::new(&settings, &ctx.config, &policy, conn, addr).run().await;
+        }
+    })
+}

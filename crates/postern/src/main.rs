@@ -26,6 +26,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "qmgr" => postern_qmgr::main,
         "local" => postern_local::main,
         "bounce" => postern_bounce::main,
+        "smtpd" => postern_smtpd::main,
         _ => return None,
     })
 }

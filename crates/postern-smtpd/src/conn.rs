@@ -1,0 +1,137 @@
+//! The client connection: buffered reads with a deadline, batched replies.
+//!
+//! Replies are collected and written when the client has nothing more
+//! pipelined in our input buffer (RFC 2920: the server may batch replies to
+//! pipelined commands), or at once when the protocol needs it (greeting, 354,
+//! end of session).
+
+use postern_server::event::Io;
+use postern_smtp_proto::{Line, LineReader, Reply};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// `smtpd_timeout` expired.
+    Timeout,
+    /// The client closed the connection.
+    Eof,
+    /// An I/O error.
+    Io(std::io::Error),
+}
+
+/// A client connection.
+pub struct Conn {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    pos: usize,
+    out: Vec<u8>,
+    timeout: Duration,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Conn {
+    /// Wraps a stream.
+    pub fn new(io: Box<dyn Io>, timeout: Duration) -> Conn {
+        Conn { io, buf: Vec::with_capacity(READ_CHUNK), pos: 0, out: Vec::with_capacity(1024), timeout }
+    }
+
+    /// Bytes received but not yet consumed (pipelined input).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks `n` pending bytes consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more input (waiting at most `smtpd_timeout`).
+    pub async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 && self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let start = self.buf.len();
+        self.buf.resize(start + READ_CHUNK, 0);
+        let r = tokio::time::timeout(self.timeout, self.io.read(&mut self.buf[start..])).await;
+        let n = match r {
+            Err(_) => {
+                self.buf.truncate(start);
+                return Err(ReadError::Timeout);
+            }
+            Ok(Err(e)) => {
+                self.buf.truncate(start);
+                return Err(ReadError::Io(e));
+            }
+            Ok(Ok(n)) => n,
+        };
+        self.buf.truncate(start + n);
+        if n == 0 { Err(ReadError::Eof) } else { Ok(()) }
+    }
+
+    /// Reads one command line.
+    pub async fn read_line(&mut self, lr: &mut LineReader) -> Result<Line, ReadError> {
+        loop {
+            if !self.pending().is_empty() {
+                let (used, line) = lr.read_line(self.pending());
+                self.consume(used);
+                if let Some(line) = line {
+                    return Ok(line);
+                }
+            }
+            self.flush().await.map_err(ReadError::Io)?;
+            self.fill().await?;
+        }
+    }
+
+    /// Queues a reply.
+    pub fn reply(&mut self, r: &Reply) {
+        self.out.extend_from_slice(r.encode().as_bytes());
+    }
+
+    /// Queues raw reply text (already CRLF-terminated).
+    pub fn reply_raw(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// Writes queued replies.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = tokio::time::timeout(self.timeout, self.io.write_all(&self.out)).await;
+        self.out.clear();
+        match r {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Writes queued replies unless more pipelined commands are waiting.
+    pub async fn flush_if_idle(&mut self) -> std::io::Result<()> {
+        if self.pending().is_empty() { self.flush().await } else { Ok(()) }
+    }
+
+    /// Flushes and shuts the connection down.
+    pub async fn close(&mut self) {
+        if let Err(e) = self.flush().await {
+            postern_log::info(format!("write error at close: {e}"));
+        }
+        if let Err(e) = self.io.shutdown().await {
+            if e.kind() != std::io::ErrorKind::NotConnected {
+                postern_log::info(format!("shutdown: {e}"));
+            }
+        }
+    }
+}

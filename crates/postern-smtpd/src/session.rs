@@ -1,0 +1,369 @@
+//! One SMTP session: the command loop and the state machine.
+//!
+//! States: connected → greeted (HELO/EHLO) → in a transaction (MAIL) → with
+//! recipients (RCPT) → DATA/BDAT. A command out of sequence gets `503 5.5.1`.
+//! Every 4xx/5xx reply counts as an error: past `smtpd_soft_error_limit` each
+//! further error sleeps `smtpd_error_sleep_time` before the reply, at
+//! `smtpd_hard_error_limit` the session ends with `421 4.7.0`.
+
+use crate::conn::{Conn, ReadError};
+use crate::counters::Counters;
+use crate::policy::{Facts, MessageAction, Policy, Stage};
+use crate::settings::Settings;
+use crate::txn::{self, Txn};
+use postern_config::Config;
+use postern_smtp_proto::{Command, Leniency, LineKind, LineReader, Reply, parse_command, reply_for};
+use std::net::IpAddr;
+
+/// What the loop does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// End the session.
+    Close,
+}
+
+/// Per-session state.
+pub struct Session<'a> {
+    pub(crate) s: &'a Settings,
+    pub(crate) cfg: &'a Config,
+    pub(crate) policy: &'a Policy,
+    pub(crate) conn: Conn,
+    pub(crate) facts: Facts,
+    pub(crate) client: String,
+    pub(crate) esmtp: bool,
+    pub(crate) txn: Option<Txn>,
+    errors: u32,
+    junk: u32,
+    pub(crate) counters: Counters,
+    leniency: Leniency,
+    lines: LineReader,
+    last_command: &'static str,
+}
+
+pub(crate) fn reply(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, Some(enh), text)
+}
+
+impl<'a> Session<'a> {
+    /// A new session for a client.
+    pub fn new(s: &'a Settings, cfg: &'a Config, policy: &'a Policy, conn: Conn, addr: Option<IpAddr>) -> Self {
+        let name = match addr {
+            Some(a) if a.is_loopback() => "localhost".to_string(),
+            Some(_) => "unknown".to_string(),
+            None => "localhost".to_string(),
+        };
+        let shown = addr.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let facts = Facts {
+            client_addr: addr,
+            client_name: name.clone(),
+            reverse_client_name: name.clone(),
+            protocol: "SMTP".into(),
+            ..Default::default()
+        };
+        Session {
+            s,
+            cfg,
+            policy,
+            conn,
+            facts,
+            client: format!("{name}[{shown}]"),
+            esmtp: false,
+            txn: None,
+            errors: 0,
+            junk: 0,
+            counters: Counters::default(),
+            leniency: Leniency { strict_rfc821_envelopes: s.strict_rfc821, ..Default::default() },
+            lines: LineReader::new(s.line_length_limit),
+            last_command: "CONNECT",
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        postern_log::info(format!("connect from {}", self.client));
+        let verdict = self.policy.check(Stage::Connect, &self.facts).await;
+        self.log_lines(&verdict.log);
+        if let Some(r) = verdict.reject.filter(|_| !self.s.delay_reject) {
+            self.log_reject("CONNECT", &r);
+            self.conn.reply(&r);
+            self.conn.close().await;
+            return;
+        }
+        self.conn.reply(&Reply::new(220, None, self.s.banner.clone()));
+        if let Err(e) = self.conn.flush().await {
+            return self.lost(&e.to_string());
+        }
+        loop {
+            let line = match self.conn.read_line(&mut self.lines).await {
+                Ok(l) => l,
+                Err(ReadError::Timeout) => {
+                    postern_log::info(format!("timeout after {} from {}", self.last_command, self.client));
+                    self.conn.reply(&reply(421, (4, 4, 2), format!("{} Error: timeout exceeded", self.s.myhostname)));
+                    break;
+                }
+                Err(ReadError::Eof) => {
+                    postern_log::info(format!("lost connection after {} from {}", self.last_command, self.client));
+                    break;
+                }
+                Err(ReadError::Io(e)) => {
+                    postern_log::info(format!("{e} after {} from {}", self.last_command, self.client));
+                    break;
+                }
+            };
+            if self.command(line).await == Flow::Close {
+                break;
+            }
+            if let Err(e) = self.conn.flush_if_idle().await {
+                postern_log::info(format!("write error after {} from {}: {e}", self.last_command, self.client));
+                break;
+            }
+        }
+        self.conn.close().await;
+        postern_log::info(format!("disconnect from {} {}", self.client, self.counters.summary()));
+    }
+
+    fn lost(&self, why: &str) {
+        postern_log::info(format!("lost connection ({why}) after {} from {}", self.last_command, self.client));
+    }
+
+    pub(crate) fn log_lines(&self, lines: &[String]) {
+        for l in lines {
+            postern_log::info(format!("NOQUEUE: {l}"));
+        }
+    }
+
+    /// Logs a refusal in Postfix's format (pflogsumm counts these).
+    pub(crate) fn log_reject(&self, stage: &str, r: &Reply) {
+        let text = r.encode();
+        let text = text.trim_end().replace("\r\n", " ");
+        let mut line = format!("NOQUEUE: reject: {stage} from {}: {text};", self.client);
+        if let Some(t) = &self.txn {
+            line.push_str(&format!(" from=<{}>", t.sender));
+        }
+        if let Some(r) = &self.facts.recipient {
+            line.push_str(&format!(" to=<{r}>"));
+        }
+        line.push_str(&format!(" proto={}", self.facts.protocol));
+        if let Some(h) = &self.facts.helo {
+            line.push_str(&format!(" helo=<{h}>"));
+        }
+        postern_log::info(line);
+    }
+
+    /// Sends an error reply with the error-count policy. Returns Close when the
+    /// hard limit is reached.
+    pub(crate) async fn error(&mut self, r: Reply) -> Flow {
+        self.errors += 1;
+        if self.errors >= self.s.hard_error_limit.max(1) {
+            postern_log::info(format!("too many errors after {} from {}", self.last_command, self.client));
+            self.conn.reply(&reply(421, (4, 7, 0), format!("{} Error: too many errors", self.s.myhostname)));
+            return Flow::Close;
+        }
+        if self.errors >= self.s.soft_error_limit {
+            if let Err(e) = self.conn.flush().await {
+                self.lost(&e.to_string());
+                return Flow::Close;
+            }
+            tokio::time::sleep(self.s.error_sleep).await;
+        }
+        self.conn.reply(&r);
+        Flow::Continue
+    }
+
+    async fn command(&mut self, line: postern_smtp_proto::Line) -> Flow {
+        if line.kind == LineKind::TooLong {
+            // As Postfix: the first line_length_limit bytes are the command; the rest is dropped.
+            postern_log::info(format!("warning: {}: command line too long, truncated", self.client));
+        }
+        self.facts.improper_pipelining = !self.esmtp && !self.conn.pending().is_empty();
+        let cmd = match parse_command(&line.bytes, &self.leniency) {
+            Ok(c) => c,
+            Err(e) => {
+                self.last_command = verb_name(&line.bytes);
+                self.counters.count(self.last_command, false);
+                let close = e.closes_session();
+                let f = self.error(reply_for(&e)).await;
+                return if close { Flow::Close } else { f };
+            }
+        };
+        self.dispatch(cmd).await
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::Helo(h) => self.helo(h, false).await,
+            Command::Ehlo(h) => self.helo(h, true).await,
+            Command::Lhlo(_) => self.junk_command("LHLO").await,
+            Command::Mail { from, params } => txn::mail(self, from, params).await,
+            Command::Rcpt { to, params } => txn::rcpt(self, to, params).await,
+            Command::Data => txn::data(self).await,
+            Command::Bdat { size, last } => txn::bdat(self, size, last).await,
+            Command::Rset => {
+                self.last_command = "RSET";
+                self.txn = None;
+                self.counters.count("rset", true);
+                self.conn.reply(&reply(250, (2, 0, 0), "Ok"));
+                Flow::Continue
+            }
+            Command::Noop => {
+                self.last_command = "NOOP";
+                self.counters.count("noop", true);
+                self.conn.reply(&reply(250, (2, 0, 0), "Ok"));
+                Flow::Continue
+            }
+            Command::Quit => {
+                self.last_command = "QUIT";
+                self.counters.count("quit", true);
+                self.conn.reply(&reply(221, (2, 0, 0), "Bye"));
+                Flow::Close
+            }
+            Command::Vrfy { address, .. } => self.vrfy(address.internal()).await,
+            Command::Etrn(domain) => self.etrn(domain).await,
+            Command::StartTls => {
+                self.last_command = "STARTTLS";
+                self.counters.count("starttls", false);
+                self.error(reply(502, (5, 5, 1), "Error: command not implemented")).await
+            }
+            Command::Auth { .. } => {
+                self.last_command = "AUTH";
+                self.counters.count("auth", false);
+                self.error(reply(503, (5, 5, 1), "Error: authentication not enabled")).await
+            }
+            Command::Xclient(_) | Command::Xforward(_) => {
+                self.last_command = "XCLIENT";
+                self.counters.count("xclient", false);
+                self.error(reply(550, (5, 7, 0), "Error: insufficient authorization")).await
+            }
+            Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => self.junk_command("UNKNOWN").await,
+        }
+    }
+
+    async fn junk_command(&mut self, name: &'static str) -> Flow {
+        self.last_command = name;
+        self.counters.count("unknown", false);
+        self.junk += 1;
+        if self.junk > self.s.junk_command_limit {
+            // Postfix treats junk past the limit as an error, slowing the client down.
+            return self.error(reply(502, (5, 5, 2), "Error: command not recognized")).await;
+        }
+        self.error(reply(502, (5, 5, 2), "Error: command not recognized")).await
+    }
+
+    async fn helo(&mut self, name: String, esmtp: bool) -> Flow {
+        self.last_command = if esmtp { "EHLO" } else { "HELO" };
+        self.txn = None;
+        self.facts.helo = Some(name.clone());
+        self.facts.protocol = if esmtp { "ESMTP" } else { "SMTP" }.into();
+        if !self.s.delay_reject {
+            let v = self.policy.check(Stage::Helo, &self.facts).await;
+            self.log_lines(&v.log);
+            if let Some(r) = v.reject {
+                self.log_reject(self.last_command, &r);
+                self.counters.count(if esmtp { "ehlo" } else { "helo" }, false);
+                return self.error(r).await;
+            }
+        }
+        self.esmtp = esmtp;
+        self.counters.count(if esmtp { "ehlo" } else { "helo" }, true);
+        if !esmtp {
+            self.conn.reply(&Reply::new(250, None, self.s.myhostname.clone()));
+            return Flow::Continue;
+        }
+        let mut lines = vec![self.s.myhostname.clone()];
+        let mut kw = |k: String| {
+            let word = k.split(' ').next().unwrap_or("").to_ascii_lowercase();
+            if !self.s.discard_ehlo.contains(&word) {
+                lines.push(k);
+            }
+        };
+        kw("PIPELINING".into());
+        kw(if self.s.message_size_limit > 0 { format!("SIZE {}", self.s.message_size_limit) } else { "SIZE".into() });
+        if !self.s.disable_vrfy {
+            kw("VRFY".into());
+        }
+        kw("ETRN".into());
+        kw("ENHANCEDSTATUSCODES".into());
+        kw("8BITMIME".into());
+        kw("DSN".into());
+        if self.s.smtputf8 {
+            kw("SMTPUTF8".into());
+        }
+        kw("CHUNKING".into());
+        let mut r = Reply::new(250, None, String::new());
+        r.lines = lines;
+        self.conn.reply(&r);
+        Flow::Continue
+    }
+
+    async fn vrfy(&mut self, address: String) -> Flow {
+        self.last_command = "VRFY";
+        if self.s.disable_vrfy {
+            self.counters.count("vrfy", false);
+            return self.error(reply(502, (5, 5, 1), "VRFY command is disabled")).await;
+        }
+        self.counters.count("vrfy", true);
+        self.conn.reply(&reply(252, (2, 0, 0), address));
+        Flow::Continue
+    }
+
+    async fn etrn(&mut self, domain: String) -> Flow {
+        self.last_command = "ETRN";
+        if self.txn.is_some() {
+            self.counters.count("etrn", false);
+            return self.error(reply(503, (5, 5, 1), "Error: MAIL transaction in progress")).await;
+        }
+        self.facts.etrn_domain = Some(domain);
+        let v = self.policy.check(Stage::Etrn, &self.facts).await;
+        self.log_lines(&v.log);
+        if let Some(r) = v.reject {
+            self.log_reject("ETRN", &r);
+            self.counters.count("etrn", false);
+            return self.error(r).await;
+        }
+        let cfg = self.cfg.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            postern_server::client::trigger(&cfg, "public", "qmgr", &[postern_ipc::proto::trigger::FLUSH_DEFERRED])
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                self.counters.count("etrn", true);
+                self.conn.reply(&Reply::new(250, None, "Queuing started"));
+                Flow::Continue
+            }
+            _ => {
+                self.counters.count("etrn", false);
+                self.error(reply(458, (4, 7, 1), "Error: Unable to honor ETRN request: mail system is busy")).await
+            }
+        }
+    }
+
+    /// Records the command being handled (for timeout and lost-connection logs).
+    pub(crate) fn set_last(&mut self, name: &'static str) {
+        self.last_command = name;
+    }
+
+    /// Applies message actions from a verdict to the open transaction.
+    pub(crate) fn keep_actions(&mut self, actions: Vec<MessageAction>) {
+        if let Some(t) = self.txn.as_mut() {
+            t.actions.extend(actions);
+        }
+    }
+}
+
+fn verb_name(line: &[u8]) -> &'static str {
+    let verb: String = line.iter().take_while(|b| b.is_ascii_alphabetic()).map(|b| b.to_ascii_uppercase() as char).collect();
+    match verb.as_str() {
+        "HELO" => "HELO",
+        "EHLO" => "EHLO",
+        "MAIL" => "MAIL",
+        "RCPT" => "RCPT",
+        "DATA" => "DATA",
+        "BDAT" => "BDAT",
+        "VRFY" => "VRFY",
+        "ETRN" => "ETRN",
+        _ => "UNKNOWN",
+    }
+}

@@ -1,0 +1,386 @@
+//! The mail transaction: MAIL, RCPT, DATA/BDAT and the hand-off to cleanup.
+//!
+//! `250` after the message is sent only once cleanup answered that the queue
+//! file is durable (fsync of the file and its directory).
+
+use crate::conn::ReadError;
+use crate::policy::{MessageAction, Stage};
+use crate::session::{Flow, Session, reply};
+use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags, notify};
+use postern_smtp_proto::{
+    BareNewline, BdatReader, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify, RcptParams, Reply, Ret,
+    ReversePath,
+};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An open transaction.
+pub struct Txn {
+    /// Envelope sender, internal form ("" = null sender).
+    pub sender: String,
+    /// MAIL parameters.
+    pub params: MailParams,
+    /// Accepted recipients.
+    pub rcpts: Vec<Recipient>,
+    /// Actions from access tables.
+    pub actions: Vec<MessageAction>,
+    /// BDAT in progress: reader and content so far.
+    pub bdat: Option<(BdatReader, Vec<u8>)>,
+}
+
+fn notify_bits(n: Option<Notify>) -> u8 {
+    match n {
+        None => 0,
+        Some(Notify::Never) => notify::NEVER,
+        Some(Notify::On { success, delay, failure }) => {
+            (if success { notify::SUCCESS } else { 0 })
+                | (if delay { notify::DELAY } else { 0 })
+                | (if failure { notify::FAILURE } else { 0 })
+        }
+    }
+}
+
+fn data_config(sess: &Session<'_>) -> DataConfig {
+    DataConfig {
+        bare_newline: match sess.s.forbid_bare_newline.as_str() {
+            "yes" => BareNewline::Reject,
+            "normalize" => BareNewline::Normalize,
+            _ => BareNewline::No,
+        },
+        message_size_limit: sess.s.message_size_limit,
+    }
+}
+
+async fn refuse(sess: &mut Session<'_>, stage: &str, counter: &'static str, r: Reply) -> Flow {
+    sess.log_reject(stage, &r);
+    sess.counters.count(counter, false);
+    sess.error(r).await
+}
+
+/// MAIL FROM.
+pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams) -> Flow {
+    sess.set_last("MAIL");
+    if sess.s.helo_required && sess.facts.helo.is_none() {
+        return refuse(sess, "MAIL", "mail", reply(503, (5, 5, 1), "Error: send HELO/EHLO first")).await;
+    }
+    if sess.txn.is_some() {
+        sess.counters.count("mail", false);
+        return sess.error(reply(503, (5, 5, 1), "Error: nested MAIL command")).await;
+    }
+    if let Some(size) = params.size {
+        if sess.s.message_size_limit > 0 && size > sess.s.message_size_limit {
+            return refuse(sess, "MAIL", "mail", reply(552, (5, 3, 4), "Message size exceeds fixed limit")).await;
+        }
+    }
+    let sender = match &from {
+        ReversePath::Null => String::new(),
+        ReversePath::Mailbox(m) => m.internal(),
+    };
+    sess.facts.sender = Some(sender.clone());
+    sess.facts.size = params.size.unwrap_or(0);
+    if !sess.s.delay_reject {
+        let v = sess.policy.check(Stage::Mail, &sess.facts).await;
+        sess.log_lines(&v.log);
+        if let Some(r) = v.reject {
+            sess.facts.sender = None;
+            return refuse(sess, "MAIL", "mail", r).await;
+        }
+        sess.txn = Some(Txn { sender, params, rcpts: Vec::new(), actions: v.actions, bdat: None });
+    } else {
+        sess.txn = Some(Txn { sender, params, rcpts: Vec::new(), actions: Vec::new(), bdat: None });
+    }
+    sess.counters.count("mail", true);
+    sess.conn.reply(&reply(250, (2, 1, 0), "Ok"));
+    Flow::Continue
+}
+
+/// RCPT TO.
+pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Flow {
+    sess.set_last("RCPT");
+    let Some(count) = sess.txn.as_ref().map(|t| t.rcpts.len()) else {
+        sess.counters.count("rcpt", false);
+        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+    };
+    if count >= sess.s.recipient_limit {
+        sess.counters.count("rcpt", false);
+        // Postfix answers this without counting it as an error.
+        sess.conn.reply(&reply(452, (4, 5, 3), "Error: too many recipients"));
+        return Flow::Continue;
+    }
+    let addr = to.internal();
+    sess.facts.recipient = Some(addr.clone());
+    sess.facts.recipient_count = count;
+    let v = sess.policy.check(Stage::Rcpt, &sess.facts).await;
+    sess.log_lines(&v.log);
+    if let Some(r) = v.reject {
+        let f = refuse(sess, "RCPT", "rcpt", r).await;
+        sess.facts.recipient = None;
+        return f;
+    }
+    sess.facts.recipient = None;
+    sess.keep_actions(v.actions);
+    let orcpt = params.orcpt.as_ref().map(|o| format!("{};{}", o.addr_type, o.addr)).unwrap_or_default();
+    if let Some(t) = sess.txn.as_mut() {
+        t.rcpts.push(Recipient {
+            address: addr.clone(),
+            original: addr,
+            orcpt,
+            notify: notify_bits(params.notify),
+            offset: 0,
+        });
+    }
+    sess.counters.count("rcpt", true);
+    sess.conn.reply(&reply(250, (2, 1, 5), "Ok"));
+    Flow::Continue
+}
+
+async fn data_checks(sess: &mut Session<'_>, verb: &'static str, counter: &'static str) -> Option<Flow> {
+    match sess.txn.as_ref() {
+        None => {
+            sess.counters.count(counter, false);
+            return Some(sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await);
+        }
+        Some(t) if t.rcpts.is_empty() => {
+            sess.counters.count(counter, false);
+            return Some(sess.error(reply(503, (5, 5, 1), "Error: need RCPT command")).await);
+        }
+        Some(_) => {}
+    }
+    let v = sess.policy.check(Stage::Data, &sess.facts).await;
+    sess.log_lines(&v.log);
+    if let Some(r) = v.reject {
+        return Some(refuse(sess, verb, counter, r).await);
+    }
+    sess.keep_actions(v.actions);
+    None
+}
+
+/// DATA.
+pub async fn data(sess: &mut Session<'_>) -> Flow {
+    sess.set_last("DATA");
+    if sess.txn.as_ref().is_some_and(|t| t.bdat.is_some()) {
+        sess.counters.count("data", false);
+        return sess.error(reply(503, (5, 5, 1), "Error: DATA after BDAT")).await;
+    }
+    if let Some(f) = data_checks(sess, "DATA", "data").await {
+        return f;
+    }
+    sess.conn.reply(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
+    if let Err(e) = sess.conn.flush().await {
+        postern_log::info(format!("lost connection after DATA from {}: {e}", sess.client));
+        return Flow::Close;
+    }
+    let mut reader = DataReader::new(data_config(sess));
+    let mut content = Vec::with_capacity(8192);
+    let cap = cap(sess);
+    loop {
+        let mut chunk = Vec::new();
+        let fed = reader.feed(sess.conn.pending(), &mut chunk);
+        let used = match fed {
+            Feed::Done { consumed } => consumed,
+            Feed::NeedMore => sess.conn.pending().len(),
+        };
+        sess.conn.consume(used);
+        if content.len() < cap {
+            let room = cap - content.len();
+            content.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if matches!(fed, Feed::Done { .. }) {
+            break;
+        }
+        match sess.conn.fill().await {
+            Ok(()) => {}
+            Err(ReadError::Timeout) => {
+                postern_log::info(format!("timeout after DATA ({} bytes) from {}", content.len(), sess.client));
+                sess.conn.reply(&reply(421, (4, 4, 2), format!("{} Error: timeout exceeded", sess.s.myhostname)));
+                return Flow::Close;
+            }
+            Err(_) => {
+                postern_log::info(format!("lost connection after DATA ({} bytes) from {}", content.len(), sess.client));
+                return Flow::Close;
+            }
+        }
+    }
+    if let Err(e) = reader.result() {
+        let r = e.reply(&sess.s.myhostname, 550);
+        sess.txn = None;
+        return refuse(sess, "END-OF-MESSAGE", "data", r).await;
+    }
+    finish(sess, content, "data").await
+}
+
+fn cap(sess: &Session<'_>) -> usize {
+    if sess.s.message_size_limit == 0 { usize::MAX } else { (sess.s.message_size_limit as usize).saturating_add(1) }
+}
+
+/// BDAT n [LAST].
+pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
+    sess.set_last("BDAT");
+    let starting = sess.txn.as_ref().is_some_and(|t| t.bdat.is_none());
+    if starting || sess.txn.is_none() {
+        if let Some(f) = data_checks(sess, "BDAT", "bdat").await {
+            // The chunk still follows on the wire: skip it so the session stays in sync.
+            skip_chunk(sess, size).await;
+            return f;
+        }
+        let cfg = data_config(sess);
+        if let Some(t) = sess.txn.as_mut() {
+            t.bdat = Some((BdatReader::new(cfg), Vec::new()));
+        }
+    }
+    let cap = cap(sess);
+    let Some((mut reader, mut content)) = sess.txn.as_mut().and_then(|t| t.bdat.take()) else {
+        skip_chunk(sess, size).await;
+        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+    };
+    reader.start_chunk(size, last);
+    loop {
+        let mut chunk = Vec::new();
+        let fed = reader.feed(sess.conn.pending(), &mut chunk);
+        let used = match fed {
+            Feed::Done { consumed } => consumed,
+            Feed::NeedMore => sess.conn.pending().len(),
+        };
+        sess.conn.consume(used);
+        if content.len() < cap {
+            let room = cap - content.len();
+            content.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if matches!(fed, Feed::Done { .. }) || (size == 0 && used == 0) {
+            break;
+        }
+        if let Err(e) = sess.conn.fill().await {
+            postern_log::info(format!("lost connection after BDAT from {}: {e:?}", sess.client));
+            return Flow::Close;
+        }
+    }
+    if !last {
+        sess.counters.count("bdat", true);
+        sess.conn.reply(&reply(250, (2, 0, 0), format!("Ok: {size} bytes")));
+        if let Some(t) = sess.txn.as_mut() {
+            t.bdat = Some((reader, content));
+        }
+        return Flow::Continue;
+    }
+    if let Err(e) = reader.result() {
+        sess.txn = None;
+        return refuse(sess, "END-OF-MESSAGE", "bdat", e.reply(&sess.s.myhostname, 550)).await;
+    }
+    finish(sess, content, "bdat").await
+}
+
+async fn skip_chunk(sess: &mut Session<'_>, mut left: u64) {
+    while left > 0 {
+        if sess.conn.pending().is_empty() && sess.conn.fill().await.is_err() {
+            return;
+        }
+        let n = (sess.conn.pending().len() as u64).min(left) as usize;
+        sess.conn.consume(n);
+        left -= n as u64;
+    }
+}
+
+/// End of message: end-of-data checks, hand-off to cleanup, the reply.
+async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str) -> Flow {
+    sess.facts.size = content.len() as u64;
+    let v = sess.policy.check(Stage::EndOfData, &sess.facts).await;
+    sess.log_lines(&v.log);
+    if let Some(r) = v.reject {
+        sess.txn = None;
+        return refuse(sess, "END-OF-MESSAGE", counter, r).await;
+    }
+    sess.keep_actions(v.actions);
+    let Some(txn) = sess.txn.take() else {
+        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+    };
+    let r = queue(sess, txn, content).await;
+    let ok = r.code == 250;
+    sess.counters.count(counter, ok);
+    if ok {
+        sess.conn.reply(&r);
+        Flow::Continue
+    } else {
+        sess.error(r).await
+    }
+}
+
+async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply {
+    let mut flags = 0;
+    let mut rcpts = txn.rcpts;
+    let mut attrs: Vec<(String, String)> = vec![
+        ("rewrite_context".into(), "remote".into()),
+        ("client_name".into(), sess.facts.client_name.clone()),
+        ("client_address".into(), sess.facts.client_addr.map(|a| a.to_string()).unwrap_or_default()),
+        ("helo_name".into(), sess.facts.helo.clone().unwrap_or_default()),
+        ("protocol".into(), protocol(sess, &txn.params)),
+    ];
+    if let Some(e) = &txn.params.envid {
+        attrs.push(("envid".into(), e.clone()));
+    }
+    if let Some(r) = txn.params.ret {
+        attrs.push(("ret".into(), if r == Ret::Full { "FULL" } else { "HDRS" }.into()));
+    }
+    let mut prepend = Vec::new();
+    for a in &txn.actions {
+        match a {
+            MessageAction::Hold(_) => flags |= cleanup_flags::HOLD,
+            MessageAction::Discard(why) => {
+                postern_log::info(format!("NOQUEUE: discard: from {}: {why}", sess.client));
+                return reply(250, (2, 0, 0), "Ok: discarded");
+            }
+            MessageAction::Prepend(h) => prepend.push(h.clone()),
+            MessageAction::Redirect(to) => rcpts = vec![Recipient::new(to.clone())],
+            MessageAction::Bcc(to) => rcpts.push(Recipient::new(to.clone())),
+            MessageAction::Filter(f) => attrs.push(("filter".into(), f.clone())),
+        }
+    }
+    if !prepend.is_empty() {
+        let mut c = prepend.join("\n").into_bytes();
+        c.push(b'\n');
+        c.extend_from_slice(&content);
+        content = c;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let req = CleanupRequest {
+        flags,
+        sender: txn.sender.clone(),
+        fullname: String::new(),
+        arrival: (now.as_secs(), now.subsec_micros()),
+        recipients: rcpts,
+        attrs,
+        content,
+    };
+    let answer = postern_server::client::request_async(sess.cfg, "public", "cleanup", &req.to_attrs(), 1 << 16, sess.s.ipc_timeout)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
+    match answer {
+        Ok(r) if r.status == CleanupStatus::Ok => {
+            postern_log::info(format!("{}: client={}", r.queue_id, sess.client));
+            reply(250, (2, 0, 0), format!("Ok: queued as {}", r.queue_id))
+        }
+        Ok(r) => {
+            let (code, enh, text) = match r.status {
+                CleanupStatus::TooBig => (552, (5, 3, 4), "Message size exceeds fixed limit".to_string()),
+                CleanupStatus::Hops => (554, (5, 4, 0), "Error: too many hops".to_string()),
+                CleanupStatus::Reject => (550, (5, 7, 1), r.reason.clone()),
+                CleanupStatus::NoRecipients => (554, (5, 5, 1), "Error: no valid recipients".to_string()),
+                _ => (451, (4, 3, 0), "Error: queue file write error".to_string()),
+            };
+            let rep = reply(code, enh, text);
+            sess.log_reject("END-OF-MESSAGE", &rep);
+            rep
+        }
+        Err(e) => {
+            postern_log::warning(format!("cleanup service: {e}"));
+            reply(451, (4, 3, 0), "Error: queue file write error")
+        }
+    }
+}
+
+fn protocol(sess: &Session<'_>, params: &MailParams) -> String {
+    match (params.smtputf8, sess.esmtp) {
+        (true, _) => "UTF8SMTP".into(),
+        (false, true) => "ESMTP".into(),
+        (false, false) => "SMTP".into(),
+    }
+}

@@ -1,0 +1,223 @@
+"""smtpd with real clients: Python smtplib, swaks and raw sockets."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+
+def started(instance, *settings: str):
+    if settings:
+        instance.run("postconf", "-e", *settings)
+    instance.start()
+    wait_port(instance.port)
+    return instance
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"port {port} not listening")
+
+
+class Raw:
+    """A line-oriented SMTP client that shows exactly what the server says."""
+
+    def __init__(self, port: int):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.f = self.s.makefile("rb")
+        self.greeting = self.reply()
+
+    def reply(self) -> tuple[int, str]:
+        lines = []
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError("server closed the connection")
+            lines.append(line.decode(errors="replace").rstrip("\r\n"))
+            if len(line) < 4 or line[3:4] != b"-":
+                break
+        return int(lines[-1][:3]), "\n".join(lines)
+
+    def cmd(self, text: str | bytes) -> tuple[int, str]:
+        data = text if isinstance(text, bytes) else text.encode()
+        self.s.sendall(data + b"\r\n")
+        return self.reply()
+
+    def send(self, data: bytes) -> None:
+        self.s.sendall(data)
+
+    def close(self) -> None:
+        self.s.close()
+
+
+def test_smtplib_delivery_and_received_header(instance):
+    inst = started(instance)
+    with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="client.example") as c:
+        code, caps = c.ehlo()
+        assert code == 250
+        for kw in (b"PIPELINING", b"SIZE", b"8BITMIME", b"ENHANCEDSTATUSCODES", b"DSN", b"SMTPUTF8", b"CHUNKING"):
+            assert kw in caps, caps
+        refused = c.sendmail("from@example.org", ["rcpt@localhost"], b"Subject: smtp\r\n\r\nline\r\n.dot\r\n")
+        assert refused == {}
+    inst.wait_for_mail("rcpt", 1)
+    msg = email.message_from_bytes(inst.new_messages("rcpt")[0].read_bytes(), policy=email.policy.compat32)
+    received = msg.get_all("Received")[0]
+    assert "from client.example (localhost [127.0.0.1])" in received, received
+    assert "with ESMTP id" in received and "for <rcpt@localhost>" in received, received
+    assert msg.get_payload().replace("\r\n", "\n") == "line\n.dot\n"
+    log = inst.log()
+    assert "connect from localhost[127.0.0.1]" in log
+    assert "client=localhost[127.0.0.1]" in log
+    assert "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5" in log, log
+
+
+def test_swaks_pipelining(instance):
+    if not shutil.which("swaks"):
+        pytest.skip("swaks not installed")
+    inst = started(instance)
+    r = subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(inst.port), "-f", "a@example.org",
+                        "-t", "p1@localhost,p2@localhost", "--pipeline", "--silent", "2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    inst.wait_for_mail("p1", 1)
+    inst.wait_for_mail("p2", 1)
+
+
+def test_command_sequence_and_syntax_errors(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    assert c.greeting[0] == 220 and "ESMTP" in c.greeting[1]
+    assert c.cmd("RCPT TO:<a@localhost>") == (503, "503 5.5.1 Error: need MAIL command")
+    assert c.cmd("DATA") == (503, "503 5.5.1 Error: need MAIL command")
+    assert c.cmd("EHLO x")[0] == 250
+    assert c.cmd("MAIL FROM:<a@example.org>") == (250, "250 2.1.0 Ok")
+    assert c.cmd("MAIL FROM:<b@example.org>") == (503, "503 5.5.1 Error: nested MAIL command")
+    assert c.cmd("DATA") == (503, "503 5.5.1 Error: need RCPT command")
+    assert c.cmd("RCPT TO:<u@localhost") [0] == 501
+    assert c.cmd("BOGUS") == (502, "502 5.5.2 Error: command not recognized")
+    assert c.cmd(b"MAIL\x00FROM") [0] in (500, 501, 502)
+    assert c.cmd("RSET") == (250, "250 2.0.0 Ok")
+    assert c.cmd("NOOP") == (250, "250 2.0.0 Ok")
+    assert c.cmd("QUIT") == (221, "221 2.0.0 Bye")
+    c.close()
+
+
+def test_huge_line_and_binary_junk(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    code, _ = c.cmd(b"EHLO " + b"x" * (1 << 20))
+    assert code in (500, 501, 502), code
+    code, _ = c.cmd(bytes(range(1, 32)) + b"\xff\xfe junk")
+    assert 500 <= code < 600
+    assert c.cmd("NOOP")[0] == 250, "server stopped serving after junk"
+    c.close()
+    # Another client is served normally.
+    d = Raw(inst.port)
+    assert d.cmd("QUIT")[0] == 221
+    d.close()
+
+
+def test_hard_error_limit(instance):
+    inst = started(instance, "smtpd_hard_error_limit = 3", "smtpd_soft_error_limit = 10")
+    c = Raw(inst.port)
+    codes = [c.cmd("BOGUS")[0] for _ in range(3)]
+    assert codes == [502, 502, 421], codes
+    with pytest.raises((EOFError, ConnectionError)):
+        c.cmd("NOOP")
+    c.close()
+
+
+def test_not_an_open_relay(instance):
+    """From outside mynetworks nothing but local domains is accepted."""
+    inst = started(instance, "mynetworks = 192.0.2.0/24")
+    battery = ["u@remote.example", "u%remote.example@localhost", "remote.example!u@localhost",
+               '"u@remote.example"@localhost', "u@[192.0.2.1]", "@localhost:u@remote.example",
+               "u%remote.example%localhost@localhost", "u@remote.example."]
+    c = Raw(inst.port)
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<s@remote.example>")[0] == 250
+    for addr in battery:
+        code, text = c.cmd(f"RCPT TO:<{addr}>")
+        assert code >= 400, f"{addr} accepted: {text}"
+    assert c.cmd("RCPT TO:<u@localhost>")[0] == 250
+    c.close()
+
+
+def test_size_limits(instance):
+    inst = started(instance, "message_size_limit = 20000")
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    assert c.cmd("MAIL FROM:<a@x.example> SIZE=999999") == (552, "552 5.3.4 Message size exceeds fixed limit")
+    assert c.cmd("MAIL FROM:<a@x.example>")[0] == 250
+    assert c.cmd("RCPT TO:<big@localhost>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 40)
+    assert c.cmd(".")[0] == 552
+    assert c.cmd("QUIT")[0] == 221
+    assert not inst.new_messages("big")
+
+
+def test_bdat_chunking(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    assert c.cmd("MAIL FROM:<a@x.example>")[0] == 250
+    assert c.cmd("RCPT TO:<chunk@localhost>")[0] == 250
+    part1 = b"Subject: bdat\r\n\r\nfirst "
+    part2 = b"second\r\n.not a terminator\r\n"
+    c.send(b"BDAT %d\r\n" % len(part1) + part1)
+    assert c.reply()[0] == 250
+    c.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
+    code, text = c.reply()
+    assert code == 250 and "queued as" in text, text
+    c.cmd("QUIT")
+    inst.wait_for_mail("chunk", 1)
+    body = inst.new_messages("chunk")[0].read_bytes()
+    assert b"first second\n.not a terminator\n" in body.replace(b"\r\n", b"\n")
+
+
+def test_dsn_parameters_reach_the_bounce(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    assert c.cmd("MAIL FROM:<dsnsender@localhost> RET=HDRS ENVID=env+2Did42")[0] == 250
+    assert c.cmd("RCPT TO:<loop@localhost> NOTIFY=FAILURE ORCPT=rfc822;orig@example.org")[0] == 250
+    assert c.cmd("RCPT TO:<quiet@localhost> NOTIFY=NEVER")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Delivered-To: loop@localhost\r\nDelivered-To: quiet@localhost\r\nSubject: dsn\r\n\r\nsecret body\r\n")
+    assert c.cmd(".")[0] == 250
+    c.cmd("QUIT")
+    inst.wait_for_mail("dsnsender", 1)
+    raw = inst.new_messages("dsnsender")[0].read_bytes()
+    assert b"Original-Envelope-Id: env-id42" in raw, raw
+    assert b"Original-Recipient: rfc822;orig@example.org" in raw or b"Original-Recipient: rfc822; orig@example.org" in raw, raw
+    assert b"quiet@localhost" not in raw.split(b"message/delivery-status")[1].split(b"text/rfc822-headers")[0]
+    assert b"secret body" not in raw, "RET=HDRS must not return the body"
+
+
+def test_bare_newline_smuggling_is_not_a_terminator(instance):
+    inst = started(instance, "smtpd_forbid_bare_newline = normalize")
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    c.cmd("MAIL FROM:<a@x.example>")
+    c.cmd("RCPT TO:<smug@localhost>")
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: s\r\n\r\nbody\n.\nMAIL FROM:<evil@x.example>\r\n")
+    code, text = c.cmd(".")
+    assert code == 250, text
+    c.cmd("QUIT")
+    inst.wait_for_mail("smug", 1)
+    assert b"MAIL FROM:<evil@x.example>" in inst.new_messages("smug")[0].read_bytes()
