@@ -118,9 +118,11 @@ def test_command_sequence_and_syntax_errors(instance):
 def test_huge_line_and_binary_junk(instance):
     inst = started(instance)
     c = Raw(inst.port)
+    # As Postfix: an over-long line is cut at line_length_limit and the rest dropped.
     code, _ = c.cmd(b"EHLO " + b"x" * (1 << 20))
-    assert code in (500, 501, 502), code
-    code, _ = c.cmd(bytes(range(1, 32)) + b"\xff\xfe junk")
+    assert code == 250, code
+    junk = bytes(b for b in range(1, 32) if b not in (10, 13)) + b"\xff\xfe junk"
+    code, _ = c.cmd(junk)
     assert 500 <= code < 600
     assert c.cmd("NOOP")[0] == 250, "server stopped serving after junk"
     c.close()

@@ -669,7 +669,7 @@ pub(crate) static TABLE: &[Param] = &[
     p("smtpd_error_sleep_time", "1s", Time('s'), "SMTP server: Error sleep time."),
     p("smtpd_etrn_restrictions", "", Str, "SMTP server: ETRN restrictions."),
     p("smtpd_expansion_filter", "\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", Str, "SMTP server: Expansion filter."),
-    p("smtpd_forbid_bare_newline", "no", Bool, "SMTP server: Forbid bare newline."),
+    p("smtpd_forbid_bare_newline", "no", Str, "SMTP server: what to do with a bare LF in commands and DATA: no, normalize, yes (reject)."),
     p("smtpd_forbid_bare_newline_exclusions", "$mynetworks", Str, "SMTP server: Forbid bare newline exclusions."),
     p("smtpd_forbid_bare_newline_reject_code", "550", Int, "SMTP server: Forbid bare newline reject code."),
     p("smtpd_forbid_unauth_pipelining", "no", Bool, "SMTP server: Forbid unauth pipelining."),

@@ -42,7 +42,7 @@ fn notify_bits(n: Option<Notify>) -> u8 {
 fn data_config(sess: &Session<'_>) -> DataConfig {
     DataConfig {
         bare_newline: match sess.s.forbid_bare_newline.as_str() {
-            "yes" => BareNewline::Reject,
+            "yes" | "reject" => BareNewline::Reject,
             "normalize" => BareNewline::Normalize,
             _ => BareNewline::No,
         },
