@@ -223,3 +223,24 @@ def test_bare_newline_smuggling_is_not_a_terminator(instance):
     c.cmd("QUIT")
     inst.wait_for_mail("smug", 1)
     assert b"MAIL FROM:<evil@x.example>" in inst.new_messages("smug")[0].read_bytes()
+
+
+def test_anvil_connection_count_and_message_rate(instance):
+    inst = started(instance, "smtpd_client_event_limit_exceptions =",
+                   "smtpd_client_connection_count_limit = 2", "smtpd_client_message_rate_limit = 2")
+    a, b = Raw(inst.port), Raw(inst.port)
+    assert a.greeting[0] == 220 and b.greeting[0] == 220
+    c = Raw(inst.port)
+    assert c.greeting[0] == 421 and "too many connections from 127.0.0.1" in c.greeting[1], c.greeting
+    c.close()
+    a.cmd("EHLO x")
+    for i in range(2):
+        assert a.cmd(f"MAIL FROM:<m{i}@x.example>")[0] == 250
+        assert a.cmd("RSET")[0] == 250
+    assert a.cmd("MAIL FROM:<m3@x.example>") == (450, "450 4.7.1 Error: too much mail from 127.0.0.1")
+    a.cmd("QUIT")
+    b.cmd("QUIT")
+    a.close()
+    b.close()
+    log = inst.log()
+    assert "Connection concurrency limit exceeded: 3 from localhost[127.0.0.1] for service smtp" in log, log

@@ -559,6 +559,70 @@ impl BounceReply {
     }
 }
 
+/// An anvil request (`anvil/1`): count events per (service, client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnvilRequest {
+    /// `connect`, `disconnect`, `message`, `recipient`, `newtls`, `auth`, `lookup`.
+    pub op: String,
+    /// Counter namespace: `service:client-address`.
+    pub ident: String,
+}
+
+impl AnvilRequest {
+    /// Protocol name.
+    pub const PROTO: &'static str = "anvil/1";
+
+    /// Encodes into an attribute list.
+    pub fn to_attrs(&self) -> AttrList {
+        let mut a = AttrList::new();
+        a.push("proto", Self::PROTO)
+            .push("op", &self.op)
+            .push("ident", &self.ident);
+        a
+    }
+
+    /// Decodes and validates.
+    pub fn from_attrs(a: &AttrList) -> Result<Self, FrameError> {
+        a.expect_proto(Self::PROTO)?;
+        Ok(AnvilRequest {
+            op: a.require_text("op")?,
+            ident: a.require_text("ident")?,
+        })
+    }
+}
+
+/// anvil's answer: the counters after the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnvilReply {
+    /// Simultaneous connections.
+    pub count: u64,
+    /// Events of the requested kind in the current rate window.
+    pub rate: u64,
+}
+
+impl AnvilReply {
+    /// Protocol name.
+    pub const PROTO: &'static str = "anvil-reply/1";
+
+    /// Encodes into an attribute list.
+    pub fn to_attrs(&self) -> AttrList {
+        let mut a = AttrList::new();
+        a.push("proto", Self::PROTO)
+            .push_num("count", self.count)
+            .push_num("rate", self.rate);
+        a
+    }
+
+    /// Decodes and validates.
+    pub fn from_attrs(a: &AttrList) -> Result<Self, FrameError> {
+        a.expect_proto(Self::PROTO)?;
+        Ok(AnvilReply {
+            count: a.require_num("count")?,
+            rate: a.require_num("rate")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

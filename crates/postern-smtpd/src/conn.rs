@@ -35,7 +35,13 @@ const READ_CHUNK: usize = 16 * 1024;
 impl Conn {
     /// Wraps a stream.
     pub fn new(io: Box<dyn Io>, timeout: Duration) -> Conn {
-        Conn { io, buf: Vec::with_capacity(READ_CHUNK), pos: 0, out: Vec::with_capacity(1024), timeout }
+        Conn {
+            io,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            out: Vec::with_capacity(1024),
+            timeout,
+        }
     }
 
     /// Bytes received but not yet consumed (pipelined input).
@@ -120,7 +126,11 @@ impl Conn {
 
     /// Writes queued replies unless more pipelined commands are waiting.
     pub async fn flush_if_idle(&mut self) -> std::io::Result<()> {
-        if self.pending().is_empty() { self.flush().await } else { Ok(()) }
+        if self.pending().is_empty() {
+            self.flush().await
+        } else {
+            Ok(())
+        }
     }
 
     /// Flushes and shuts the connection down.

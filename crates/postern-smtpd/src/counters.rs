@@ -24,11 +24,21 @@ impl Counters {
         let mut parts: Vec<String> = self
             .items
             .iter()
-            .map(|(n, ok, all)| if ok == all { format!("{n}={ok}") } else { format!("{n}={ok}/{all}") })
+            .map(|(n, ok, all)| {
+                if ok == all {
+                    format!("{n}={ok}")
+                } else {
+                    format!("{n}={ok}/{all}")
+                }
+            })
             .collect();
         let ok: u32 = self.items.iter().map(|e| e.1).sum();
         let all: u32 = self.items.iter().map(|e| e.2).sum();
-        parts.push(if ok == all { format!("commands={ok}") } else { format!("commands={ok}/{all}") });
+        parts.push(if ok == all {
+            format!("commands={ok}")
+        } else {
+            format!("commands={ok}/{all}")
+        });
         parts.join(" ")
     }
 }

@@ -21,6 +21,7 @@
 //! `smtpd_discard_ehlo_keywords`, `smtputf8_enable`, and the restriction
 //! lists (see [`policy`]).
 
+pub mod anvil;
 pub mod conn;
 pub mod counters;
 pub mod policy;
@@ -37,19 +38,26 @@ const SESSIONS_PER_PROCESS: usize = 1000;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let ctx = postern_server::skeleton::init("smtpd", &args);
     let settings = Arc::new(settings::Settings::from_config(&ctx.config));
     let policy = match policy::Policy::from_config(&ctx.config) {
         Ok(p) => Arc::new(p),
         Err(e) => postern_log::fatal(e),
     };
+    let anvil = Arc::new(anvil::Anvil::new(&ctx.config, &ctx.service));
     postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
-        let (settings, policy) = (settings.clone(), policy.clone());
+        let (settings, policy, anvil) = (settings.clone(), policy.clone(), anvil.clone());
         async move {
             let conn = conn::Conn::new(io, settings.timeout);
             let addr = peer.addr.map(|a| a.ip());
-            session::Session::new(&settings, &ctx.config, &policy, conn, addr).run().await;
+            session::Session::new(&settings, &ctx.config, &policy, &anvil, conn, addr)
+                .run()
+                .await;
         }
     })
 }

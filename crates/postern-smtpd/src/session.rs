@@ -6,13 +6,16 @@
 //! further error sleeps `smtpd_error_sleep_time` before the reply, at
 //! `smtpd_hard_error_limit` the session ends with `421 4.7.0`.
 
+use crate::anvil::Anvil;
 use crate::conn::{Conn, ReadError};
 use crate::counters::Counters;
 use crate::policy::{Facts, MessageAction, Policy, Stage};
 use crate::settings::Settings;
 use crate::txn::{self, Txn};
 use postern_config::Config;
-use postern_smtp_proto::{Command, Leniency, LineKind, LineReader, Reply, parse_command, reply_for};
+use postern_smtp_proto::{
+    Command, Leniency, LineKind, LineReader, Reply, parse_command, reply_for,
+};
 use std::net::IpAddr;
 
 /// What the loop does after a command.
@@ -29,6 +32,8 @@ pub struct Session<'a> {
     pub(crate) s: &'a Settings,
     pub(crate) cfg: &'a Config,
     pub(crate) policy: &'a Policy,
+    pub(crate) anvil: &'a Anvil,
+    anvil_connected: bool,
     pub(crate) conn: Conn,
     pub(crate) facts: Facts,
     pub(crate) client: String,
@@ -48,13 +53,22 @@ pub(crate) fn reply(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> 
 
 impl<'a> Session<'a> {
     /// A new session for a client.
-    pub fn new(s: &'a Settings, cfg: &'a Config, policy: &'a Policy, conn: Conn, addr: Option<IpAddr>) -> Self {
+    pub fn new(
+        s: &'a Settings,
+        cfg: &'a Config,
+        policy: &'a Policy,
+        anvil: &'a Anvil,
+        conn: Conn,
+        addr: Option<IpAddr>,
+    ) -> Self {
         let name = match addr {
             Some(a) if a.is_loopback() => "localhost".to_string(),
             Some(_) => "unknown".to_string(),
             None => "localhost".to_string(),
         };
-        let shown = addr.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let shown = addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
         let facts = Facts {
             client_addr: addr,
             client_name: name.clone(),
@@ -66,6 +80,8 @@ impl<'a> Session<'a> {
             s,
             cfg,
             policy,
+            anvil,
+            anvil_connected: false,
             conn,
             facts,
             client: format!("{name}[{shown}]"),
@@ -74,7 +90,10 @@ impl<'a> Session<'a> {
             errors: 0,
             junk: 0,
             counters: Counters::default(),
-            leniency: Leniency { strict_rfc821_envelopes: s.strict_rfc821, ..Default::default() },
+            leniency: Leniency {
+                strict_rfc821_envelopes: s.strict_rfc821,
+                ..Default::default()
+            },
             lines: LineReader::new(s.line_length_limit),
             last_command: "CONNECT",
         }
@@ -83,6 +102,17 @@ impl<'a> Session<'a> {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         postern_log::info(format!("connect from {}", self.client));
+        if let Some(r) = self.connection_limits().await {
+            self.conn.reply(&r);
+            self.conn.close().await;
+            self.anvil_disconnect().await;
+            postern_log::info(format!(
+                "disconnect from {} {}",
+                self.client,
+                self.counters.summary()
+            ));
+            return;
+        }
         let verdict = self.policy.check(Stage::Connect, &self.facts).await;
         self.log_lines(&verdict.log);
         if let Some(r) = verdict.reject.filter(|_| !self.s.delay_reject) {
@@ -91,7 +121,8 @@ impl<'a> Session<'a> {
             self.conn.close().await;
             return;
         }
-        self.conn.reply(&Reply::new(220, None, self.s.banner.clone()));
+        self.conn
+            .reply(&Reply::new(220, None, self.s.banner.clone()));
         if let Err(e) = self.conn.flush().await {
             return self.lost(&e.to_string());
         }
@@ -99,16 +130,29 @@ impl<'a> Session<'a> {
             let line = match self.conn.read_line(&mut self.lines).await {
                 Ok(l) => l,
                 Err(ReadError::Timeout) => {
-                    postern_log::info(format!("timeout after {} from {}", self.last_command, self.client));
-                    self.conn.reply(&reply(421, (4, 4, 2), format!("{} Error: timeout exceeded", self.s.myhostname)));
+                    postern_log::info(format!(
+                        "timeout after {} from {}",
+                        self.last_command, self.client
+                    ));
+                    self.conn.reply(&reply(
+                        421,
+                        (4, 4, 2),
+                        format!("{} Error: timeout exceeded", self.s.myhostname),
+                    ));
                     break;
                 }
                 Err(ReadError::Eof) => {
-                    postern_log::info(format!("lost connection after {} from {}", self.last_command, self.client));
+                    postern_log::info(format!(
+                        "lost connection after {} from {}",
+                        self.last_command, self.client
+                    ));
                     break;
                 }
                 Err(ReadError::Io(e)) => {
-                    postern_log::info(format!("{e} after {} from {}", self.last_command, self.client));
+                    postern_log::info(format!(
+                        "{e} after {} from {}",
+                        self.last_command, self.client
+                    ));
                     break;
                 }
             };
@@ -116,16 +160,95 @@ impl<'a> Session<'a> {
                 break;
             }
             if let Err(e) = self.conn.flush_if_idle().await {
-                postern_log::info(format!("write error after {} from {}: {e}", self.last_command, self.client));
+                postern_log::info(format!(
+                    "write error after {} from {}: {e}",
+                    self.last_command, self.client
+                ));
                 break;
             }
         }
         self.conn.close().await;
-        postern_log::info(format!("disconnect from {} {}", self.client, self.counters.summary()));
+        self.anvil_disconnect().await;
+        postern_log::info(format!(
+            "disconnect from {} {}",
+            self.client,
+            self.counters.summary()
+        ));
+    }
+
+    /// anvil's connection count and rate limits; `Some(reply)` refuses the client.
+    async fn connection_limits(&mut self) -> Option<Reply> {
+        let addr = self.facts.client_addr?;
+        if !self.anvil.applies(Some(addr)) {
+            return None;
+        }
+        let r = self.anvil.event("connect", addr).await?;
+        self.anvil_connected = true;
+        let (count_limit, rate_limit) = (self.anvil.count_limit, self.anvil.conn_rate_limit);
+        let what = if count_limit > 0 && r.count > count_limit {
+            format!(
+                "Connection concurrency limit exceeded: {} from {} for service smtp",
+                r.count, self.client
+            )
+        } else if rate_limit > 0 && r.rate > rate_limit {
+            format!(
+                "Connection rate limit exceeded: {} from {} for service smtp",
+                r.rate, self.client
+            )
+        } else {
+            return None;
+        };
+        postern_log::warning(what);
+        Some(reply(
+            421,
+            (4, 7, 0),
+            format!(
+                "{} Error: too many connections from {addr}",
+                self.s.myhostname
+            ),
+        ))
+    }
+
+    async fn anvil_disconnect(&mut self) {
+        if let (true, Some(addr)) = (self.anvil_connected, self.facts.client_addr) {
+            self.anvil_connected = false;
+            let _counts_not_needed = self.anvil.event("disconnect", addr).await;
+        }
+    }
+
+    /// A per-client rate limit at MAIL or RCPT; `Some(reply)` refuses the command.
+    pub(crate) async fn rate_limit(&mut self, op: &str, limit: u64) -> Option<Reply> {
+        let addr = self.facts.client_addr?;
+        if limit == 0 || !self.anvil.applies(Some(addr)) {
+            return None;
+        }
+        let r = self.anvil.event(op, addr).await?;
+        if r.rate <= limit {
+            return None;
+        }
+        let (what, text) = if op == "message" {
+            (
+                "Message delivery request rate limit exceeded",
+                format!("Error: too much mail from {addr}"),
+            )
+        } else {
+            (
+                "Recipient address rate limit exceeded",
+                format!("Error: too many recipients from {addr}"),
+            )
+        };
+        postern_log::warning(format!(
+            "{what}: {} from {} for service smtp",
+            r.rate, self.client
+        ));
+        Some(reply(450, (4, 7, 1), text))
     }
 
     fn lost(&self, why: &str) {
-        postern_log::info(format!("lost connection ({why}) after {} from {}", self.last_command, self.client));
+        postern_log::info(format!(
+            "lost connection ({why}) after {} from {}",
+            self.last_command, self.client
+        ));
     }
 
     pub(crate) fn log_lines(&self, lines: &[String]) {
@@ -157,8 +280,15 @@ impl<'a> Session<'a> {
     pub(crate) async fn error(&mut self, r: Reply) -> Flow {
         self.errors += 1;
         if self.errors >= self.s.hard_error_limit.max(1) {
-            postern_log::info(format!("too many errors after {} from {}", self.last_command, self.client));
-            self.conn.reply(&reply(421, (4, 7, 0), format!("{} Error: too many errors", self.s.myhostname)));
+            postern_log::info(format!(
+                "too many errors after {} from {}",
+                self.last_command, self.client
+            ));
+            self.conn.reply(&reply(
+                421,
+                (4, 7, 0),
+                format!("{} Error: too many errors", self.s.myhostname),
+            ));
             return Flow::Close;
         }
         if self.errors >= self.s.soft_error_limit {
@@ -175,7 +305,10 @@ impl<'a> Session<'a> {
     async fn command(&mut self, line: postern_smtp_proto::Line) -> Flow {
         if line.kind == LineKind::TooLong {
             // As Postfix: the first line_length_limit bytes are the command; the rest is dropped.
-            postern_log::info(format!("warning: {}: command line too long, truncated", self.client));
+            postern_log::info(format!(
+                "warning: {}: command line too long, truncated",
+                self.client
+            ));
         }
         self.facts.improper_pipelining = !self.esmtp && !self.conn.pending().is_empty();
         let cmd = match parse_command(&line.bytes, &self.leniency) {
@@ -224,19 +357,24 @@ impl<'a> Session<'a> {
             Command::StartTls => {
                 self.last_command = "STARTTLS";
                 self.counters.count("starttls", false);
-                self.error(reply(502, (5, 5, 1), "Error: command not implemented")).await
+                self.error(reply(502, (5, 5, 1), "Error: command not implemented"))
+                    .await
             }
             Command::Auth { .. } => {
                 self.last_command = "AUTH";
                 self.counters.count("auth", false);
-                self.error(reply(503, (5, 5, 1), "Error: authentication not enabled")).await
+                self.error(reply(503, (5, 5, 1), "Error: authentication not enabled"))
+                    .await
             }
             Command::Xclient(_) | Command::Xforward(_) => {
                 self.last_command = "XCLIENT";
                 self.counters.count("xclient", false);
-                self.error(reply(550, (5, 7, 0), "Error: insufficient authorization")).await
+                self.error(reply(550, (5, 7, 0), "Error: insufficient authorization"))
+                    .await
             }
-            Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => self.junk_command("UNKNOWN").await,
+            Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => {
+                self.junk_command("UNKNOWN").await
+            }
         }
     }
 
@@ -246,9 +384,12 @@ impl<'a> Session<'a> {
         self.junk += 1;
         if self.junk > self.s.junk_command_limit {
             // Postfix treats junk past the limit as an error, slowing the client down.
-            return self.error(reply(502, (5, 5, 2), "Error: command not recognized")).await;
+            return self
+                .error(reply(502, (5, 5, 2), "Error: command not recognized"))
+                .await;
         }
-        self.error(reply(502, (5, 5, 2), "Error: command not recognized")).await
+        self.error(reply(502, (5, 5, 2), "Error: command not recognized"))
+            .await
     }
 
     async fn helo(&mut self, name: String, esmtp: bool) -> Flow {
@@ -261,14 +402,17 @@ impl<'a> Session<'a> {
             self.log_lines(&v.log);
             if let Some(r) = v.reject {
                 self.log_reject(self.last_command, &r);
-                self.counters.count(if esmtp { "ehlo" } else { "helo" }, false);
+                self.counters
+                    .count(if esmtp { "ehlo" } else { "helo" }, false);
                 return self.error(r).await;
             }
         }
         self.esmtp = esmtp;
-        self.counters.count(if esmtp { "ehlo" } else { "helo" }, true);
+        self.counters
+            .count(if esmtp { "ehlo" } else { "helo" }, true);
         if !esmtp {
-            self.conn.reply(&Reply::new(250, None, self.s.myhostname.clone()));
+            self.conn
+                .reply(&Reply::new(250, None, self.s.myhostname.clone()));
             return Flow::Continue;
         }
         let mut lines = vec![self.s.myhostname.clone()];
@@ -279,7 +423,11 @@ impl<'a> Session<'a> {
             }
         };
         kw("PIPELINING".into());
-        kw(if self.s.message_size_limit > 0 { format!("SIZE {}", self.s.message_size_limit) } else { "SIZE".into() });
+        kw(if self.s.message_size_limit > 0 {
+            format!("SIZE {}", self.s.message_size_limit)
+        } else {
+            "SIZE".into()
+        });
         if !self.s.disable_vrfy {
             kw("VRFY".into());
         }
@@ -301,7 +449,9 @@ impl<'a> Session<'a> {
         self.last_command = "VRFY";
         if self.s.disable_vrfy {
             self.counters.count("vrfy", false);
-            return self.error(reply(502, (5, 5, 1), "VRFY command is disabled")).await;
+            return self
+                .error(reply(502, (5, 5, 1), "VRFY command is disabled"))
+                .await;
         }
         self.counters.count("vrfy", true);
         self.conn.reply(&reply(252, (2, 0, 0), address));
@@ -312,7 +462,9 @@ impl<'a> Session<'a> {
         self.last_command = "ETRN";
         if self.txn.is_some() {
             self.counters.count("etrn", false);
-            return self.error(reply(503, (5, 5, 1), "Error: MAIL transaction in progress")).await;
+            return self
+                .error(reply(503, (5, 5, 1), "Error: MAIL transaction in progress"))
+                .await;
         }
         self.facts.etrn_domain = Some(domain);
         let v = self.policy.check(Stage::Etrn, &self.facts).await;
@@ -324,7 +476,12 @@ impl<'a> Session<'a> {
         }
         let cfg = self.cfg.clone();
         let sent = tokio::task::spawn_blocking(move || {
-            postern_server::client::trigger(&cfg, "public", "qmgr", &[postern_ipc::proto::trigger::FLUSH_DEFERRED])
+            postern_server::client::trigger(
+                &cfg,
+                "public",
+                "qmgr",
+                &[postern_ipc::proto::trigger::FLUSH_DEFERRED],
+            )
         })
         .await;
         match sent {
@@ -335,7 +492,12 @@ impl<'a> Session<'a> {
             }
             _ => {
                 self.counters.count("etrn", false);
-                self.error(reply(458, (4, 7, 1), "Error: Unable to honor ETRN request: mail system is busy")).await
+                self.error(reply(
+                    458,
+                    (4, 7, 1),
+                    "Error: Unable to honor ETRN request: mail system is busy",
+                ))
+                .await
             }
         }
     }
@@ -354,7 +516,11 @@ impl<'a> Session<'a> {
 }
 
 fn verb_name(line: &[u8]) -> &'static str {
-    let verb: String = line.iter().take_while(|b| b.is_ascii_alphabetic()).map(|b| b.to_ascii_uppercase() as char).collect();
+    let verb: String = line
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .map(|b| b.to_ascii_uppercase() as char)
+        .collect();
     match verb.as_str() {
         "HELO" => "HELO",
         "EHLO" => "EHLO",

@@ -6,10 +6,12 @@
 use crate::conn::ReadError;
 use crate::policy::{MessageAction, Stage};
 use crate::session::{Flow, Session, reply};
-use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags, notify};
+use postern_ipc::proto::{
+    CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags, notify,
+};
 use postern_smtp_proto::{
-    BareNewline, BdatReader, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify, RcptParams, Reply, Ret,
-    ReversePath,
+    BareNewline, BdatReader, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify, RcptParams,
+    Reply, Ret, ReversePath,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,7 +33,11 @@ fn notify_bits(n: Option<Notify>) -> u8 {
     match n {
         None => 0,
         Some(Notify::Never) => notify::NEVER,
-        Some(Notify::On { success, delay, failure }) => {
+        Some(Notify::On {
+            success,
+            delay,
+            failure,
+        }) => {
             (if success { notify::SUCCESS } else { 0 })
                 | (if delay { notify::DELAY } else { 0 })
                 | (if failure { notify::FAILURE } else { 0 })
@@ -60,16 +66,33 @@ async fn refuse(sess: &mut Session<'_>, stage: &str, counter: &'static str, r: R
 pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams) -> Flow {
     sess.set_last("MAIL");
     if sess.s.helo_required && sess.facts.helo.is_none() {
-        return refuse(sess, "MAIL", "mail", reply(503, (5, 5, 1), "Error: send HELO/EHLO first")).await;
+        return refuse(
+            sess,
+            "MAIL",
+            "mail",
+            reply(503, (5, 5, 1), "Error: send HELO/EHLO first"),
+        )
+        .await;
     }
     if sess.txn.is_some() {
         sess.counters.count("mail", false);
-        return sess.error(reply(503, (5, 5, 1), "Error: nested MAIL command")).await;
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: nested MAIL command"))
+            .await;
     }
     if let Some(size) = params.size {
         if sess.s.message_size_limit > 0 && size > sess.s.message_size_limit {
-            return refuse(sess, "MAIL", "mail", reply(552, (5, 3, 4), "Message size exceeds fixed limit")).await;
+            return refuse(
+                sess,
+                "MAIL",
+                "mail",
+                reply(552, (5, 3, 4), "Message size exceeds fixed limit"),
+            )
+            .await;
         }
+    }
+    if let Some(r) = sess.rate_limit("message", sess.anvil.msg_rate_limit).await {
+        return refuse(sess, "MAIL", "mail", r).await;
     }
     let sender = match &from {
         ReversePath::Null => String::new(),
@@ -84,9 +107,21 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             sess.facts.sender = None;
             return refuse(sess, "MAIL", "mail", r).await;
         }
-        sess.txn = Some(Txn { sender, params, rcpts: Vec::new(), actions: v.actions, bdat: None });
+        sess.txn = Some(Txn {
+            sender,
+            params,
+            rcpts: Vec::new(),
+            actions: v.actions,
+            bdat: None,
+        });
     } else {
-        sess.txn = Some(Txn { sender, params, rcpts: Vec::new(), actions: Vec::new(), bdat: None });
+        sess.txn = Some(Txn {
+            sender,
+            params,
+            rcpts: Vec::new(),
+            actions: Vec::new(),
+            bdat: None,
+        });
     }
     sess.counters.count("mail", true);
     sess.conn.reply(&reply(250, (2, 1, 0), "Ok"));
@@ -98,13 +133,22 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
     sess.set_last("RCPT");
     let Some(count) = sess.txn.as_ref().map(|t| t.rcpts.len()) else {
         sess.counters.count("rcpt", false);
-        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
+            .await;
     };
     if count >= sess.s.recipient_limit {
         sess.counters.count("rcpt", false);
         // Postfix answers this without counting it as an error.
-        sess.conn.reply(&reply(452, (4, 5, 3), "Error: too many recipients"));
+        sess.conn
+            .reply(&reply(452, (4, 5, 3), "Error: too many recipients"));
         return Flow::Continue;
+    }
+    if let Some(r) = sess
+        .rate_limit("recipient", sess.anvil.rcpt_rate_limit)
+        .await
+    {
+        return refuse(sess, "RCPT", "rcpt", r).await;
     }
     let addr = to.internal();
     sess.facts.recipient = Some(addr.clone());
@@ -118,7 +162,11 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
     }
     sess.facts.recipient = None;
     sess.keep_actions(v.actions);
-    let orcpt = params.orcpt.as_ref().map(|o| format!("{};{}", o.addr_type, o.addr)).unwrap_or_default();
+    let orcpt = params
+        .orcpt
+        .as_ref()
+        .map(|o| format!("{};{}", o.addr_type, o.addr))
+        .unwrap_or_default();
     if let Some(t) = sess.txn.as_mut() {
         t.rcpts.push(Recipient {
             address: addr.clone(),
@@ -133,15 +181,25 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
     Flow::Continue
 }
 
-async fn data_checks(sess: &mut Session<'_>, verb: &'static str, counter: &'static str) -> Option<Flow> {
+async fn data_checks(
+    sess: &mut Session<'_>,
+    verb: &'static str,
+    counter: &'static str,
+) -> Option<Flow> {
     match sess.txn.as_ref() {
         None => {
             sess.counters.count(counter, false);
-            return Some(sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await);
+            return Some(
+                sess.error(reply(503, (5, 5, 1), "Error: need MAIL command"))
+                    .await,
+            );
         }
         Some(t) if t.rcpts.is_empty() => {
             sess.counters.count(counter, false);
-            return Some(sess.error(reply(503, (5, 5, 1), "Error: need RCPT command")).await);
+            return Some(
+                sess.error(reply(503, (5, 5, 1), "Error: need RCPT command"))
+                    .await,
+            );
         }
         Some(_) => {}
     }
@@ -159,14 +217,20 @@ pub async fn data(sess: &mut Session<'_>) -> Flow {
     sess.set_last("DATA");
     if sess.txn.as_ref().is_some_and(|t| t.bdat.is_some()) {
         sess.counters.count("data", false);
-        return sess.error(reply(503, (5, 5, 1), "Error: DATA after BDAT")).await;
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: DATA after BDAT"))
+            .await;
     }
     if let Some(f) = data_checks(sess, "DATA", "data").await {
         return f;
     }
-    sess.conn.reply(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
+    sess.conn
+        .reply(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
     if let Err(e) = sess.conn.flush().await {
-        postern_log::info(format!("lost connection after DATA from {}: {e}", sess.client));
+        postern_log::info(format!(
+            "lost connection after DATA from {}: {e}",
+            sess.client
+        ));
         return Flow::Close;
     }
     let mut reader = DataReader::new(data_config(sess));
@@ -190,12 +254,24 @@ pub async fn data(sess: &mut Session<'_>) -> Flow {
         match sess.conn.fill().await {
             Ok(()) => {}
             Err(ReadError::Timeout) => {
-                postern_log::info(format!("timeout after DATA ({} bytes) from {}", content.len(), sess.client));
-                sess.conn.reply(&reply(421, (4, 4, 2), format!("{} Error: timeout exceeded", sess.s.myhostname)));
+                postern_log::info(format!(
+                    "timeout after DATA ({} bytes) from {}",
+                    content.len(),
+                    sess.client
+                ));
+                sess.conn.reply(&reply(
+                    421,
+                    (4, 4, 2),
+                    format!("{} Error: timeout exceeded", sess.s.myhostname),
+                ));
                 return Flow::Close;
             }
             Err(_) => {
-                postern_log::info(format!("lost connection after DATA ({} bytes) from {}", content.len(), sess.client));
+                postern_log::info(format!(
+                    "lost connection after DATA ({} bytes) from {}",
+                    content.len(),
+                    sess.client
+                ));
                 return Flow::Close;
             }
         }
@@ -209,7 +285,11 @@ pub async fn data(sess: &mut Session<'_>) -> Flow {
 }
 
 fn cap(sess: &Session<'_>) -> usize {
-    if sess.s.message_size_limit == 0 { usize::MAX } else { (sess.s.message_size_limit as usize).saturating_add(1) }
+    if sess.s.message_size_limit == 0 {
+        usize::MAX
+    } else {
+        (sess.s.message_size_limit as usize).saturating_add(1)
+    }
 }
 
 /// BDAT n [LAST].
@@ -230,7 +310,9 @@ pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
     let cap = cap(sess);
     let Some((mut reader, mut content)) = sess.txn.as_mut().and_then(|t| t.bdat.take()) else {
         skip_chunk(sess, size).await;
-        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
+            .await;
     };
     reader.start_chunk(size, last);
     loop {
@@ -249,13 +331,17 @@ pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
             break;
         }
         if let Err(e) = sess.conn.fill().await {
-            postern_log::info(format!("lost connection after BDAT from {}: {e:?}", sess.client));
+            postern_log::info(format!(
+                "lost connection after BDAT from {}: {e:?}",
+                sess.client
+            ));
             return Flow::Close;
         }
     }
     if !last {
         sess.counters.count("bdat", true);
-        sess.conn.reply(&reply(250, (2, 0, 0), format!("Ok: {size} bytes")));
+        sess.conn
+            .reply(&reply(250, (2, 0, 0), format!("Ok: {size} bytes")));
         if let Some(t) = sess.txn.as_mut() {
             t.bdat = Some((reader, content));
         }
@@ -263,7 +349,13 @@ pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
     }
     if let Err(e) = reader.result() {
         sess.txn = None;
-        return refuse(sess, "END-OF-MESSAGE", "bdat", e.reply(&sess.s.myhostname, 550)).await;
+        return refuse(
+            sess,
+            "END-OF-MESSAGE",
+            "bdat",
+            e.reply(&sess.s.myhostname, 550),
+        )
+        .await;
     }
     finish(sess, content, "bdat").await
 }
@@ -290,7 +382,9 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str)
     }
     sess.keep_actions(v.actions);
     let Some(txn) = sess.txn.take() else {
-        return sess.error(reply(503, (5, 5, 1), "Error: need MAIL command")).await;
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
+            .await;
     };
     let r = queue(sess, txn, content).await;
     let ok = r.code == 250;
@@ -309,15 +403,27 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
     let mut attrs: Vec<(String, String)> = vec![
         ("rewrite_context".into(), "remote".into()),
         ("client_name".into(), sess.facts.client_name.clone()),
-        ("client_address".into(), sess.facts.client_addr.map(|a| a.to_string()).unwrap_or_default()),
-        ("helo_name".into(), sess.facts.helo.clone().unwrap_or_default()),
+        (
+            "client_address".into(),
+            sess.facts
+                .client_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "helo_name".into(),
+            sess.facts.helo.clone().unwrap_or_default(),
+        ),
         ("protocol".into(), protocol(sess, &txn.params)),
     ];
     if let Some(e) = &txn.params.envid {
         attrs.push(("envid".into(), e.clone()));
     }
     if let Some(r) = txn.params.ret {
-        attrs.push(("ret".into(), if r == Ret::Full { "FULL" } else { "HDRS" }.into()));
+        attrs.push((
+            "ret".into(),
+            if r == Ret::Full { "FULL" } else { "HDRS" }.into(),
+        ));
     }
     let mut prepend = Vec::new();
     for a in &txn.actions {
@@ -339,7 +445,9 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         c.extend_from_slice(&content);
         content = c;
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let req = CleanupRequest {
         flags,
         sender: txn.sender.clone(),
@@ -349,10 +457,17 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         attrs,
         content,
     };
-    let answer = postern_server::client::request_async(sess.cfg, "public", "cleanup", &req.to_attrs(), 1 << 16, sess.s.ipc_timeout)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
+    let answer = postern_server::client::request_async(
+        sess.cfg,
+        "public",
+        "cleanup",
+        &req.to_attrs(),
+        1 << 16,
+        sess.s.ipc_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
     match answer {
         Ok(r) if r.status == CleanupStatus::Ok => {
             postern_log::info(format!("{}: client={}", r.queue_id, sess.client));
@@ -360,10 +475,16 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         }
         Ok(r) => {
             let (code, enh, text) = match r.status {
-                CleanupStatus::TooBig => (552, (5, 3, 4), "Message size exceeds fixed limit".to_string()),
+                CleanupStatus::TooBig => (
+                    552,
+                    (5, 3, 4),
+                    "Message size exceeds fixed limit".to_string(),
+                ),
                 CleanupStatus::Hops => (554, (5, 4, 0), "Error: too many hops".to_string()),
                 CleanupStatus::Reject => (550, (5, 7, 1), r.reason.clone()),
-                CleanupStatus::NoRecipients => (554, (5, 5, 1), "Error: no valid recipients".to_string()),
+                CleanupStatus::NoRecipients => {
+                    (554, (5, 5, 1), "Error: no valid recipients".to_string())
+                }
                 _ => (451, (4, 3, 0), "Error: queue file write error".to_string()),
             };
             let rep = reply(code, enh, text);

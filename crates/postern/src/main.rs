@@ -27,6 +27,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "local" => postern_local::main,
         "bounce" => postern_bounce::main,
         "smtpd" => postern_smtpd::main,
+        "anvil" => postern_anvil::main,
         _ => return None,
     })
 }
