@@ -244,3 +244,31 @@ def test_anvil_connection_count_and_message_rate(instance):
     b.close()
     log = inst.log()
     assert "Connection concurrency limit exceeded: 3 from localhost[127.0.0.1] for service smtp" in log, log
+
+
+def test_xclient_and_xforward(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    assert c.cmd("XCLIENT ADDR=192.0.2.9") == (550, "550 5.7.0 Error: insufficient authorization")
+    c.cmd("QUIT")
+    inst.stop()
+    inst.run("postconf", "-e", "smtpd_authorized_xclient_hosts = 127.0.0.0/8",
+             "smtpd_authorized_xforward_hosts = 127.0.0.0/8")
+    started(inst)
+    c = Raw(inst.port)
+    code, caps = c.cmd("EHLO x")
+    assert "XCLIENT" in caps and "XFORWARD" in caps, caps
+    code, text = c.cmd("XCLIENT NAME=proxied.example ADDR=192.0.2.9 HELO=far.example")
+    assert code == 220, text
+    c.cmd("EHLO far.example")
+    assert c.cmd("XFORWARD NAME=orig.example ADDR=198.51.100.7")[0] == 250
+    c.cmd("MAIL FROM:<a@x.example>")
+    c.cmd("RCPT TO:<xc@localhost>")
+    c.cmd("DATA")
+    assert c.cmd(b"Subject: xc\r\n\r\nhi\r\n.")[0] == 250
+    c.cmd("QUIT")
+    inst.wait_for_mail("xc", 1)
+    raw = inst.new_messages("xc")[0].read_bytes()
+    assert b"(orig.example [198.51.100.7])" in raw, raw
+    assert "connect from localhost[127.0.0.1]" in inst.log()

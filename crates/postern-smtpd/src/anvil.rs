@@ -85,7 +85,7 @@ impl Anvil {
                     }
                 }
             }
-            let Some(s) = guard.as_mut() else { return None };
+            let s = guard.as_mut()?;
             match tokio::time::timeout(Duration::from_secs(10), exchange(s, &frame)).await {
                 Ok(Ok(r)) => return Some(r),
                 _ => *guard = None,

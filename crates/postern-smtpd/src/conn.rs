@@ -138,10 +138,10 @@ impl Conn {
         if let Err(e) = self.flush().await {
             postern_log::info(format!("write error at close: {e}"));
         }
-        if let Err(e) = self.io.shutdown().await {
-            if e.kind() != std::io::ErrorKind::NotConnected {
-                postern_log::info(format!("shutdown: {e}"));
-            }
+        if let Err(e) = self.io.shutdown().await
+            && e.kind() != std::io::ErrorKind::NotConnected
+        {
+            postern_log::info(format!("shutdown: {e}"));
         }
     }
 }

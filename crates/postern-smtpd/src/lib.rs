@@ -28,6 +28,7 @@ pub mod policy;
 pub mod session;
 pub mod settings;
 pub mod txn;
+pub mod xclient;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -50,14 +51,28 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Err(e) => postern_log::fatal(e),
     };
     let anvil = Arc::new(anvil::Anvil::new(&ctx.config, &ctx.service));
+    let trusted = Arc::new(xclient::Trusted::from_config(&ctx.config));
     postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
-        let (settings, policy, anvil) = (settings.clone(), policy.clone(), anvil.clone());
+        let (settings, policy, anvil, trusted) = (
+            settings.clone(),
+            policy.clone(),
+            anvil.clone(),
+            trusted.clone(),
+        );
         async move {
             let conn = conn::Conn::new(io, settings.timeout);
             let addr = peer.addr.map(|a| a.ip());
-            session::Session::new(&settings, &ctx.config, &policy, &anvil, conn, addr)
-                .run()
-                .await;
+            session::Session::new(
+                &settings,
+                &ctx.config,
+                &policy,
+                &anvil,
+                &trusted,
+                conn,
+                addr,
+            )
+            .run()
+            .await;
         }
     })
 }

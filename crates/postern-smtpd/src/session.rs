@@ -12,6 +12,7 @@ use crate::counters::Counters;
 use crate::policy::{Facts, MessageAction, Policy, Stage};
 use crate::settings::Settings;
 use crate::txn::{self, Txn};
+use crate::xclient::{self as xc, Trusted};
 use postern_config::Config;
 use postern_smtp_proto::{
     Command, Leniency, LineKind, LineReader, Reply, parse_command, reply_for,
@@ -33,6 +34,11 @@ pub struct Session<'a> {
     pub(crate) cfg: &'a Config,
     pub(crate) policy: &'a Policy,
     pub(crate) anvil: &'a Anvil,
+    pub(crate) trusted: &'a Trusted,
+    /// The address the connection really comes from (XCLIENT cannot change it).
+    pub(crate) real_addr: Option<IpAddr>,
+    /// XFORWARD attributes for the next message.
+    pub(crate) forwarded: Vec<(String, String)>,
     anvil_connected: bool,
     pub(crate) conn: Conn,
     pub(crate) facts: Facts,
@@ -58,6 +64,7 @@ impl<'a> Session<'a> {
         cfg: &'a Config,
         policy: &'a Policy,
         anvil: &'a Anvil,
+        trusted: &'a Trusted,
         conn: Conn,
         addr: Option<IpAddr>,
     ) -> Self {
@@ -81,6 +88,9 @@ impl<'a> Session<'a> {
             cfg,
             policy,
             anvil,
+            trusted,
+            real_addr: addr,
+            forwarded: Vec::new(),
             anvil_connected: false,
             conn,
             facts,
@@ -366,12 +376,8 @@ impl<'a> Session<'a> {
                 self.error(reply(503, (5, 5, 1), "Error: authentication not enabled"))
                     .await
             }
-            Command::Xclient(_) | Command::Xforward(_) => {
-                self.last_command = "XCLIENT";
-                self.counters.count("xclient", false);
-                self.error(reply(550, (5, 7, 0), "Error: insufficient authorization"))
-                    .await
-            }
+            Command::Xclient(attrs) => xc::xclient(self, attrs).await,
+            Command::Xforward(attrs) => xc::xforward(self, attrs).await,
             Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => {
                 self.junk_command("UNKNOWN").await
             }
@@ -439,6 +445,12 @@ impl<'a> Session<'a> {
             kw("SMTPUTF8".into());
         }
         kw("CHUNKING".into());
+        if self.trusted.xclient(self.real_addr) {
+            kw("XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into());
+        }
+        if self.trusted.xforward(self.real_addr) {
+            kw("XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT".into());
+        }
         let mut r = Reply::new(250, None, String::new());
         r.lines = lines;
         self.conn.reply(&r);
@@ -500,6 +512,16 @@ impl<'a> Session<'a> {
                 .await
             }
         }
+    }
+
+    /// Recomputes `name[addr]` after XCLIENT.
+    pub(crate) fn refresh_client_label(&mut self) {
+        let addr = self
+            .facts
+            .client_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        self.client = format!("{}[{addr}]", self.facts.client_name);
     }
 
     /// Records the command being handled (for timeout and lost-connection logs).

@@ -80,16 +80,17 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             .error(reply(503, (5, 5, 1), "Error: nested MAIL command"))
             .await;
     }
-    if let Some(size) = params.size {
-        if sess.s.message_size_limit > 0 && size > sess.s.message_size_limit {
-            return refuse(
-                sess,
-                "MAIL",
-                "mail",
-                reply(552, (5, 3, 4), "Message size exceeds fixed limit"),
-            )
-            .await;
-        }
+    if let Some(size) = params.size
+        && sess.s.message_size_limit > 0
+        && size > sess.s.message_size_limit
+    {
+        return refuse(
+            sess,
+            "MAIL",
+            "mail",
+            reply(552, (5, 3, 4), "Message size exceeds fixed limit"),
+        )
+        .await;
     }
     if let Some(r) = sess.rate_limit("message", sess.anvil.msg_rate_limit).await {
         return refuse(sess, "MAIL", "mail", r).await;
@@ -416,6 +417,10 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         ),
         ("protocol".into(), protocol(sess, &txn.params)),
     ];
+    for (k, v) in std::mem::take(&mut sess.forwarded) {
+        attrs.retain(|(n, _)| *n != k);
+        attrs.push((k, v));
+    }
     if let Some(e) = &txn.params.envid {
         attrs.push(("envid".into(), e.clone()));
     }
