@@ -272,3 +272,20 @@ def test_xclient_and_xforward(instance):
     raw = inst.new_messages("xc")[0].read_bytes()
     assert b"(orig.example [198.51.100.7])" in raw, raw
     assert "connect from localhost[127.0.0.1]" in inst.log()
+
+
+def test_qmqpd_with_qmqp_source(instance):
+    if not shutil.which("qmqp-source"):
+        pytest.skip("qmqp-source (Debian postfix) not installed")
+    from postern import free_port
+    port = free_port()
+    with open(instance.root / "master.cf", "a") as f:
+        f.write(f"127.0.0.1:{port} inet n - n - - qmqpd\n")
+    inst = started(instance, "qmqpd_authorized_clients = 127.0.0.1")
+    wait_port(port)
+    r = subprocess.run(["qmqp-source", "-c", "-m", "3", "-f", "qs@example.org", "-t", "qmqp@localhost",
+                        f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    inst.wait_for_mail("qmqp", 3)
+    raw = inst.new_messages("qmqp")[0].read_bytes()
+    assert b"with QMQP id" in raw, raw

@@ -28,6 +28,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "bounce" => postern_bounce::main,
         "smtpd" => postern_smtpd::main,
         "anvil" => postern_anvil::main,
+        "qmqpd" => postern_qmqpd::main,
         _ => return None,
     })
 }
