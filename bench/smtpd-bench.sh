@@ -5,7 +5,7 @@
 # memory; results as ratios" (issue 3).
 #
 #   bench/smtpd-bench.sh [--quick] [-s 1,20,100] [-l 1024,102400] [-m 2000] [-M 300]
-#                        [--reuse] [--only postfix|postern] [--max-secs 300]
+#                        [--reps N] [--reuse] [--only postfix|postern] [--max-secs 300]
 #                        [--idle-wait 20] [--postfix-listen 127.0.0.1:PORT]
 #                        [--postern-listen 127.0.0.1:PORT] [--keep]
 #
@@ -14,6 +14,7 @@
 #   -l         message sizes in bytes (smtp-source -l), default 1024,102400
 #   -m         messages per run for sizes below 10,000 bytes (default 2000)
 #   -M         messages per run for sizes of 10,000 bytes and more (default 300)
+#   --reps     repeat the matrix N times (interleaved); the table shows medians
 #   --reuse    pass -d to smtp-source (many messages per connection); default: one
 #              connection per message, as smtp-source does by default
 #   --only     run one MTA only

@@ -342,6 +342,7 @@ class Run:
     sessions: int
     size: int
     messages: int
+    rep: int = 0
     accept_s: float | None = None
     deliver_s: float | None = None
     delivered: int = 0
@@ -547,7 +548,7 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
 
 def bench_one(kind: str, a, binary: Path, user: pwd.struct_passwd | None, run_user: pwd.struct_passwd,
               base: Path, idx: int, sessions: int, size: int, messages: int, versions: dict) -> Run:
-    tmp = base / f"{kind}-{sessions}-{size}"
+    tmp = base / f"{kind}-{sessions}-{size}-{idx}"
     tmp.mkdir()
     tmp.chmod(0o755)
     listen = a.postfix_listen if kind == "postfix" else a.postern_listen
@@ -618,9 +619,20 @@ def size_label(n: int) -> str:
     return f"{n // 1024} KB" if n % 1024 == 0 else f"{n} B"
 
 
+def median(vals: list[float]) -> float | None:
+    vals = sorted(vals)
+    if not vals:
+        return None
+    k = len(vals) // 2
+    return vals[k] if len(vals) % 2 else (vals[k - 1] + vals[k]) / 2
+
+
 def report(runs: list[Run], versions: dict, a) -> str:
-    by = {(r.mta, r.sessions, r.size): r for r in runs}
+    by: dict[tuple[str, int, int], list[Run]] = {}
+    for r in runs:
+        by.setdefault((r.mta, r.sessions, r.size), []).append(r)
     points = sorted({(r.sessions, r.size) for r in runs})
+    reps = max((r.rep for r in runs), default=0) + 1
     pfn, pnn = versions.get("Postfix", "Postfix"), versions.get("Postern", "Postern")
     out = [f"| sessions | size | messages | metric | {pfn} | {pnn} | Postern/Postfix |",
            "|---:|---:|---:|---|---:|---:|---:|"]
@@ -631,25 +643,28 @@ def report(runs: list[Run], versions: dict, a) -> str:
         ("peak RSS sum MiB ↓", lambda r: r.peak_rss / 2**20 if r.peak_rss else None, ".0f", 1),
         ("peak anon MiB ↓", lambda r: r.peak_anon / 2**20 if r.peak_anon else None, ".0f", 1),
     ]
+    def med(rs: list[Run] | None, get, scale: float) -> float | None:
+        """Median over the repetitions that completed (a failed one counts as missing)."""
+        vals = [v * scale for v in (get(r) for r in rs or []) if v is not None]
+        return median(vals) if len(vals) == len(rs or []) else None
+
     for s, l in points:
         pf, pn = by.get(("Postfix", s, l)), by.get(("Postern", s, l))
-        m = (pf or pn).messages
+        m = (pf or pn)[0].messages
         for i, (label, get, spec, scale) in enumerate(metrics):
-            vf = get(pf) if pf else None
-            vn = get(pn) if pn else None
-            vf = vf * scale if vf is not None else None
-            vn = vn * scale if vn is not None else None
+            vf = med(pf, get, scale)
+            vn = med(pn, get, scale)
             lead = f"| {s} | {size_label(l)} | {m} |" if i == 0 else "| | | |"
             out.append(f"{lead} {label} | {fmt(vf, spec)} | {fmt(vn, spec)} | {ratio(vn, vf)} |")
-    details = ["| MTA | sessions | size | accept s | deliver s | MTA CPU % of a core | smtp-source CPU % | "
+    details = ["| MTA | sessions | size | rep | accept s | deliver s | MTA CPU % of a core | smtp-source CPU % | "
                "other CPU % (noise) | peak procs | top programs by CPU | note |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for r in sorted(runs, key=lambda r: (r.sessions, r.size, r.mta)):
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.sessions, r.size, r.mta, r.rep)):
         span = r.deliver_s or r.accept_s
         pct = (lambda x: f"{100 * x / span:.0f}") if span else (lambda x: "–")
         top = sorted(((k, v) for k, v in r.by_prog.items()), key=lambda kv: -kv[1])[:4]
         tops = ", ".join(f"{k} {100 * v / r.cpu_s:.0f}%" for k, v in top if r.cpu_s) if r.cpu_s else ""
-        details.append(f"| {r.mta} | {r.sessions} | {size_label(r.size)} | {fmt(r.accept_s, '.2f')} | "
+        details.append(f"| {r.mta} | {r.sessions} | {size_label(r.size)} | {r.rep + 1} | {fmt(r.accept_s, '.2f')} | "
                        f"{fmt(r.deliver_s, '.2f')} | {pct(r.cpu_s) if r.cpu_s is not None else '–'} | "
                        f"{pct(r.src_cpu_s)} | {pct(r.other_cpu_s)} | {r.peak_procs} | {tops} | "
                        f"{r.note.replace('|', '/')} |")
@@ -664,7 +679,8 @@ def report(runs: list[Run], versions: dict, a) -> str:
     head = (f"smtp-source → smtpd → Maildir, {mode}, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
             f"{os.cpu_count()} CPUs ({cpu}){mem}, kernel {platform.release()}; "
             f"CPU accounting: {', '.join(sorted({r.acct_mode for r in runs if r.acct_mode})) or '–'}\n")
-    return (head + "\n" + "\n".join(out) + "\n\n↑ higher is better, ↓ lower is better; the ratio is "
+    return (head + "\n" + "\n".join(out) + f"\n\n{'Medians of ' + str(reps) + ' repetitions (runs interleaved). ' if reps > 1 else ''}"
+            "↑ higher is better, ↓ lower is better; the ratio is "
             "Postern's figure divided by Postfix's.\n\nPer run (the CPU columns are % of one core over the "
             "run, from the start of smtp-source until the last message was in new/; 'other' is CPU used by "
             "anything else on the machine during the run):\n\n" + "\n".join(details) + "\n")
@@ -679,6 +695,7 @@ def main() -> int:
     ap.add_argument("-l", "--sizes", default="1024,102400", help="message sizes in bytes, default 1024,102400")
     ap.add_argument("-m", "--messages", type=int, default=None, help="messages per run below 10,000 bytes (2000)")
     ap.add_argument("-M", "--messages-large", type=int, default=None, help="messages per run from 10,000 bytes (300)")
+    ap.add_argument("--reps", type=int, default=1, help="repetitions of the matrix; the table shows medians")
     ap.add_argument("--reuse", action="store_true", help="smtp-source -d: many messages per connection")
     ap.add_argument("--only", choices=["postfix", "postern"])
     ap.add_argument("--max-secs", type=float, default=300, help="bound of each phase (default 300)")
@@ -700,7 +717,7 @@ def main() -> int:
     sizes = [int(x) for x in a.sizes.split(",")]
     m_small = a.messages or (300 if a.quick else 2000)
     m_large = a.messages_large or (60 if a.quick else 300)
-    if min(sessions) < 1 or min(sizes) < 1 or m_small < 1 or m_large < 1:
+    if min(sessions) < 1 or min(sizes) < 1 or m_small < 1 or m_large < 1 or a.reps < 1:
         ap.error("sessions, sizes and message counts must be positive")
 
     # SIGTERM (e.g. from timeout(1) in smtpd-bench.sh) and SIGHUP unwind through the
@@ -730,13 +747,16 @@ def main() -> int:
     t_start = time.monotonic()
     try:
         idx = 0
-        for s in sessions:
-            for l in sizes:
-                m = m_small if l < LARGE else m_large
-                order = kinds if idx % 2 == 0 else kinds[::-1]
-                for kind in order:
-                    runs.append(bench_one(kind, a, binary, user, run_user, base, idx, s, l, m, versions))
-                idx += 1
+        for rep in range(a.reps):
+            for s in sessions:
+                for l in sizes:
+                    m = m_small if l < LARGE else m_large
+                    order = kinds if idx % 2 == 0 else kinds[::-1]
+                    for kind in order:
+                        r = bench_one(kind, a, binary, user, run_user, base, idx, s, l, m, versions)
+                        r.rep = rep
+                        runs.append(r)
+                    idx += 1
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); reporting what was measured")
     finally:

@@ -289,3 +289,15 @@ def test_qmqpd_with_qmqp_source(instance):
     inst.wait_for_mail("qmqp", 3)
     raw = inst.new_messages("qmqp")[0].read_bytes()
     assert b"with QMQP id" in raw, raw
+
+
+def test_sendmail_bs_while_stopped(instance):
+    """sendmail -bs: an SMTP session on stdin/stdout; works with master down."""
+    session = (b"EHLO client\r\nMAIL FROM:<bs@localhost>\r\nRCPT TO:<bsrcpt@localhost>\r\nDATA\r\n"
+               b"Subject: bs\r\n\r\nover stdio\r\n.\r\nQUIT\r\n")
+    r = instance.run("sendmail", "-bs", input=session)
+    out = r.stdout.decode()
+    assert out.startswith("220 "), out
+    assert "250 2.0.0 Ok: queued" in out and "221 2.0.0 Bye" in out, out
+    instance.start()
+    instance.wait_for_mail("bsrcpt", 1)

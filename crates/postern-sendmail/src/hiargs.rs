@@ -99,6 +99,23 @@ impl HiArgs {
         })
     }
 
+    /// `-bs`: replaces this process with smtpd in stand-alone mode (`-S`),
+    /// which speaks SMTP on stdin/stdout and submits through postdrop, so it
+    /// works while the mail system is down. Returns only on failure.
+    pub fn exec_smtpd_stdio(&self) -> Fatal {
+        let err = Command::new(&self.exe)
+            .arg0("smtpd")
+            .env("POSTERN_DAEMON", "1")
+            .arg("-c")
+            .arg(&self.dir)
+            .arg("-S")
+            .exec();
+        Fatal::new(
+            exit::OSERR,
+            format!("execute {} as smtpd: {err}", self.exe.display()),
+        )
+    }
+
     /// Replaces this process with `postqueue -c DIR args`; returns only on failure.
     pub fn exec_postqueue(&self, args: &[&str]) -> Fatal {
         let err = Command::new(&self.exe)

@@ -13,7 +13,7 @@
 //!
 //! Modes: `-bm` (default), `-bp` or the name `mailq` (runs `postqueue -p`),
 //! `-bi`/`-I` or the name `newaliases` (rebuild `alias_database`), `-q` (runs
-//! `postqueue -f`), `-qIid` (`postqueue -i id`). `-bd`, `-bD`, `-bl`, `-bs`,
+//! `postqueue -f`), `-qIid` (`postqueue -i id`). `-bs` runs smtpd stand-alone on stdin/stdout; `-bd`, `-bD`, `-bl`,
 //! `-bv`, `-qR` and `-qS` are recognised but not supported by this build
 //! (usage error); `-bh`, `-bH` and `-qinterval` are ignored.
 //!
@@ -135,6 +135,7 @@ pub fn run(low: LowArgs) -> Result<u8, Fatal> {
     let hi = HiArgs::new(low)?;
     match hi.low.mode.clone() {
         Mode::ListQueue => Err(hi.exec_postqueue(&["-p"])),
+        Mode::SmtpStdio => Err(hi.exec_smtpd_stdio()),
         Mode::Flush => Err(hi.exec_postqueue(&["-f"])),
         Mode::FlushId(id) => Err(hi.exec_postqueue(&["-i", &id])),
         Mode::NewAliases => hi.newaliases(),

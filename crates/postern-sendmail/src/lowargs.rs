@@ -26,6 +26,8 @@ pub enum Mode {
     FlushId(String),
     /// Accepted and ignored (`-qinterval`, `-bh`, `-bH`): do nothing, exit 0.
     Nothing,
+    /// `-bs`: an SMTP session on standard input and output (smtpd, stand-alone).
+    SmtpStdio,
     /// Recognised but not supported by this build; the text names the mode.
     Unsupported(String),
 }
@@ -149,7 +151,8 @@ fn parse_mode(v: &str) -> Result<Mode, UsageError> {
         "p" => Mode::ListQueue,
         "i" => Mode::NewAliases,
         "h" | "H" => Mode::Nothing,
-        "d" | "D" | "l" | "s" | "v" => Mode::Unsupported(format!("-b{v}")),
+        "s" => Mode::SmtpStdio,
+        "d" | "D" | "l" | "v" => Mode::Unsupported(format!("-b{v}")),
         _ => return err(format!("unsupported option -b{v}")),
     })
 }
@@ -448,7 +451,8 @@ mod tests {
         assert_eq!(ok(&["s", "-I"]).mode, Mode::NewAliases);
         assert_eq!(ok(&["s", "-b", "p"]).mode, Mode::ListQueue);
         assert_eq!(ok(&["s", "-bh"]).mode, Mode::Nothing);
-        for m in ["-bd", "-bD", "-bs", "-bv", "-bl"] {
+        assert_eq!(ok(&["s", "-bs"]).mode, Mode::SmtpStdio);
+        for m in ["-bd", "-bD", "-bv", "-bl"] {
             assert_eq!(ok(&["s", m]).mode, Mode::Unsupported(m.to_string()));
         }
         assert!(parse(&["s", "-bz"]).is_err());

@@ -27,6 +27,7 @@ pub mod counters;
 pub mod policy;
 pub mod session;
 pub mod settings;
+pub mod standalone;
 pub mod txn;
 pub mod xclient;
 
@@ -45,6 +46,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let ctx = postern_server::skeleton::init("smtpd", &args);
+    if ctx.args.iter().any(|a| a == "-S") {
+        return standalone::run(ctx);
+    }
     let settings = Arc::new(settings::Settings::from_config(&ctx.config));
     let policy = match policy::Policy::from_config(&ctx.config) {
         Ok(p) => Arc::new(p),

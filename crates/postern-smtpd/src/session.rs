@@ -40,6 +40,8 @@ pub struct Session<'a> {
     /// XFORWARD attributes for the next message.
     pub(crate) forwarded: Vec<(String, String)>,
     anvil_connected: bool,
+    /// Stand-alone mode (`sendmail -bs`): no connect/disconnect limits.
+    pub(crate) standalone: bool,
     pub(crate) conn: Conn,
     pub(crate) facts: Facts,
     pub(crate) client: String,
@@ -92,6 +94,7 @@ impl<'a> Session<'a> {
             real_addr: addr,
             forwarded: Vec::new(),
             anvil_connected: false,
+            standalone: false,
             conn,
             facts,
             client: format!("{name}[{shown}]"),
@@ -188,6 +191,9 @@ impl<'a> Session<'a> {
 
     /// anvil's connection count and rate limits; `Some(reply)` refuses the client.
     async fn connection_limits(&mut self) -> Option<Reply> {
+        if self.standalone {
+            return None;
+        }
         let addr = self.facts.client_addr?;
         if !self.anvil.applies(Some(addr)) {
             return None;
@@ -229,7 +235,7 @@ impl<'a> Session<'a> {
     /// A per-client rate limit at MAIL or RCPT; `Some(reply)` refuses the command.
     pub(crate) async fn rate_limit(&mut self, op: &str, limit: u64) -> Option<Reply> {
         let addr = self.facts.client_addr?;
-        if limit == 0 || !self.anvil.applies(Some(addr)) {
+        if self.standalone || limit == 0 || !self.anvil.applies(Some(addr)) {
             return None;
         }
         let r = self.anvil.event(op, addr).await?;

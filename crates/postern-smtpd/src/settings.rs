@@ -42,6 +42,9 @@ pub struct Settings {
     pub ipc_timeout: Duration,
     /// `smtpd_discard_ehlo_keywords`, lowercased.
     pub discard_ehlo: Vec<String>,
+    /// Stand-alone mode (`sendmail -bs`): submit through postdrop with this
+    /// configuration directory instead of talking to cleanup.
+    pub postdrop_config: Option<std::path::PathBuf>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -75,6 +78,7 @@ impl Settings {
                 .iter()
                 .map(|k| k.to_ascii_lowercase())
                 .collect(),
+            postdrop_config: None,
         }
     }
 }

@@ -462,6 +462,9 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         attrs,
         content,
     };
+    if let Some(dir) = sess.s.postdrop_config.clone() {
+        return crate::standalone::postdrop(sess, &dir, req).await;
+    }
     let answer = postern_server::client::request_async(
         sess.cfg,
         "public",
