@@ -225,6 +225,16 @@ class Account:
                 tot += st[1] + (st[2] if p == self.master else 0.0)
         return tot
 
+    def user_sys(self) -> tuple[float, float] | None:
+        """(user, system) CPU seconds of the cgroup, from cpuacct.stat; None without one."""
+        if not self.cpu_cg:
+            return None
+        try:
+            st = dict(line.split() for line in (self.cpu_cg / "cpuacct.stat").read_text().splitlines())
+            return int(st["user"]) / CLK, int(st["system"]) / CLK
+        except (OSError, KeyError, ValueError):
+            return None
+
     def mem_sample(self) -> tuple[int, int, int]:
         """(summed RSS, anonymous, number of processes) in bytes."""
         ps = self.pids()
@@ -356,6 +366,8 @@ class Run:
     pre_busy_pct: float = -1.0
     acct_mode: str = ""
     by_prog: dict[str, float] = field(default_factory=dict)
+    procs_by_prog: dict[str, int] = field(default_factory=dict)
+    sys_share: float | None = None  # share of the MTA's CPU spent in the kernel
     note: str = ""
 
     @property
@@ -472,6 +484,7 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
     peak = {"rss": 0, "anon": 0, "procs": 0}
     first: dict[tuple[int, int], float] = {}
     last: dict[tuple[int, int], tuple[str, float]] = {}
+    nprocs: dict[str, int] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -479,15 +492,20 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
         peak["rss"] = max(peak["rss"], rss)
         peak["anon"] = max(peak["anon"], anon)
         peak["procs"] = max(peak["procs"], n)
+        counts: dict[str, int] = {}
         for pid in acct.pids():
             st = proc_stat(pid)
             if st is None:
                 continue
             key = (pid, st[3])
+            name = last[key][0] if key in last else prog_name(pid)
+            counts[name] = counts.get(name, 0) + 1
             if key not in last:
                 last[key] = (prog_name(pid), st[1])
             else:
                 last[key] = (last[key][0], st[1])
+        for name, n in counts.items():
+            nprocs[name] = max(nprocs.get(name, 0), n)
 
     def sampler() -> None:
         while not stop.is_set():
@@ -498,6 +516,7 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
     for k, (_, c) in last.items():
         first[k] = c
     busy0, tot0 = sys_cpu()
+    us0 = acct.user_sys()
     cpu0 = acct.cpu_seconds()
     self0 = self_cpu()
     th = threading.Thread(target=sampler, daemon=True)
@@ -516,7 +535,11 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
         th.join()
     sample()
     cpu1 = acct.cpu_seconds()
+    us1 = acct.user_sys()
     busy1, tot1 = sys_cpu()
+    if us0 and us1 and (us1[0] - us0[0]) + (us1[1] - us0[1]) > 0:
+        r.sys_share = (us1[1] - us0[1]) / ((us1[0] - us0[0]) + (us1[1] - us0[1]))
+    r.procs_by_prog = dict(nprocs)
     r.cpu_s = cpu1 - cpu0
     elapsed = time.monotonic() - t0
     bench = self_cpu() - self0
@@ -542,13 +565,16 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
         f"src {100 * r.src_cpu_s / elapsed:4.0f}%  other {100 * r.other_cpu_s / elapsed:4.0f}%  "
         f"pre-busy {r.pre_busy_pct}%  [{acct.mode}]{'  NOTE ' + r.note if r.note else ''}")
     top = sorted(r.by_prog.items(), key=lambda kv: -kv[1])[:8]
-    log("          cpu by program: " + ", ".join(f"{k} {v:.2f}s" for k, v in top))
+    log("          cpu by program: " + ", ".join(f"{k} {v:.2f}s" for k, v in top)
+        + (f"; kernel share {100 * r.sys_share:.0f}%" if r.sys_share is not None else ""))
+    log("          peak processes by program: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(r.procs_by_prog.items(), key=lambda kv: -kv[1])))
     return r
 
 
 def bench_one(kind: str, a, binary: Path, user: pwd.struct_passwd | None, run_user: pwd.struct_passwd,
               base: Path, idx: int, sessions: int, size: int, messages: int, versions: dict) -> Run:
-    tmp = base / f"{kind}-{sessions}-{size}-{idx}"
+    tmp = base / f"{kind[:2]}{idx}"  # short: Postern binds sockets below it (SUN_LEN)
     tmp.mkdir()
     tmp.chmod(0o755)
     listen = a.postfix_listen if kind == "postfix" else a.postern_listen
@@ -657,8 +683,8 @@ def report(runs: list[Run], versions: dict, a) -> str:
             lead = f"| {s} | {size_label(l)} | {m} |" if i == 0 else "| | | |"
             out.append(f"{lead} {label} | {fmt(vf, spec)} | {fmt(vn, spec)} | {ratio(vn, vf)} |")
     details = ["| MTA | sessions | size | rep | accept s | deliver s | MTA CPU % of a core | smtp-source CPU % | "
-               "other CPU % (noise) | peak procs | top programs by CPU | note |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+               "kernel share of MTA CPU | other CPU % (noise) | peak procs | top programs by CPU | note |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in sorted(runs, key=lambda r: (r.sessions, r.size, r.mta, r.rep)):
         span = r.deliver_s or r.accept_s
         pct = (lambda x: f"{100 * x / span:.0f}") if span else (lambda x: "–")
@@ -666,7 +692,8 @@ def report(runs: list[Run], versions: dict, a) -> str:
         tops = ", ".join(f"{k} {100 * v / r.cpu_s:.0f}%" for k, v in top if r.cpu_s) if r.cpu_s else ""
         details.append(f"| {r.mta} | {r.sessions} | {size_label(r.size)} | {r.rep + 1} | {fmt(r.accept_s, '.2f')} | "
                        f"{fmt(r.deliver_s, '.2f')} | {pct(r.cpu_s) if r.cpu_s is not None else '–'} | "
-                       f"{pct(r.src_cpu_s)} | {pct(r.other_cpu_s)} | {r.peak_procs} | {tops} | "
+                       f"{pct(r.src_cpu_s)} | {f'{100 * r.sys_share:.0f}%' if r.sys_share is not None else '–'} | "
+                       f"{pct(r.other_cpu_s)} | {r.peak_procs} | {tops} | "
                        f"{r.note.replace('|', '/')} |")
     cpu = platform.processor() or platform.machine()
     mem = ""
@@ -732,7 +759,7 @@ def main() -> int:
     user = harness.ensure_user(harness.TEST_USER) if os.geteuid() == 0 else None
     run_user = user or pwd.getpwuid(os.geteuid())
     harness.become_subreaper()
-    base = Path(tempfile.mkdtemp(prefix="postern-smtpd-bench-"))
+    base = Path(tempfile.mkdtemp(prefix="psb-"))
     base.chmod(0o755)
     if user is not None and binary.is_file() and not harness.readable_by_others(binary):
         copy = base / "postern"

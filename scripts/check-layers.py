@@ -4,7 +4,7 @@
 Reads `cargo metadata --format-version 1 --no-deps` for the workspace and checks:
 
   1. Layering of postern-* crates (all dependency kinds: normal, build, dev):
-       layer 0  postern-config, postern-qfile, postern-ipc, postern-mail
+       layer 0  postern-config, postern-qfile, postern-ipc, postern-mail, postern-smtp-proto
                 -> only other layer-0 crates and the pure allowlist below
                    (normal/build deps); dev-deps may be any external crate
                    except the banned system crates.
@@ -44,8 +44,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail"}
-LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server"}
+LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto"}
+LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns"}
 BINARY = "postern"
 UNSAFE_CRATE = "postern-sys"
 
@@ -56,6 +56,9 @@ LAYER0_EXTERNAL_ALLOW = {"thiserror", "memchr", "bstr"}
 # Never below layer 1, in any dependency kind.
 LAYER0_BANNED = {"tokio", "libc", "nix", "rustix", "socket2", "mio"}
 
+# STYLE.md rule 5: only the SMTP server and client speak SMTP or query DNS.
+NETWORK_CRATES = {"postern-smtp-proto", "postern-dns"}
+NETWORK_USERS = {"postern-smtpd", "postern-smtp", "postern"}
 QUEUE_ADMIN = "postern-queue-admin"
 QUEUE_ADMIN_USERS = {
     "postern-cleanup", "postern-qmgr", "postern-pickup", "postern-postdrop",
@@ -190,6 +193,8 @@ def check(meta: dict) -> tuple[list[str], int]:
             edge = f"{name} -> {dname} ({kind})"
             if dname.endswith("-testkit") and kind != "dev":
                 problems.append(f"{edge}: a testkit crate may only be a dev-dependency")
+            if dname in NETWORK_CRATES and name not in NETWORK_USERS and kind != "dev":
+                problems.append(f"{edge}: only {', '.join(sorted(NETWORK_USERS))} may use {dname}")
             if dname == QUEUE_ADMIN and name not in QUEUE_ADMIN_USERS:
                 problems.append(
                     f"{edge}: only {', '.join(sorted(QUEUE_ADMIN_USERS))} may use {QUEUE_ADMIN}"

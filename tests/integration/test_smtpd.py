@@ -60,6 +60,8 @@ class Raw:
         self.s.sendall(data)
 
     def close(self) -> None:
+        # The makefile() object holds its own reference to the socket.
+        self.f.close()
         self.s.close()
 
 
@@ -301,3 +303,98 @@ def test_sendmail_bs_while_stopped(instance):
     assert "250 2.0.0 Ok: queued" in out and "221 2.0.0 Bye" in out, out
     instance.start()
     instance.wait_for_mail("bsrcpt", 1)
+
+
+def test_ten_thousand_recipients(instance):
+    """10,000 pipelined RCPTs: 1000 accepted (smtpd_recipient_limit), the rest 452."""
+    inst = started(instance)
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    c.cmd("MAIL FROM:<many@x.example>")
+    c.send(b"RCPT TO:<many@localhost>\r\n" * 10000)
+    codes = [c.reply()[0] for _ in range(10000)]
+    assert codes.count(250) == 1000 and codes.count(452) == 9000, (codes.count(250), codes.count(452))
+    assert c.cmd("DATA")[0] == 354
+    assert c.cmd(b"Subject: many\r\n\r\nx\r\n.")[0] == 250
+    c.cmd("QUIT")
+    inst.wait_for_mail("many", 1)
+
+
+def test_client_vanishes_mid_data(instance):
+    inst = started(instance)
+    c = Raw(inst.port)
+    c.cmd("EHLO x")
+    c.cmd("MAIL FROM:<gone@x.example>")
+    c.cmd("RCPT TO:<gone@localhost>")
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: half\r\n\r\npartial")
+    c.close()
+    d = Raw(inst.port)
+    assert d.cmd("QUIT")[0] == 221
+    inst.wait_for(lambda: "lost connection after DATA" in inst.log(), what="lost connection logged")
+    time.sleep(0.5)
+    assert not inst.new_messages("gone")
+    assert not [p for p in inst.queue_files() if "/incoming/" in str(p) or "/active/" in str(p)]
+
+
+def test_slow_clients_do_not_block_others(instance):
+    """Slowloris: many clients dripping a byte a second; fresh clients still get
+    a 220, and with smtpd_per_request_deadline the drippers are cut off."""
+    inst = started(instance, "smtpd_timeout = 3s", "smtpd_per_request_deadline = yes")
+    slow = [Raw(inst.port) for _ in range(50)]
+    start = time.monotonic()
+    for _ in range(5):
+        for s in slow:
+            try:
+                s.send(b"N")
+            except OSError:
+                pass
+        fresh = Raw(inst.port)
+        assert fresh.greeting[0] == 220
+        assert fresh.cmd("QUIT")[0] == 221
+        fresh.close()
+        time.sleep(1)
+    assert time.monotonic() - start >= 4
+    closed = 0
+    for s in slow:
+        try:
+            s.s.settimeout(5)
+            if s.reply()[0] == 421:
+                closed += 1
+        except (EOFError, OSError):
+            closed += 1
+        s.close()
+    assert closed == 50, closed
+
+
+def test_five_thousand_idle_connections(instance):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 6000:
+        pytest.skip(f"descriptor hard limit {hard} too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 6000), hard))
+    inst = started(instance, "smtpd_client_connection_count_limit = 0")
+    conns = []
+    try:
+        for _ in range(5000):
+            s = socket.create_connection(("127.0.0.1", inst.port), timeout=30)
+            conns.append(s)
+        for s in conns[::500]:
+            assert s.recv(512).startswith(b"220")
+        fresh = Raw(inst.port)
+        assert fresh.cmd("QUIT")[0] == 221
+        rss = 0
+        for p in inst.processes():
+            try:
+                name = open(f"/proc/{p.pid}/cmdline", "rb").read().split(b"\0")[0]
+                if name == b"smtpd":
+                    for line in open(f"/proc/{p.pid}/status"):
+                        if line.startswith("VmRSS:"):
+                            rss += int(line.split()[1])
+            except OSError:
+                pass
+        assert 0 < rss < 300 * 1024, f"smtpd RSS {rss} kB for 5000 idle connections"
+        print(f"5000 idle connections: smtpd RSS {rss} kB")
+    finally:
+        for s in conns:
+            s.close()

@@ -73,6 +73,7 @@ where
         Ok(fd) => File::from(fd),
         Err(e) => postern_log::fatal(format!("status descriptor: {e}")),
     };
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,6 +90,21 @@ where
         Arc::new(serve),
     ));
     std::process::exit(code)
+}
+
+/// One process holds many connections: lift the soft descriptor limit to the
+/// hard limit (Postfix's one-client-per-process servers never need this).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                postern_log::warning(format!("setrlimit(RLIMIT_NOFILE, {hard}): {e}"));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => postern_log::warning(format!("getrlimit(RLIMIT_NOFILE): {e}")),
+    }
 }
 
 async fn run<F, Fut>(

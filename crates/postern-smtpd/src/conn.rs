@@ -28,6 +28,9 @@ pub struct Conn {
     pos: usize,
     out: Vec<u8>,
     timeout: Duration,
+    /// `smtpd_per_record_deadline`: the timeout bounds a whole command line,
+    /// not each read (a client dripping a byte at a time cannot hold a session).
+    per_record: bool,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -41,7 +44,13 @@ impl Conn {
             pos: 0,
             out: Vec::with_capacity(1024),
             timeout,
+            per_record: false,
         }
+    }
+
+    /// Enables `smtpd_per_request_deadline`.
+    pub fn set_per_record_deadline(&mut self, on: bool) {
+        self.per_record = on;
     }
 
     /// Bytes received but not yet consumed (pipelined input).
@@ -60,6 +69,11 @@ impl Conn {
 
     /// Reads more input (waiting at most `smtpd_timeout`).
     pub async fn fill(&mut self) -> Result<(), ReadError> {
+        let t = self.timeout;
+        self.fill_within(t).await
+    }
+
+    async fn fill_within(&mut self, limit: Duration) -> Result<(), ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -70,7 +84,7 @@ impl Conn {
         }
         let start = self.buf.len();
         self.buf.resize(start + READ_CHUNK, 0);
-        let r = tokio::time::timeout(self.timeout, self.io.read(&mut self.buf[start..])).await;
+        let r = tokio::time::timeout(limit, self.io.read(&mut self.buf[start..])).await;
         let n = match r {
             Err(_) => {
                 self.buf.truncate(start);
@@ -88,6 +102,7 @@ impl Conn {
 
     /// Reads one command line.
     pub async fn read_line(&mut self, lr: &mut LineReader) -> Result<Line, ReadError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             if !self.pending().is_empty() {
                 let (used, line) = lr.read_line(self.pending());
@@ -97,7 +112,15 @@ impl Conn {
                 }
             }
             self.flush().await.map_err(ReadError::Io)?;
-            self.fill().await?;
+            let limit = if self.per_record {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                self.timeout
+            };
+            if limit.is_zero() {
+                return Err(ReadError::Timeout);
+            }
+            self.fill_within(limit).await?;
         }
     }
 

@@ -25,6 +25,7 @@ pub mod anvil;
 pub mod conn;
 pub mod counters;
 pub mod policy;
+pub mod resolver;
 pub mod session;
 pub mod settings;
 pub mod standalone;
@@ -50,23 +51,31 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return standalone::run(ctx);
     }
     let settings = Arc::new(settings::Settings::from_config(&ctx.config));
+    let resolver = resolver::from_config(&ctx.config);
     let policy = match policy::Policy::from_config(&ctx.config) {
-        Ok(p) => Arc::new(p),
+        Ok(mut p) => {
+            if let Some(r) = &resolver {
+                p.set_dns(Arc::new(resolver::PolicyDns(r.clone())));
+            }
+            Arc::new(p)
+        }
         Err(e) => postern_log::fatal(e),
     };
     let anvil = Arc::new(anvil::Anvil::new(&ctx.config, &ctx.service));
     let trusted = Arc::new(xclient::Trusted::from_config(&ctx.config));
     postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
-        let (settings, policy, anvil, trusted) = (
+        let (settings, policy, anvil, trusted, resolver) = (
             settings.clone(),
             policy.clone(),
             anvil.clone(),
             trusted.clone(),
+            resolver.clone(),
         );
         async move {
-            let conn = conn::Conn::new(io, settings.timeout);
+            let mut conn = conn::Conn::new(io, settings.timeout);
+            conn.set_per_record_deadline(settings.per_record_deadline);
             let addr = peer.addr.map(|a| a.ip());
-            session::Session::new(
+            let mut sess = session::Session::new(
                 &settings,
                 &ctx.config,
                 &policy,
@@ -74,9 +83,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 &trusted,
                 conn,
                 addr,
-            )
-            .run()
-            .await;
+            );
+            resolver::name_client(&mut sess, resolver.as_ref()).await;
+            sess.run().await;
         }
     })
 }

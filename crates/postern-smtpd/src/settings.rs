@@ -42,6 +42,8 @@ pub struct Settings {
     pub ipc_timeout: Duration,
     /// `smtpd_discard_ehlo_keywords`, lowercased.
     pub discard_ehlo: Vec<String>,
+    /// `smtpd_per_request_deadline` (formerly `smtpd_per_record_deadline`).
+    pub per_record_deadline: bool,
     /// Stand-alone mode (`sendmail -bs`): submit through postdrop with this
     /// configuration directory instead of talking to cleanup.
     pub postdrop_config: Option<std::path::PathBuf>,
@@ -79,6 +81,7 @@ impl Settings {
                 .map(|k| k.to_ascii_lowercase())
                 .collect(),
             postdrop_config: None,
+            per_record_deadline: cfg.get_bool("smtpd_per_request_deadline").unwrap_or(false),
         }
     }
 }

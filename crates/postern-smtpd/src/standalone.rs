@@ -96,9 +96,10 @@ pub async fn postdrop(sess: &mut Session<'_>, dir: &Path, req: CleanupRequest) -
         Err(e) => return reply(451, (4, 3, 0), format!("Error: cannot run postdrop: {e}")),
     };
     if let Some(mut stdin) = child.stdin.take()
-        && let Err(e) = stdin.write_all(&bytes).await {
-            postern_log::warning(format!("write to postdrop: {e}"));
-        }
+        && let Err(e) = stdin.write_all(&bytes).await
+    {
+        postern_log::warning(format!("write to postdrop: {e}"));
+    }
     match child.wait().await {
         Ok(st) if st.success() => {
             postern_log::info(format!("{}: message handed to postdrop", sess.client));

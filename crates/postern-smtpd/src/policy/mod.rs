@@ -5,9 +5,69 @@
 //! [`Policy::from_config`] once per process; per command the session builds a
 //! [`Facts`] and calls [`Policy::check`] for a [`Stage`]; the [`Verdict`] says
 //! whether to go on, and may carry a reply and message actions.
+//!
+//! # Evaluation
+//!
+//! Each list is evaluated on its own, left to right: a permit-class result (`permit`,
+//! `OK`, `permit_mynetworks`…) ends *that* list and the next list still runs; a
+//! reject or defer ends the whole check with its reply. With `smtpd_delay_reject = yes`
+//! (the default) the client, HELO and sender lists run at each RCPT (and client and HELO
+//! at ETRN) instead of at their own stage. At RCPT, `smtpd_relay_restrictions` runs
+//! before `smtpd_recipient_restrictions` (after it when
+//! `smtpd_relay_before_recipient_restrictions = no`), then the implicit
+//! `reject_unlisted_recipient` (`smtpd_reject_unlisted_recipient`). `defer_if_permit`,
+//! `defer_if_reject` and `warn_if_reject` behave as in Postfix (checked against
+//! Postfix 3.7: a reject while `defer_if_reject` is pending becomes that defer, or the
+//! pending `defer_if_permit` reply when both are pending). The bare recipient
+//! `postmaster` skips the RCPT checks, as Postfix does (RFC 5321 section 4.5.1).
+//!
+//! # Decisions (where Postfix's behaviour needs something we do not have)
+//!
+//! * DNS: words that need DNS use the [`Dns`] resolver given with [`Policy::set_dns`].
+//!   Without one they log `warning: <word>: DNS lookups are not configured` once and
+//!   act as `DUNNO`. `reject_unknown_client_hostname` and
+//!   `reject_unknown_reverse_client_hostname` need no resolver: they use
+//!   [`Facts::client_name`] / [`Facts::reverse_client_name`] (`unknown` = not found).
+//! * Own addresses: `inet_interfaces = all` (and `proxy_interfaces`) cannot be listed
+//!   without a system call; address literals `[127.0.0.1]`, `[IPv6:::1]` and the
+//!   addresses given with [`Policy::set_local_addresses`] (the listening address) count as
+//!   local. The same set is `mynetworks_style = host`.
+//! * Tables that cannot be opened (missing file, `hash:` not built in) do not stop
+//!   start-up: as Postfix 3's surrogate tables do, they log a warning and every lookup
+//!   answers `451 4.3.5 Server configuration error`. Exception: when a table of
+//!   `local_recipient_maps` cannot be opened, the local recipient check is switched off
+//!   with a warning (accept rather than wrongly refuse: Postfix's default
+//!   `proxy:unix:passwd.byname` is not available here).
+//! * Log lines ([`Verdict::log`]) carry Postfix's full suffix
+//!   `; from=<s> to=<r> proto=ESMTP helo=<h>`, like Postfix's own lines.
+//! * Restriction words Postfix knows but we do not implement yet
+//!   (`reject_unverified_*`, `check_ccert_access`, `reject_sender_login_mismatch`…) log a
+//!   warning and act as `DUNNO`; a word Postfix does not know gets Postfix's
+//!   `451 4.3.5 Server configuration error`.
+//!
+//! # Security
+//!
+//! Every value in [`Facts`] comes from the network: it is only ever a lookup key or
+//! reply text, never a pattern. Restriction-class and access-table recursion is bounded
+//! ([`MAX_NESTING`]). Policy-service replies are bounded in size.
+
+mod access;
+mod addr;
+mod compile;
+mod dns;
+mod eval;
+mod service;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_relay;
+
+pub use dns::{Dns, DnsAnswer, DnsFuture, RrType};
 
 use postern_smtp_proto::Reply;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// When a check runs (which restriction lists apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,20 +160,56 @@ impl std::fmt::Display for PolicyError {
     }
 }
 
+/// Deepest nesting of restriction classes and access-table restriction lists.
+pub const MAX_NESTING: usize = 32;
+
 /// The compiled restriction lists, tables and lists of one smtpd process.
 #[derive(Debug)]
 pub struct Policy {
-    _private: (),
+    lists: compile::Lists,
+    classes: HashMap<String, compile::List>,
+    params: eval::Params,
+    addrs: addr::Resolver,
+    mynetworks: Option<postern_table::NetworkList>,
+    dns: Option<Arc<dyn Dns>>,
+    dns_warned: std::sync::atomic::AtomicBool,
 }
 
 impl Policy {
     /// Compiles the restriction lists from the configuration and opens their tables.
-    pub fn from_config(_cfg: &postern_config::Config) -> Result<Policy, PolicyError> {
-        Ok(Policy { _private: () })
+    ///
+    /// # Errors
+    ///
+    /// Postfix's start-up refusals: no working relay restriction
+    /// (`reject_unauth_destination` & co.) in `smtpd_relay_restrictions` or
+    /// `smtpd_recipient_restrictions`, or a malformed `mynetworks`.
+    pub fn from_config(cfg: &postern_config::Config) -> Result<Policy, PolicyError> {
+        let (lists, classes) = compile::compile_all(cfg)?;
+        Ok(Policy {
+            lists,
+            classes,
+            params: eval::Params::from_config(cfg),
+            addrs: addr::Resolver::from_config(cfg),
+            mynetworks: addr::mynetworks(cfg)?,
+            dns: None,
+            dns_warned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Gives the policy a DNS resolver for the DNS-based restrictions.
+    pub fn set_dns(&mut self, dns: Arc<dyn Dns>) {
+        self.dns = Some(dns);
+    }
+
+    /// Adds this machine's own addresses (the listening address, interface addresses):
+    /// address literals naming them are local destinations, and with `mynetworks` unset
+    /// and `mynetworks_style = host` they are the trusted networks.
+    pub fn set_local_addresses(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
+        self.addrs.add_local_addresses(addrs);
     }
 
     /// Evaluates the lists for `stage`.
-    pub async fn check(&self, _stage: Stage, _facts: &Facts) -> Verdict {
-        Verdict::default()
+    pub async fn check(&self, stage: Stage, facts: &Facts) -> Verdict {
+        eval::check(self, stage, facts).await
     }
 }
