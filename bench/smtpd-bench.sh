@@ -34,7 +34,10 @@
 # and per-run details on stderr. Needs root (Postfix's master runs as root; Postern runs
 # as the postern-test account, which is created if missing, like the integration tests).
 # Loopback (127.x) only; every phase time-bounded; every process started is stopped and
-# leftovers killed by PID. It builds nothing: run `cargo build --release` first.
+# leftovers killed by PID. It builds nothing: run `cargo build --release` first; the
+# binary is copied once at the start (its sha256 goes into the output), so every run of
+# the matrix uses the same build even if someone rebuilds target/release meanwhile.
+# SMTPD_BENCH_TIMEOUT (default 3600 s) bounds the whole run.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -19,6 +19,9 @@ Run it through bench/smtpd-bench.sh (which documents the flags). For every point
      (the noise indicator: other engineers compile on these machines);
   6. stop the instance; kill whatever is left in its cgroup / process tree, by PID.
 
+The Postern binary is copied once at the start (sha256 in the output) so that every run
+uses the same build; --reps N repeats the matrix (interleaved) and reports medians.
+
 Configured alike: both accept mail for `localhost` only (mydestination = localhost),
 mynetworks = 127.0.0.0/8, default_process_limit = 100, local_recipient_maps and
 alias_maps empty, Maildir delivery into DIR/mail/USER/, everything else at the
@@ -705,7 +708,8 @@ def report(runs: list[Run], versions: dict, a) -> str:
     mode = "smtp-source -d (connection reuse)" if a.reuse else "one connection per message"
     head = (f"smtp-source → smtpd → Maildir, {mode}, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
             f"{os.cpu_count()} CPUs ({cpu}){mem}, kernel {platform.release()}; "
-            f"CPU accounting: {', '.join(sorted({r.acct_mode for r in runs if r.acct_mode})) or '–'}\n")
+            f"CPU accounting: {', '.join(sorted({r.acct_mode for r in runs if r.acct_mode})) or '–'}"
+            + (f"; Postern binary {versions['Postern build']}" if "Postern build" in versions else "") + "\n")
     return (head + "\n" + "\n".join(out) + f"\n\n{'Medians of ' + str(reps) + ' repetitions (runs interleaved). ' if reps > 1 else ''}"
             "↑ higher is better, ↓ lower is better; the ratio is "
             "Postern's figure divided by Postfix's.\n\nPer run (the CPU columns are % of one core over the "
@@ -759,16 +763,26 @@ def main() -> int:
     user = harness.ensure_user(harness.TEST_USER) if os.geteuid() == 0 else None
     run_user = user or pwd.getpwuid(os.geteuid())
     harness.become_subreaper()
+    versions: dict[str, str] = {}
     base = Path(tempfile.mkdtemp(prefix="psb-"))
     base.chmod(0o755)
-    if user is not None and binary.is_file() and not harness.readable_by_others(binary):
+    if binary.is_file():
+        # Pin the build: other engineers rebuild target/release/postern at any time,
+        # and every run of the matrix must use the same binary (the copy is also
+        # executable by the postern-test account).
+        import hashlib
+        digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
+        built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(binary.stat().st_mtime))
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30).stdout.strip() or "?"
+        versions["Postern build"] = f"sha256 {digest}…, built {built}, repository HEAD {head}"
+        log(f"postern binary {binary}: {versions['Postern build']} (copied; all runs use the copy)")
         copy = base / "postern"
         shutil.copy2(binary, copy)
         copy.chmod(0o755)
         binary = copy
     kinds = [k for k in ("postfix", "postern") if a.only in (None, k)]
     runs: list[Run] = []
-    versions: dict[str, str] = {}
     log(f"matrix: sessions {sessions}, sizes {sizes}, messages {m_small} (< {LARGE} B) / {m_large}; "
         f"MTAs {kinds}; {'reuse (-d)' if a.reuse else 'one connection per message'}")
     t_start = time.monotonic()

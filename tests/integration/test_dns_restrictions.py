@@ -175,3 +175,22 @@ def test_client_name_from_hosts_in_received(instance):
         msg = email.message_from_bytes(inst.new_messages("rc")[0].read_bytes(), policy=email.policy.compat32)
         received = msg.get_all("Received")[0]
         assert "(localhost [127.0.0.1])" in received, received
+
+
+def test_null_mx_domains_refused(instance):
+    """RFC 7505: a domain publishing a null MX accepts no mail (Postfix's replies)."""
+    with DnsServer(ZONE) as port:
+        inst = dns_instance(instance, port,
+                            "smtpd_sender_restrictions = reject_unknown_sender_domain",
+                            "smtpd_recipient_restrictions = reject_unknown_recipient_domain",
+                            "mynetworks = 192.0.2.0/24", "relay_domains = nomail.example.test")
+        c, mail, rcpt = session(inst, "a@nomail.example.test")
+        assert rcpt == (550, "550 5.7.27 <a@nomail.example.test>: Sender address rejected: "
+                             "Domain nomail.example.test does not accept mail (nullMX)"), rcpt
+        c.cmd("QUIT")
+        c.close()
+        c, mail, rcpt = session(inst, "a@example.test", rcpt="b@nomail.example.test")
+        assert rcpt == (556, "556 5.1.10 <b@nomail.example.test>: Recipient address rejected: "
+                             "Domain nomail.example.test does not accept mail (nullMX)"), rcpt
+        c.cmd("QUIT")
+        c.close()

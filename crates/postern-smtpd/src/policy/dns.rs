@@ -334,6 +334,20 @@ impl Eval<'_> {
         let mut temp = false;
         for rr in [RrType::Mx, RrType::A, RrType::Aaaa] {
             match dns.lookup(domain.trim_end_matches('.'), rr).await {
+                // RFC 7505 null MX: the domain says it accepts no mail.
+                DnsAnswer::Found(v) if rr == RrType::Mx && v.len() == 1 && v[0].trim() == "." => {
+                    let (code, dsn) = if s == Subject::Sender {
+                        (550, (5, 7, 27))
+                    } else {
+                        (556, (5, 1, 10))
+                    };
+                    let text = format!(
+                        "Domain {} does not accept mail (nullMX)",
+                        domain.trim_end_matches('.')
+                    );
+                    let r = self.rejected(code, dsn, s, &text);
+                    return self.refuse(r);
+                }
                 DnsAnswer::Found(_) => return Step::Dunno,
                 DnsAnswer::NotFound => {}
                 DnsAnswer::TempFail => temp = true,
