@@ -289,11 +289,35 @@ pub(crate) fn parse_time(v: &str, default_unit: char) -> Option<u64> {
 }
 
 /// Splits on whitespace and commas, dropping empty items.
+/// Splits a list value on whitespace and commas, keeping `{ … }` groups
+/// (e.g. `inline:{ a = b, c = d }`) inside one item, as Postfix's list parser
+/// does. Unbalanced braces end the item at the end of the text.
 pub(crate) fn split_list(v: &str) -> Vec<String> {
-    v.split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in v.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                cur.push(c);
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                cur.push(c);
+            }
+            c if depth == 0 && (c.is_whitespace() || c == ',') => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 #[cfg(test)]

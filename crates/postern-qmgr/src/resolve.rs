@@ -1,11 +1,23 @@
 //! Recipient resolution (the part of Postfix's trivial-rewrite that qmgr
-//! needs in this version): which transport and next hop a recipient goes to.
+//! needs): the address class of the recipient's domain, then
+//! `transport_maps`, give the transport and next hop.
 //!
-//! * domain in `$mydestination` (or no domain) → `$local_transport`
-//!   (`local:$myhostname`);
-//! * anything else → `$default_transport`, with next hop `$relayhost` when set,
-//!   else the recipient's domain. (`transport_maps`, virtual and relay domain
-//!   classes come with the relay capability.)
+//! | class | domains | transport |
+//! |---|---|---|
+//! | local | `$mydestination` (or no domain) | `$local_transport` (`local:$myhostname`) |
+//! | virtual alias | `$virtual_alias_domains` | none: an address left here after alias expansion is unknown → bounce |
+//! | virtual mailbox | `$virtual_mailbox_domains` | `$virtual_transport` |
+//! | relay | `$relay_domains` | `$relay_transport`, next hop `$relayhost` or the domain |
+//! | default | anything else | `$default_transport`, next hop `$relayhost` or the domain |
+//!
+//! `transport_maps` is searched first with the full address, the address
+//! without extension, the domain, its parent domains (`.parent` keys, or
+//! plain parents when `transport_maps` is in `parent_domain_matches_subdomains`),
+//! and finally `*`. A result `transport:nexthop` may leave either side empty
+//! to keep the class's default.
+
+use postern_config::Config;
+use postern_table::{BoxMap, DomainList};
 
 /// Where a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,8 +28,19 @@ pub struct Route {
     pub nexthop: String,
 }
 
+/// A recipient qmgr cannot route: bounce or defer with this DSN and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unroutable {
+    /// Temporary (table failure) rather than permanent.
+    pub temporary: bool,
+    /// Enhanced status code.
+    pub dsn: String,
+    /// Reason text.
+    pub text: String,
+}
+
 /// Resolution settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct Resolver {
     /// `$mydestination`, lowercased.
     pub mydestination: Vec<String>,
@@ -25,10 +48,21 @@ pub struct Resolver {
     pub local_transport: String,
     /// `$default_transport`.
     pub default_transport: String,
+    /// `$relay_transport`.
+    pub relay_transport: String,
+    /// `$virtual_transport`.
+    pub virtual_transport: String,
     /// `$relayhost`.
     pub relayhost: String,
     /// `$myhostname`.
     pub myhostname: String,
+    /// `$recipient_delimiter`.
+    pub delimiter: String,
+    relay_domains: Option<DomainList>,
+    virtual_alias_domains: Option<DomainList>,
+    virtual_mailbox_domains: Option<DomainList>,
+    transport_maps: Vec<BoxMap>,
+    transport_parent_matches: bool,
 }
 
 fn split_transport(spec: &str, default_nexthop: &str) -> (String, String) {
@@ -39,27 +73,138 @@ fn split_transport(spec: &str, default_nexthop: &str) -> (String, String) {
     }
 }
 
+fn list(cfg: &Config, name: &str, pdms: &str) -> Option<DomainList> {
+    let v = cfg.get(name);
+    if v.trim().is_empty() {
+        return None;
+    }
+    let parent = postern_table::parent_matches(name, pdms);
+    match DomainList::new(&v, parent, &Default::default()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            postern_log::warning(format!("{name}: {e}"));
+            None
+        }
+    }
+}
+
 impl Resolver {
+    /// Reads the settings and opens the tables.
+    pub fn from_config(cfg: &Config) -> Resolver {
+        let pdms = cfg.get("parent_domain_matches_subdomains");
+        let mut maps = Vec::new();
+        for spec in cfg.get_list("transport_maps") {
+            match postern_table::open(&spec, &Default::default()) {
+                Ok(m) => maps.push(m),
+                Err(e) => postern_log::warning(format!("transport_maps: {spec}: {e}")),
+            }
+        }
+        Resolver {
+            mydestination: cfg
+                .get_list("mydestination")
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            local_transport: cfg.get("local_transport"),
+            default_transport: cfg.get("default_transport"),
+            relay_transport: cfg.get("relay_transport"),
+            virtual_transport: cfg.get("virtual_transport"),
+            relayhost: cfg.get("relayhost"),
+            myhostname: cfg.get("myhostname"),
+            delimiter: cfg.get("recipient_delimiter"),
+            relay_domains: list(cfg, "relay_domains", &pdms),
+            virtual_alias_domains: list(cfg, "virtual_alias_domains", &pdms),
+            virtual_mailbox_domains: list(cfg, "virtual_mailbox_domains", &pdms),
+            transport_maps: maps,
+            transport_parent_matches: postern_table::parent_matches("transport_maps", &pdms),
+        }
+    }
+
     /// Whether a domain is one of ours (local delivery).
     pub fn is_local_domain(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        d.is_empty() || self.mydestination.contains(&d)
+        d.is_empty() || self.mydestination.iter().any(|m| *m == d)
+    }
+
+    fn in_list(l: &Option<DomainList>, domain: &str) -> bool {
+        l.as_ref()
+            .is_some_and(|l| l.matches(domain).unwrap_or(false))
+    }
+
+    fn transport_lookup(&self, addr: &str) -> Result<Option<String>, String> {
+        for map in &self.transport_maps {
+            let found = postern_table::lookup_address(
+                map.as_ref(),
+                addr,
+                &self.delimiter,
+                self.transport_parent_matches,
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some((value, _key)) = found {
+                return Ok(Some(value));
+            }
+            if !map.flags().pattern {
+                if let Some(v) = map.lookup("*").map_err(|e| e.to_string())? {
+                    return Ok(Some(v));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Resolves one recipient address.
-    pub fn resolve(&self, addr: &str) -> Route {
-        let domain = addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if self.is_local_domain(domain) {
-            let (transport, nexthop) = split_transport(&self.local_transport, &self.myhostname);
-            return Route { transport, nexthop };
-        }
-        let nh = if self.relayhost.is_empty() {
-            domain.to_ascii_lowercase()
+    pub fn resolve(&self, addr: &str) -> Result<Route, Unroutable> {
+        let domain = addr
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+            .unwrap_or_default();
+        let remote_hop = if self.relayhost.is_empty() {
+            domain.clone()
         } else {
             self.relayhost.clone()
         };
-        let (transport, nexthop) = split_transport(&self.default_transport, &nh);
-        Route { transport, nexthop }
+        let (class_transport, default_hop) = if self.is_local_domain(&domain) {
+            (self.local_transport.clone(), self.myhostname.clone())
+        } else if Self::in_list(&self.virtual_alias_domains, &domain) {
+            return Err(Unroutable {
+                temporary: false,
+                dsn: "5.1.1".into(),
+                text: format!("<{addr}>: User unknown in virtual alias table"),
+            });
+        } else if Self::in_list(&self.virtual_mailbox_domains, &domain) {
+            (self.virtual_transport.clone(), domain.clone())
+        } else if Self::in_list(&self.relay_domains, &domain) {
+            (self.relay_transport.clone(), remote_hop)
+        } else {
+            (self.default_transport.clone(), remote_hop)
+        };
+        let (mut transport, mut nexthop) = split_transport(&class_transport, &default_hop);
+        match self.transport_lookup(addr) {
+            Ok(Some(v)) => {
+                let (t, n) = v
+                    .split_once(':')
+                    .map(|(t, n)| (t.trim(), n.trim()))
+                    .unwrap_or((v.trim(), ""));
+                if !t.is_empty() {
+                    transport = t.to_string();
+                }
+                if !n.is_empty() {
+                    nexthop = n.to_string();
+                } else if !t.is_empty() && transport != "local" && !self.is_local_domain(&domain) {
+                    nexthop = domain.clone();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                postern_log::warning(format!("transport_maps lookup of {addr}: {e}"));
+                return Err(Unroutable {
+                    temporary: true,
+                    dsn: "4.3.0".into(),
+                    text: "transport table lookup failure".into(),
+                });
+            }
+        }
+        Ok(Route { transport, nexthop })
     }
 }
 
@@ -67,27 +212,51 @@ impl Resolver {
 mod tests {
     use super::*;
 
-    fn r() -> Resolver {
-        Resolver {
-            mydestination: vec!["localhost".into(), "mx.example.org".into()],
-            local_transport: "local:mx.example.org".into(),
-            default_transport: "smtp".into(),
-            relayhost: String::new(),
-            myhostname: "mx.example.org".into(),
-        }
+    fn r(extra: &str) -> Resolver {
+        let text = format!(
+            "mydestination = localhost, mx.example.org\nmyhostname = mx.example.org\nrelay_domains = relayed.example\n\
+             virtual_alias_domains = valias.example\n{extra}"
+        );
+        let cfg = Config::new(postern_config::parse_main_cf(&text).unwrap());
+        Resolver::from_config(&cfg)
     }
 
     #[test]
     fn classes() {
-        assert_eq!(r().resolve("u@LOCALHOST").transport, "local");
-        assert_eq!(r().resolve("u").transport, "local");
-        let remote = r().resolve("u@Example.COM");
+        let res = r("");
+        assert_eq!(res.resolve("u@LOCALHOST").unwrap().transport, "local");
+        assert_eq!(res.resolve("u").unwrap().transport, "local");
+        let remote = res.resolve("u@Example.COM").unwrap();
         assert_eq!(
             (remote.transport.as_str(), remote.nexthop.as_str()),
             ("smtp", "example.com")
         );
-        let mut relay = r();
-        relay.relayhost = "[10.0.0.1]:25".into();
-        assert_eq!(relay.resolve("u@x.org").nexthop, "[10.0.0.1]:25");
+        assert_eq!(res.resolve("u@relayed.example").unwrap().transport, "relay");
+        assert!(!res.resolve("u@valias.example").unwrap_err().temporary);
+        let relay = r("relayhost = [10.0.0.1]:25\n");
+        assert_eq!(relay.resolve("u@x.org").unwrap().nexthop, "[10.0.0.1]:25");
+    }
+
+    #[test]
+    fn transport_maps() {
+        let res = r(
+            "transport_maps = inline:{special.example=smtp:[192.0.2.9]:2525, .sub.example=relay:, u@x.org=discard:}, inline:{ *=error:nowhere }\n",
+        );
+        let s = res.resolve("a@special.example").unwrap();
+        assert_eq!(
+            (s.transport.as_str(), s.nexthop.as_str()),
+            ("smtp", "[192.0.2.9]:2525")
+        );
+        let sub = res.resolve("a@deep.sub.example").unwrap();
+        assert_eq!(
+            (sub.transport.as_str(), sub.nexthop.as_str()),
+            ("relay", "deep.sub.example")
+        );
+        assert_eq!(res.resolve("u@x.org").unwrap().transport, "discard");
+        let star = res.resolve("v@elsewhere.example").unwrap();
+        assert_eq!(
+            (star.transport.as_str(), star.nexthop.as_str()),
+            ("error", "nowhere")
+        );
     }
 }

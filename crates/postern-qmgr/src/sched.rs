@@ -77,17 +77,7 @@ pub fn run(ctx: Context) -> ExitCode {
     let cfg = ctx.config.clone();
     let mut m = Qmgr {
         q: Queue::new(cfg.get("queue_directory")),
-        resolver: Resolver {
-            mydestination: cfg
-                .get_list("mydestination")
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            local_transport: cfg.get("local_transport"),
-            default_transport: cfg.get("default_transport"),
-            relayhost: cfg.get("relayhost"),
-            myhostname: cfg.get("myhostname"),
-        },
+        resolver: Resolver::from_config(&cfg),
         max_running: cfg
             .get_int("default_process_limit")
             .unwrap_or(100)
@@ -317,10 +307,17 @@ impl Qmgr {
         }
         let mut groups: HashMap<Route, Vec<Recipient>> = HashMap::new();
         for r in pending {
-            groups
-                .entry(self.resolver.resolve(&r.address))
-                .or_default()
-                .push(r);
+            match self.resolver.resolve(&r.address) {
+                Ok(route) => groups.entry(route).or_default().push(r),
+                Err(u) => {
+                    let (action, status) = if u.temporary {
+                        (Action::Defer, "deferred")
+                    } else {
+                        (Action::Bounce, "bounced")
+                    };
+                    self.decide(&base, vec![r], action, &u.dsn, &u.text, status);
+                }
+            }
         }
         for (route, rcpts) in groups {
             self.enqueue(&base, route, rcpts);

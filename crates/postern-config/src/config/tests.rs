@@ -240,3 +240,20 @@ fn non_ascii_after_parameter_name_does_not_panic() {
     let cfg = crate::Config::new(main);
     let _value = cfg.get("c");
 }
+
+#[test]
+fn list_keeps_braced_groups() {
+    let main =
+        crate::parse_main_cf("t = hash:/a, inline:{ a = b, { c = d e } } static:{x y},cidr:/z\n")
+            .unwrap();
+    let cfg = crate::Config::new(main);
+    assert_eq!(
+        cfg.get_list("t"),
+        [
+            "hash:/a",
+            "inline:{ a = b, { c = d e } }",
+            "static:{x y}",
+            "cidr:/z"
+        ]
+    );
+}
