@@ -123,7 +123,7 @@ impl Resolver {
     /// Whether a domain is one of ours (local delivery).
     pub fn is_local_domain(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        d.is_empty() || self.mydestination.iter().any(|m| *m == d)
+        d.is_empty() || self.mydestination.contains(&d)
     }
 
     fn in_list(l: &Option<DomainList>, domain: &str) -> bool {
@@ -143,11 +143,10 @@ impl Resolver {
             if let Some((value, _key)) = found {
                 return Ok(Some(value));
             }
-            if !map.flags().pattern {
-                if let Some(v) = map.lookup("*").map_err(|e| e.to_string())? {
+            if !map.flags().pattern
+                && let Some(v) = map.lookup("*").map_err(|e| e.to_string())? {
                     return Ok(Some(v));
                 }
-            }
         }
         Ok(None)
     }
