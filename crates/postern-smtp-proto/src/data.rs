@@ -125,14 +125,20 @@ impl Tally {
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        let before = self.bytes;
         self.bytes = self.bytes.saturating_add(bytes.len() as u64);
+        if self.too_big {
+            return;
+        }
         let limit = self.cfg.message_size_limit;
         if limit != 0 && self.bytes > limit {
+            // Keep exactly the bytes below the limit, however the input was chunked.
+            let room = limit.saturating_sub(before) as usize;
+            out.extend_from_slice(&bytes[..room.min(bytes.len())]);
             self.too_big = true;
+            return;
         }
-        if !self.too_big {
-            out.extend_from_slice(bytes);
-        }
+        out.extend_from_slice(bytes);
     }
 
     fn saw_bare_lf(&mut self) {
@@ -180,10 +186,25 @@ impl DataReader {
 
     /// Consume `input`, appending content to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Feed {
-        for (i, &b) in input.iter().enumerate() {
-            self.step(b, out);
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: inside a line (or at the start of one that does not begin
+            // with a dot) every byte up to the next CR or LF is plain content.
+            let plain =
+                self.state == State::Mid || (self.state == State::LineStart && input[i] != b'.');
+            if plain {
+                let end = memchr::memchr2(b'\r', b'\n', &input[i..]).map_or(input.len(), |p| i + p);
+                if end > i {
+                    self.tally.emit(out, &input[i..end]);
+                    self.state = State::Mid;
+                    i = end;
+                    continue;
+                }
+            }
+            self.step(input[i], out);
+            i += 1;
             if self.state == State::Done {
-                return Feed::Done { consumed: i + 1 };
+                return Feed::Done { consumed: i };
             }
         }
         Feed::NeedMore
