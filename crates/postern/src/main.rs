@@ -29,6 +29,8 @@ fn daemon(name: &str) -> Option<Entry> {
         "smtpd" => postern_smtpd::main,
         "anvil" => postern_anvil::main,
         "qmqpd" => postern_qmqpd::main,
+        "smtp" => postern_smtp::main,
+        "lmtp" => postern_smtp::main,
         _ => return None,
     })
 }

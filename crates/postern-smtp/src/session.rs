@@ -1,0 +1,556 @@
+//! One SMTP/LMTP conversation over a connected stream: greeting, EHLO/LHLO,
+//! one mail transaction (pipelined when offered), QUIT.
+//!
+//! The outcome is either [`SessionEnd::NextHost`] (the peer would not talk:
+//! bad greeting or EHLO, a broken connection before MAIL FROM — try the
+//! next address), or [`SessionEnd::Done`] with one [`Outcome`] per
+//! recipient. Once MAIL FROM is sent the result is final for this request:
+//! a recipient is reported sent only after the peer said 2xx to the end of
+//! DATA (per recipient for LMTP), everything unconfirmed is deferred.
+
+use crate::result::{self, IoFail, Outcome, Peer};
+use postern_ipc::proto::{Recipient, notify};
+use postern_smtp_proto::{EhloCaps, Mailbox, Reply, ReplyLimits, ReplyParser, xtext};
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+/// A connected stream with settable deadlines.
+pub trait Conn: Read + Write {
+    /// `set_read_timeout` of the socket.
+    fn read_timeout(&self, d: Duration) -> io::Result<()>;
+    /// `set_write_timeout` of the socket.
+    fn write_timeout(&self, d: Duration) -> io::Result<()>;
+}
+
+impl Conn for std::net::TcpStream {
+    fn read_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn write_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Conn for std::os::unix::net::UnixStream {
+    fn read_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn write_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+/// Protocol timeouts (Postfix's `smtp_*_timeout` / `lmtp_*_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Greeting and EHLO/LHLO.
+    pub helo: Duration,
+    /// MAIL FROM.
+    pub mail: Duration,
+    /// Each RCPT TO.
+    pub rcpt: Duration,
+    /// DATA (until 354).
+    pub data_init: Duration,
+    /// Each write of the message body.
+    pub data_xfer: Duration,
+    /// The reply(ies) to the final dot.
+    pub data_done: Duration,
+    /// QUIT.
+    pub quit: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        Timeouts {
+            helo: s(300),
+            mail: s(300),
+            rcpt: s(300),
+            data_init: s(120),
+            data_xfer: s(180),
+            data_done: s(600),
+            quit: s(300),
+        }
+    }
+}
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// LMTP (LHLO, one reply per recipient after DATA) instead of SMTP.
+    pub lmtp: bool,
+    /// Name sent in EHLO/HELO/LHLO.
+    pub helo_name: String,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Reply bounds.
+    pub reply_limits: ReplyLimits,
+}
+
+/// The message to send.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    /// Envelope sender ("" = `<>`).
+    pub sender: &'a str,
+    /// DSN ENVID ("" = none).
+    pub envid: &'a str,
+    /// DSN RET (`FULL`, `HDRS`, "").
+    pub ret: &'a str,
+    /// Recipients, in request order.
+    pub recipients: &'a [Recipient],
+    /// Content with LF line endings, as stored in the queue file.
+    pub content: &'a [u8],
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Try the next address; the outcome applies to all when none is left.
+    NextHost(Outcome),
+    /// One outcome per recipient (request order); `connected` is when the
+    /// handshake ended (for `delays=c`).
+    Done(Vec<Outcome>),
+}
+
+struct Wire<'c, C: Conn> {
+    conn: &'c mut C,
+    buf: Vec<u8>,
+    parser: ReplyParser,
+}
+
+fn io_fail(e: &io::Error) -> IoFail {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => IoFail::Timeout,
+        _ => IoFail::Lost,
+    }
+}
+
+impl<C: Conn> Wire<'_, C> {
+    fn send(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), IoFail> {
+        let deadline = Instant::now() + timeout;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(IoFail::Timeout);
+            }
+            self.conn.write_timeout(left).map_err(|e| io_fail(&e))?;
+            match self.conn.write(rest) {
+                Ok(0) => return Err(IoFail::Lost),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_fail(&e)),
+            }
+        }
+        self.conn.flush().map_err(|e| io_fail(&e))
+    }
+
+    fn reply(&mut self, timeout: Duration) -> Result<Reply, IoFail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.buf.is_empty() {
+                let (n, r) = self
+                    .parser
+                    .feed(&self.buf)
+                    .map_err(|e| IoFail::Malformed(e.to_string()))?;
+                self.buf.drain(..n);
+                if let Some(r) = r {
+                    return Ok(r);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(IoFail::Timeout);
+            }
+            self.conn.read_timeout(left).map_err(|e| io_fail(&e))?;
+            let mut chunk = [0u8; 4096];
+            match self.conn.read(&mut chunk) {
+                Ok(0) => return Err(IoFail::Lost),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_fail(&e)),
+            }
+        }
+    }
+
+    /// QUIT, best effort.
+    fn quit(&mut self, timeout: Duration) {
+        if self.send(b"QUIT\r\n", timeout).is_ok() {
+            let _ignored = self.reply(timeout);
+        }
+    }
+}
+
+/// `<addr>` in SMTP form (local part quoted when needed).
+pub fn smtp_path(addr: &str) -> String {
+    if addr.is_empty() {
+        return "<>".into();
+    }
+    let m = match addr.rsplit_once('@') {
+        Some((l, d)) => Mailbox::new(l, Some(d)),
+        None => Mailbox::new(addr, None),
+    };
+    m.map(|m| m.to_smtp())
+        .unwrap_or_else(|| format!("<{addr}>"))
+}
+
+/// Whether the envelope needs SMTPUTF8.
+pub fn needs_smtputf8(m: &Message<'_>) -> bool {
+    !m.sender.is_ascii() || m.recipients.iter().any(|r| !r.address.is_ascii())
+}
+
+/// The MAIL FROM command line (with CRLF).
+pub fn mail_command(m: &Message<'_>, caps: &EhloCaps, size: usize) -> String {
+    let mut s = format!("MAIL FROM:{}", smtp_path(m.sender));
+    if caps.size.is_some() {
+        s.push_str(&format!(" SIZE={size}"));
+    }
+    if caps.eightbitmime && m.content.iter().any(|&b| b >= 0x80) {
+        s.push_str(" BODY=8BITMIME");
+    }
+    if caps.smtputf8 && needs_smtputf8(m) {
+        s.push_str(" SMTPUTF8");
+    }
+    if caps.dsn {
+        match m.ret.to_ascii_uppercase().as_str() {
+            "FULL" => s.push_str(" RET=FULL"),
+            "HDRS" => s.push_str(" RET=HDRS"),
+            _ => {}
+        }
+        if !m.envid.is_empty() {
+            s.push_str(&format!(" ENVID={}", xtext::encode(m.envid)));
+        }
+    }
+    s.push_str("\r\n");
+    s
+}
+
+/// The RCPT TO command line (with CRLF).
+pub fn rcpt_command(r: &Recipient, caps: &EhloCaps) -> String {
+    let mut s = format!("RCPT TO:{}", smtp_path(&r.address));
+    if caps.dsn {
+        if r.notify & notify::NEVER != 0 {
+            s.push_str(" NOTIFY=NEVER");
+        } else if r.notify != 0 {
+            let mut v = Vec::new();
+            for (bit, word) in [
+                (notify::SUCCESS, "SUCCESS"),
+                (notify::FAILURE, "FAILURE"),
+                (notify::DELAY, "DELAY"),
+            ] {
+                if r.notify & bit != 0 {
+                    v.push(word);
+                }
+            }
+            s.push_str(&format!(" NOTIFY={}", v.join(",")));
+        }
+        let orcpt = match r.orcpt.split_once(';') {
+            Some((t, a)) if !t.is_empty() && !a.is_empty() => Some((t.to_string(), a.to_string())),
+            _ if !r.original.is_empty() && r.original.is_ascii() => {
+                Some(("rfc822".into(), r.original.clone()))
+            }
+            _ => None,
+        };
+        if let Some((t, a)) = orcpt {
+            s.push_str(&format!(" ORCPT={t};{}", xtext::encode(&a)));
+        }
+    }
+    s.push_str("\r\n");
+    s
+}
+
+/// The message body on the wire: CRLF line endings, dot-stuffed, ending
+/// with `.` CRLF.
+pub fn data_bytes(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + content.len() / 32 + 8);
+    if !content.is_empty() {
+        let body = content.strip_suffix(b"\n").unwrap_or(content);
+        for line in body.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+fn all(n: usize, o: &Outcome) -> Vec<Outcome> {
+    vec![o.clone(); n]
+}
+
+/// Runs one conversation. `connected` is set when the handshake ended.
+pub fn run<C: Conn>(
+    conn: &mut C,
+    peer: &Peer,
+    s: &Settings,
+    m: &Message<'_>,
+    connected: &mut Option<Instant>,
+) -> SessionEnd {
+    let t = &s.timeouts;
+    let n = m.recipients.len();
+    let mut w = Wire {
+        conn,
+        buf: Vec::new(),
+        parser: ReplyParser::new(s.reply_limits),
+    };
+    let hello = if s.lmtp { "LHLO" } else { "EHLO" };
+    let hs_stage = format!("performing the {hello} handshake");
+
+    // Greeting.
+    let greet = match w.reply(t.helo) {
+        Ok(r) => r,
+        Err(e) => {
+            return SessionEnd::NextHost(result::from_io(
+                peer,
+                &e,
+                "receiving the initial server greeting",
+            ));
+        }
+    };
+    if !greet.is_positive() {
+        let mut o = result::from_reply(peer, &greet, "");
+        o.text = format!(
+            "host {} refused to talk to me: {}",
+            peer.name(),
+            result::reply_line(&greet)
+        );
+        w.quit(t.quit);
+        return SessionEnd::NextHost(o);
+    }
+
+    // EHLO / LHLO, HELO fallback for SMTP.
+    let r = match w
+        .send(format!("{hello} {}\r\n", s.helo_name).as_bytes(), t.helo)
+        .and_then(|()| w.reply(t.helo))
+    {
+        Ok(r) => r,
+        Err(e) => return SessionEnd::NextHost(result::from_io(peer, &e, &hs_stage)),
+    };
+    let caps = if r.is_positive() {
+        EhloCaps::from_reply(&r).unwrap_or_default()
+    } else if !s.lmtp && r.code >= 500 {
+        let r = match w
+            .send(format!("HELO {}\r\n", s.helo_name).as_bytes(), t.helo)
+            .and_then(|()| w.reply(t.helo))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return SessionEnd::NextHost(result::from_io(
+                    peer,
+                    &e,
+                    "performing the HELO handshake",
+                ));
+            }
+        };
+        if !r.is_positive() {
+            w.quit(t.quit);
+            return SessionEnd::NextHost(result::from_reply(peer, &r, "HELO"));
+        }
+        EhloCaps::default()
+    } else {
+        w.quit(t.quit);
+        return SessionEnd::NextHost(result::from_reply(peer, &r, hello));
+    };
+    *connected = Some(Instant::now());
+
+    // Local refusals that depend on what the peer offers.
+    let body = data_bytes(m.content);
+    let size = m.content.len() + m.content.iter().filter(|&&b| b == b'\n').count();
+    if let Some(limit) = caps.size
+        && limit > 0
+        && size as u64 > limit
+    {
+        w.quit(t.quit);
+        return SessionEnd::Done(all(
+            n,
+            &Outcome::bounce(
+                "5.3.4",
+                format!(
+                    "message size {size} exceeds size limit {limit} of server {}",
+                    peer.name()
+                ),
+            ),
+        ));
+    }
+    if needs_smtputf8(m) && !caps.smtputf8 {
+        w.quit(t.quit);
+        return SessionEnd::Done(all(
+            n,
+            &Outcome::bounce(
+                "5.6.7",
+                format!(
+                    "SMTPUTF8 is required, but was not offered by host {}",
+                    peer.name()
+                ),
+            ),
+        ));
+    }
+    // XXX(issue 4): 8-bit content to a peer without 8BITMIME is sent as is;
+    // conversion to quoted-printable comes later.
+
+    let mail = mail_command(m, &caps, size);
+    let rcpts: Vec<String> = m
+        .recipients
+        .iter()
+        .map(|r| rcpt_command(r, &caps))
+        .collect();
+    let pipelined = caps.pipelining;
+    let mut results: Vec<Option<Outcome>> = vec![None; n];
+    let fill = |results: &mut Vec<Option<Outcome>>, o: &Outcome| {
+        for r in results.iter_mut().filter(|r| r.is_none()) {
+            *r = Some(o.clone());
+        }
+    };
+    let finish = |results: Vec<Option<Outcome>>| {
+        SessionEnd::Done(
+            results
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Outcome::defer("4.3.0", "internal error: no result")))
+                .collect(),
+        )
+    };
+
+    if pipelined {
+        let mut batch = mail.clone().into_bytes();
+        for r in &rcpts {
+            batch.extend_from_slice(r.as_bytes());
+        }
+        batch.extend_from_slice(b"DATA\r\n");
+        if let Err(e) = w.send(&batch, t.mail) {
+            fill(
+                &mut results,
+                &result::from_io(peer, &e, "sending MAIL FROM"),
+            );
+            return finish(results);
+        }
+    } else if let Err(e) = w.send(mail.as_bytes(), t.mail) {
+        fill(
+            &mut results,
+            &result::from_io(peer, &e, "sending MAIL FROM"),
+        );
+        return finish(results);
+    }
+    match w.reply(t.mail) {
+        Err(e) => {
+            fill(
+                &mut results,
+                &result::from_io(peer, &e, "sending MAIL FROM"),
+            );
+            return finish(results);
+        }
+        Ok(r) if !r.is_positive() => {
+            fill(&mut results, &result::from_reply(peer, &r, "MAIL FROM"));
+            w.quit(t.quit);
+            return finish(results);
+        }
+        Ok(_) => {}
+    }
+    let mut accepted = Vec::new();
+    for (i, cmd) in rcpts.iter().enumerate() {
+        if !pipelined && let Err(e) = w.send(cmd.as_bytes(), t.rcpt) {
+            fill(&mut results, &result::from_io(peer, &e, "sending RCPT TO"));
+            return finish(results);
+        }
+        match w.reply(t.rcpt) {
+            Err(e) => {
+                fill(&mut results, &result::from_io(peer, &e, "sending RCPT TO"));
+                return finish(results);
+            }
+            Ok(r) if r.is_positive() => accepted.push(i),
+            Ok(r) => results[i] = Some(result::from_reply(peer, &r, "RCPT TO")),
+        }
+    }
+    let data_reply = if pipelined {
+        Some(w.reply(t.data_init))
+    } else if accepted.is_empty() {
+        None
+    } else {
+        Some(
+            w.send(b"DATA\r\n", t.data_init)
+                .and_then(|()| w.reply(t.data_init)),
+        )
+    };
+    if accepted.is_empty() {
+        // Every recipient was refused. A pipelined DATA that got 354 anyway
+        // (a broken peer) must not turn into a message: just hang up.
+        if !matches!(&data_reply, Some(Ok(r)) if r.code == 354) {
+            w.quit(t.quit);
+        }
+        return finish(results);
+    }
+    match data_reply {
+        Some(Ok(r)) if r.code == 354 => {}
+        Some(Ok(r)) => {
+            let o = if r.is_positive() {
+                Outcome::defer(
+                    "4.4.2",
+                    format!(
+                        "host {} said: {} (in reply to DATA command)",
+                        peer.name(),
+                        result::reply_line(&r)
+                    ),
+                )
+            } else {
+                result::from_reply(peer, &r, "DATA")
+            };
+            fill(&mut results, &o);
+            w.quit(t.quit);
+            return finish(results);
+        }
+        Some(Err(e)) => {
+            fill(
+                &mut results,
+                &result::from_io(peer, &e, "sending DATA command"),
+            );
+            return finish(results);
+        }
+        None => {
+            unreachable_none(&mut results);
+            return finish(results);
+        }
+    }
+    if let Err(e) = w.send(&body, t.data_xfer) {
+        fill(
+            &mut results,
+            &result::from_io(peer, &e, "sending message body"),
+        );
+        return finish(results);
+    }
+    let done_stage = "sending end of data -- message may be sent more than once";
+    let replies = if s.lmtp { accepted.len() } else { 1 };
+    for k in 0..replies {
+        match w.reply(t.data_done) {
+            Err(e) => {
+                fill(&mut results, &result::from_io(peer, &e, done_stage));
+                return finish(results);
+            }
+            Ok(r) => {
+                let o = result::from_reply(peer, &r, "end of DATA");
+                if s.lmtp {
+                    results[accepted[k]] = Some(o);
+                } else {
+                    for &i in &accepted {
+                        results[i] = Some(o.clone());
+                    }
+                }
+            }
+        }
+    }
+    w.quit(t.quit);
+    finish(results)
+}
+
+/// `data_reply` is `None` only when nothing was accepted, handled above.
+fn unreachable_none(results: &mut [Option<Outcome>]) {
+    for r in results.iter_mut().filter(|r| r.is_none()) {
+        *r = Some(Outcome::defer("4.3.0", "internal error: DATA not sent"));
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
