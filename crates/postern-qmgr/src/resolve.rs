@@ -144,9 +144,10 @@ impl Resolver {
                 return Ok(Some(value));
             }
             if !map.flags().pattern
-                && let Some(v) = map.lookup("*").map_err(|e| e.to_string())? {
-                    return Ok(Some(v));
-                }
+                && let Some(v) = map.lookup("*").map_err(|e| e.to_string())?
+            {
+                return Ok(Some(v));
+            }
         }
         Ok(None)
     }
