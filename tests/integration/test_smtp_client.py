@@ -264,3 +264,24 @@ def test_lmtp_to_smtp_sink(instance):
         wait_queue_empty(instance)
     lines = [l for l in instance.log().splitlines() if "status=sent" in l]
     assert all("/lmtp[" in l and f"relay=127.0.0.1[127.0.0.1]:{port}" in l for l in lines), lines
+
+
+def test_transport_maps_route_and_relay_domains(instance):
+    """transport_maps picks transport and next hop per domain; relay_domains
+    selects relay_transport (master.cf's `relay` service runs smtp)."""
+    a, b = free_port(), free_port()
+    with Sink(a), Sink(b):
+        postconf(instance, f"transport_maps = inline:{{routed.example=smtp:[127.0.0.1]:{a}}}",
+                 "relay_domains = relayed.example", f"relayhost = [127.0.0.1]:{b}")
+        instance.start()
+        instance.sendmail(["-f", "snd@localhost", "x@routed.example"], MSG)
+        instance.sendmail(["-f", "snd@localhost", "y@relayed.example"], MSG)
+        instance.wait_for(lambda: instance.log().count("status=sent") >= 2, what="two deliveries")
+        wait_queue_empty(instance)
+    log = instance.log()
+    routed = next(l for l in log.splitlines() if "to=<x@routed.example>" in l)
+    assert f"relay=127.0.0.1[127.0.0.1]:{a}" in routed, routed
+    relayed = next(l for l in log.splitlines() if "to=<y@relayed.example>" in l)
+    assert f"relay=127.0.0.1[127.0.0.1]:{b}" in relayed, relayed
+    # master.cf's relay service logs as postfix/relay/smtp, as Postfix does.
+    assert "postfix/relay/smtp[" in relayed, relayed

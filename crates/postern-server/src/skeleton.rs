@@ -108,7 +108,12 @@ pub fn init(program: &str, args: &[String]) -> Context {
         Ok(l) => l,
         Err(e) => postern_log::fatal(format!("{program}: {e}")),
     };
-    let config = loaded.config.with_overrides(&p.overrides);
+    let mut base = loaded.config;
+    // As Postfix's skeletons: $service_name and $process_name are known to
+    // every daemon (master.cf uses `-o syslog_name=postfix/$service_name`).
+    base.set_default("service_name", &p.service);
+    base.set_default("process_name", program);
+    let config = base.with_overrides(&p.overrides);
     postern_log::init(program, load::log_config(&config, false));
     postern_sys::privs::set_umask(0o077);
     if p.unpriv && postern_sys::privs::is_root() {
