@@ -142,6 +142,15 @@ fn write(
             return defer("4.3.0 queue file write error");
         }
     };
+    if req.flags & cleanup_flags::DISCARD != 0 {
+        // Dropping `newfile` removes the file: nothing is queued.
+        postern_log::info(format!("{}: discarded", newfile.id));
+        return CleanupReply {
+            status: CleanupStatus::Ok,
+            queue_id: newfile.id.clone(),
+            reason: String::new(),
+        };
+    }
     let now = now();
     let mut qf = match process::build(req, s, &newfile.id, &now) {
         Ok(qf) => qf,

@@ -110,6 +110,9 @@ pub mod cleanup_flags {
     /// the sender gets a non-delivery notice (local submissions, which have no
     /// client to reply to).
     pub const BOUNCE_ON_REJECT: u32 = 16;
+    /// Accept and throw the message away (an access table's DISCARD): cleanup
+    /// names it (so the client gets a queue ID, as with Postfix) and keeps nothing.
+    pub const DISCARD: u32 = 32;
 }
 
 /// A complete message handed to cleanup (`cleanup/1`).

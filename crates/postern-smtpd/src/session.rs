@@ -42,6 +42,8 @@ pub struct Session<'a> {
     anvil_connected: bool,
     /// Stand-alone mode (`sendmail -bs`): no connect/disconnect limits.
     pub(crate) standalone: bool,
+    /// The client was refused at connect time (`smtpd_delay_reject = no`).
+    access_denied: bool,
     pub(crate) conn: Conn,
     pub(crate) facts: Facts,
     pub(crate) client: String,
@@ -95,6 +97,7 @@ impl<'a> Session<'a> {
             forwarded: Vec::new(),
             anvil_connected: false,
             standalone: false,
+            access_denied: false,
             conn,
             facts,
             client: format!("{name}[{shown}]"),
@@ -129,13 +132,15 @@ impl<'a> Session<'a> {
         let verdict = self.policy.check(Stage::Connect, &self.facts).await;
         self.log_lines(&verdict.log);
         if let Some(r) = verdict.reject.filter(|_| !self.s.delay_reject) {
+            // As Postfix: the refusal is the greeting; the session stays open and
+            // every command but QUIT gets `503 5.7.0 Error: access denied for …`.
             self.log_reject("CONNECT", &r);
             self.conn.reply(&r);
-            self.conn.close().await;
-            return;
+            self.access_denied = true;
+        } else {
+            self.conn
+                .reply(&Reply::new(220, None, self.s.banner.clone()));
         }
-        self.conn
-            .reply(&Reply::new(220, None, self.s.banner.clone()));
         if let Err(e) = self.conn.flush().await {
             return self.lost(&e.to_string());
         }
@@ -326,7 +331,7 @@ impl<'a> Session<'a> {
                 self.client
             ));
         }
-        self.facts.improper_pipelining = !self.esmtp && !self.conn.pending().is_empty();
+        self.note_pipelining(&line.bytes);
         let cmd = match parse_command(&line.bytes, &self.leniency) {
             Ok(c) => c,
             Err(e) => {
@@ -341,6 +346,11 @@ impl<'a> Session<'a> {
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
+        if self.access_denied && cmd != Command::Quit {
+            self.counters.count("unknown", false);
+            let text = format!("Error: access denied for {}", self.client);
+            return self.error(reply(503, (5, 7, 0), text)).await;
+        }
         match cmd {
             Command::Helo(h) => self.helo(h, false).await,
             Command::Ehlo(h) => self.helo(h, true).await,
@@ -517,6 +527,52 @@ impl<'a> Session<'a> {
                 ))
                 .await
             }
+        }
+    }
+
+    /// Postfix's "improper command pipelining" mark, kept for the rest of the
+    /// session: input is already waiting behind a command after which the client
+    /// must wait for our reply (anything before EHLO; EHLO, HELO, DATA, QUIT,
+    /// STARTTLS, AUTH after it).
+    fn note_pipelining(&mut self, line: &[u8]) {
+        if self.facts.improper_pipelining || self.conn.pending().is_empty() {
+            return;
+        }
+        let verb = verb_name(line);
+        let verb_text: String = line
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .map(|b| b.to_ascii_uppercase() as char)
+            .collect();
+        let must_wait = !self.esmtp
+            || matches!(
+                verb_text.as_str(),
+                "EHLO" | "HELO" | "DATA" | "QUIT" | "STARTTLS" | "AUTH"
+            );
+        if must_wait && verb != "BDAT" {
+            self.facts.improper_pipelining = true;
+            let next: String = self
+                .conn
+                .pending()
+                .iter()
+                .take(100)
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            postern_log::info(format!(
+                "improper command pipelining after {} from {}: {next}",
+                if verb_text.is_empty() {
+                    "UNKNOWN"
+                } else {
+                    &verb_text
+                },
+                self.client
+            ));
         }
     }
 

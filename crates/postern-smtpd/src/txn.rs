@@ -435,8 +435,11 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         match a {
             MessageAction::Hold(_) => flags |= cleanup_flags::HOLD,
             MessageAction::Discard(why) => {
-                postern_log::info(format!("NOQUEUE: discard: from {}: {why}", sess.client));
-                return reply(250, (2, 0, 0), "Ok: discarded");
+                postern_log::info(format!(
+                    "NOQUEUE: discard: END-OF-MESSAGE from {}: {why}",
+                    sess.client
+                ));
+                flags |= cleanup_flags::DISCARD;
             }
             MessageAction::Prepend(h) => prepend.push(h.clone()),
             MessageAction::Redirect(to) => rcpts = vec![Recipient::new(to.clone())],

@@ -391,10 +391,22 @@ impl<'a> Eval<'a> {
                 Word::DeferUnauthDestination => self.relay(Some(true)),
                 Word::PermitAuthDestination => self.relay(None),
                 Word::RejectUnauthPipelining if self.f.improper_pipelining => {
-                    let r = Reply::new(
+                    // Postfix names what is being refused: `<DATA>: Data command
+                    // rejected: …`, `<addr>: Recipient address rejected: …`.
+                    let subject = match self.stage {
+                        Stage::Data => Subject::Data,
+                        Stage::EndOfData => Subject::EndOfData,
+                        Stage::Mail => Subject::Sender,
+                        Stage::Helo => Subject::Helo,
+                        Stage::Connect => Subject::Client,
+                        Stage::Etrn => Subject::Etrn,
+                        Stage::Rcpt => Subject::Recipient,
+                    };
+                    let r = self.rejected(
                         503,
-                        Some((5, 5, 0)),
-                        "Error: improper use of SMTP command pipelining",
+                        (5, 5, 0),
+                        subject,
+                        "Improper use of SMTP command pipelining",
                     );
                     self.refuse(r)
                 }

@@ -446,7 +446,7 @@ async fn pipelining_and_bounce() {
     f.improper_pipelining = true;
     assert_eq!(
         text(&p.check(Stage::Data, &f).await).unwrap(),
-        "503 5.5.0 Error: improper use of SMTP command pipelining"
+        "503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining"
     );
     f.improper_pipelining = false;
     f.sender = Some(String::new());
