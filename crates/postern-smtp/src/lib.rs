@@ -12,10 +12,13 @@
 //!
 //! DNS runs on a current-thread tokio runtime owned by the process (hickory
 //! needs one); the SMTP conversation itself uses blocking std sockets.
+pub mod cache;
 pub mod dest;
+pub mod mime7;
 pub mod nexthop;
 pub mod result;
 pub mod session;
+pub mod tls;
 
 use postern_config::Config;
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult};
@@ -39,6 +42,9 @@ pub struct AgentConfig {
     pub mx_address_limit: usize,
     /// 25, or `lmtp_tcp_port` (24).
     pub default_port: u16,
+    /// `*_connection_cache_time_limit` when `*_connection_cache_on_demand`
+    /// is on (zero: no reuse).
+    pub cache_time: Duration,
 }
 
 impl AgentConfig {
@@ -70,12 +76,30 @@ impl AgentConfig {
         } else {
             25
         };
+        let tls = tls_level(cfg, pfx);
+        let tls_config = if tls == tls::Level::None {
+            None
+        } else {
+            match tls::unverified_config() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    postern_log::warning(format!("TLS client configuration: {e}"));
+                    None
+                }
+            }
+        };
         AgentConfig {
             session: Settings {
                 lmtp,
                 helo_name,
                 timeouts,
                 reply_limits: Default::default(),
+                tls,
+                tls_config,
+                mime_conversion: !matches!(
+                    cfg.get("disable_mime_output_conversion").trim(),
+                    "yes" | "true" | "1"
+                ),
             },
             connect_timeout: secs("connect_timeout", if lmtp { 0 } else { 30 }),
             mx_address_limit: cfg
@@ -83,8 +107,50 @@ impl AgentConfig {
                 .unwrap_or(5)
                 .max(0) as usize,
             default_port,
+            cache_time: if matches!(
+                cfg.get(&format!("{pfx}_connection_cache_on_demand")).trim(),
+                "no" | "false" | "0"
+            ) {
+                Duration::ZERO
+            } else {
+                secs("connection_cache_time_limit", 2)
+            },
         }
     }
+}
+
+/// `*_tls_security_level`, or its default: `smtp_enforce_tls` → encrypt,
+/// `smtp_use_tls` → may, else `may` from compatibility level 3.11 on
+/// (Postfix 3.11's default), `none` below.
+pub fn tls_level(cfg: &Config, pfx: &str) -> tls::Level {
+    let v = cfg.get(&format!("{pfx}_tls_security_level"));
+    if !v.trim().is_empty() {
+        return tls::Level::parse(&v).unwrap_or_else(|| {
+            postern_log::warning(format!(
+                "{pfx}_tls_security_level = {v}: certificate verification is not \
+                 implemented yet; using \"encrypt\""
+            ));
+            tls::Level::Encrypt
+        });
+    }
+    let yes = |n: &str| matches!(cfg.get(&format!("{pfx}_{n}")).trim(), "yes" | "true" | "1");
+    if yes("enforce_tls") {
+        tls::Level::Encrypt
+    } else if yes("use_tls") || compat_at_least(&cfg.get("compatibility_level"), (3, 11)) {
+        tls::Level::May
+    } else {
+        tls::Level::None
+    }
+}
+
+fn compat_at_least(level: &str, want: (u32, u32)) -> bool {
+    let mut it = level
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = it.next().unwrap_or(0);
+    let minor = it.next().unwrap_or(0);
+    (major, minor) >= want
 }
 
 fn now() -> f64 {
@@ -220,9 +286,41 @@ pub fn deliver(
         recipients: &req.recipients,
         content,
     };
+    let key = format!("{}|{}", if lmtp { "lmtp" } else { "smtp" }, req.nexthop);
+    let cache = !agent.cache_time.is_zero();
+    // A stale cached session (RSET fails) is dropped: connect afresh.
+    if cache
+        && let Some(mut c) = cache::take(&key)
+        && session::rset(&mut c.stream, &agent.session)
+    {
+        let mut connected = None;
+        let mut keep = None;
+        let end = session::run_keep(
+            &mut c.stream,
+            &c.peer,
+            &agent.session,
+            &msg,
+            &mut connected,
+            Some(&c.caps),
+            &mut keep,
+        );
+        if let SessionEnd::Done(outcomes) = end {
+            let relay = c.peer.relay();
+            if let Some(caps) = keep {
+                c.caps = caps;
+                c.expires = Instant::now() + agent.cache_time;
+                cache::put(c);
+            }
+            return finish(req, outcomes, &relay, start, connected);
+        }
+    }
     let mut last = Outcome::defer("4.4.1", "no address to connect to");
     let mut last_relay = "none".to_string();
-    for t in &targets {
+    let mut k = 0;
+    let mut plain_retry = false;
+    while k < targets.len() {
+        let t = &targets[k];
+        let more = k + 1 < targets.len();
         let mut connected = None;
         let (peer, end) = match t {
             dest::Target::Inet { host, ip, port } => {
@@ -238,14 +336,47 @@ pub fn deliver(
                     TcpStream::connect_timeout(&sa, agent.connect_timeout)
                 };
                 match c {
-                    Ok(mut s) => {
+                    Ok(s) => {
                         let _nodelay = s.set_nodelay(true);
-                        let end = session::run(&mut s, &peer, &agent.session, &msg, &mut connected);
+                        let mut s = tls::Stream::Plain(s);
+                        let mut settings = agent.session.clone();
+                        if plain_retry {
+                            settings.tls = tls::Level::None;
+                        }
+                        let mut keep = None;
+                        let end = session::run_keep(
+                            &mut s,
+                            &peer,
+                            &settings,
+                            &msg,
+                            &mut connected,
+                            None,
+                            &mut keep,
+                        );
+                        if let Some(caps) = keep {
+                            if cache && matches!(end, SessionEnd::Done(_)) {
+                                cache::put(cache::Cached {
+                                    key: key.clone(),
+                                    stream: s,
+                                    caps,
+                                    peer: peer.clone(),
+                                    settings,
+                                    expires: Instant::now() + agent.cache_time,
+                                });
+                            } else {
+                                session::quit(&mut s, &settings);
+                            }
+                        }
                         (peer, end)
                     }
                     Err(e) => {
                         last = Outcome::defer("4.4.1", connect_error(&peer, &e));
                         last_relay = "none".into();
+                        if more {
+                            postern_log::info(&last.text);
+                        }
+                        k += 1;
+                        plain_retry = false;
                         continue;
                     }
                 }
@@ -264,6 +395,10 @@ pub fn deliver(
                     Err(e) => {
                         last = Outcome::defer("4.4.1", connect_error(&peer, &e));
                         last_relay = "none".into();
+                        if more {
+                            postern_log::info(&last.text);
+                        }
+                        k += 1;
                         continue;
                     }
                 }
@@ -274,8 +409,28 @@ pub fn deliver(
                 return finish(req, outcomes, &peer.relay(), start, connected);
             }
             SessionEnd::NextHost(o) => {
+                if more {
+                    postern_log::info(format!("{}: {}", req.queue_id, o.text));
+                }
                 last = o;
                 last_relay = peer.relay();
+                k += 1;
+                plain_retry = false;
+            }
+            SessionEnd::TlsFailed(o) => {
+                // Postfix retries the same address in plaintext under `may`.
+                postern_log::info(format!(
+                    "{}: {}; retrying without TLS",
+                    req.queue_id, o.text
+                ));
+                last = o;
+                last_relay = peer.relay();
+                if plain_retry {
+                    k += 1;
+                    plain_retry = false;
+                } else {
+                    plain_retry = true;
+                }
             }
         }
     }
@@ -346,4 +501,19 @@ fn finish(
             .all(|r| r.action != Action::Sent || r.dsn.starts_with('2'))
     );
     DeliverReply { results }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compat_at_least;
+
+    #[test]
+    fn compatibility_levels() {
+        assert!(compat_at_least("3.11", (3, 11)));
+        assert!(compat_at_least("3.12", (3, 11)));
+        assert!(compat_at_least("4", (3, 11)));
+        assert!(!compat_at_least("3.6", (3, 11)));
+        assert!(!compat_at_least("3.10", (3, 11)));
+        assert!(!compat_at_least("0", (3, 11)));
+    }
 }

@@ -9,9 +9,11 @@
 //! DATA (per recipient for LMTP), everything unconfirmed is deferred.
 
 use crate::result::{self, IoFail, Outcome, Peer};
+use crate::tls::Level;
 use postern_ipc::proto::{Recipient, notify};
 use postern_smtp_proto::{EhloCaps, Mailbox, Reply, ReplyLimits, ReplyParser, xtext};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A connected stream with settable deadlines.
@@ -20,6 +22,16 @@ pub trait Conn: Read + Write {
     fn read_timeout(&self, d: Duration) -> io::Result<()>;
     /// `set_write_timeout` of the socket.
     fn write_timeout(&self, d: Duration) -> io::Result<()>;
+    /// Performs the TLS handshake after `220` to STARTTLS. On success:
+    /// `"Trust|TLSv1.3 with cipher …"` for the log.
+    fn starttls(
+        &mut self,
+        _cfg: &Arc<rustls::ClientConfig>,
+        _server: &str,
+        _timeout: Duration,
+    ) -> Result<String, String> {
+        Err("TLS is not available on this connection".into())
+    }
 }
 
 impl Conn for std::net::TcpStream {
@@ -85,6 +97,14 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Reply bounds.
     pub reply_limits: ReplyLimits,
+    /// `smtp_tls_security_level` (LMTP: `lmtp_tls_security_level`).
+    pub tls: Level,
+    /// The rustls configuration (None: TLS unavailable, treated as not
+    /// offered).
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// 8BITMIME → quoted-printable for peers without 8BITMIME (not
+    /// `disable_mime_output_conversion`).
+    pub mime_conversion: bool,
 }
 
 /// The message to send.
@@ -107,6 +127,9 @@ pub struct Message<'a> {
 pub enum SessionEnd {
     /// Try the next address; the outcome applies to all when none is left.
     NextHost(Outcome),
+    /// The TLS handshake failed under `may`: try the same address again
+    /// without TLS (as Postfix does); the outcome is the failure.
+    TlsFailed(Outcome),
     /// One outcome per recipient (request order); `connected` is when the
     /// handshake ended (for `delays=c`).
     Done(Vec<Outcome>),
@@ -125,7 +148,15 @@ fn io_fail(e: &io::Error) -> IoFail {
     }
 }
 
-impl<C: Conn> Wire<'_, C> {
+impl<'c, C: Conn> Wire<'c, C> {
+    fn new(conn: &'c mut C, s: &Settings) -> Self {
+        Wire {
+            conn,
+            buf: Vec::new(),
+            parser: ReplyParser::new(s.reply_limits),
+        }
+    }
+
     fn send(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), IoFail> {
         let deadline = Instant::now() + timeout;
         let mut rest = bytes;
@@ -290,76 +321,67 @@ pub fn run<C: Conn>(
     m: &Message<'_>,
     connected: &mut Option<Instant>,
 ) -> SessionEnd {
+    let mut keep = None;
+    let end = run_keep(conn, peer, s, m, connected, None, &mut keep);
+    if keep.is_some() {
+        Wire::new(conn, s).quit(s.timeouts.quit);
+    }
+    end
+}
+
+/// Sends RSET on a cached session: whether it is still usable.
+pub fn rset<C: Conn>(conn: &mut C, s: &Settings) -> bool {
+    let mut w = Wire::new(conn, s);
+    matches!(
+        w.send(b"RSET\r\n", s.timeouts.mail).and_then(|()| w.reply(s.timeouts.mail)),
+        Ok(r) if r.code == 250
+    )
+}
+
+/// QUIT on a cached session, best effort.
+pub fn quit<C: Conn>(conn: &mut C, s: &Settings) {
+    Wire::new(conn, s).quit(s.timeouts.quit);
+}
+
+/// Like [`run`], but a session whose transaction completed is left open:
+/// `keep` gets its capabilities (the caller caches the connection or sends
+/// QUIT). `reuse`: `conn` is such an open session (RSET already sent).
+pub fn run_keep<C: Conn>(
+    conn: &mut C,
+    peer: &Peer,
+    s: &Settings,
+    m: &Message<'_>,
+    connected: &mut Option<Instant>,
+    reuse: Option<&EhloCaps>,
+    keep: &mut Option<EhloCaps>,
+) -> SessionEnd {
     let t = &s.timeouts;
     let n = m.recipients.len();
-    let mut w = Wire {
-        conn,
-        buf: Vec::new(),
-        parser: ReplyParser::new(s.reply_limits),
-    };
+    let mut w = Wire::new(conn, s);
     let hello = if s.lmtp { "LHLO" } else { "EHLO" };
     let hs_stage = format!("performing the {hello} handshake");
 
-    // Greeting.
-    let greet = match w.reply(t.helo) {
-        Ok(r) => r,
-        Err(e) => {
-            return SessionEnd::NextHost(result::from_io(
-                peer,
-                &e,
-                "receiving the initial server greeting",
-            ));
-        }
-    };
-    if !greet.is_positive() {
-        let mut o = result::from_reply(peer, &greet, "");
-        o.text = format!(
-            "host {} refused to talk to me: {}",
-            peer.name(),
-            result::reply_line(&greet)
-        );
-        w.quit(t.quit);
-        return SessionEnd::NextHost(o);
-    }
-
-    // EHLO / LHLO, HELO fallback for SMTP.
-    let r = match w
-        .send(format!("{hello} {}\r\n", s.helo_name).as_bytes(), t.helo)
-        .and_then(|()| w.reply(t.helo))
-    {
-        Ok(r) => r,
-        Err(e) => return SessionEnd::NextHost(result::from_io(peer, &e, &hs_stage)),
-    };
-    let caps = if r.is_positive() {
-        EhloCaps::from_reply(&r).unwrap_or_default()
-    } else if !s.lmtp && r.code >= 500 {
-        let r = match w
-            .send(format!("HELO {}\r\n", s.helo_name).as_bytes(), t.helo)
-            .and_then(|()| w.reply(t.helo))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return SessionEnd::NextHost(result::from_io(
-                    peer,
-                    &e,
-                    "performing the HELO handshake",
-                ));
-            }
-        };
-        if !r.is_positive() {
-            w.quit(t.quit);
-            return SessionEnd::NextHost(result::from_reply(peer, &r, "HELO"));
-        }
-        EhloCaps::default()
-    } else {
-        w.quit(t.quit);
-        return SessionEnd::NextHost(result::from_reply(peer, &r, hello));
+    let caps = match reuse {
+        Some(c) => c.clone(),
+        None => match handshake(&mut w, peer, s, hello, &hs_stage) {
+            Ok(c) => c,
+            Err(end) => return end,
+        },
     };
     *connected = Some(Instant::now());
 
+    // 8-bit content for a peer without 8BITMIME: quoted-printable.
+    let converted;
+    let content: &[u8] =
+        if !caps.eightbitmime && s.mime_conversion && crate::mime7::has_8bit(m.content) {
+            converted = crate::mime7::convert(m.content);
+            &converted
+        } else {
+            m.content
+        };
     // Local refusals that depend on what the peer offers.
-    let body = data_bytes(m.content);
-    let size = m.content.len() + m.content.iter().filter(|&&b| b == b'\n').count();
+    let body = data_bytes(content);
+    let size = content.len() + content.iter().filter(|&&b| b == b'\n').count();
     if let Some(limit) = caps.size
         && limit > 0
         && size as u64 > limit
@@ -389,8 +411,6 @@ pub fn run<C: Conn>(
             ),
         ));
     }
-    // XXX(issue 4): 8-bit content to a peer without 8BITMIME is sent as is;
-    // conversion to quoted-printable comes later.
 
     let mail = mail_command(m, &caps, size);
     let rcpts: Vec<String> = m
@@ -540,8 +560,164 @@ pub fn run<C: Conn>(
             }
         }
     }
-    w.quit(t.quit);
+    *keep = Some(caps);
     finish(results)
+}
+
+/// Greeting, EHLO/LHLO (HELO fallback), STARTTLS per `s.tls`.
+fn handshake<C: Conn>(
+    w: &mut Wire<'_, C>,
+    peer: &Peer,
+    s: &Settings,
+    hello: &str,
+    hs_stage: &str,
+) -> Result<EhloCaps, SessionEnd> {
+    let t = &s.timeouts;
+    // Greeting.
+    let greet = match w.reply(t.helo) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(SessionEnd::NextHost(result::from_io(
+                peer,
+                &e,
+                "receiving the initial server greeting",
+            )));
+        }
+    };
+    if !greet.is_positive() {
+        let mut o = result::from_reply(peer, &greet, "");
+        o.text = format!(
+            "host {} refused to talk to me: {}",
+            peer.name(),
+            result::reply_line(&greet)
+        );
+        w.quit(t.quit);
+        return Err(SessionEnd::NextHost(o));
+    }
+
+    // EHLO / LHLO, HELO fallback for SMTP.
+    let r = match w
+        .send(format!("{hello} {}\r\n", s.helo_name).as_bytes(), t.helo)
+        .and_then(|()| w.reply(t.helo))
+    {
+        Ok(r) => r,
+        Err(e) => return Err(SessionEnd::NextHost(result::from_io(peer, &e, hs_stage))),
+    };
+    let caps = if r.is_positive() {
+        EhloCaps::from_reply(&r).unwrap_or_default()
+    } else if !s.lmtp && r.code >= 500 {
+        let r = match w
+            .send(format!("HELO {}\r\n", s.helo_name).as_bytes(), t.helo)
+            .and_then(|()| w.reply(t.helo))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(SessionEnd::NextHost(result::from_io(
+                    peer,
+                    &e,
+                    "performing the HELO handshake",
+                )));
+            }
+        };
+        if !r.is_positive() {
+            w.quit(t.quit);
+            return Err(SessionEnd::NextHost(result::from_reply(peer, &r, "HELO")));
+        }
+        EhloCaps::default()
+    } else {
+        w.quit(t.quit);
+        return Err(SessionEnd::NextHost(result::from_reply(peer, &r, hello)));
+    };
+    starttls(w, peer, s, caps, hs_stage)
+}
+
+/// STARTTLS per `s.tls`, then EHLO again; returns the capabilities to use.
+fn starttls<C: Conn>(
+    w: &mut Wire<'_, C>,
+    peer: &Peer,
+    s: &Settings,
+    caps: EhloCaps,
+    hs_stage: &str,
+) -> Result<EhloCaps, SessionEnd> {
+    let t = &s.timeouts;
+    let cfg = match (&s.tls_config, s.tls) {
+        (_, Level::None) => return Ok(caps),
+        (Some(cfg), _) if caps.starttls => cfg.clone(),
+        (_, Level::May) => return Ok(caps),
+        (_, Level::Encrypt) => {
+            w.quit(t.quit);
+            return Err(SessionEnd::NextHost(Outcome::defer(
+                "4.7.4",
+                format!(
+                    "TLS is required, but was not offered by host {}",
+                    peer.name()
+                ),
+            )));
+        }
+    };
+    let r = match w
+        .send(b"STARTTLS\r\n", t.helo)
+        .and_then(|()| w.reply(t.helo))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(SessionEnd::NextHost(result::from_io(
+                peer,
+                &e,
+                "sending the STARTTLS command",
+            )));
+        }
+    };
+    if r.code != 220 {
+        if s.tls == Level::May {
+            // Postfix continues in plaintext when STARTTLS is refused.
+            return Ok(caps);
+        }
+        let mut o = result::from_reply(peer, &r, "STARTTLS");
+        o.action = postern_ipc::proto::Action::Defer;
+        if o.dsn.starts_with('5') {
+            o.dsn.replace_range(..1, "4");
+        }
+        w.quit(t.quit);
+        return Err(SessionEnd::NextHost(o));
+    }
+    // Anything the peer sent before the handshake is not to be trusted.
+    w.buf.clear();
+    w.parser = ReplyParser::new(s.reply_limits);
+    match w.conn.starttls(&cfg, &peer.host, t.helo) {
+        Ok(info) => {
+            let (trust, what) = info.split_once('|').unwrap_or(("Untrusted", &info));
+            postern_log::info(format!(
+                "{trust} TLS connection established to {}: {what}",
+                peer.relay()
+            ));
+        }
+        Err(why) => {
+            let o = Outcome::defer(
+                "4.7.5",
+                format!("Cannot start TLS: handshake failure ({why})"),
+            );
+            postern_log::info(format!("SSL_connect error to {}: {why}", peer.relay()));
+            return Err(if s.tls == Level::May {
+                SessionEnd::TlsFailed(o)
+            } else {
+                SessionEnd::NextHost(o)
+            });
+        }
+    }
+    let hello = if s.lmtp { "LHLO" } else { "EHLO" };
+    let r = match w
+        .send(format!("{hello} {}\r\n", s.helo_name).as_bytes(), t.helo)
+        .and_then(|()| w.reply(t.helo))
+    {
+        Ok(r) => r,
+        Err(e) => return Err(SessionEnd::NextHost(result::from_io(peer, &e, hs_stage))),
+    };
+    if !r.is_positive() {
+        w.quit(t.quit);
+        return Err(SessionEnd::NextHost(result::from_reply(peer, &r, hello)));
+    }
+    Ok(EhloCaps::from_reply(&r).unwrap_or_default())
 }
 
 /// `data_reply` is `None` only when nothing was accepted, handled above.

@@ -96,6 +96,9 @@ fn settings(lmtp: bool) -> Settings {
             quit: s,
         },
         reply_limits: ReplyLimits::default(),
+        tls: crate::tls::Level::None,
+        tls_config: None,
+        mime_conversion: true,
     }
 }
 
