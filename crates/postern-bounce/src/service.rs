@@ -9,6 +9,15 @@
 //!   A notice about a notice (null sender) goes to `$2bounce_notice_recipient`
 //!   from `$double_bounce_sender`; one about a double bounce is discarded, so
 //!   notices can never loop.
+//! * `warn-delay`: composes the delay notice ("Delayed Mail (still being
+//!   retried)") for the recipients still pending in the queue file whose
+//!   latest `defer/ID` entry is a deferral and whose DSN NOTIFY includes
+//!   DELAY or is unset, submits it to cleanup from the null sender to the
+//!   message's sender, and appends the line `delay_warned=TIME` to
+//!   `defer/ID` (status-log readers skip lines without a recipient). qmgr
+//!   asks only when that line is absent and the bounce service checks again,
+//!   so a message is warned about once; the mark goes away with the defer
+//!   log. The defer log is kept. No warning about a null-sender message.
 //! * `remove-defer-log`: drops `defer/ID` once the message is gone.
 //!
 //! # Security
@@ -40,6 +49,7 @@ pub fn handle(cfg: &Config, req: &BounceRequest) -> BounceReply {
         BounceOp::AppendBounce => append(&q, "bounce", req),
         BounceOp::AppendDefer => append(&q, "defer", req),
         BounceOp::FlushBounce => flush(cfg, &q, req),
+        BounceOp::WarnDelay => warn_delay(cfg, &q, req),
         BounceOp::RemoveDeferLog => q
             .remove_log("defer", &req.queue_id)
             .map_err(|e| e.to_string()),
@@ -134,7 +144,15 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
         } else {
             (qf.sender.clone(), String::new())
         };
-        let id = submit(cfg, &qf, &req.queue_id, &wanted, &to, &from)?;
+        let id = submit(
+            cfg,
+            &qf,
+            &req.queue_id,
+            &wanted,
+            &to,
+            &from,
+            NoticeKind::Failure,
+        )?;
         let what = if qf.sender.is_empty() {
             "postmaster non-delivery notification"
         } else {
@@ -146,6 +164,72 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Marks a defer log whose delay warning was sent.
+pub const DELAY_WARNED_MARK: &str = "delay_warned=";
+
+fn warn_delay(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
+    let Some(log) = q
+        .read_log("defer", &req.queue_id)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if String::from_utf8_lossy(&log)
+        .lines()
+        .any(|l| l.starts_with(DELAY_WARNED_MARK))
+    {
+        return Ok(());
+    }
+    let qf = q
+        .read(
+            &req.queue_name,
+            &req.queue_id,
+            client::content_frame_limit(cfg),
+        )
+        .map_err(|e| e.to_string())?;
+    let wanted = delay_entries(&parse_log(&log), &qf);
+    if qf.sender.is_empty() {
+        // Postfix sends no delay warning about a notice.
+    } else if wanted.is_empty() {
+        postern_log::info(format!(
+            "{}: no delay notice requested (DSN NOTIFY)",
+            req.queue_id
+        ));
+    } else {
+        let id = submit(
+            cfg,
+            &qf,
+            &req.queue_id,
+            &wanted,
+            &qf.sender,
+            "",
+            NoticeKind::Delay,
+        )?;
+        postern_log::info(format!("{}: sender delay notification: {id}", req.queue_id));
+    }
+    q.append_log(
+        "defer",
+        &req.queue_id,
+        format!("{DELAY_WARNED_MARK}{}\n", now_secs()).as_bytes(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The latest deferral of each recipient still pending, if it asked for
+/// delay notices (NOTIFY=DELAY or no NOTIFY).
+fn delay_entries(entries: &[LogEntry], qf: &postern_qfile::QueueFile) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    for r in qf.pending() {
+        let Some(e) = entries.iter().rev().find(|e| e.offset == r.offset) else {
+            continue;
+        };
+        if e.action == "delayed" && (e.notify == 0 || e.notify & notify::DELAY != 0) {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
 fn submit(
     cfg: &Config,
     qf: &postern_qfile::QueueFile,
@@ -153,6 +237,7 @@ fn submit(
     entries: &[LogEntry],
     to: &str,
     from: &str,
+    kind: NoticeKind,
 ) -> Result<String, String> {
     let z = jiff::Zoned::now();
     let now = z.timestamp().as_second();
@@ -183,7 +268,7 @@ fn submit(
         })
         .collect();
     let content = dsn::compose(&DsnInput {
-        kind: NoticeKind::Failure,
+        kind,
         queue_id,
         arrival_secs: qf.arrival.0 as i64,
         now_secs: now,
@@ -228,5 +313,56 @@ fn submit(
     match r.status {
         CleanupStatus::Ok => Ok(r.queue_id),
         _ => Err(format!("cleanup refused the notice: {}", r.reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_qfile::{QueueFile, RecipientRecord};
+
+    fn entry(offset: u64, notify: u8, action: &str, reason: &str) -> LogEntry {
+        LogEntry {
+            recipient: format!("r{offset}@example.com"),
+            offset,
+            notify,
+            action: action.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn delay_notice_lists_latest_deferral_of_pending_recipients_that_want_it() {
+        let rcpt = |offset, done| RecipientRecord {
+            address: format!("r{offset}@example.com"),
+            offset,
+            done,
+            ..Default::default()
+        };
+        let qf = QueueFile {
+            recipients: vec![
+                rcpt(10, false),
+                rcpt(20, true),
+                rcpt(30, false),
+                rcpt(40, false),
+            ],
+            ..Default::default()
+        };
+        let log = vec![
+            entry(10, 0, "delayed", "old"),
+            entry(10, 0, "delayed", "new"),
+            entry(20, 0, "delayed", "since delivered"),
+            entry(30, notify::FAILURE, "delayed", "no DELAY asked"),
+            entry(40, notify::DELAY | notify::FAILURE, "delayed", "asked"),
+        ];
+        let got = delay_entries(&log, &qf);
+        let reasons: Vec<&str> = got.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["new", "asked"]);
+        let marked = format!("{DELAY_WARNED_MARK}123\n");
+        assert!(
+            parse_log(marked.as_bytes()).is_empty(),
+            "status-log readers skip the mark"
+        );
     }
 }

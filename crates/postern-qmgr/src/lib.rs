@@ -23,14 +23,30 @@
 //! and is logged. Nothing a message contains influences which files qmgr
 //! touches: names come from directory listings and are validated.
 //!
+//! Per destination (transport and next hop; the recipient when the
+//! recipient limit is 1) qmgr runs Postfix 2.5's concurrency scheduler
+//! ([`conc`]): slow start from `initial_destination_concurrency`, positive
+//! and negative feedback, and dead-destination detection. A delivery counts
+//! as a connection failure when every recipient came back deferred with
+//! relay `none` (the agent never reached a server). A dead destination's
+//! jobs are deferred at once ("delivery temporarily suspended: REASON") for
+//! `minimal_backoff_time`. `*_destination_rate_delay` spaces deliveries
+//! (concurrency 1). A message deferred after `delay_warning_time` gets one
+//! delay notice through the defer service, which marks `defer/ID`.
+//!
 //! # Configuration
 //! `queue_run_delay`, `minimal_backoff_time`, `maximal_backoff_time`,
 //! `maximal_queue_lifetime`, `bounce_queue_lifetime`,
 //! `qmgr_message_active_limit`, `default_destination_concurrency_limit`,
 //! `default_destination_recipient_limit`, `<transport>_destination_*`,
+//! `initial_destination_concurrency`,
+//! `default_destination_concurrency_{positive,negative}_feedback`,
+//! `default_destination_concurrency_failed_cohort_limit`,
+//! `default_destination_rate_delay`, `delay_warning_time`,
 //! `mydestination`, `local_transport`, `default_transport`, `relayhost`,
 //! `default_process_limit` (bounds concurrent deliveries).
 
+pub mod conc;
 pub mod resolve;
 mod sched;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! qmgr's event loop and scheduler.
 
+use crate::conc::{Conc, Feedback, Limits};
 use crate::resolve::{Resolver, Route};
 use crate::worker::{self, Job, Outcome};
 use postern_config::Config;
@@ -24,6 +25,8 @@ enum Event {
 
 struct Msg {
     arrival: f64,
+    /// Null sender: no delay warning.
+    null_sender: bool,
     outstanding: usize,
     deferred: usize,
 }
@@ -31,7 +34,39 @@ struct Msg {
 struct Dest {
     jobs: VecDeque<Job>,
     active: usize,
-    limit: usize,
+    limits: Limits,
+    conc: Conc,
+    /// Dead until then, with the DSN and text of the last failure.
+    dead: Option<(Instant, String, String)>,
+    /// `*_destination_rate_delay` (zero = none; otherwise concurrency 1).
+    rate_delay: Duration,
+    /// No delivery starts before this (rate delay).
+    next_start: Instant,
+    /// An idle destination with failed cohorts is remembered until then, so
+    /// that messages arriving one at a time still add up to a dead
+    /// destination (Postfix forgets an idle queue at once; with agents that
+    /// fail instantly that would try every message).
+    remember_until: Instant,
+}
+
+impl Dest {
+    /// Deliveries allowed at once now.
+    fn window(&self) -> usize {
+        if self.rate_delay.is_zero() {
+            self.conc.window as usize
+        } else {
+            1
+        }
+    }
+
+    /// Nothing queued, running, or remembered: the entry can go.
+    fn forgettable(&self, now: Instant) -> bool {
+        self.jobs.is_empty()
+            && self.active == 0
+            && self.dead.is_none()
+            && self.next_start <= now
+            && (self.conc.fail_cohorts == 0.0 || self.remember_until <= now)
+    }
 }
 
 struct Qmgr {
@@ -104,7 +139,13 @@ pub fn run(ctx: Context) -> ExitCode {
         {
             return ExitCode::SUCCESS;
         }
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        let now = Instant::now();
+        let wait = m
+            .next_wakeup(now)
+            .map(|t| t.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(500))
+            .clamp(Duration::from_millis(5), Duration::from_millis(500));
+        match rx.recv_timeout(wait) {
             Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => m.on_trigger(&bytes),
             Ok(Event::Trigger(_)) => {}
             Ok(Event::Done(o)) => m.on_done(o),
@@ -272,6 +313,7 @@ impl Qmgr {
             id.to_string(),
             Msg {
                 arrival,
+                null_sender: qf.sender.is_empty(),
                 outstanding: 0,
                 deferred: 0,
             },
@@ -332,13 +374,57 @@ impl Qmgr {
             .unwrap_or(dflt)
     }
 
+    fn time_for(&self, transport: &str, what: &str, dflt: u64) -> u64 {
+        self.cfg
+            .get_time(&format!("{transport}_{what}"))
+            .or_else(|_| self.cfg.get_time(&format!("default_{what}")))
+            .unwrap_or(dflt)
+    }
+
+    fn feedback_for(&self, transport: &str, what: &str) -> Feedback {
+        let specific = format!("{transport}_{what}");
+        let general = format!("default_{what}");
+        let v = if self.cfg.raw(&specific).is_some() {
+            self.cfg.get(&specific)
+        } else {
+            self.cfg.get(&general)
+        };
+        Feedback::parse(&v).unwrap_or_else(|| {
+            postern_log::warning(format!(
+                "{specific}: bad value \"{v}\"; using 1 (expected N, N/concurrency or N/sqrt_concurrency)"
+            ));
+            Feedback::Constant(1.0)
+        })
+    }
+
+    fn limits_for(&self, transport: &str) -> Limits {
+        let initial = self
+            .cfg
+            .get_int("initial_destination_concurrency")
+            .unwrap_or(5)
+            .clamp(1, 100_000) as u32;
+        let limit = self
+            .param_for(transport, "destination_concurrency_limit", 20)
+            .clamp(0, 100_000) as u32;
+        let cohort_limit = self
+            .param_for(transport, "destination_concurrency_failed_cohort_limit", 1)
+            .max(0) as f64;
+        Limits {
+            initial,
+            limit,
+            positive: self.feedback_for(transport, "destination_concurrency_positive_feedback"),
+            negative: self.feedback_for(transport, "destination_concurrency_negative_feedback"),
+            cohort_limit,
+        }
+    }
+
     fn enqueue(&mut self, base: &DeliverRequest, route: Route, rcpts: Vec<Recipient>) {
         let rlimit = self
             .param_for(&route.transport, "destination_recipient_limit", 50)
             .max(1) as usize;
-        let climit = self
-            .param_for(&route.transport, "destination_concurrency_limit", 20)
-            .max(1) as usize;
+        let limits = self.limits_for(&route.transport);
+        let rate_delay =
+            Duration::from_secs(self.time_for(&route.transport, "destination_rate_delay", 0));
         for chunk in rcpts.chunks(rlimit) {
             // With one recipient per delivery, Postfix's "destination" is the recipient.
             let key = if rlimit == 1 {
@@ -356,14 +442,19 @@ impl Qmgr {
             if let Some(m) = self.msgs.get_mut(&base.queue_id) {
                 m.outstanding += 1;
             }
-            let dest = self.dests.entry(key.clone()).or_insert_with(|| Dest {
+            if !self.dests.contains_key(&key) {
+                self.order.push_back(key.clone());
+            }
+            let dest = self.dests.entry(key).or_insert_with(|| Dest {
                 jobs: VecDeque::new(),
                 active: 0,
-                limit: climit,
+                limits,
+                conc: Conc::new(&limits),
+                dead: None,
+                rate_delay,
+                next_start: Instant::now(),
+                remember_until: Instant::now(),
             });
-            if dest.jobs.is_empty() && dest.active == 0 {
-                self.order.push_back(key);
-            }
             dest.jobs.push_back(Job {
                 request: req,
                 decided: None,
@@ -445,8 +536,72 @@ impl Qmgr {
         });
     }
 
+    /// Defers a job for a dead destination without contacting it.
+    fn suspend(&mut self, mut job: Job, dsn: &str, reason: &str) {
+        let text = format!("delivery temporarily suspended: {reason}");
+        let results: Vec<RcptResult> = job
+            .request
+            .recipients
+            .iter()
+            .map(|r| RcptResult {
+                recipient: r.clone(),
+                action: Action::Defer,
+                dsn: dsn.to_string(),
+                text: text.clone(),
+                relay: "none".into(),
+            })
+            .collect();
+        for r in &results {
+            worker::log_result(&job.request.queue_id, &job.request, r, "deferred");
+        }
+        job.decided = Some(results);
+        // The job was counted in its message's `outstanding` when queued.
+        self.spawn(job, None);
+    }
+
+    /// Dead destinations: revive those whose time is up, defer the jobs of
+    /// the others; forget destinations with nothing left to remember.
+    fn housekeep(&mut self, now: Instant) {
+        let mut suspended = Vec::new();
+        for d in self.dests.values_mut() {
+            let Some((until, dsn, reason)) = &d.dead else {
+                continue;
+            };
+            if now >= *until {
+                d.dead = None;
+                d.conc.revive(&d.limits);
+            } else if !d.jobs.is_empty() {
+                let (dsn, reason) = (dsn.clone(), reason.clone());
+                suspended.extend(d.jobs.drain(..).map(|j| (j, dsn.clone(), reason.clone())));
+            }
+        }
+        for (job, dsn, reason) in suspended {
+            self.suspend(job, &dsn, &reason);
+        }
+        let before = self.dests.len();
+        self.dests.retain(|_, d| !d.forgettable(now));
+        if self.dests.len() != before {
+            let dests = &self.dests;
+            self.order.retain(|k| dests.contains_key(k));
+        }
+    }
+
+    /// When the main loop should look again (rate delays, dead timers).
+    fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        self.dests
+            .values()
+            .filter_map(|d| match &d.dead {
+                Some((until, _, _)) => Some(*until),
+                None if !d.jobs.is_empty() && d.next_start > now => Some(d.next_start),
+                None => None,
+            })
+            .min()
+    }
+
     /// Starts jobs round-robin over destinations within the limits.
     fn dispatch(&mut self) {
+        let now = Instant::now();
+        self.housekeep(now);
         let mut idle_rounds = 0;
         while self.running < self.max_running
             && !self.order.is_empty()
@@ -458,21 +613,18 @@ impl Qmgr {
             let Some(dest) = self.dests.get_mut(&key) else {
                 continue;
             };
-            if dest.active < dest.limit
+            self.order.push_back(key.clone());
+            if dest.dead.is_none()
+                && dest.active < dest.window()
+                && dest.next_start <= now
                 && let Some(job) = dest.jobs.pop_front()
             {
                 dest.active += 1;
                 idle_rounds = 0;
-                self.order.push_back(key.clone());
                 self.spawn(job, Some(key));
                 continue;
             }
             idle_rounds += 1;
-            if !dest.jobs.is_empty() || dest.active > 0 {
-                self.order.push_back(key);
-            } else {
-                self.dests.remove(&key);
-            }
         }
     }
 
@@ -482,9 +634,26 @@ impl Qmgr {
             && let Some(d) = self.dests.get_mut(key)
         {
             d.active = d.active.saturating_sub(1);
-            if d.active == 0 && d.jobs.is_empty() {
-                self.dests.remove(key);
-                self.order.retain(|k| k != key);
+            if !d.rate_delay.is_zero() {
+                d.next_start = Instant::now() + d.rate_delay;
+            }
+            if o.conn_failed {
+                let backoff = secs(&self.cfg, "minimal_backoff_time", 300).max(1);
+                d.remember_until = Instant::now() + Duration::from_secs(backoff);
+                if d.conc.on_failure(&d.limits) {
+                    let (dsn, text) = o
+                        .last_defer
+                        .clone()
+                        .unwrap_or_else(|| ("4.4.1".into(), "destination unreachable".into()));
+                    postern_log::info(format!(
+                        "destination {}:{} declared dead for {backoff}s: {text}",
+                        key.transport, key.nexthop
+                    ));
+                    d.dead = Some((Instant::now() + Duration::from_secs(backoff), dsn, text));
+                }
+            } else {
+                let busy = d.active as u32;
+                d.conc.on_success(&d.limits, busy);
             }
         }
         let done = match self.msgs.get_mut(&o.queue_id) {
@@ -504,8 +673,11 @@ impl Qmgr {
     fn finalize(&mut self, id: &str) {
         let Some(m) = self.msgs.get(id) else { return };
         let deferred = m.deferred;
+        let age = (now_f() - m.arrival).max(0.0);
+        let warn_after = secs(&self.cfg, "delay_warning_time", 0);
+        let warn = deferred > 0 && !m.null_sender && should_warn(warn_after, age);
         let backoff = {
-            let age = (now_f() - m.arrival).max(0.0) as u64;
+            let age = age as u64;
             let min = secs(&self.cfg, "minimal_backoff_time", 300);
             let max = secs(&self.cfg, "maximal_backoff_time", 4000).max(min);
             age.clamp(min, max)
@@ -518,13 +690,34 @@ impl Qmgr {
         );
         self.running += 1;
         std::thread::spawn(move || {
-            finish(&cfg, &q, &id, deferred, backoff);
+            finish(&cfg, &q, &id, deferred, backoff, warn);
             let _gone = tx.send(Event::Finalized(id));
         });
     }
 }
 
-fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
+/// `delay_warning_time` (0 = off) has passed for a message of this age.
+fn should_warn(warn_after: u64, age: f64) -> bool {
+    warn_after > 0 && age >= warn_after as f64
+}
+
+/// The line the bounce service appends to `defer/ID` once it sent the delay
+/// warning (see postern-bounce's `warn-delay`): status-log readers skip it
+/// (it names no recipient), it lives exactly as long as the defer log, and
+/// it survives qmgr restarts. A message that later defers again after its
+/// log was removed (all delivered) cannot exist, so one warning per message.
+pub(crate) const DELAY_WARNED_MARK: &str = "delay_warned=";
+
+fn delay_warned(q: &Queue, id: &str) -> bool {
+    match q.read_log("defer", id) {
+        Ok(Some(log)) => String::from_utf8_lossy(&log)
+            .lines()
+            .any(|l| l.starts_with(DELAY_WARNED_MARK)),
+        _ => false,
+    }
+}
+
+fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64, warn: bool) {
     let has_bounce_log = matches!(q.read_log("bounce", id), Ok(Some(_)));
     let mut flushed = true;
     if has_bounce_log {
@@ -537,6 +730,17 @@ fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
         if let Err(e) = worker::bounce_call(cfg, &req) {
             postern_log::warning(format!("{id}: bounce service: {e}; will retry"));
             flushed = false;
+        }
+    }
+    if deferred > 0 && warn && !delay_warned(q, id) {
+        let req = BounceRequest {
+            op: BounceOp::WarnDelay,
+            queue_name: "active".into(),
+            queue_id: id.into(),
+            results: vec![],
+        };
+        if let Err(e) = worker::bounce_call(cfg, &req) {
+            postern_log::warning(format!("{id}: delay warning: {e}; will retry"));
         }
     }
     if deferred > 0 || !flushed {
@@ -567,5 +771,18 @@ fn finish(cfg: &Config, q: &Queue, id: &str, deferred: usize, backoff: u64) {
         Ok(()) => postern_log::info(format!("{id}: removed")),
         Err(e) if e.is_not_found() => {}
         Err(e) => postern_log::warning(format!("{id}: remove: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_warning_threshold() {
+        assert!(!should_warn(0, 1e9), "0 = off");
+        assert!(!should_warn(4 * 3600, 3599.0));
+        assert!(should_warn(1, 1.0));
+        assert!(should_warn(1, 2.5));
     }
 }

@@ -34,6 +34,22 @@ pub struct Outcome {
     pub deferred: usize,
     /// The scheduler's destination key (set by the scheduler).
     pub dest: Option<crate::resolve::Route>,
+    /// The agent could not reach the destination: every recipient was
+    /// deferred with relay `none` (what the smtp agent reports when it cannot
+    /// connect). The scheduler's negative feedback.
+    pub conn_failed: bool,
+    /// DSN code and text of the last deferral, for "delivery temporarily
+    /// suspended: …".
+    pub last_defer: Option<(String, String)>,
+}
+
+/// Whether a delivery's results say the agent never reached the
+/// destination (no IPC change: derived from the per-recipient results).
+pub fn connection_failed(results: &[RcptResult]) -> bool {
+    !results.is_empty()
+        && results
+            .iter()
+            .all(|r| r.action == Action::Defer && (r.relay.is_empty() || r.relay == "none"))
 }
 
 fn now_f() -> f64 {
@@ -117,7 +133,14 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
             rs
         }
     };
-    book(cfg, q, req, &results)
+    let mut o = book(cfg, q, req, &results);
+    o.conn_failed = connection_failed(&results);
+    o.last_defer = results
+        .iter()
+        .rev()
+        .find(|r| r.action == Action::Defer)
+        .map(|r| (r.dsn.clone(), r.text.clone()));
+    o
 }
 
 /// Keeps exactly one result per requested recipient; a recipient the agent
@@ -211,5 +234,7 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
         queue_id: req.queue_id.clone(),
         deferred,
         dest: None,
+        conn_failed: false,
+        last_defer: None,
     }
 }
