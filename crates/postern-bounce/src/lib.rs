@@ -26,18 +26,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     let ctx = skeleton::init("bounce", &args);
     skeleton::single_server(ctx, |ctx, mut stream| {
-        let timeout = client::ipc_timeout(&ctx.config);
-        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
-            postern_log::warning(format!("set socket timeout: {e}"));
+        let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "bounce request")
+        else {
             return;
-        }
-        let req = match client::read_frame(&mut stream, 1 << 24) {
-            Ok(Some(a)) => match BounceRequest::from_attrs(&a) {
-                Ok(r) => r,
-                Err(e) => return postern_log::warning(format!("bad bounce request: {e}")),
-            },
-            Ok(None) => return,
-            Err(e) => return postern_log::warning(format!("read bounce request: {e}")),
+        };
+        let req = match BounceRequest::from_attrs(&attrs) {
+            Ok(r) => r,
+            Err(e) => return postern_log::warning(format!("bad bounce request: {e}")),
         };
         let reply = service::handle(&ctx.config, &req);
         if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {

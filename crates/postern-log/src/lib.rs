@@ -214,6 +214,29 @@ pub fn panic(text: impl Display) -> ! {
     std::process::abort();
 }
 
+/// Drops Rust's ` (os error N)` suffixes so that messages read like
+/// Postfix's (`open x: No such file or directory`).
+pub fn plain(text: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + MARK.len()..];
+        match after.find(')') {
+            Some(j) if j > 0 && after[..j].bytes().all(|b| b.is_ascii_digit()) => {
+                rest = &after[j + 1..]
+            }
+            _ => {
+                out.push_str(MARK);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `info!`-style formatting helper.
 #[macro_export]
 macro_rules! info {
@@ -235,6 +258,15 @@ macro_rules! fatal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_drops_os_error_suffixes() {
+        assert_eq!(
+            plain("open x: No such file (os error 2)"),
+            "open x: No such file"
+        );
+        assert_eq!(plain("a (os error 2) b (os error x)"), "a b (os error x)");
+    }
 
     #[test]
     fn control_chars_are_neutralised() {

@@ -252,29 +252,8 @@ pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
     Ok(id)
 }
 
-/// Drops Rust's ` (os error N)` suffixes so that messages read like
-/// Postfix's (`open x: No such file or directory`).
-// XXX(duplicated in each command crate): belongs in postern-log.
-pub fn plain(text: &str) -> String {
-    const MARK: &str = " (os error ";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(MARK) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + MARK.len()..];
-        match after.find(')') {
-            Some(j) if j > 0 && after[..j].bytes().all(|b| b.is_ascii_digit()) => {
-                rest = &after[j + 1..]
-            }
-            _ => {
-                out.push_str(MARK);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+/// Postfix-style error text (see `postern_log::plain`).
+pub use postern_log::plain;
 
 /// Entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {

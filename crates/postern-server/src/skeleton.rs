@@ -279,6 +279,33 @@ pub fn trigger_server(
     std::process::exit(0)
 }
 
+/// Reads one request frame from a client of a single server, with the
+/// `ipc_timeout` deadline; logs and returns `None` on a timeout, a hang-up or
+/// a malformed frame. `what` names the request in log lines.
+pub fn read_request(
+    ctx: &Context,
+    stream: &mut UnixStream,
+    limit: u64,
+    what: &str,
+) -> Option<postern_ipc::AttrList> {
+    let timeout = crate::client::ipc_timeout(&ctx.config);
+    if let Err(e) = stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+    {
+        postern_log::warning(format!("set socket timeout: {e}"));
+        return None;
+    }
+    match crate::client::read_frame(stream, limit) {
+        Ok(Some(a)) => Some(a),
+        Ok(None) => None,
+        Err(e) => {
+            postern_log::warning(format!("read {what}: {e}"));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

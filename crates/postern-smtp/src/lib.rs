@@ -193,18 +193,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     };
     skeleton::single_server(ctx, move |ctx, mut stream| {
-        let timeout = client::ipc_timeout(&ctx.config);
-        if let Err(e) = stream.set_read_timeout(Some(timeout)) {
-            postern_log::warning(format!("set socket timeout: {e}"));
+        let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "delivery request")
+        else {
             return;
-        }
-        let req = match client::read_frame(&mut stream, 1 << 24) {
-            Ok(Some(a)) => match DeliverRequest::from_attrs(&a) {
-                Ok(r) => r,
-                Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
-            },
-            Ok(None) => return,
-            Err(e) => return postern_log::warning(format!("read delivery request: {e}")),
+        };
+        let req = match DeliverRequest::from_attrs(&attrs) {
+            Ok(r) => r,
+            Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
         };
         let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
         let start = now();
