@@ -176,13 +176,9 @@ fn start(dir: &Path) -> Result<ExitCode> {
             );
         }
     }
-    for q in ["incoming", "maildrop"] {
-        for name in postern_queue_admin_purge(&queue, q)? {
-            postern_log::warning(format!(
-                "{q}/{name}: removed incomplete queue file left by a crash"
-            ));
-        }
-    }
+    // Crash leftovers are removed by postsuper -p, the program allowed to delete
+    // queue files (master is not running yet, so no cleanup can be writing).
+    purge_leftovers(dir)?;
     postern_log::info("starting the Postern mail system");
     let exe = std::env::current_exe().context("locate own executable")?;
     let mut cmd = Command::new(exe);
@@ -215,27 +211,24 @@ fn start(dir: &Path) -> Result<ExitCode> {
     bail!("master did not start within 10 seconds; see the mail log")
 }
 
-// Leftover removal lives in queue-admin, which the control verbs may not use
-// (rule 4 of the layer check); so control removes only what queue-admin's own
-// rule calls leftovers, through the same function name, implemented here on
-// top of postern-queue's listing: non-ready files and `t.*` temporaries.
-fn postern_queue_admin_purge(q: &postern_queue::Queue, queue: &str) -> Result<Vec<String>> {
-    let dir = q.dir(queue);
-    let mut removed = Vec::new();
-    for ent in std::fs::read_dir(&dir).with_context(|| format!("opendir {}", dir.display()))? {
-        let ent = ent.with_context(|| format!("readdir {}", dir.display()))?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        let Ok(md) = ent.metadata() else { continue };
-        use std::os::unix::fs::PermissionsExt;
-        let unready = postern_queue::valid_id(&name)
-            && md.permissions().mode() & postern_queue::READY_BIT == 0;
-        if md.is_file() && (name.starts_with("t.") || unready) {
-            std::fs::remove_file(ent.path())
-                .with_context(|| format!("unlink {}", ent.path().display()))?;
-            removed.push(name);
-        }
+/// Runs `postsuper -p` for this configuration.
+fn purge_leftovers(dir: &Path) -> Result<()> {
+    let exe = std::env::current_exe().context("locate own executable")?;
+    let out = Command::new(exe)
+        .arg0("postsuper")
+        .arg("-c")
+        .arg(dir)
+        .arg("-p")
+        .stdin(Stdio::null())
+        .output()
+        .context("run postsuper -p")?;
+    if !out.status.success() {
+        bail!(
+            "postsuper -p: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// Runs master in the foreground by replacing this process with it.

@@ -129,6 +129,10 @@ fn master_running(q: &Queue) -> Result<bool, Fatal> {
         .map_err(|e| fatal(exit::TEMPFAIL, e.to_string()))
 }
 
+/// Age after which an unfinished maildrop file is a crash leftover (as Postfix's
+/// postsuper, 12 hours).
+const MAILDROP_TEMP_AGE: u64 = 12 * 3600;
+
 /// `-p`: purge unfinished files from incoming and maildrop.
 fn purge(q: &Queue, r: &mut dyn ops::Report) -> Result<(), Fatal> {
     if master_running(q)? {
@@ -138,8 +142,10 @@ fn purge(q: &Queue, r: &mut dyn ops::Report) -> Result<(), Fatal> {
         ));
     }
     let mut n = 0;
-    for queue in ["incoming", "maildrop"] {
-        match postern_queue_admin::purge_unready(q, queue) {
+    // cleanup cannot run while master is down, but postdrop (sendmail) can:
+    // in maildrop only files untouched for a long time are leftovers.
+    for (queue, age) in [("incoming", 0), ("maildrop", MAILDROP_TEMP_AGE)] {
+        match postern_queue_admin::purge_unready(q, queue, std::time::Duration::from_secs(age)) {
             Ok(names) => {
                 for name in &names {
                     postern_log::info(format_args!("{queue}/{name}: removed unfinished file"));

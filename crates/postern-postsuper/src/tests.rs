@@ -249,3 +249,12 @@ fn os_error_suffixes_are_dropped() {
         "open x: No such file or directory: more (os error x)"
     );
 }
+
+#[test]
+fn purge_keeps_a_maildrop_file_postdrop_may_still_be_writing() {
+    let (_d, q) = queue();
+    fs::write(q.dir("maildrop").join("t.9.9"), b"being written").unwrap();
+    let mut r = Lines::default();
+    purge(&q, &mut r).unwrap();
+    assert!(q.dir("maildrop").join("t.9.9").exists());
+}

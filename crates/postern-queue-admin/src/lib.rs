@@ -221,8 +221,17 @@ pub fn set_mtime(q: &Queue, queue: &str, id: &str, when: SystemTime) -> Result<(
 }
 
 /// Removes writer leftovers that never became ready (crash before the ready
-/// bit). Only safe while no writer runs (at `postern start`, `postsuper -p`).
-pub fn purge_unready(q: &Queue, queue: &str) -> Result<Vec<String>, AdminError> {
+/// bit) and last modified more than `older_than` ago. Only safe while no
+/// writer can be working on a file that old: incoming (cleanup) with master
+/// stopped; maildrop, which postdrop writes at any time, only with a long age.
+pub fn purge_unready(
+    q: &Queue,
+    queue: &str,
+    older_than: Duration,
+) -> Result<Vec<String>, AdminError> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(UNIX_EPOCH);
     let dir = q.dir(queue);
     let rd = fs::read_dir(&dir).map_err(|e| io("opendir", &dir, e))?;
     let mut removed = Vec::new();
@@ -234,7 +243,11 @@ pub fn purge_unready(q: &Queue, queue: &str) -> Result<Vec<String>, AdminError> 
             Err(_) => continue,
         };
         let temp = name.starts_with("t.");
-        if md.is_file() && (temp || (valid_id(&name) && md.permissions().mode() & READY_BIT == 0)) {
+        let old = md.modified().is_ok_and(|m| m <= cutoff);
+        if md.is_file()
+            && old
+            && (temp || (valid_id(&name) && md.permissions().mode() & READY_BIT == 0))
+        {
             fs::remove_file(ent.path()).map_err(|e| io("unlink", &ent.path(), e))?;
             removed.push(name);
         }
@@ -268,7 +281,7 @@ mod tests {
         assert_eq!(ids.len(), 50);
         fs::write(dir.path().join("incoming/t.1.1"), b"partial").unwrap();
         assert_eq!(
-            purge_unready(&q, "incoming").unwrap(),
+            purge_unready(&q, "incoming", Duration::ZERO).unwrap(),
             vec!["t.1.1".to_string()]
         );
     }
