@@ -82,21 +82,13 @@ impl Conn {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK, 0);
-        let r = tokio::time::timeout(limit, self.io.read(&mut self.buf[start..])).await;
-        let n = match r {
-            Err(_) => {
-                self.buf.truncate(start);
-                return Err(ReadError::Timeout);
-            }
-            Ok(Err(e)) => {
-                self.buf.truncate(start);
-                return Err(ReadError::Io(e));
-            }
+        // read_buf appends into spare capacity: no zero-filling per read.
+        self.buf.reserve(READ_CHUNK);
+        let n = match tokio::time::timeout(limit, self.io.read_buf(&mut self.buf)).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(Err(e)) => return Err(ReadError::Io(e)),
             Ok(Ok(n)) => n,
         };
-        self.buf.truncate(start + n);
         if n == 0 { Err(ReadError::Eof) } else { Ok(()) }
     }
 
