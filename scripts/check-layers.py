@@ -45,7 +45,7 @@ import tomllib
 from pathlib import Path
 
 LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto"}
-LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns"}
+LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox"}
 BINARY = "postern"
 UNSAFE_CRATE = "postern-sys"
 

@@ -38,76 +38,15 @@
 //! delays=…, dsn=…, status=…`), see [`postern_log::delivery`].
 
 use crate::settings::LocalSettings;
-use crate::{maildir, mbox};
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult, Recipient};
 use postern_mail::address::{quote_address, split_domain, split_extension, strip_angle};
 use postern_mail::header;
+pub use postern_mailbox::DeliveryError;
+use postern_mailbox::{maildir, mbox};
 use postern_qfile::QueueFile;
 use postern_sys::privs::{self, EffectiveIds, UserInfo};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Why one delivery failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{dsn} {text}")]
-pub struct DeliveryError {
-    /// True for a bounce (5.x.x), false for a deferral (4.x.x).
-    pub permanent: bool,
-    /// RFC 3463 enhanced status code.
-    pub dsn: String,
-    /// Human-readable reason.
-    pub text: String,
-}
-
-impl DeliveryError {
-    /// A temporary failure.
-    pub fn temp(dsn: &str, text: impl Into<String>) -> Self {
-        DeliveryError {
-            permanent: false,
-            dsn: dsn.into(),
-            text: text.into(),
-        }
-    }
-
-    /// A permanent failure.
-    pub fn perm(dsn: &str, text: impl Into<String>) -> Self {
-        DeliveryError {
-            permanent: true,
-            dsn: dsn.into(),
-            text: text.into(),
-        }
-    }
-
-    /// Maps a system error to a DSN: `context` says what failed
-    /// (`cannot update mailbox /var/mail/u`).
-    pub fn from_io(context: &str, e: &std::io::Error) -> Self {
-        let text = format!("{context}: {}", os_text(e));
-        match e.raw_os_error() {
-            Some(libc::EDQUOT) => Self::temp("4.2.2", text),
-            Some(libc::ENOSPC) => Self::temp("4.3.0", text),
-            Some(libc::EFBIG) => Self::perm("5.2.2", text),
-            _ => Self::temp("4.2.0", text),
-        }
-    }
-
-    /// Maps a failed system call reported by postern-sys.
-    pub fn from_sys(context: &str, e: &postern_sys::SysError) -> Self {
-        let mapped = Self::from_io(context, &e.source);
-        DeliveryError {
-            text: format!("{context}: {}: {}", e.op, os_text(&e.source)),
-            ..mapped
-        }
-    }
-}
-
-/// The error text without std's ` (os error N)` suffix, as strerror gives it.
-fn os_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
 
 /// Where a recipient's mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,12 +153,19 @@ fn deliver_mailbox(
     let Some(u) = user.as_ref().filter(|_| in_spool) else {
         // Not root, or a mailbox under the home directory: everything as the user.
         let guard = user.as_ref().map(switch).transpose()?;
-        let r = mbox::deliver(path, &req.sender, arrival, prefix, &qf.content, settings);
+        let r = mbox::deliver(
+            path,
+            &req.sender,
+            arrival,
+            prefix,
+            &qf.content,
+            &settings.lock_options(),
+        );
         restore(guard);
         return r.map(|()| "delivered to mailbox");
     };
     // Spool mbox: open, lock and create as root, write as the user.
-    let mut mb = mbox::open_locked(path, settings, Some((u.uid, u.gid)))?;
+    let mut mb = mbox::open_locked(path, &settings.lock_options(), Some((u.uid, u.gid)))?;
     let guard = switch(u)?;
     let r = mb.append(
         &req.sender,

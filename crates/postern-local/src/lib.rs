@@ -2,11 +2,8 @@
 //!
 //! * [`settings`]: the main.cf parameters local delivery reads.
 //! * [`deliver`]: one delivery request → one result per recipient.
-//! * [`mbox`]: appending to a locked mbox file.
-//! * [`maildir`]: writing a message into a Maildir.
+//! * mailbox writing (Maildir, mbox) lives in `postern-mailbox`, shared with `virtual`.
 pub mod deliver;
-pub mod maildir;
-pub mod mbox;
 pub mod settings;
 
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult};

@@ -64,6 +64,17 @@ impl Default for LocalSettings {
 }
 
 impl LocalSettings {
+    /// The mbox locking and size settings, for `postern-mailbox`.
+    pub fn lock_options(&self) -> postern_mailbox::LockOptions {
+        postern_mailbox::LockOptions {
+            stale_lock_time: self.stale_lock_time,
+            deliver_lock_attempts: self.deliver_lock_attempts,
+            deliver_lock_delay: self.deliver_lock_delay,
+            mailbox_delivery_lock: self.mailbox_delivery_lock.clone(),
+            mailbox_size_limit: self.mailbox_size_limit,
+        }
+    }
+
     /// Whether `mailbox_delivery_lock` names this method.
     pub fn lock_method(&self, name: &str) -> bool {
         self.mailbox_delivery_lock

@@ -19,7 +19,7 @@
 //! the Maildir may be symbolic links (a common way to place `~/Maildir`);
 //! only the owner can plant those in a Maildir path they own.
 
-use crate::deliver::DeliveryError;
+use crate::DeliveryError;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};

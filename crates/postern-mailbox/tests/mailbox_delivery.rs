@@ -2,18 +2,18 @@
 //! (Maildir and mbox) and Dovecot's `doveadm`, plus locking and the refusals
 //! of unsafe mailbox files.
 
-use postern_local::settings::LocalSettings;
-use postern_local::{maildir, mbox};
+use postern_mailbox::LockOptions;
+use postern_mailbox::{maildir, mbox};
 use postern_sys::privs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-fn settings() -> LocalSettings {
-    LocalSettings {
+fn settings() -> LockOptions {
+    LockOptions {
         deliver_lock_attempts: 3,
         deliver_lock_delay: 1,
-        ..LocalSettings::default()
+        ..LockOptions::default()
     }
 }
 

@@ -37,8 +37,8 @@
 //! `mailbox_size_limit` (0 = none) is checked before writing: a message that
 //! would make the file larger bounces with 5.2.2.
 
-use crate::deliver::DeliveryError;
-use crate::settings::LocalSettings;
+use crate::DeliveryError;
+use crate::LockOptions;
 use postern_mail::address::quote_address;
 use postern_mail::date::mbox_from_date;
 use std::collections::BTreeSet;
@@ -108,7 +108,7 @@ fn is_stale(lock: &Path, stale: u64) -> bool {
 const MAX_STALE_REMOVALS: u32 = 5;
 
 /// Creates `<path>.lock`; `Ok(None)` when the directory is not writable.
-fn take_dotlock(path: &Path, s: &LocalSettings) -> Result<Option<PathBuf>, DeliveryError> {
+fn take_dotlock(path: &Path, s: &LockOptions) -> Result<Option<PathBuf>, DeliveryError> {
     let lock = dotlock_name(path);
     let (mut attempt, mut removed) = (0, 0);
     loop {
@@ -157,7 +157,7 @@ fn take_dotlock(path: &Path, s: &LocalSettings) -> Result<Option<PathBuf>, Deliv
     }
 }
 
-fn take_fcntl(file: &File, path: &Path, s: &LocalSettings) -> Result<(), DeliveryError> {
+fn take_fcntl(file: &File, path: &Path, s: &LockOptions) -> Result<(), DeliveryError> {
     let what = path.display().to_string();
     for attempt in 0..s.deliver_lock_attempts.max(1) {
         match postern_sys::lock::fcntl_lock_exclusive(file, false, &what) {
@@ -248,7 +248,7 @@ fn same_file(file: &File, path: &Path) -> Result<(), DeliveryError> {
 /// (uid, gid): an existing file must belong to uid; a new file is given to it.
 pub fn open_locked(
     path: &Path,
-    s: &LocalSettings,
+    s: &LockOptions,
     owner: Option<(u32, u32)>,
 ) -> Result<LockedMbox, DeliveryError> {
     let guard = PathGuard::acquire(path);
@@ -378,7 +378,7 @@ pub fn deliver(
     arrival_secs: i64,
     prefix: &[u8],
     content: &[u8],
-    settings: &LocalSettings,
+    settings: &LockOptions,
 ) -> Result<(), DeliveryError> {
     let mut mb = open_locked(path, settings, None)?;
     let r = mb.append(
