@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-bin="$root/target/release/postern"
+bin="${POSTERN_BIN:-$root/target/release/postern}"
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 export ANCHOR_LISTEN=${ANCHOR_LISTEN:-127.0.0.1:12525} ANCHOR_RELAY=${ANCHOR_RELAY:-127.0.0.1:12626}
 POSTERN_LISTEN=${POSTERN_LISTEN:-127.0.0.1:13525}

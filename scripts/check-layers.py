@@ -21,7 +21,8 @@ Reads `cargo metadata --format-version 1 --no-deps` for the workspace and checks
      .rs files; every layer-0 lib.rs has `#![forbid(unsafe_code)]`; every
      member's Cargo.toml except postern-sys has `[lints] workspace = true`.
   4. postern-queue-admin is a dependency only of cleanup, qmgr, pickup, postdrop,
-     postsuper and the `postern` binary.
+     postsuper, flush (it releases deferred mail to incoming, as Postfix's
+     flush renames queue files) and the `postern` binary.
   5. A crate named *-testkit appears only under [dev-dependencies].
 
 Prints one line per violation and exits 1; prints "layers: ok (N crates)" and
@@ -62,7 +63,7 @@ NETWORK_USERS = {"postern-smtpd", "postern-smtp", "postern"}
 QUEUE_ADMIN = "postern-queue-admin"
 QUEUE_ADMIN_USERS = {
     "postern-cleanup", "postern-qmgr", "postern-pickup", "postern-postdrop",
-    "postern-postsuper", BINARY,
+    "postern-postsuper", "postern-flush", BINARY,
 }
 
 # Mentions that make a layer-0 source impure.

@@ -65,6 +65,12 @@ fn ipc(dir: &Path) -> std::io::Result<()> {
         }],
     };
     write(dir, "bounce.bin", &bounce.to_attrs().encode())?;
+    let flush = postern_ipc::flush::FlushRequest {
+        op: postern_ipc::flush::FlushOp::Add,
+        site: "example.org".into(),
+        queue_id: "4XyZ12AbC".into(),
+    };
+    write(dir, "flush.bin", &flush.to_attrs().encode())?;
     write(dir, "empty.bin", b"")
 }
 

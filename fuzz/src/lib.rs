@@ -63,11 +63,13 @@ pub fn ipc_frame(data: &[u8]) {
     round_trip!(CleanupRequest, &list);
     round_trip!(DeliverRequest, &list);
     round_trip!(BounceRequest, &list);
+    round_trip!(postern_ipc::flush::FlushRequest, &list);
     // Replies travel the other way; decoding them must not panic. The results are
     // deliberately dropped: only the absence of a panic is checked.
     let _ = CleanupReply::from_attrs(&list);
     let _ = DeliverReply::from_attrs(&list);
     let _ = BounceReply::from_attrs(&list);
+    let _ = postern_ipc::flush::FlushReply::from_attrs(&list);
 }
 
 /// `qfile_parse`: the input is a queue file.

@@ -146,3 +146,39 @@ fn main_cf() {
 fn master_cf() {
     run("master_cf", postern_fuzz::master_cf)
 }
+
+#[test]
+fn local_lists() {
+    run("local_lists", |d| {
+        postern_local::alias::fuzz(d);
+        postern_local::expand::fuzz(d);
+    })
+}
+
+#[test]
+fn smtp_tls_policy() {
+    run("smtp_tls_policy", postern_smtp::policy::fuzz)
+}
+
+#[test]
+fn cleanup_checks() {
+    run("cleanup_checks", postern_cleanup::fuzz)
+}
+
+#[test]
+fn postmap_line() {
+    run("postmap_line", postern_table::fuzz::postmap_line);
+}
+
+#[test]
+fn alias_line() {
+    run("alias_line", postern_table::fuzz::alias_line);
+}
+
+#[test]
+fn pipe_argv() {
+    run("pipe_argv", |d| {
+        postern_config::pipe::fuzz(d);
+        postern_mail::dsn::fuzz(d);
+    })
+}

@@ -19,8 +19,14 @@ Names are case-insensitive, trailing dots optional. A name with no entry at all
 gets NXDOMAIN; a name with entries of other types gets NODATA (NOERROR, empty).
 A `CNAME` entry answers every type with the CNAME plus the target's records.
 Supported types: A, AAAA, MX, PTR, CNAME, NS, TXT (a string, or a list of
-strings for one record's character-strings). `server.queries` lists every
+strings for one record's character-strings), TLSA (`"3 1 1 <hex>"` or a tuple
+`(usage, selector, mtype, hexdata)`). `server.queries` lists every
 `(name, type)` asked; the zone dict may be changed while the server runs.
+
+DNSSEC stand-in: `DnsServer(zone, ad=True)` sets the AD ("authentic data") bit
+in every answer, as a validating resolver would for a signed zone;
+`ad={"name", ...}` sets it only for those owner names (others look unsigned).
+`server.ad` may be changed while the server runs.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import socket
 import struct
 import threading
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28, "ANY": 255}
+TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28, "TLSA": 52,
+         "ANY": 255}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 NOERROR, SERVFAIL_RCODE, NXDOMAIN = 0, 2, 3
 CLASS_IN = 1
@@ -98,6 +105,12 @@ def encode_rdata(rtype: str, data) -> bytes:
         return encode_name(data)
     if rtype == "TXT":
         return _char_strings(data)
+    if rtype == "TLSA":
+        if isinstance(data, str):
+            usage, selector, mtype, hexdata = data.split(None, 3)
+        else:
+            usage, selector, mtype, hexdata = data
+        return struct.pack("!BBB", int(usage), int(selector), int(mtype)) + bytes.fromhex("".join(str(hexdata).split()))
     raise ValueError(f"unsupported record type {rtype}")
 
 
@@ -112,8 +125,9 @@ class DnsServer:
     SERVFAIL = "SERVFAIL"
     TIMEOUT = "TIMEOUT"
 
-    def __init__(self, zone: dict, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, zone: dict, host: str = "127.0.0.1", port: int = 0, ad: bool | set | frozenset = False):
         self.zone = zone
+        self.ad = ad
         self.queries: list[tuple[str, str]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
@@ -170,6 +184,8 @@ class DnsServer:
         rcode, answers = result
         body = b"".join(_rr(n, t, d) for n, t, d in answers)
         rflags = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080 | rcode  # QR AA RD(copied) RA
+        if self.ad is True or (isinstance(self.ad, (set, frozenset)) and _key(qname) in self.ad):
+            rflags |= 0x0020  # AD: "validated" (a stand-in for a DNSSEC-validating resolver)
         if 12 + len(question) + len(body) > MAX_UDP:
             rflags |= 0x0200  # TC: we do not serve TCP, keep zones small
             answers, body = [], b""

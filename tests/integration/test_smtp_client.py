@@ -407,7 +407,7 @@ def _relay_to(instance, peer, *settings):
 def test_starttls_may_upgrades_and_logs(instance, server_tls):
     peer = Peer(tls=server_tls)
     try:
-        _relay_to(instance, peer, "smtp_tls_security_level = may")
+        _relay_to(instance, peer, "smtp_tls_security_level = may", "smtp_tls_loglevel = 1")
         instance.wait_for(lambda: "status=sent" in instance.log(), what="status=sent")
         wait_queue_empty(instance)
     finally:
@@ -434,7 +434,7 @@ def test_starttls_may_plaintext_when_not_offered(instance):
 def test_starttls_compat_level_3_11_defaults_to_may(instance, server_tls):
     peer = Peer(tls=server_tls)
     try:
-        _relay_to(instance, peer, "compatibility_level = 3.11")
+        _relay_to(instance, peer, "compatibility_level = 3.11", "smtp_tls_loglevel = 1")
         instance.wait_for(lambda: "status=sent" in instance.log(), what="status=sent")
     finally:
         peer.close()
@@ -552,7 +552,8 @@ def test_starttls_into_postfix_smtpd(instance, tmp_path):
             f.write(f"127.0.0.1:{port} inet n - n - - smtpd\n")
         peer.start()
         wait_port(port)
-        postconf(instance, f"relayhost = [127.0.0.1]:{port}", "smtp_tls_security_level = may")
+        postconf(instance, f"relayhost = [127.0.0.1]:{port}", "smtp_tls_security_level = may",
+                 "smtp_tls_loglevel = 1")
         instance.start()
         instance.sendmail(["-f", "snd@localhost", "u@pfx.test.example"], MSG)
         instance.wait_for(lambda: "status=sent" in instance.log(), what="status=sent")

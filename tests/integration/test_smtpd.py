@@ -230,7 +230,17 @@ def test_bare_newline_smuggling_is_not_a_terminator(instance):
 def test_anvil_connection_count_and_message_rate(instance):
     inst = started(instance, "smtpd_client_event_limit_exceptions =",
                    "smtpd_client_connection_count_limit = 2", "smtpd_client_message_rate_limit = 2")
-    a, b = Raw(inst.port), Raw(inst.port)
+    # wait_port's probe connection counts until smtpd has seen it go: wait for that.
+    deadline = time.monotonic() + 10
+    while "disconnect from" not in inst.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(20):
+        a, b = Raw(inst.port), Raw(inst.port)
+        if b.greeting[0] == 220:
+            break
+        a.close()
+        b.close()
+        time.sleep(0.2)
     assert a.greeting[0] == 220 and b.greeting[0] == 220
     c = Raw(inst.port)
     assert c.greeting[0] == 421 and "too many connections from 127.0.0.1" in c.greeting[1], c.greeting

@@ -13,17 +13,38 @@
 //! qmgr then bounces it to the sender with that reason, as Postfix's cleanup
 //! does for pickup.
 //!
+//! Address rewriting (canonical maps, masquerading, virtual aliases,
+//! automatic BCC: [`envelope`], [`hdr_addr`]) and content checks
+//! ([`checks`], [`mime`]) happen while the queue file is built; their tables
+//! are opened once per process ([`tables`]). A content check may reject the
+//! message (the client gets `550 5.7.1 …`), defer it, discard it (accepted,
+//! nothing queued), put it on hold (the file goes to `hold/`), redirect it or
+//! give it a content filter (an attribute `filter=transport:nexthop` that qmgr
+//! honours).
+//!
 //! # Security
-//! Requests are size-bounded frames decoded strictly; content is never
-//! interpreted beyond the header. A write error removes the partial file and
-//! answers "defer": nothing is acknowledged that is not durable.
+//! Requests are size-bounded frames decoded strictly; header and body text
+//! are used only as lookup keys. A write error or a table failure removes the
+//! partial file and answers "defer": nothing is acknowledged that is not
+//! durable, and nothing is bounced because a table could not answer.
 //!
 //! # Configuration
-//! `myhostname`, `myorigin`, `mail_name`, `append_at_myorigin`,
-//! `message_size_limit`, `header_size_limit`, `hopcount_limit`,
-//! `duplicate_filter_limit`, `queue_directory`, `ipc_timeout`.
+//! `myhostname`, `myorigin`, `mail_name`, `message_size_limit`,
+//! `header_size_limit`, `hopcount_limit`, `duplicate_filter_limit`,
+//! `queue_directory`, `ipc_timeout`, and the rewriting and checking
+//! parameters listed in [`tables`].
 
+pub mod addr;
+pub mod checks;
+pub mod envelope;
+pub mod flow;
+pub mod hdr_addr;
+pub mod maps;
+pub mod masquerade;
+pub mod mime;
 pub mod process;
+pub mod tables;
+pub mod virtual_alias;
 
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, cleanup_flags, trigger};
 use postern_queue::Queue;
@@ -33,6 +54,25 @@ use process::{Now, Refusal, Settings};
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use tables::Tables;
+
+/// Fuzz entry point: every parser of untrusted input in cleanup (header
+/// values, table actions, MIME structure, address forms). Never panics.
+pub fn fuzz(data: &[u8]) {
+    checks::fuzz(data);
+    hdr_addr::fuzz(data);
+    mime::fuzz(data);
+    let text = String::from_utf8_lossy(data);
+    let ctx = addr::Context {
+        origin: "example.org",
+        domain: "example.org",
+    };
+    let rules = addr::Rules {
+        append_dot_domain: true,
+        ..Default::default()
+    };
+    let _ = addr::rewrite(&rules, &ctx, &text);
+}
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -43,7 +83,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     let ctx = skeleton::init("cleanup", &args);
     let settings = settings(&ctx);
-    skeleton::single_server(ctx, move |ctx, stream| serve(ctx, &settings, stream))
+    let tables = Tables::from_config(&ctx.config);
+    flow::init();
+    skeleton::single_server(ctx, move |ctx, stream| {
+        flow::pace(&ctx.config);
+        serve(ctx, &settings, &tables, stream)
+    })
 }
 
 fn settings(ctx: &Context) -> Settings {
@@ -52,7 +97,6 @@ fn settings(ctx: &Context) -> Settings {
         myhostname: c.get("myhostname"),
         myorigin: c.get("myorigin"),
         mail_name: c.get("mail_name"),
-        append_at_myorigin: c.get_bool("append_at_myorigin").unwrap_or(true),
         message_size_limit: c.get_int("message_size_limit").unwrap_or(10_240_000).max(0) as u64,
         header_size_limit: c.get_int("header_size_limit").unwrap_or(102_400).max(0) as u64,
         hopcount_limit: c.get_int("hopcount_limit").unwrap_or(50).max(0) as u64,
@@ -60,7 +104,7 @@ fn settings(ctx: &Context) -> Settings {
     }
 }
 
-fn serve(ctx: &Context, s: &Settings, mut stream: UnixStream) {
+fn serve(ctx: &Context, s: &Settings, t: &Tables, mut stream: UnixStream) {
     let timeout = client::ipc_timeout(&ctx.config);
     if let Err(e) = stream
         .set_read_timeout(Some(timeout))
@@ -83,7 +127,7 @@ fn serve(ctx: &Context, s: &Settings, mut stream: UnixStream) {
             return;
         }
     };
-    let reply = enqueue(ctx, s, &req);
+    let reply = enqueue(ctx, s, t, &req);
     if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
         // The client did not learn the outcome; if the file was written it will be
         // delivered and the client may submit again: at least once, never lost.
@@ -108,53 +152,72 @@ fn refuse(r: Refusal) -> CleanupReply {
     }
 }
 
-fn enqueue(ctx: &Context, s: &Settings, req: &CleanupRequest) -> CleanupReply {
+fn enqueue(ctx: &Context, s: &Settings, t: &Tables, req: &CleanupRequest) -> CleanupReply {
+    if !t.open_errors.is_empty() {
+        for e in &t.open_errors {
+            postern_log::warning(format!("{e} -- message not accepted, try again later"));
+        }
+        return defer("4.3.0 Error: queue file write error");
+    }
     match process::check(req, s) {
-        Ok(()) => write(ctx, s, req, None),
+        Ok(()) => write(ctx, s, t, req, None),
         Err(r) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 => {
-            let mut header_only = req.clone();
-            let end = postern_mail::header::header_end(&req.content);
-            header_only.content =
-                req.content[..end.header_len.min(s.header_size_limit as usize)].to_vec();
-            header_only.content.push(b'\n');
-            write(ctx, s, &header_only, Some(r))
+            write(ctx, s, t, &header_only(req, s), Some(r))
         }
         Err(r) => refuse(r),
     }
 }
 
+/// The copy of a refused local submission that is queued only to be bounced:
+/// its header, no checks.
+fn header_only(req: &CleanupRequest, s: &Settings) -> CleanupRequest {
+    let mut h = req.clone();
+    let end = postern_mail::header::header_end(&req.content);
+    h.content = req.content[..end.header_len.min(s.header_size_limit as usize)].to_vec();
+    h.content.push(b'\n');
+    h.flags |= cleanup_flags::NO_HEADER_BODY_CHECKS;
+    h
+}
+
 fn write(
     ctx: &Context,
     s: &Settings,
+    t: &Tables,
     req: &CleanupRequest,
     reject: Option<Refusal>,
 ) -> CleanupReply {
     let q = Queue::new(ctx.config.get("queue_directory"));
-    let target = if req.flags & cleanup_flags::HOLD != 0 {
-        "hold"
-    } else {
-        "incoming"
-    };
-    let newfile = match postern_queue_admin::create(&q, target) {
+    let newfile = match postern_queue_admin::create(&q, "incoming") {
         Ok(f) => f,
         Err(e) => {
             postern_log::warning(format!("create queue file: {e}"));
-            return defer("4.3.0 queue file write error");
+            return defer("4.3.0 Error: queue file write error");
         }
     };
     if req.flags & cleanup_flags::DISCARD != 0 {
         // Dropping `newfile` removes the file: nothing is queued.
         postern_log::info(format!("{}: discarded", newfile.id));
-        return CleanupReply {
-            status: CleanupStatus::Ok,
-            queue_id: newfile.id.clone(),
-            reason: String::new(),
-        };
+        return ok(newfile.id.clone());
     }
     let now = now();
-    let mut qf = match process::build(req, s, &newfile.id, &now) {
-        Ok(qf) => qf,
-        Err(r)
+    let mut trail = maps::Trail::default();
+    let built = process::build(req, s, t, &newfile.id, &now, &mut trail);
+    for (warn, line) in std::mem::take(&mut trail.logs) {
+        if warn {
+            postern_log::warning(line);
+        } else {
+            postern_log::info(line);
+        }
+    }
+    let built = match (built, trail.fail) {
+        (_, Some(f)) if f.status == CleanupStatus::Defer => return refuse(f),
+        (_, Some(f)) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 && reject.is_none() => {
+            drop(newfile);
+            return write(ctx, s, t, &header_only(req, s), Some(f));
+        }
+        (_, Some(f)) => return refuse(f),
+        (Ok(b), None) => b,
+        (Err(r), None)
             if r.status == CleanupStatus::NoRecipients
                 && req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0
                 && !req.sender.is_empty() =>
@@ -163,49 +226,84 @@ fn write(
             let mut to_sender = req.clone();
             to_sender.recipients = vec![postern_ipc::proto::Recipient::new(req.sender.clone())];
             to_sender.flags &= !cleanup_flags::EXTRACT_RCPTS;
-            match process::build(&to_sender, s, &newfile.id, &now) {
-                Ok(mut qf) => {
-                    qf.attrs.push((
+            to_sender.flags |=
+                cleanup_flags::NO_ADDRESS_MAPPINGS | cleanup_flags::NO_HEADER_BODY_CHECKS;
+            let mut t2 = maps::Trail::default();
+            match process::build(&to_sender, s, t, &newfile.id, &now, &mut t2) {
+                Ok(mut b) => {
+                    b.qf.attrs.push((
                         "cleanup_reject".into(),
                         "5.1.3 No recipient addresses found in message header".into(),
                     ));
-                    qf
+                    b
                 }
                 Err(r) => return refuse(r),
             }
         }
-        Err(r) => return refuse(r),
+        (Err(r), None) => return refuse(r),
     };
+    if built.verdict.discard {
+        // Accepted and dropped (header/body checks DISCARD, logged above).
+        return ok(newfile.id.clone());
+    }
+    let mut qf = built.qf;
     if let Some(r) = reject {
         qf.attrs.push(("cleanup_reject".into(), r.reason));
     }
+    let hold = req.flags & cleanup_flags::HOLD != 0 || built.verdict.hold;
     let bytes = postern_qfile::encode(&mut qf);
-    let id = match newfile.commit(&bytes, 0o700) {
+    // A message for hold/ is written not ready (qmgr ignores it), then moved.
+    let mode = if hold { 0o600 } else { 0o700 };
+    let id = match newfile.commit(&bytes, mode) {
         Ok(id) => id,
         Err(e) => {
             postern_log::warning(format!("write queue file: {e}"));
             let reason = if e.is_no_space() {
                 "4.3.4 insufficient system storage"
             } else {
-                "4.3.0 queue file write error"
+                "4.3.0 Error: queue file write error"
             };
             return defer(reason);
         }
     };
+    if hold && let Err(e) = move_to_hold(&q, &id) {
+        postern_log::warning(format!("{id}: move to hold: {e}"));
+        if let Err(e) = postern_queue_admin::remove(&q, "incoming", &id) {
+            postern_log::warning(format!("{id}: remove: {e}"));
+        }
+        return defer("4.3.0 Error: queue file write error");
+    }
     let mid = postern_mail::header::find(&qf.content, "Message-Id")
         .map(|f| f.value_string())
         .unwrap_or_default();
     postern_log::info(format!("{id}: message-id={mid}"));
-    if target == "incoming"
+    if !hold
         && let Err(e) = client::trigger(&ctx.config, "public", "qmgr", &[trigger::SCAN_INCOMING])
     {
         postern_log::warning(format!(
             "{id}: trigger qmgr: {e} (the next queue scan will find the message)"
         ));
     }
+    ok(id)
+}
+
+/// Moves a just-written, not yet ready message from incoming/ to hold/ and
+/// makes it ready there, durably.
+fn move_to_hold(q: &Queue, id: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    postern_queue_admin::move_file(q, "incoming", "hold", id).map_err(std::io::Error::other)?;
+    let path = q.dir("hold").join(id);
+    let f = std::fs::File::open(&path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    f.sync_all()?;
+    postern_sys::durable::fsync_dir(&q.dir("hold"))
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+fn ok(queue_id: String) -> CleanupReply {
     CleanupReply {
         status: CleanupStatus::Ok,
-        queue_id: id,
+        queue_id,
         reason: String::new(),
     }
 }

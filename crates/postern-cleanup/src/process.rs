@@ -4,13 +4,21 @@
 //!   submissions, `Bcc:` (after recipients were extracted from it);
 //! * extracts recipients from `To:`/`Cc:`/`Bcc:` (or their `Resent-` forms
 //!   when the message has any `Resent-` header) for `sendmail -t`;
-//! * qualifies bare addresses with `@$myorigin` (`append_at_myorigin`);
+//! * rewrites envelope and header addresses ([`crate::envelope`],
+//!   [`crate::hdr_addr`]): qualification, canonical maps, masquerading,
+//!   virtual aliases, automatic BCC;
+//! * applies header and body checks ([`crate::checks`], [`crate::mime`]);
 //! * adds the missing `From:`, `Date:`, `Message-Id:` headers of a local
 //!   submission, `To: undisclosed-recipients:;` when there is no destination
 //!   header, and a `Received:` header;
 //! * counts `Received:`/`Delivered-To:` hops against `hopcount_limit`;
 //! * enforces `message_size_limit` and `header_size_limit`.
 
+use crate::checks::{self, Edit, LogCtx, Verdict};
+use crate::envelope::{Envelope, Mode};
+use crate::maps::Trail;
+use crate::tables::{Tables, classes};
+use crate::{addr, hdr_addr, mime};
 use postern_ipc::proto::{CleanupRequest, CleanupStatus, cleanup_flags};
 use postern_mail::header;
 use postern_qfile::{QueueFile, RecipientRecord};
@@ -24,8 +32,6 @@ pub struct Settings {
     pub myorigin: String,
     /// `$mail_name`.
     pub mail_name: String,
-    /// `append_at_myorigin`.
-    pub append_at_myorigin: bool,
     /// `message_size_limit` (0 = none).
     pub message_size_limit: u64,
     /// `header_size_limit`.
@@ -54,14 +60,6 @@ pub struct Refusal {
     pub status: CleanupStatus,
     /// Enhanced status code and text.
     pub reason: String,
-}
-
-fn qualify(addr: &str, s: &Settings) -> String {
-    if addr.is_empty() || addr.contains('@') || !s.append_at_myorigin {
-        addr.to_string()
-    } else {
-        format!("{addr}@{}", s.myorigin)
-    }
 }
 
 fn is_local_submission(req: &CleanupRequest) -> bool {
@@ -108,88 +106,226 @@ pub fn extract_recipients(content: &[u8]) -> Vec<String> {
     out
 }
 
+/// A message ready to be written: the queue file, what the content checks
+/// decided, and the log lines of its processing.
+#[derive(Debug)]
+pub struct Built {
+    /// The queue file.
+    pub qf: QueueFile,
+    /// Content-check decisions (hold, discard, filter, …).
+    pub verdict: Verdict,
+}
+
 /// Builds the queue file for an accepted request. `queue_id` is the ID the
-/// file will have; `uid` the submitting user for the Received header.
+/// file will have. Log lines and a failure (reject, defer) go to `trail`;
+/// when `trail.fail` is set the result must not be queued.
 pub fn build(
     req: &CleanupRequest,
     s: &Settings,
+    t: &Tables,
     queue_id: &str,
     now: &Now,
-) -> Result<QueueFile, Refusal> {
+    trail: &mut Trail,
+) -> Result<Built, Refusal> {
     let local = is_local_submission(req);
-    let sender = qualify(&req.sender, s);
-    let mut rcpts: Vec<(String, String, String, u8)> = req
-        .recipients
-        .iter()
-        .map(|r| {
-            (
-                qualify(&r.address, s),
-                r.original.clone(),
-                r.orcpt.clone(),
-                r.notify,
-            )
-        })
-        .collect();
+    let internal = req.flags & cleanup_flags::BOUNCE != 0;
+    let map_ok = req.flags & cleanup_flags::NO_ADDRESS_MAPPINGS == 0;
+    let mode = Mode {
+        map_ok,
+        bcc_ok: map_ok && !internal,
+    };
+    let filter_ok = req.flags & cleanup_flags::NO_HEADER_BODY_CHECKS == 0 && !internal;
+    let mut env = Envelope::new(t, mode, &s.myorigin, queue_id, s.duplicate_filter_limit);
+    let sender = env.sender(&req.sender, trail);
+    for r in &req.recipients {
+        env.recipient(&r.address, &r.original, &r.orcpt, r.notify, trail);
+    }
+    let mut lctx = log_ctx(req, queue_id, local);
+    lctx.sender = Some(sender.clone());
+    lctx.recip = env.last_recipient.clone();
+    let mut verdict = Verdict::default();
+    if !filter_ok {
+        verdict.done = true;
+    }
+    let content = rewrite_message(
+        req,
+        s,
+        t,
+        &env,
+        &sender,
+        queue_id,
+        now,
+        local,
+        &lctx,
+        &mut verdict,
+        trail,
+    )?;
     if req.flags & cleanup_flags::EXTRACT_RCPTS != 0 {
         for a in extract_recipients(&req.content) {
-            rcpts.push((qualify(&a, s), a, String::new(), 0));
+            env.recipient(&a, &a, "", 0, trail);
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut recipients = Vec::new();
-    for (addr, orig, orcpt, notify) in rcpts {
-        if addr.is_empty() || addr.contains('\0') || addr.contains('\n') {
-            continue;
-        }
-        let key = (addr.to_ascii_lowercase(), orcpt.clone());
-        if seen.len() < s.duplicate_filter_limit.max(1) && !seen.insert(key) {
-            continue;
-        }
-        let original = if orig.is_empty() {
-            addr.clone()
-        } else {
-            qualify(&orig, s)
+    env.always_bcc(trail);
+    for b in verdict.bcc.clone() {
+        env.bcc(&b, trail);
+    }
+    let mut recipients = std::mem::take(&mut env.recipients);
+    if let Some(to) = &verdict.redirect {
+        let ctx = addr::Context {
+            origin: &s.myorigin,
+            domain: &t.mydomain,
         };
-        recipients.push(RecipientRecord {
-            address: addr,
+        let original = recipients
+            .first()
+            .map(|r| r.original.clone())
+            .unwrap_or_default();
+        recipients = vec![RecipientRecord {
+            address: addr::rewrite(&t.rules, &ctx, to),
             original,
-            orcpt,
-            notify,
             ..Default::default()
-        });
+        }];
     }
-    if recipients.is_empty() {
+    if recipients.is_empty() && trail.fail.is_none() {
         return Err(Refusal {
             status: CleanupStatus::NoRecipients,
             reason: "5.1.3 No recipients specified".into(),
         });
     }
-    let content = rewrite_header(req, s, &sender, queue_id, now, local)?;
     let mut attrs: Vec<(String, String)> = req
         .attrs
         .iter()
-        .filter(|(n, _)| n != "flags" && !n.is_empty())
+        .filter(|(n, _)| {
+            n != "flags" && !n.is_empty() && n != "cleanup_reject" && n != "tls_received"
+        })
         .cloned()
         .collect();
-    attrs.retain(|(n, _)| n != "cleanup_reject");
-    Ok(QueueFile {
-        arrival: req.arrival,
-        fullname: req.fullname.clone(),
-        sender,
-        attrs,
-        recipients,
-        content,
-        content_offset: 0,
+    if let Some(f) = &verdict.filter {
+        attrs.retain(|(n, _)| n != "filter");
+        attrs.push(("filter".into(), f.clone()));
+    }
+    Ok(Built {
+        qf: QueueFile {
+            arrival: req.arrival,
+            fullname: req.fullname.clone(),
+            sender,
+            attrs,
+            recipients,
+            content,
+            content_offset: 0,
+        },
+        verdict,
     })
 }
 
-fn rewrite_header(
+fn attr<'a>(req: &'a CleanupRequest, n: &str) -> Option<&'a str> {
+    req.attrs
+        .iter()
+        .find(|(k, _)| k == n)
+        .map(|(_, v)| v.as_str())
+}
+
+fn log_ctx(req: &CleanupRequest, queue_id: &str, local: bool) -> LogCtx {
+    let nonempty = |n: &str| attr(req, n).filter(|v| !v.is_empty()).map(String::from);
+    let origin = match (local, attr(req, "client_address")) {
+        (false, Some(a)) if !a.is_empty() => {
+            format!("{}[{a}]", attr(req, "client_name").unwrap_or("unknown"))
+        }
+        _ => "local".to_string(),
+    };
+    LogCtx {
+        qid: queue_id.to_string(),
+        origin,
+        sender: None,
+        recip: None,
+        proto: nonempty("protocol"),
+        helo: nonempty("helo_name"),
+    }
+}
+
+/// The header rewriting context: `(origin, domain)`, or `None` for no header
+/// address rewriting (remote clients without `remote_header_rewrite_domain`).
+fn header_context(req: &CleanupRequest, s: &Settings, t: &Tables) -> Option<(String, String)> {
+    if attr(req, "rewrite_context") != Some("remote") {
+        return Some((s.myorigin.clone(), t.mydomain.clone()));
+    }
+    let ip = attr(req, "client_address").and_then(|a| a.parse().ok());
+    let sasl = attr(req, "sasl_username").is_some_and(|u| !u.is_empty());
+    if t.local_header_client(ip, sasl) {
+        return Some((s.myorigin.clone(), t.mydomain.clone()));
+    }
+    (!t.remote_domain.is_empty()).then(|| (t.remote_domain.clone(), t.remote_domain.clone()))
+}
+
+const SENDER_HEADERS: [&str; 10] = [
+    "Disposition-Notification-To",
+    "Errors-To",
+    "From",
+    "Mail-Followup-To",
+    "Reply-To",
+    "Resent-From",
+    "Resent-Sender",
+    "Return-Path",
+    "Return-Receipt-To",
+    "Sender",
+];
+
+const RECIPIENT_HEADERS: [&str; 8] = [
+    "Apparently-To",
+    "Bcc",
+    "Cc",
+    "Resent-Bcc",
+    "Resent-Cc",
+    "Resent-Reply-To",
+    "Resent-To",
+    "To",
+];
+
+/// Rewrites the addresses of one address header, if it is one.
+fn rewrite_address_header(
+    text: &str,
+    t: &Tables,
+    env: &Envelope<'_>,
+    ctx: &(String, String),
+    map_ok: bool,
+    trail: &mut Trail,
+) -> Option<String> {
+    let (name, value) = text.split_once(':')?;
+    let n = name.trim();
+    let (sender, class) = if SENDER_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(n)) {
+        (true, classes::HDR_FROM)
+    } else if RECIPIENT_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(n)) {
+        (false, classes::HDR_RCPT)
+    } else {
+        return None;
+    };
+    let rctx = addr::Context {
+        origin: &ctx.0,
+        domain: &ctx.1,
+    };
+    let new = hdr_addr::rewrite_value(value, &mut |a| {
+        let a = addr::rewrite(&t.rules, &rctx, a);
+        if map_ok {
+            env.canonical(&a, class, sender, trail)
+        } else {
+            a
+        }
+    })?;
+    Some(format!("{name}:{new}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rewrite_message(
     req: &CleanupRequest,
     s: &Settings,
+    t: &Tables,
+    env: &Envelope<'_>,
     sender: &str,
     queue_id: &str,
     now: &Now,
     local: bool,
+    lctx: &LogCtx,
+    v: &mut Verdict,
+    trail: &mut Trail,
 ) -> Result<Vec<u8>, Refusal> {
     let content = &req.content;
     let end = header::header_end(content);
@@ -199,6 +335,8 @@ fn rewrite_header(
             reason: "5.3.4 Message header too big".into(),
         });
     }
+    let hctx = header_context(req, s, t);
+    let map_ok = req.flags & cleanup_flags::NO_ADDRESS_MAPPINGS == 0;
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(received(req, s, queue_id, now, local).as_bytes());
     let have = |name: &str| header::has_header(content, name);
@@ -206,51 +344,120 @@ fn rewrite_header(
     let has_dest = ["To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"]
         .iter()
         .any(|n| have(n));
+    let mut ctype = None;
     for f in header::fields(content) {
-        if f.name_is("Return-Path") || (local && f.name_is("Bcc")) {
+        let raw_text = String::from_utf8_lossy(f.raw);
+        let mut text = raw_text.trim_end_matches(['\n', '\r']).to_string();
+        let class = if checks::is_mime_header(f.name_str()) {
+            checks::Class::Mime
+        } else {
+            checks::Class::Primary
+        };
+        let o = t.checks.header(class, &text, lctx, v, trail);
+        if let Some(p) = &o.prepend {
+            out.extend_from_slice(p.as_bytes());
+            out.push(b'\n');
+        }
+        let mut changed = false;
+        match o.edit {
+            Edit::Drop => continue,
+            Edit::Replace(r) => {
+                text = r;
+                changed = true;
+            }
+            Edit::Keep => {}
+        }
+        let name = text.split(':').next().unwrap_or("").trim().to_string();
+        if name.eq_ignore_ascii_case("Return-Path") || (local && name.eq_ignore_ascii_case("Bcc")) {
             continue;
         }
-        out.extend_from_slice(f.raw);
-        if !f.raw.ends_with(b"\n") {
+        if name.eq_ignore_ascii_case("Content-Type") {
+            ctype = text.split_once(':').map(|(_, v)| v.to_string());
+        }
+        if let Some(ctx) = &hctx
+            && let Some(new) = rewrite_address_header(&text, t, env, ctx, map_ok, trail)
+        {
+            text = new;
+            changed = true;
+        }
+        if changed {
+            out.extend_from_slice(text.as_bytes());
             out.push(b'\n');
+        } else {
+            out.extend_from_slice(f.raw);
+            if !f.raw.ends_with(b"\n") {
+                out.push(b'\n');
+            }
         }
     }
     if local || req.flags & cleanup_flags::BOUNCE != 0 {
-        if !has_date {
-            out.extend_from_slice(
-                format!(
-                    "Date: {}\n",
-                    postern_mail::date::rfc2822(now.secs, now.offset)
-                )
-                .as_bytes(),
-            );
-        }
-        if !has_mid {
-            let stamp = postern_mail::date::civil(now.secs, 0);
-            out.extend_from_slice(
-                format!(
-                    "Message-Id: <{:04}{:02}{:02}{:02}{:02}{:02}.{queue_id}@{}>\n",
-                    stamp.year,
-                    stamp.month,
-                    stamp.day,
-                    stamp.hms.0,
-                    stamp.hms.1,
-                    stamp.hms.2,
-                    s.myhostname
-                )
-                .as_bytes(),
-            );
-        }
-        if !has_from {
-            out.extend_from_slice(from_header(req, sender).as_bytes());
-        }
-        if !has_dest {
-            out.extend_from_slice(b"To: undisclosed-recipients:;\n");
-        }
+        add_missing(
+            &mut out,
+            req,
+            s,
+            sender,
+            queue_id,
+            now,
+            (has_from, has_date, has_mid, has_dest),
+        );
     }
     out.push(b'\n');
-    out.extend_from_slice(&content[end.body_start.min(content.len())..]);
+    let body = &content[end.body_start.min(content.len())..];
+    if v.done || !t.checks.has_body_work() {
+        out.extend_from_slice(body);
+    } else {
+        out.extend(mime::walk_body(
+            ctype.as_deref(),
+            body,
+            &t.checks,
+            lctx,
+            v,
+            trail,
+        ));
+    }
     Ok(out)
+}
+
+fn add_missing(
+    out: &mut Vec<u8>,
+    req: &CleanupRequest,
+    s: &Settings,
+    sender: &str,
+    queue_id: &str,
+    now: &Now,
+    (has_from, has_date, has_mid, has_dest): (bool, bool, bool, bool),
+) {
+    if !has_date {
+        out.extend_from_slice(
+            format!(
+                "Date: {}\n",
+                postern_mail::date::rfc2822(now.secs, now.offset)
+            )
+            .as_bytes(),
+        );
+    }
+    if !has_mid {
+        let stamp = postern_mail::date::civil(now.secs, 0);
+        out.extend_from_slice(
+            format!(
+                "Message-Id: <{:04}{:02}{:02}{:02}{:02}{:02}.{queue_id}@{}>\n",
+                stamp.year,
+                stamp.month,
+                stamp.day,
+                stamp.hms.0,
+                stamp.hms.1,
+                stamp.hms.2,
+                s.myhostname
+            )
+            .as_bytes(),
+        );
+    }
+    if !has_from {
+        out.extend_from_slice(from_header(req, sender).as_bytes());
+    }
+    if !has_dest {
+        out.extend_from_slice(b"To: undisclosed-recipients:;\n");
+    }
 }
 
 fn from_header(req: &CleanupRequest, sender: &str) -> String {
@@ -291,10 +498,24 @@ fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local
         } else {
             addr.to_string()
         };
-        let mut h = format!(
-            "Received: from {helo} ({name} [{bracketed}])\n\tby {} ({}) with {proto} id {queue_id}",
+        let mut h = format!("Received: from {helo} ({name} [{bracketed}])\n");
+        // smtpd's TLS clause (smtpd_tls_received_header): one comment per
+        // line, control characters dropped so it cannot end the header.
+        for line in attr("tls_received").unwrap_or("").split('\n') {
+            let line: String = line.chars().filter(|c| !c.is_control()).collect();
+            if !line.trim().is_empty() {
+                h.push_str(&format!("\t{line}\n"));
+            }
+        }
+        // smtpd_sasl_authenticated_header: smtpd sends the login only when it is on.
+        if let Some(user) = attr("sasl_auth_header").filter(|u| !u.is_empty()) {
+            let user: String = user.chars().filter(|c| !c.is_control()).collect();
+            h.push_str(&format!("\t(Authenticated sender: {user})\n"));
+        }
+        h.push_str(&format!(
+            "\tby {} ({}) with {proto} id {queue_id}",
             s.myhostname, s.mail_name
-        );
+        ));
         if req.recipients.len() == 1 {
             h.push_str(&format!("\n\tfor <{}>", req.recipients[0].address));
         }
@@ -316,106 +537,4 @@ fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use postern_ipc::proto::Recipient;
-
-    fn settings() -> Settings {
-        Settings {
-            myhostname: "mx.example.org".into(),
-            myorigin: "example.org".into(),
-            mail_name: "Postfix".into(),
-            append_at_myorigin: true,
-            message_size_limit: 1000,
-            header_size_limit: 102400,
-            hopcount_limit: 3,
-            duplicate_filter_limit: 1000,
-        }
-    }
-
-    fn req(content: &str) -> CleanupRequest {
-        CleanupRequest {
-            sender: "joe".into(),
-            recipients: vec![Recipient::new("ann"), Recipient::new("ann@example.org")],
-            attrs: vec![
-                ("rewrite_context".into(), "local".into()),
-                ("origin_uid".into(), "1000".into()),
-            ],
-            content: content.as_bytes().to_vec(),
-            ..Default::default()
-        }
-    }
-
-    fn now() -> Now {
-        Now {
-            secs: 1_795_000_000,
-            offset: 0,
-            zone: "UTC".into(),
-        }
-    }
-
-    #[test]
-    fn adds_missing_headers_and_qualifies() {
-        let q = build(
-            &req("Subject: hi\nReturn-Path: <evil>\n\nbody\n"),
-            &settings(),
-            "ABC123",
-            &now(),
-        )
-        .unwrap();
-        assert_eq!(q.sender, "joe@example.org");
-        assert_eq!(
-            q.recipients.len(),
-            1,
-            "duplicate after qualification is dropped"
-        );
-        let text = String::from_utf8(q.content).unwrap();
-        assert!(
-            text.starts_with(
-                "Received: by mx.example.org (Postfix, from userid 1000)\n\tid ABC123; "
-            )
-        );
-        for h in [
-            "Date: ",
-            "Message-Id: <",
-            ".ABC123@mx.example.org>",
-            "From: joe@example.org",
-            "To: undisclosed-recipients:;",
-        ] {
-            assert!(text.contains(h), "missing {h} in {text}");
-        }
-        assert!(!text.contains("Return-Path"));
-        assert!(text.ends_with("\n\nbody\n"));
-    }
-
-    #[test]
-    fn extracts_recipients_and_hides_bcc() {
-        let mut r = req("To: A <a@x.org>, b\nBcc: c@y.org\nSubject: s\n\nb\n");
-        r.recipients.clear();
-        r.flags = cleanup_flags::EXTRACT_RCPTS;
-        let q = build(&r, &settings(), "ID", &now()).unwrap();
-        let addrs: Vec<_> = q.recipients.iter().map(|r| r.address.as_str()).collect();
-        assert_eq!(addrs, ["a@x.org", "b@example.org", "c@y.org"]);
-        assert!(!String::from_utf8_lossy(&q.content).contains("Bcc"));
-    }
-
-    #[test]
-    fn limits() {
-        let big = req(&"x".repeat(2000));
-        assert_eq!(
-            check(&big, &settings()).unwrap_err().status,
-            CleanupStatus::TooBig
-        );
-        let loop_ = req("Received: a\nReceived: b\nDelivered-To: c\nReceived: d\n\nx\n");
-        assert_eq!(
-            check(&loop_, &settings()).unwrap_err().status,
-            CleanupStatus::Hops
-        );
-        let mut none = req("Subject: x\n\n");
-        none.recipients.clear();
-        assert_eq!(
-            build(&none, &settings(), "ID", &now()).unwrap_err().status,
-            CleanupStatus::NoRecipients
-        );
-    }
-}
+mod tests;

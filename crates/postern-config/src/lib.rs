@@ -15,6 +15,7 @@
 //! Additions beyond the contract: [`check_texts`] (every problem of a main.cf/master.cf pair,
 //! one line each, for `postern check`), [`apply_host_defaults`] (myhostname/mydomain from a
 //! host name), [`format_service`] (one master.cf service in `postconf -M` layout),
+//! [`pipe`] (a pipe(8) service's master.cf attributes and `$macro` templates),
 //! [`referenced_names`], [`valid_param_name`], [`service_type_name`] and the constants
 //! [`MAX_LOGICAL_LINE`], [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_OUTPUT`].
 //!
@@ -35,7 +36,9 @@ mod expand;
 mod master;
 mod params;
 mod parse_main;
+pub mod pipe;
 mod template;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -6,7 +6,9 @@
 //! private), unpriv `y`, chroot `n`, wakeup none, maxproc `$default_process_limit`.
 //! The wakeup column is a number of seconds, optionally followed by `?` (wake only after first
 //! use); `0` means none. In the command field, `-o name=value` (or `-oname=value`, or
-//! `-o { name = value with spaces }`) is moved into the service's overrides; a `{ … }` group is
+//! `-o { name = value with spaces }`) is moved into the service's overrides, up to the first
+//! argument that does not start with `-` (the program's own arguments, such as a pipe
+//! command's `argv=/usr/sbin/sendmail -oi …`, are never taken as overrides); a `{ … }` group is
 //! one argument. Other arguments are kept verbatim, braces included, for the program to parse.
 //!
 //! # Errors
@@ -163,6 +165,13 @@ fn service(line: usize, text: &str) -> Result<Service, String> {
     };
     let mut rest = fields[8..].iter();
     while let Some(&arg) = rest.next() {
+        if !arg.starts_with('-') {
+            // Options end at the first non-option, as for Postfix's daemons:
+            // a pipe command's own `-oi` or `-o` stays in its argv.
+            svc.args.push(arg.to_string());
+            svc.args.extend(rest.by_ref().map(|a| a.to_string()));
+            break;
+        }
         if arg == "-o" {
             let value = rest.next().ok_or("-o without name=value")?;
             svc.overrides.push(override_arg(value)?);
@@ -277,6 +286,9 @@ mod tests {
                 "${recipient}"
             ]
         );
+        let s = one("f unix - n n - - pipe user=u argv=/usr/sbin/sendmail -oi -o x -f ${sender}");
+        assert!(s.overrides.is_empty());
+        assert_eq!(s.args[2..], ["-oi", "-o", "x", "-f", "${sender}"]);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! daemon_directory and shlib_directory (`/usr/lib/postern`), html_directory and
 //! readme_directory (under `/usr/share/doc/postern`).
 //!
-//! Postern-only rows: `dns_servers`.
+//! Postern-only rows: `dns_servers`, `smtp_mta_sts_cache_directory`, `smtp_mta_sts_enable`,
+//! `smtp_mta_sts_timeout`.
 //!
 //! Kinds were derived from the expanded defaults (yes/no: Bool; digits+unit: Time; digits: Int,
 //! or Size for byte counts); parameters whose default is an expression keep kind Str unless it
@@ -574,6 +575,9 @@ pub(crate) static TABLE: &[Param] = &[
     p("smtp_mail_timeout", "300s", Time('s'), "SMTP client: Mail timeout."),
     p("smtp_mime_header_checks", "", Str, "SMTP client: MIME header checks."),
     p("smtp_min_data_rate", "500", Int, "SMTP client: Min data rate."),
+    p("smtp_mta_sts_cache_directory", "$data_directory/mta-sts", Str, "Postern: directory of the SMTP client's MTA-STS policy cache (one file per domain, kept across restarts)."),
+    p("smtp_mta_sts_enable", "no", Bool, "Postern: apply MTA-STS (RFC 8461) policies of recipient domains in the SMTP client."),
+    p("smtp_mta_sts_timeout", "10s", Time('s'), "Postern: time limit for one MTA-STS policy fetch over HTTPS."),
     p("smtp_mx_address_limit", "5", Int, "SMTP client: MX address limit."),
     p("smtp_mx_session_limit", "2", Int, "SMTP client: MX session limit."),
     p("smtp_nested_header_checks", "", Str, "SMTP client: Nested header checks."),

@@ -25,6 +25,7 @@ pub(crate) fn render(smtp_listen: &str) -> String {
             out.push_str("        -o syslog_name=postfix/$service_name\n");
         }
     }
+    out.push_str(PIPE_EXAMPLES);
     out
 }
 
@@ -68,31 +69,59 @@ const HEADER: &str = "\
 ";
 
 const SUBMISSION: &str = "\
-# Mail submission by authenticated clients: remove the leading \"#\" to enable.
+# Mail submission by authenticated clients, as in Postfix's master.cf
+# (chroot \"n\" here). Remove the leading \"#\" to enable.
+# Choose one: enable submission for loopback clients only, or for any client.
+#127.0.0.1:submission inet n -   n       -       -       smtpd
 #submission inet n       -       n       -       -       smtpd
 #  -o syslog_name=postfix/submission
 #  -o smtpd_tls_security_level=encrypt
 #  -o smtpd_sasl_auth_enable=yes
 #  -o smtpd_tls_auth_only=yes
 #  -o smtpd_reject_unlisted_recipient=no
-#  -o smtpd_client_restrictions=$mua_client_restrictions
-#  -o smtpd_helo_restrictions=$mua_helo_restrictions
-#  -o smtpd_sender_restrictions=$mua_sender_restrictions
-#  -o smtpd_recipient_restrictions=
-#  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+#     Instead of specifying complex smtpd_<xxx>_restrictions here,
+#     specify \"smtpd_<xxx>_restrictions=$mua_<xxx>_restrictions\"
+#     here, and specify mua_<xxx>_restrictions in main.cf (where
+#     \"<xxx>\" is \"client\", \"helo\", \"sender\", \"relay\", or \"recipient\").
+#  -o smtpd_client_restrictions=
+#  -o smtpd_helo_restrictions=
+#  -o smtpd_sender_restrictions=
+#  -o smtpd_relay_restrictions=
+#  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 #  -o milter_macro_daemon_name=ORIGINATING
-# The same over implicit TLS (port 465).
-#submissions inet n      -       n       -       -       smtpd
+# Choose one: enable submissions for loopback clients only, or for any client.
+#127.0.0.1:submissions inet n  -       n       -       -       smtpd
+#submissions     inet  n       -       n       -       -       smtpd
 #  -o syslog_name=postfix/submissions
 #  -o smtpd_tls_wrappermode=yes
 #  -o smtpd_sasl_auth_enable=yes
 #  -o smtpd_reject_unlisted_recipient=no
-#  -o smtpd_client_restrictions=$mua_client_restrictions
-#  -o smtpd_helo_restrictions=$mua_helo_restrictions
-#  -o smtpd_sender_restrictions=$mua_sender_restrictions
-#  -o smtpd_recipient_restrictions=
-#  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+#     Instead of specifying complex smtpd_<xxx>_restrictions here,
+#     specify \"smtpd_<xxx>_restrictions=$mua_<xxx>_restrictions\"
+#     here, and specify mua_<xxx>_restrictions in main.cf (where
+#     \"<xxx>\" is \"client\", \"helo\", \"sender\", \"relay\", or \"recipient\").
+#  -o smtpd_client_restrictions=
+#  -o smtpd_helo_restrictions=
+#  -o smtpd_sender_restrictions=
+#  -o smtpd_relay_restrictions=
+#  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 #  -o milter_macro_daemon_name=ORIGINATING
+";
+
+const PIPE_EXAMPLES: &str = "\
+# Delivery to external commands through pipe(8): remove the leading \"#\" to
+# enable, and route mail there with transport_maps. Use
+# SERVICE_destination_recipient_limit = 1 in main.cf for commands that take
+# one ${recipient} (required by the D and O flags). The command runs as
+# user= (never root); a non-root instance runs it as its own user.
+#maildrop  unix  -       n       n       -       -       pipe
+#  flags=DRXhu user=vmail argv=/usr/bin/maildrop -d ${recipient}
+#uucp      unix  -       n       n       -       -       pipe
+#  flags=Fqhu user=uucp argv=uux -r -n -z -a$sender - $nexthop!rmail ($recipient)
+#bsmtp     unix  -       n       n       -       -       pipe
+#  flags=Fq. user=bsmtp argv=/usr/lib/bsmtp/bsmtp -t$nexthop -f$sender $recipient
+#mailman   unix  -       n       n       -       -       pipe
+#  flags=FRX user=list argv=/usr/lib/mailman/bin/postfix-to-mailman.py ${nexthop} ${user}
 ";
 
 /// (name, type, private, unpriv, wakeup, maxproc, command): every internal service.
@@ -169,5 +198,17 @@ mod tests {
             3
         );
         assert!(super::render("").starts_with("#"));
+        // The pipe examples parse once uncommented.
+        let pipes = text
+            .lines()
+            .skip_while(|l| !l.starts_with("#maildrop"))
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let m = parse_master_cf(&pipes).unwrap();
+        assert_eq!(m.services.len(), 4);
+        assert!(m.services.iter().all(|s| s.command == "pipe" && !s.unpriv));
+        let uucp = m.services.iter().find(|s| s.name == "uucp").unwrap();
+        assert!(crate::pipe::parse_attrs(&uucp.args).is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! Postern's DNS client (layer 1): typed MX/A/AAAA/PTR/TXT lookups over
-//! hickory-resolver, Postfix's client-name logic, and DNSxL (RBL/RHSBL) queries.
+//! hickory-resolver, Postfix's client-name logic, DNSxL (RBL/RHSBL) queries, and
+//! DNSSEC-aware (AD bit) MX/A/TLSA lookups for DANE ([`Resolver::query_secure`]).
 //!
 //! * Name servers come from the Postern parameter `dns_servers` (`ip`,
 //!   `ip:port`, `[v6]:port`, comma or space separated) or, when that is empty,
@@ -29,6 +30,7 @@
 
 mod hosts;
 mod names;
+mod secure;
 mod servers;
 
 /// hickory's record types and data, as [`Resolver::query`] takes and returns them.
@@ -37,6 +39,7 @@ pub use hosts::LocalHosts;
 pub use names::{
     DnsxlSpec, ReplyFilter, canonical_ip, ptr_name, reversed_ip, rhsbl_domain, valid_hostname,
 };
+pub use secure::{Secure, Tlsa};
 pub use servers::{parse_resolv_conf, parse_server};
 
 use hickory_resolver::TokioResolver;
@@ -197,6 +200,7 @@ pub struct Resolver {
     inner: TokioResolver,
     hosts: Arc<LocalHosts>,
     servers: Arc<[SocketAddr]>,
+    opts: Options,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -272,6 +276,7 @@ impl Resolver {
             inner,
             hosts,
             servers: servers.into(),
+            opts,
         })
     }
 

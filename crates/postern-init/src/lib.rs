@@ -213,7 +213,7 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
     mkdir(&queue, 0o755, None)?;
     for d in [
         "incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer", "trace", "private",
-        "pid", "saved",
+        "pid", "saved", "flush",
     ] {
         mkdir(&queue.join(d), 0o700, ids)?;
     }

@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 
 mod attrs;
+pub mod flush;
 pub mod proto;
+pub mod proxymap;
 
 pub use attrs::{AttrList, FrameError, decode_frame_len, encode_frame};

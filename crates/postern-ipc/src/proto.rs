@@ -23,6 +23,9 @@ pub mod trigger {
     pub const FLUSH_DEFERRED: u8 = b'F';
     /// Scan all queues.
     pub const SCAN_ALL: u8 = b'A';
+    /// Forget dead destinations (Postfix's `QMGR_REQ_FLUSH_DEAD`): sent by
+    /// the flush service before it releases mail for ETRN; `F` implies it.
+    pub const UNTHROTTLE: u8 = b'U';
 }
 
 fn push_opt(a: &mut AttrList, name: &str, v: &str) {
@@ -113,6 +116,30 @@ pub mod cleanup_flags {
     /// Accept and throw the message away (an access table's DISCARD): cleanup
     /// names it (so the client gets a queue ID, as with Postfix) and keeps nothing.
     pub const DISCARD: u32 = 32;
+    /// `receive_override_options = no_address_mappings`: no canonical mapping,
+    /// masquerading, virtual alias expansion or automatic BCC.
+    pub const NO_ADDRESS_MAPPINGS: u32 = 64;
+    /// `receive_override_options = no_header_body_checks`: no header_checks,
+    /// mime/nested_header_checks or body_checks.
+    pub const NO_HEADER_BODY_CHECKS: u32 = 128;
+    /// `receive_override_options = no_milters`.
+    pub const NO_MILTERS: u32 = 256;
+
+    /// The flags a receiver (smtpd, qmqpd, pickup) passes to cleanup for its
+    /// `receive_override_options` value (separated by commas or white space;
+    /// unknown words are ignored here, as `no_unknown_recipient_checks` is
+    /// smtpd's own).
+    pub fn from_receive_override_options(value: &str) -> u32 {
+        value
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .map(|w| match w.to_ascii_lowercase().as_str() {
+                "no_address_mappings" => NO_ADDRESS_MAPPINGS,
+                "no_header_body_checks" => NO_HEADER_BODY_CHECKS,
+                "no_milters" => NO_MILTERS,
+                _ => 0,
+            })
+            .fold(0, |a, b| a | b)
+    }
 }
 
 /// A complete message handed to cleanup (`cleanup/1`).

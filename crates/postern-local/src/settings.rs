@@ -3,26 +3,56 @@
 //! # Configuration
 //! | parameter | use |
 //! |---|---|
-//! | `myhostname` | Maildir file names |
+//! | `myhostname`, `myorigin`, `mydestination` | Maildir names; qualifying and classifying expanded addresses |
 //! | `mail_spool_directory` | `<dir>/<user>` mbox, or `<dir>/<user>/` Maildir when it ends in `/` |
 //! | `home_mailbox` | when set (root only): path under the home directory; trailing `/` = Maildir |
 //! | `recipient_delimiter` | characters that start an address extension |
-//! | `mailbox_size_limit` | largest mbox file in bytes (0 = no limit) |
-//! | `prepend_delivered_header` | kept for `.forward`/file/command deliveries (later); mailbox deliveries always get `Delivered-To:` |
-//! | `stale_lock_time` | age after which a `.lock` file is removed |
-//! | `deliver_lock_attempts`, `deliver_lock_delay` | lock retries before deferring |
-//! | `mailbox_delivery_lock` | `fcntl`, `flock` (treated as fcntl), `dotlock` |
+//! | `mailbox_size_limit` | largest mbox file (and file delivery) in bytes (0 = no limit) |
+//! | `prepend_delivered_header` | `command`, `file`, `forward`: where `Delivered-To:` is added (mailboxes always) |
+//! | `stale_lock_time`, `deliver_lock_attempts`, `deliver_lock_delay`, `mailbox_delivery_lock` | mbox locking |
+//! | `alias_maps` | alias tables (aliases(5) semantics) |
+//! | `forward_path` | `.forward` search list (raw: `$home`, `$user`, `$extension`… expanded per recipient) |
+//! | `allow_mail_to_commands`, `allow_mail_to_files` | `alias`, `forward`, `include` |
+//! | `mailbox_command`, `mailbox_command_maps` | deliver mailboxes through a command (raw, expanded per recipient) |
+//! | `mailbox_transport`, `mailbox_transport_maps` | hand mailbox delivery to another transport |
+//! | `fallback_transport`, `fallback_transport_maps` | where unknown users go |
+//! | `luser_relay` | address for unknown users (raw, expanded per recipient) |
+//! | `owner_request_special`, `expand_owner_alias`, `reset_owner_alias` | `owner-NAME` handling |
+//! | `frozen_delivered_to` | keep the first `Delivered-To` address through forwarding |
+//! | `duplicate_filter_limit` | size of the per-recipient duplicate filter |
+//! | `command_time_limit`, `local_command_shell`, `export_environment`, `command_expansion_filter`, `command_execution_directory`, `execution_directory_expansion_filter` | command deliveries |
+//! | `forward_expansion_filter` | characters allowed in values substituted into `forward_path` |
+//! | `default_privs` | account for commands and files of root-owned aliases |
+//! | `propagate_unmatched_extensions` | `alias`, `forward`, `include` bits |
+//! | `strict_mailbox_ownership` | an mbox owned by someone else defers |
+//! | `enable_original_recipient` | `X-Original-To:` |
 //!
 //! A value that does not parse is reported with a warning and the default is
 //! used, so one typo in main.cf does not stop local delivery.
 
 use postern_config::Config;
 
+/// Expansion-type bits (where an address came from), for the `allow_mail_to_*` masks.
+pub mod exp {
+    /// From an alias table.
+    pub const ALIAS: u8 = 1;
+    /// From a `.forward` file.
+    pub const FORWARD: u8 = 2;
+    /// From an `:include:` file.
+    pub const INCLUDE: u8 = 4;
+}
+
 /// Settings of the local delivery agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSettings {
     /// `$myhostname`.
     pub myhostname: String,
+    /// `$myorigin` (appended to expanded addresses without a domain).
+    pub myorigin: String,
+    /// `$mydestination`, lower case: addresses here are delivered in this process.
+    pub mydestination: Vec<String>,
+    /// `$mail_name`.
+    pub mail_name: String,
     /// `$mail_spool_directory`.
     pub mail_spool_directory: String,
     /// `$home_mailbox` ("" = use the spool).
@@ -31,7 +61,7 @@ pub struct LocalSettings {
     pub recipient_delimiter: String,
     /// `$mailbox_size_limit` in bytes, 0 = unlimited.
     pub mailbox_size_limit: u64,
-    /// `$prepend_delivered_header`.
+    /// `$prepend_delivered_header`, lower case.
     pub prepend_delivered_header: Vec<String>,
     /// `$stale_lock_time` in seconds.
     pub stale_lock_time: u64,
@@ -41,14 +71,73 @@ pub struct LocalSettings {
     pub deliver_lock_delay: u64,
     /// `$mailbox_delivery_lock`.
     pub mailbox_delivery_lock: Vec<String>,
+    /// `$alias_maps` (table specs).
+    pub alias_maps: Vec<String>,
+    /// `$forward_path`, unexpanded.
+    pub forward_path: String,
+    /// `$allow_mail_to_commands` as [`exp`] bits.
+    pub allow_commands: u8,
+    /// `$allow_mail_to_files` as [`exp`] bits.
+    pub allow_files: u8,
+    /// `$mailbox_command`, unexpanded.
+    pub mailbox_command: String,
+    /// `$mailbox_command_maps`.
+    pub mailbox_command_maps: Vec<String>,
+    /// `$mailbox_transport`.
+    pub mailbox_transport: String,
+    /// `$mailbox_transport_maps`.
+    pub mailbox_transport_maps: Vec<String>,
+    /// `$fallback_transport`.
+    pub fallback_transport: String,
+    /// `$fallback_transport_maps`.
+    pub fallback_transport_maps: Vec<String>,
+    /// `$luser_relay`, unexpanded.
+    pub luser_relay: String,
+    /// `$owner_request_special`.
+    pub owner_request_special: bool,
+    /// `$expand_owner_alias`.
+    pub expand_owner_alias: bool,
+    /// `$reset_owner_alias`.
+    pub reset_owner_alias: bool,
+    /// `$frozen_delivered_to`.
+    pub frozen_delivered_to: bool,
+    /// `$duplicate_filter_limit` (0 = unlimited).
+    pub duplicate_filter_limit: usize,
+    /// `$command_time_limit` in seconds.
+    pub command_time_limit: u64,
+    /// `$local_command_shell` ("" = run simple commands directly, others with /bin/sh -c).
+    pub local_command_shell: String,
+    /// `$export_environment`: names (or `name=value`) passed to commands.
+    pub export_environment: Vec<String>,
+    /// `$command_expansion_filter`.
+    pub command_expansion_filter: String,
+    /// `$forward_expansion_filter`.
+    pub forward_expansion_filter: String,
+    /// `$command_execution_directory`, unexpanded.
+    pub command_execution_directory: String,
+    /// `$execution_directory_expansion_filter`.
+    pub execution_directory_expansion_filter: String,
+    /// `$default_privs`.
+    pub default_privs: String,
+    /// `$propagate_unmatched_extensions` as [`exp`] bits (local's share of it).
+    pub propagate_extensions: u8,
+    /// `$strict_mailbox_ownership`.
+    pub strict_mailbox_ownership: bool,
+    /// `$enable_original_recipient`.
+    pub enable_original_recipient: bool,
     /// Whether we run as root (look up users and take on their identity).
     pub as_root: bool,
 }
+
+const FILTER: &str = "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 impl Default for LocalSettings {
     fn default() -> Self {
         LocalSettings {
             myhostname: "localhost".into(),
+            myorigin: "localhost".into(),
+            mydestination: vec!["localhost".into()],
+            mail_name: "Postfix".into(),
             mail_spool_directory: "/var/mail".into(),
             home_mailbox: String::new(),
             recipient_delimiter: String::new(),
@@ -58,6 +147,33 @@ impl Default for LocalSettings {
             deliver_lock_attempts: 20,
             deliver_lock_delay: 1,
             mailbox_delivery_lock: vec!["fcntl".into(), "dotlock".into()],
+            alias_maps: Vec::new(),
+            forward_path: "$home/.forward${recipient_delimiter}${extension}, $home/.forward".into(),
+            allow_commands: exp::ALIAS | exp::FORWARD,
+            allow_files: exp::ALIAS | exp::FORWARD,
+            mailbox_command: String::new(),
+            mailbox_command_maps: Vec::new(),
+            mailbox_transport: String::new(),
+            mailbox_transport_maps: Vec::new(),
+            fallback_transport: String::new(),
+            fallback_transport_maps: Vec::new(),
+            luser_relay: String::new(),
+            owner_request_special: true,
+            expand_owner_alias: false,
+            reset_owner_alias: false,
+            frozen_delivered_to: true,
+            duplicate_filter_limit: 1000,
+            command_time_limit: 1000,
+            local_command_shell: String::new(),
+            export_environment: vec!["TZ".into(), "MAIL_CONFIG".into(), "LANG".into()],
+            command_expansion_filter: FILTER.into(),
+            forward_expansion_filter: FILTER.into(),
+            command_execution_directory: String::new(),
+            execution_directory_expansion_filter: FILTER.into(),
+            default_privs: "nobody".into(),
+            propagate_extensions: 0,
+            strict_mailbox_ownership: true,
+            enable_original_recipient: true,
             as_root: false,
         }
     }
@@ -81,6 +197,33 @@ impl LocalSettings {
             .iter()
             .any(|m| m.eq_ignore_ascii_case(name))
     }
+
+    /// Whether `prepend_delivered_header` names this kind of delivery.
+    pub fn delivered_header(&self, kind: &str) -> bool {
+        self.prepend_delivered_header.iter().any(|k| k == kind)
+    }
+
+    /// Whether a domain is one of `mydestination` (or empty).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        d.is_empty() || self.mydestination.contains(&d)
+    }
+}
+
+/// Parses a list of `alias`, `forward`, `include` into [`exp`] bits.
+pub fn exp_mask(name: &str, words: &[String]) -> u8 {
+    let mut m = 0;
+    for w in words {
+        match w.to_ascii_lowercase().as_str() {
+            "alias" => m |= exp::ALIAS,
+            "forward" => m |= exp::FORWARD,
+            "include" => m |= exp::INCLUDE,
+            // Other daemons' bits of propagate_unmatched_extensions.
+            "canonical" | "virtual" if name == "propagate_unmatched_extensions" => {}
+            other => postern_log::warning!("{name}: unknown expansion type \"{other}\""),
+        }
+    }
+    m
 }
 
 fn warn_default<T: std::fmt::Display, E: std::fmt::Display>(
@@ -104,6 +247,10 @@ fn int_param<T: TryFrom<i64> + std::fmt::Display + Copy>(cfg: &Config, name: &st
     warn_default(name, parsed, def)
 }
 
+fn bool_param(cfg: &Config, name: &str, def: bool) -> bool {
+    warn_default(name, cfg.get_bool(name), def)
+}
+
 /// Reads the settings from the configuration.
 pub fn from_config(cfg: &Config) -> LocalSettings {
     let d = LocalSettings::default();
@@ -115,13 +262,25 @@ pub fn from_config(cfg: &Config) -> LocalSettings {
             l
         }
     };
+    // Parameters expanded per recipient are read unexpanded, as Postfix does.
+    let raw = |name: &str| cfg.raw(name).unwrap_or_default().trim().to_string();
     LocalSettings {
         myhostname: cfg.get("myhostname"),
+        myorigin: cfg.get("myorigin"),
+        mydestination: cfg
+            .get_list("mydestination")
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        mail_name: cfg.get("mail_name"),
         mail_spool_directory: cfg.get("mail_spool_directory"),
         home_mailbox: cfg.get("home_mailbox"),
         recipient_delimiter: cfg.get("recipient_delimiter"),
         mailbox_size_limit: int_param(cfg, "mailbox_size_limit", d.mailbox_size_limit),
-        prepend_delivered_header: list_or("prepend_delivered_header", d.prepend_delivered_header),
+        prepend_delivered_header: list_or("prepend_delivered_header", d.prepend_delivered_header)
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
         stale_lock_time: warn_default(
             "stale_lock_time",
             cfg.get_time("stale_lock_time"),
@@ -134,6 +293,43 @@ pub fn from_config(cfg: &Config) -> LocalSettings {
             d.deliver_lock_delay,
         ),
         mailbox_delivery_lock: list_or("mailbox_delivery_lock", d.mailbox_delivery_lock),
+        alias_maps: cfg.get_list("alias_maps"),
+        forward_path: raw("forward_path"),
+        allow_commands: exp_mask(
+            "allow_mail_to_commands",
+            &cfg.get_list("allow_mail_to_commands"),
+        ),
+        allow_files: exp_mask("allow_mail_to_files", &cfg.get_list("allow_mail_to_files")),
+        mailbox_command: raw("mailbox_command"),
+        mailbox_command_maps: cfg.get_list("mailbox_command_maps"),
+        mailbox_transport: cfg.get("mailbox_transport").trim().to_string(),
+        mailbox_transport_maps: cfg.get_list("mailbox_transport_maps"),
+        fallback_transport: cfg.get("fallback_transport").trim().to_string(),
+        fallback_transport_maps: cfg.get_list("fallback_transport_maps"),
+        luser_relay: raw("luser_relay"),
+        owner_request_special: bool_param(cfg, "owner_request_special", true),
+        expand_owner_alias: bool_param(cfg, "expand_owner_alias", false),
+        reset_owner_alias: bool_param(cfg, "reset_owner_alias", false),
+        frozen_delivered_to: bool_param(cfg, "frozen_delivered_to", true),
+        duplicate_filter_limit: int_param(cfg, "duplicate_filter_limit", d.duplicate_filter_limit),
+        command_time_limit: warn_default(
+            "command_time_limit",
+            cfg.get_time("command_time_limit"),
+            d.command_time_limit,
+        ),
+        local_command_shell: cfg.get("local_command_shell").trim().to_string(),
+        export_environment: cfg.get_list("export_environment"),
+        command_expansion_filter: cfg.get("command_expansion_filter"),
+        forward_expansion_filter: cfg.get("forward_expansion_filter"),
+        command_execution_directory: raw("command_execution_directory"),
+        execution_directory_expansion_filter: cfg.get("execution_directory_expansion_filter"),
+        default_privs: cfg.get("default_privs").trim().to_string(),
+        propagate_extensions: exp_mask(
+            "propagate_unmatched_extensions",
+            &cfg.get_list("propagate_unmatched_extensions"),
+        ),
+        strict_mailbox_ownership: bool_param(cfg, "strict_mailbox_ownership", true),
+        enable_original_recipient: bool_param(cfg, "enable_original_recipient", true),
         as_root: postern_sys::privs::is_root(),
     }
 }
@@ -147,13 +343,25 @@ mod tests {
         let d = LocalSettings::default();
         assert_eq!(d.mailbox_size_limit, 51_200_000);
         assert!(d.lock_method("FCNTL") && d.lock_method("dotlock") && !d.lock_method("flock"));
+        let cfg = Config::new(postern_config::parse_main_cf("").unwrap());
+        let s = from_config(&cfg);
+        assert_eq!(s.forward_path, d.forward_path);
+        assert_eq!(s.allow_commands, exp::ALIAS | exp::FORWARD);
+        assert_eq!(s.allow_files, exp::ALIAS | exp::FORWARD);
+        assert_eq!(s.propagate_extensions, 0);
+        assert_eq!(s.command_expansion_filter, FILTER);
+        assert_eq!(s.export_environment, ["TZ", "MAIL_CONFIG", "LANG"]);
+        assert_eq!(s.command_time_limit, 1000);
+        assert!(s.owner_request_special && !s.expand_owner_alias && s.frozen_delivered_to);
     }
 
     #[test]
     fn from_main_cf() {
         let text = "myhostname = mx.example.test\nmail_spool_directory = /tmp/spool/\n\
                     recipient_delimiter = +-\nmailbox_size_limit = 0\nstale_lock_time = 2m\n\
-                    mailbox_delivery_lock = dotlock\ndeliver_lock_attempts = bogus\n";
+                    mailbox_delivery_lock = dotlock\ndeliver_lock_attempts = bogus\n\
+                    luser_relay = $user@other.example\nallow_mail_to_files = include\n\
+                    alias_maps = inline:{ a=b, c=d }, texthash:/etc/x\n";
         let cfg = Config::new(postern_config::parse_main_cf(text).unwrap());
         let s = from_config(&cfg);
         assert_eq!(s.myhostname, "mx.example.test");
@@ -169,5 +377,9 @@ mod tests {
         assert_eq!(s.mailbox_delivery_lock, ["dotlock"]);
         assert_eq!(s.prepend_delivered_header, ["command", "file", "forward"]);
         assert_eq!(s.home_mailbox, "");
+        assert_eq!(s.luser_relay, "$user@other.example", "kept unexpanded");
+        assert_eq!(s.allow_files, exp::INCLUDE);
+        assert_eq!(s.alias_maps, ["inline:{ a=b, c=d }", "texthash:/etc/x"]);
+        assert!(s.is_local_domain("MX.example.test.") && !s.is_local_domain("x.test"));
     }
 }

@@ -6,6 +6,7 @@
 //! * [`address`]: splitting addresses (local part, domain, extension), quoting a
 //!   local part for the external form, and extracting the addr-specs of an
 //!   RFC 5322 address list (`sendmail -t`).
+//! * [`dsn`]: RFC 3463 status codes leading a text (`5.1.1 Mailbox unavailable`).
 //! * [`date`]: RFC 5322 `Date:` values and mbox `From ` line (ctime) dates
 //!   from Unix seconds, without a time-zone database.
 //!
@@ -17,6 +18,7 @@
 
 pub mod address;
 pub mod date;
+pub mod dsn;
 pub mod header;
 
 /// Runs every parser of this crate over `data` (a fuzz entry point): none of
@@ -24,6 +26,7 @@ pub mod header;
 pub fn fuzz_all(data: &[u8]) {
     header::fuzz(data);
     address::fuzz(data);
+    dsn::fuzz(data);
     if data.len() >= 12 {
         let mut secs = [0u8; 8];
         secs.copy_from_slice(&data[..8]);

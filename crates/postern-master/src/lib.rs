@@ -13,8 +13,9 @@
 //! # Security
 //! master is the only program that runs as root; daemons drop to `mail_owner`
 //! themselves at start-up unless master.cf marks them privileged (`unpriv = n`).
-//! Daemons get only two descriptors (the listener and the status pipe); every
-//! other descriptor is close-on-exec. The pid file is locked, so a second
+//! Daemons get only the listener, the status pipe and the flow-control pipe
+//! (`in_flow_delay`, see `postern_sys::flow`); every other descriptor is
+//! close-on-exec. The pid file is locked, so a second
 //! master refuses to start.
 //!
 //! # Configuration

@@ -24,6 +24,8 @@ struct Master {
     retiring: std::collections::HashMap<i32, String>,
     generation: u32,
     exe: PathBuf,
+    /// The flow-control pipe every daemon inherits (kept across reloads).
+    flow: Option<postern_sys::flow::Flow>,
 }
 
 /// Runs master until SIGTERM.
@@ -47,6 +49,13 @@ pub fn run(dir: &Path) -> Result<()> {
         .context("signalfd")?;
     let services = service::build(&config, &master_cf.services)?;
     let exe = std::env::current_exe().context("locate own executable")?;
+    let flow = match postern_sys::flow::Flow::new() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            postern_log::warning(format!("{e}; in_flow_delay is off"));
+            None
+        }
+    };
     let mut m = Master {
         dir: dir.to_path_buf(),
         config,
@@ -54,6 +63,7 @@ pub fn run(dir: &Path) -> Result<()> {
         retiring: Default::default(),
         generation: 1,
         exe,
+        flow,
     };
     postern_log::info(format!(
         "daemon started -- version {}, configuration {}",
@@ -297,7 +307,12 @@ impl Master {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        postern_sys::fd::place_fds(&mut cmd, s.listener.as_ref(), Some(&s.status_write));
+        postern_sys::fd::place_fds(
+            &mut cmd,
+            s.listener.as_ref(),
+            Some(&s.status_write),
+            self.flow.as_ref().map(|f| f.ends()),
+        );
         match cmd.spawn() {
             Ok(child) => {
                 let pid = child.id() as i32;
@@ -356,8 +371,12 @@ impl Master {
             }
         }
         // Wait for the old trigger services (qmgr, pickup) to finish first, so
-        // that two queue managers never run at once.
-        self.wait_retiring(Duration::from_secs(30));
+        // that two queue managers never run at once. Other old processes (smtpd
+        // with sessions in progress, delivery agents) finish their work and exit
+        // on their own while the new generation already serves: never killed.
+        self.wait_retiring(Duration::from_secs(30), |cmd| {
+            matches!(cmd.split_whitespace().next(), Some("qmgr" | "pickup"))
+        });
         self.config = config;
         self.generation += 1;
         match service::build(&self.config, &master_cf.services) {
@@ -371,9 +390,11 @@ impl Master {
         ));
     }
 
-    fn wait_retiring(&mut self, limit: Duration) {
+    /// Reaps retiring children until none for which `must_go(command)` holds
+    /// is left (at most `limit`), then kills those that are still there.
+    fn wait_retiring(&mut self, limit: Duration, must_go: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + limit;
-        while !self.retiring.is_empty() && Instant::now() < deadline {
+        while self.retiring.values().any(|c| must_go(c)) && Instant::now() < deadline {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(20)),
                 Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
@@ -383,7 +404,7 @@ impl Master {
                 Err(_) => break,
             }
         }
-        for pid in self.retiring.keys() {
+        for (pid, _) in self.retiring.iter().filter(|(_, c)| must_go(c)) {
             if let Err(e) = postern_sys::privs::signal(*pid, Signal::SIGKILL) {
                 postern_log::warning(format!("kill pid {pid}: {e}"));
             }
@@ -402,7 +423,7 @@ impl Master {
                 postern_log::warning(format!("signal pid {pid}: {e}"));
             }
         }
-        self.wait_retiring(Duration::from_secs(10));
+        self.wait_retiring(Duration::from_secs(10), |_| true);
         for s in &self.services {
             if let Some(p) = &s.socket_path
                 && let Err(e) = std::fs::remove_file(p)

@@ -107,7 +107,10 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
     let uid = qf.attr("origin_uid").unwrap_or("?").to_string();
     let req = CleanupRequest {
         flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD))
-            | cleanup_flags::BOUNCE_ON_REJECT,
+            | cleanup_flags::BOUNCE_ON_REJECT
+            | cleanup_flags::from_receive_override_options(
+                &ctx.config.get("receive_override_options"),
+            ),
         sender: qf.sender.clone(),
         fullname: qf.fullname.clone(),
         arrival: qf.arrival,

@@ -14,8 +14,10 @@
 //!   (`queue_name`, `queue_id`, `arrival_time`, `message_size`,
 //!   `forced_expire`, `sender`, `recipients[{address, delay_reason}]`).
 //! * `-f`: ask qmgr to retry every deferred message now (trigger `F` on
-//!   `public/qmgr`). `-s site` and `-i queue_id` do the same for now: there
-//!   is no flush service and qmgr has no per-message flush request yet.
+//!   `public/qmgr`).
+//! * `-s site`: ask the fast flush service to deliver the mail it logged
+//!   for `site` (a `fast_flush_domains` destination), as ETRN does.
+//! * `-i queue_id`: ask the flush service to deliver that one message now.
 //!
 //! The listing reads the queue directly (there is no showq service yet), in
 //! the order maildrop, incoming, active, deferred, hold; a damaged or
@@ -27,15 +29,19 @@
 //! validated before use.
 //!
 //! # Exit status (sysexits)
-//! 0 success; 64 usage; 69 mail system down (flush); 78 bad configuration.
+//! 0 success; 64 usage (also an invalid flush request); 69 mail system down
+//! or destination not eligible (flush); 70 unexpected flush reply; 78 bad
+//! configuration.
 //!
 //! # Configuration
 //! `queue_directory`, `message_size_limit`, `trigger_timeout`,
+//! `flush_service_name`, `ipc_timeout`,
 //! `syslog_name`, `maillog_file`.
 
 pub mod listing;
 
 use postern_config::Config;
+use postern_ipc::flush::{FlushOp, FlushRequest, FlushStatus};
 use postern_queue::Queue;
 use std::ffi::OsString;
 use std::io::Write;
@@ -50,6 +56,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// Output error.
     pub const IOERR: u8 = 74;
+    /// Internal software error.
+    pub const SOFTWARE: u8 = 70;
     /// Configuration error.
     pub const CONFIG: u8 = 78;
 }
@@ -215,13 +223,68 @@ pub fn flush(cfg: &Config) -> Result<(), Fatal> {
     })
 }
 
+/// What a flush service status means for `-s` / `-i` (Postfix's texts and
+/// exit codes); `None` for success.
+pub fn flush_status_fatal(
+    status: Result<FlushStatus, String>,
+    what: &str,
+    site: bool,
+) -> Option<Fatal> {
+    match status {
+        Ok(FlushStatus::Ok) => None,
+        Ok(FlushStatus::Bad) => Some(fatal(exit::USAGE, format!("Invalid request: \"{what}\""))),
+        Ok(FlushStatus::Deny) if site => Some(fatal(
+            exit::UNAVAILABLE,
+            format!("Flush service is not configured for destination \"{what}\""),
+        )),
+        Ok(FlushStatus::Deny) => Some(fatal(
+            exit::SOFTWARE,
+            "Unexpected flush server reply status 4",
+        )),
+        Ok(FlushStatus::Fail) | Err(_) => {
+            if let Err(e) = status {
+                postern_log::warning(plain(&e));
+            }
+            Some(fatal(
+                exit::UNAVAILABLE,
+                "Cannot flush mail queue - mail system is down",
+            ))
+        }
+    }
+}
+
+/// `-s site` / `-i queue_id` through the flush service.
+pub fn flush_one(cfg: &Config, op: FlushOp, what: &str) -> Result<(), Fatal> {
+    let site = op == FlushOp::SendSite;
+    let req = FlushRequest {
+        op,
+        site: if site {
+            what.to_string()
+        } else {
+            String::new()
+        },
+        queue_id: if site {
+            String::new()
+        } else {
+            what.to_string()
+        },
+    };
+    let status = postern_server::client::flush(cfg, &req).map_err(|e| e.to_string());
+    match flush_status_fatal(status, what, site) {
+        None => Ok(()),
+        Some(f) => Err(f),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(args: &Args) -> Result<(), Fatal> {
     let cfg = load(args)?;
     match &args.mode {
         Mode::List => list(&cfg, false, &mut std::io::stdout().lock()),
         Mode::Json => list(&cfg, true, &mut std::io::stdout().lock()),
-        Mode::Flush | Mode::FlushSite(_) | Mode::FlushId(_) => flush(&cfg),
+        Mode::Flush => flush(&cfg),
+        Mode::FlushSite(site) => flush_one(&cfg, FlushOp::SendSite, site),
+        Mode::FlushId(id) => flush_one(&cfg, FlushOp::SendFile, id),
     }
 }
 

@@ -299,3 +299,30 @@ fn os_error_suffixes_are_dropped() {
         "open x: No such file or directory: more (os error x)"
     );
 }
+
+#[test]
+fn flush_service_statuses_give_postfix_texts() {
+    use postern_ipc::flush::FlushStatus;
+    assert_eq!(flush_status_fatal(Ok(FlushStatus::Ok), "x", true), None);
+    let f = flush_status_fatal(Ok(FlushStatus::Deny), "example.com", true).unwrap();
+    assert_eq!(f.code, exit::UNAVAILABLE);
+    assert_eq!(
+        f.msg,
+        "Flush service is not configured for destination \"example.com\""
+    );
+    let f = flush_status_fatal(Ok(FlushStatus::Bad), "ABC", false).unwrap();
+    assert_eq!(
+        (f.code, f.msg.as_str()),
+        (exit::USAGE, "Invalid request: \"ABC\"")
+    );
+    for s in [Ok(FlushStatus::Fail), Err("connect: refused".to_string())] {
+        let f = flush_status_fatal(s, "x", true).unwrap();
+        assert_eq!(
+            (f.code, f.msg.as_str()),
+            (
+                exit::UNAVAILABLE,
+                "Cannot flush mail queue - mail system is down"
+            )
+        );
+    }
+}

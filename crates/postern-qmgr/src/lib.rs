@@ -44,9 +44,12 @@
 //! `default_destination_concurrency_failed_cohort_limit`,
 //! `default_destination_rate_delay`, `delay_warning_time`,
 //! `mydestination`, `local_transport`, `default_transport`, `relayhost`,
-//! `default_process_limit` (bounds concurrent deliveries).
+//! `default_process_limit` (bounds concurrent deliveries),
+//! `fast_flush_domains` (see [`fflush`]), `in_flow_delay` (see [`flow`]).
 
 pub mod conc;
+pub mod fflush;
+pub mod flow;
 pub mod resolve;
 mod sched;
 pub mod worker;

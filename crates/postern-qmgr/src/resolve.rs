@@ -15,6 +15,14 @@
 //! plain parents when `transport_maps` is in `parent_domain_matches_subdomains`),
 //! and finally `*`. A result `transport:nexthop` may leave either side empty
 //! to keep the class's default.
+//!
+//! `relocated_maps` (relocated(5), searched like canonical(5): `user@domain`,
+//! `user` for local domains, `@domain`) bounces a recipient that has moved with
+//! `5.1.6 User has moved to NEWLOCATION`, whatever its class. A content filter
+//! recorded by cleanup (`filter=transport:nexthop`, from header_checks FILTER
+//! or an access table) overrides the transport and next hop
+//! ([`Resolver::resolve_filtered`]); without a next hop it uses
+//! `$default_filter_nexthop`, else the recipient's domain, else `$myhostname`.
 
 use postern_config::Config;
 use postern_table::{BoxMap, DomainList};
@@ -63,6 +71,10 @@ pub struct Resolver {
     virtual_mailbox_domains: Option<DomainList>,
     transport_maps: Vec<BoxMap>,
     transport_parent_matches: bool,
+    relocated_maps: Vec<BoxMap>,
+    relocated_broken: bool,
+    myorigin: String,
+    default_filter_nexthop: String,
 }
 
 fn split_transport(spec: &str, default_nexthop: &str) -> (String, String) {
@@ -99,7 +111,22 @@ impl Resolver {
                 Err(e) => postern_log::warning(format!("transport_maps: {spec}: {e}")),
             }
         }
+        let mut relocated_maps = Vec::new();
+        let mut relocated_broken = false;
+        for spec in cfg.get_list("relocated_maps") {
+            match postern_table::open(&spec, &Default::default()) {
+                Ok(m) => relocated_maps.push(m),
+                Err(e) => {
+                    postern_log::warning(format!("relocated_maps: {spec}: {e}"));
+                    relocated_broken = true;
+                }
+            }
+        }
         Resolver {
+            relocated_maps,
+            relocated_broken,
+            myorigin: cfg.get("myorigin").to_ascii_lowercase(),
+            default_filter_nexthop: cfg.get("default_filter_nexthop"),
             mydestination: cfg
                 .get_list("mydestination")
                 .iter()
@@ -152,8 +179,65 @@ impl Resolver {
         Ok(None)
     }
 
+    /// Resolves one recipient of a message that may carry a content filter
+    /// (`transport:nexthop`, from the queue file's `filter` attribute).
+    pub fn resolve_filtered(&self, addr: &str, filter: Option<&str>) -> Result<Route, Unroutable> {
+        let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+            return self.resolve(addr);
+        };
+        let (transport, nexthop) = f.split_once(':').unwrap_or((f, ""));
+        let nexthop = if !nexthop.is_empty() {
+            nexthop.to_string()
+        } else if !self.default_filter_nexthop.is_empty() {
+            self.default_filter_nexthop.clone()
+        } else {
+            match addr.rsplit_once('@') {
+                Some((_, d)) if !d.is_empty() => d.to_string(),
+                _ => self.myhostname.clone(),
+            }
+        };
+        Ok(Route {
+            transport: transport.to_string(),
+            nexthop,
+        })
+    }
+
+    /// relocated(5): `Some(new location)` when the recipient has moved.
+    fn relocated(&self, addr: &str) -> Result<Option<String>, Unroutable> {
+        let fail = || Unroutable {
+            temporary: true,
+            dsn: "4.3.0".into(),
+            text: "relocated_maps lookup failure".into(),
+        };
+        if self.relocated_broken {
+            postern_log::warning("relocated_maps lookup failure");
+            return Err(fail());
+        }
+        if self.relocated_maps.is_empty() {
+            return Ok(None);
+        }
+        let is_local = |d: &str| {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == self.myorigin || self.is_local_domain(&d)
+        };
+        match postern_table::find_address(&self.relocated_maps, addr, &self.delimiter, &is_local) {
+            Ok(found) => Ok(found.map(|m| m.value)),
+            Err(e) => {
+                postern_log::warning(format!("relocated_maps lookup failure: {e}"));
+                Err(fail())
+            }
+        }
+    }
+
     /// Resolves one recipient address.
     pub fn resolve(&self, addr: &str) -> Result<Route, Unroutable> {
+        if let Some(newloc) = self.relocated(addr)? {
+            return Err(Unroutable {
+                temporary: false,
+                dsn: "5.1.6".into(),
+                text: format!("User has moved to {newloc}"),
+            });
+        }
         let domain = addr
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
@@ -235,6 +319,34 @@ mod tests {
         assert!(!res.resolve("u@valias.example").unwrap_err().temporary);
         let relay = r("relayhost = [10.0.0.1]:25\n");
         assert_eq!(relay.resolve("u@x.org").unwrap().nexthop, "[10.0.0.1]:25");
+    }
+
+    #[test]
+    fn relocated_and_filter() {
+        let res = r(
+            "myorigin = mx.example.org\nrelocated_maps = inline:{ joe=joe@new.example, {@gone.example=see www.gone.example} }\n",
+        );
+        let moved = res.resolve("joe@localhost").unwrap_err();
+        assert_eq!(
+            (moved.temporary, moved.dsn.as_str(), moved.text.as_str()),
+            (false, "5.1.6", "User has moved to joe@new.example")
+        );
+        assert_eq!(
+            res.resolve("x@gone.example").unwrap_err().text,
+            "User has moved to see www.gone.example"
+        );
+        assert_eq!(res.resolve("ann@localhost").unwrap().transport, "local");
+        let f = res
+            .resolve_filtered("a@b.example", Some("scan:[127.0.0.1]:10025"))
+            .unwrap();
+        assert_eq!(
+            (f.transport.as_str(), f.nexthop.as_str()),
+            ("scan", "[127.0.0.1]:10025")
+        );
+        let f = res.resolve_filtered("a@b.example", Some("scan:")).unwrap();
+        assert_eq!(f.nexthop, "b.example");
+        let broken = r("relocated_maps = fail:x\n");
+        assert!(broken.resolve("a@b").unwrap_err().temporary);
     }
 
     #[test]

@@ -80,6 +80,11 @@ struct Qmgr {
     max_running: usize,
     tx: Sender<Event>,
     next_deferred_scan: Instant,
+    /// The last incoming / deferred scan stopped at the active limit.
+    incoming_backlog: bool,
+    deferred_backlog: bool,
+    /// Flow-control tokens for the receivers (`in_flow_delay`).
+    tokens: crate::flow::Tokens,
 }
 
 fn now_f() -> f64 {
@@ -124,6 +129,9 @@ pub fn run(ctx: Context) -> ExitCode {
         running: 0,
         tx,
         next_deferred_scan: Instant::now(),
+        incoming_backlog: false,
+        deferred_backlog: false,
+        tokens: crate::flow::Tokens::new(&ctx.config),
     };
     m.recover_active();
     m.scan("incoming");
@@ -157,7 +165,12 @@ pub fn run(ctx: Context) -> ExitCode {
             Err(RecvTimeoutError::Disconnected) => return ExitCode::from(1),
         }
         if stop_deadline.is_none() {
-            if Instant::now() >= m.next_deferred_scan {
+            // Room in the active queue again: go on with a cut-off scan,
+            // new mail first (as Postfix prefers incoming when full).
+            if m.incoming_backlog && m.has_room() {
+                m.scan("incoming");
+            }
+            if Instant::now() >= m.next_deferred_scan || (m.deferred_backlog && m.has_room()) {
                 m.scan("deferred");
             }
             m.dispatch();
@@ -210,7 +223,9 @@ impl Qmgr {
         let mut incoming = bytes.is_empty();
         for b in bytes {
             match *b {
+                trigger::UNTHROTTLE => self.unthrottle(),
                 trigger::FLUSH_DEFERRED => {
+                    self.unthrottle();
                     self.release_deferred();
                     self.next_deferred_scan = Instant::now();
                     incoming = true;
@@ -230,6 +245,16 @@ impl Qmgr {
         }
     }
 
+    /// Forgets dead destinations (ETRN, `postqueue -f`/`-s`/`-i`): their
+    /// next jobs are tried again, from the initial concurrency.
+    fn unthrottle(&mut self) {
+        for d in self.dests.values_mut() {
+            if d.dead.take().is_some() {
+                d.conc.revive(&d.limits);
+            }
+        }
+    }
+
     /// `postqueue -f`: every deferred message is due now.
     fn release_deferred(&mut self) {
         if let Ok(entries) = self.q.list("deferred") {
@@ -244,16 +269,23 @@ impl Qmgr {
         }
     }
 
+    fn active_limit(&self) -> usize {
+        self.cfg
+            .get_int("qmgr_message_active_limit")
+            .unwrap_or(20000)
+            .max(1) as usize
+    }
+
+    fn has_room(&self) -> bool {
+        self.msgs.len() < self.active_limit()
+    }
+
     fn scan(&mut self, queue: &str) {
         if queue == "deferred" {
             self.next_deferred_scan = Instant::now()
                 + Duration::from_secs(secs(&self.cfg, "queue_run_delay", 300).max(1));
         }
-        let limit = self
-            .cfg
-            .get_int("qmgr_message_active_limit")
-            .unwrap_or(20000)
-            .max(1) as usize;
+        let limit = self.active_limit();
         let mut entries = match self.q.list(queue) {
             Ok(e) => e,
             Err(e) => {
@@ -263,18 +295,35 @@ impl Qmgr {
         };
         entries.sort_by_key(|e| e.mtime);
         let now = SystemTime::now();
+        let mut cut = false;
         for e in entries {
-            if self.msgs.len() >= limit {
-                break;
-            }
             if !e.ready || (queue == "deferred" && e.mtime > now) || self.msgs.contains_key(&e.id) {
                 continue;
             }
+            if self.msgs.len() >= limit {
+                cut = true;
+                break;
+            }
             match postern_queue_admin::move_file(&self.q, queue, "active", &e.id) {
-                Ok(()) => self.activate(&e.id, queue == "deferred"),
+                Ok(()) => {
+                    self.activate(&e.id, queue == "deferred");
+                    if queue == "incoming" {
+                        self.tokens.fed();
+                    }
+                }
                 Err(err) if err.is_not_found() => {}
                 Err(err) => postern_log::warning(format!("{}: move to active: {err}", e.id)),
             }
+        }
+        // A scan cut short by qmgr_message_active_limit goes on as soon as
+        // messages leave the active queue (see the main loop).
+        if queue == "incoming" {
+            self.incoming_backlog = cut;
+            if !cut {
+                self.tokens.caught_up();
+            }
+        } else {
+            self.deferred_backlog = cut;
         }
     }
 
@@ -349,7 +398,10 @@ impl Qmgr {
         }
         let mut groups: HashMap<Route, Vec<Recipient>> = HashMap::new();
         for r in pending {
-            match self.resolver.resolve(&r.address) {
+            match self
+                .resolver
+                .resolve_filtered(&r.address, qf.attr("filter"))
+            {
                 Ok(route) => groups.entry(route).or_default().push(r),
                 Err(u) => {
                     let (action, status) = if u.temporary {

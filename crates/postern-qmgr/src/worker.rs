@@ -229,6 +229,7 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
         if let Err(e) = bounce_call(cfg, &dreq) {
             postern_log::warning(format!("{}: defer service: {e}", req.queue_id));
         }
+        crate::fflush::add(cfg, &req.queue_id, &dreq.results);
     }
     Outcome {
         queue_id: req.queue_id.clone(),

@@ -164,7 +164,9 @@ async fn submit(
         .filter(|&b| b != b'\r')
         .collect();
     let creq = CleanupRequest {
-        flags: 0,
+        flags: postern_ipc::proto::cleanup_flags::from_receive_override_options(
+            &cfg.get("receive_override_options"),
+        ),
         sender: text(&req.sender),
         fullname: String::new(),
         arrival: (now.as_secs(), now.subsec_micros()),

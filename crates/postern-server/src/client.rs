@@ -195,3 +195,35 @@ pub async fn request_async(
         Err(_) => Err(io(std::io::ErrorKind::TimedOut.into())),
     }
 }
+
+/// One `flush/1` exchange with the fast flush service
+/// (`public/$flush_service_name`); the caller maps the status to its texts.
+/// `add` and `send_site` are denied without asking when
+/// `fast_flush_domains` is empty.
+pub fn flush(
+    cfg: &Config,
+    req: &postern_ipc::flush::FlushRequest,
+) -> Result<postern_ipc::flush::FlushStatus, ClientError> {
+    use postern_ipc::flush::{FlushOp, FlushStatus};
+    // As Postfix's flush client: no eligible destinations, nothing to ask.
+    if matches!(req.op, FlushOp::Add | FlushOp::SendSite)
+        && cfg.get("fast_flush_domains").trim().is_empty()
+    {
+        return Ok(FlushStatus::Deny);
+    }
+    let mut service = cfg.get("flush_service_name");
+    if service.is_empty() {
+        service = "flush".into();
+    }
+    let reply = request(
+        cfg,
+        "public",
+        &service,
+        &req.to_attrs(),
+        1 << 12,
+        ipc_timeout(cfg),
+    )?;
+    postern_ipc::flush::FlushReply::from_attrs(&reply)
+        .map(|r| r.status)
+        .map_err(|source| ClientError::Protocol { service, source })
+}

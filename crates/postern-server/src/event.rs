@@ -6,8 +6,8 @@
 //! task. The process tells master it is busy while it holds
 //! `per_process_limit` connections, so master starts another process (up to
 //! the service's maxproc); it exits after `max_idle` seconds without any
-//! connection, and on SIGHUP (reload) it stops accepting, lets open sessions
-//! finish, and exits.
+//! connection, and on SIGHUP (reload) — or when a lookup table it opened
+//! changed on disk — it stops accepting, lets open sessions finish, and exits.
 //!
 //! # Security
 //! Privileges were dropped by [`crate::skeleton::init`] before the runtime
@@ -144,16 +144,31 @@ where
             }
         }
     };
+    // Idle is measured from the last accept or session end; the tick looks for changed
+    // lookup tables while no client connects.
+    let mut last_activity = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let accepted = tokio::select! {
             a = accept(&listener), if !busy => a,
             _ = done_rx.recv() => {
+                last_activity = tokio::time::Instant::now();
                 report(active.load(Ordering::SeqCst) >= limit, &mut busy);
                 continue;
             }
             _ = hup.recv() => break,
-            _ = tokio::time::sleep(idle), if active.load(Ordering::SeqCst) == 0 => return 0,
+            _ = tick.tick() => {
+                if crate::skeleton::table_changed() {
+                    // Not available any more: master starts a fresh process.
+                    report(true, &mut busy);
+                    break;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(last_activity + idle), if active.load(Ordering::SeqCst) == 0 => return 0,
         };
+        last_activity = tokio::time::Instant::now();
         let (io, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
@@ -164,6 +179,9 @@ where
         };
         active.fetch_add(1, Ordering::SeqCst);
         report(active.load(Ordering::SeqCst) >= limit, &mut busy);
+        // A changed table: serve this client with the tables we have, accept no more,
+        // and exit once the open sessions are done (master starts a fresh process).
+        let restart = crate::skeleton::table_changed();
         let (ctx2, serve2, active2, done2) =
             (ctx.clone(), serve.clone(), active.clone(), done_tx.clone());
         tokio::spawn(async move {
@@ -171,6 +189,10 @@ where
             active2.fetch_sub(1, Ordering::SeqCst);
             let _main_loop_gone = done2.send(());
         });
+        if restart {
+            report(true, &mut busy);
+            break;
+        }
     }
     // Reload or stop: no new clients; let the open sessions finish (bounded).
     drop(listener);

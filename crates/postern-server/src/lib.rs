@@ -9,12 +9,15 @@
 //!   (one client at a time: cleanup, local, bounce) and
 //!   [`skeleton::trigger_server`] (wake-up driven: pickup).
 //! * [`status`]: the child → master status messages.
+//! * [`agent`]: the `deliver/1` server loop and result logging shared by
+//!   delivery agents (virtual, pipe, discard, error).
 //! * [`client`]: connect to a service socket, send a trigger, or exchange one
 //!   request and reply frame (`postern-ipc` attribute lists).
 //!
 //! Programs (layer 2) are a handful of callbacks plugged into these
 //! skeletons, as Postfix's daemons plug into `mail_server.h`.
 
+pub mod agent;
 pub mod client;
 pub mod event;
 pub mod load;

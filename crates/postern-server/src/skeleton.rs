@@ -11,6 +11,10 @@
 //! checked. It then asks the kernel to terminate the daemon when master dies,
 //! sets umask 077, and refuses to run when not started by master.
 //!
+//! Between requests every server loop asks `postern_table::changed()` and exits
+//! (`table NAME has changed -- restarting`) when a table file it opened was
+//! replaced or modified, as Postfix's daemons do; master starts a fresh process.
+//!
 //! # Configuration
 //! `max_use` (requests per process), `max_idle` (seconds idle before exit),
 //! `mail_owner`, and the service's `-o` overrides.
@@ -67,7 +71,15 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
         rest: Vec::new(),
     };
     let mut it = args.iter();
+    // As Postfix's skeletons (getopt with a leading `+`), options end at the
+    // first argument that is not one: what follows belongs to the program
+    // (pipe's `argv=/bin/sh -c ...` must keep its `-c`).
     while let Some(a) = it.next() {
+        if !a.starts_with('-') {
+            p.rest.push(a.clone());
+            p.rest.extend(it.by_ref().cloned());
+            break;
+        }
         let mut val = |flag: &str| {
             it.next()
                 .cloned()
@@ -115,6 +127,8 @@ pub fn init(program: &str, args: &[String]) -> Context {
     base.set_default("process_name", program);
     let config = base.with_overrides(&p.overrides);
     postern_log::init(program, load::log_config(&config, false));
+    // `proxy:` tables find the proxymap socket under the queue directory.
+    postern_table::set_queue_directory(config.get("queue_directory"));
     postern_sys::privs::set_umask(0o077);
     if p.unpriv && postern_sys::privs::is_root() {
         drop_to_mail_owner(&config);
@@ -231,8 +245,24 @@ pub fn single_server(ctx: Context, mut handler: impl FnMut(&Context, UnixStream)
         handler(&ctx, stream);
         served += 1;
         report(&mut inh.status, ctx.generation, status::AVAILABLE);
+        if table_changed() {
+            break;
+        }
     }
     std::process::exit(0)
+}
+
+/// True (after logging Postfix's line) when a lookup table this process opened has
+/// changed on disk: the daemon exits after its current request and master starts a
+/// fresh one that opens the new table.
+pub fn table_changed() -> bool {
+    match postern_table::changed() {
+        Some(table) => {
+            postern_log::info(format!("table {table} has changed -- restarting"));
+            true
+        }
+        None => false,
+    }
 }
 
 /// Runs `on_trigger` with the bytes of each trigger connection (wake-ups from
@@ -275,6 +305,9 @@ pub fn trigger_server(
         drop(stream);
         on_trigger(&ctx, &buf[..got]);
         served += 1;
+        if table_changed() {
+            break;
+        }
     }
     std::process::exit(0)
 }
@@ -323,6 +356,22 @@ mod tests {
         assert!(p.unpriv);
         assert_eq!(p.overrides, vec![("a".to_string(), "b = c".to_string())]);
         assert_eq!(p.rest, vec!["-v".to_string()]);
+        let pipe: Vec<String> = [
+            "-n",
+            "p",
+            "user=x",
+            "argv=/bin/sh",
+            "-c",
+            "exit 0",
+            "-o",
+            "x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = parse_args("pipe", &pipe).unwrap();
+        assert_eq!((p.service.as_str(), p.dir), ("p", None));
+        assert_eq!(p.rest[..], pipe[2..]);
         assert!(parse_args("x", &["-o".to_string()]).is_err());
     }
 }

@@ -13,12 +13,19 @@
 //! DNS runs on a current-thread tokio runtime owned by the process (hickory
 //! needs one); the SMTP conversation itself uses blocking std sockets.
 pub mod cache;
+pub mod dane;
 pub mod dest;
+pub mod https;
 pub mod mime7;
 pub mod nexthop;
+pub mod policy;
 pub mod result;
+pub mod sasl;
 pub mod session;
+pub mod sts;
 pub mod tls;
+pub mod tlsconf;
+pub mod verify;
 
 use postern_config::Config;
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult};
@@ -36,12 +43,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct AgentConfig {
     /// Session settings.
     pub session: Settings,
+    /// TLS policy (main.cf, policy tables, trust anchors).
+    pub tls: std::sync::Arc<tlsconf::TlsConf>,
+    /// SASL client settings (None: `smtp_sasl_auth_enable = no`).
+    pub sasl: Option<std::sync::Arc<sasl::SaslConf>>,
+    /// MTA-STS (None: `smtp_mta_sts_enable = no`).
+    pub sts: Option<sts::Sts>,
     /// `*_connect_timeout` (zero: the system's).
     pub connect_timeout: Duration,
-    /// `*_mx_address_limit` (zero: no limit).
-    pub mx_address_limit: usize,
+    /// Address families, preference and `*_mx_address_limit`.
+    pub addresses: dest::AddrPolicy,
     /// 25, or `lmtp_tcp_port` (24).
     pub default_port: u16,
+    /// `myhostname`: the host name Postfix logs for a UNIX-socket peer
+    /// (`relay=myhostname[/path]`).
+    pub myhostname: String,
     /// `*_connection_cache_time_limit` when `*_connection_cache_on_demand`
     /// is on (zero: no reuse).
     pub cache_time: Duration,
@@ -76,37 +92,36 @@ impl AgentConfig {
         } else {
             25
         };
-        let tls = tls_level(cfg, pfx);
-        let tls_config = if tls == tls::Level::None {
-            None
-        } else {
-            match tls::unverified_config() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    postern_log::warning(format!("TLS client configuration: {e}"));
-                    None
-                }
-            }
-        };
+        let tls_conf = tlsconf::TlsConf::from_config(cfg, lmtp);
         AgentConfig {
             session: Settings {
                 lmtp,
                 helo_name,
                 timeouts,
                 reply_limits: Default::default(),
-                tls,
-                tls_config,
+                tls: tls::Level::None,
+                tls_config: None,
+                tls_verifier: None,
+                tls_sni: None,
+                tls_loglevel: tls_conf.loglevel,
+                tls_sts_testing: None,
+                sasl: None,
                 mime_conversion: !matches!(
                     cfg.get("disable_mime_output_conversion").trim(),
                     "yes" | "true" | "1"
                 ),
             },
+            tls: std::sync::Arc::new(tls_conf),
+            sasl: sasl::SaslConf::from_config(cfg, lmtp).map(std::sync::Arc::new),
+            sts: if lmtp {
+                None
+            } else {
+                sts::Sts::from_config(cfg)
+            },
             connect_timeout: secs("connect_timeout", if lmtp { 0 } else { 30 }),
-            mx_address_limit: cfg
-                .get_int(&format!("{pfx}_mx_address_limit"))
-                .unwrap_or(5)
-                .max(0) as usize,
+            addresses: dest::AddrPolicy::from_config(cfg, pfx),
             default_port,
+            myhostname: cfg.get("myhostname"),
             cache_time: if matches!(
                 cfg.get(&format!("{pfx}_connection_cache_on_demand")).trim(),
                 "no" | "false" | "0"
@@ -119,31 +134,7 @@ impl AgentConfig {
     }
 }
 
-/// `*_tls_security_level`, or its default: `smtp_enforce_tls` → encrypt,
-/// `smtp_use_tls` → may, else `may` from compatibility level 3.11 on
-/// (Postfix 3.11's default), `none` below.
-pub fn tls_level(cfg: &Config, pfx: &str) -> tls::Level {
-    let v = cfg.get(&format!("{pfx}_tls_security_level"));
-    if !v.trim().is_empty() {
-        return tls::Level::parse(&v).unwrap_or_else(|| {
-            postern_log::warning(format!(
-                "{pfx}_tls_security_level = {v}: certificate verification is not \
-                 implemented yet; using \"encrypt\""
-            ));
-            tls::Level::Encrypt
-        });
-    }
-    let yes = |n: &str| matches!(cfg.get(&format!("{pfx}_{n}")).trim(), "yes" | "true" | "1");
-    if yes("enforce_tls") {
-        tls::Level::Encrypt
-    } else if yes("use_tls") || compat_at_least(&cfg.get("compatibility_level"), (3, 11)) {
-        tls::Level::May
-    } else {
-        tls::Level::None
-    }
-}
-
-fn compat_at_least(level: &str, want: (u32, u32)) -> bool {
+pub(crate) fn compat_at_least(level: &str, want: (u32, u32)) -> bool {
     let mut it = level
         .trim()
         .split('.')
@@ -265,14 +256,27 @@ pub fn deliver(
         Ok(nexthop::Dest::Unix(path)) => Ok(vec![dest::Target::Unix(path)]),
         Ok(d) => match dns.resolver {
             None => Err(Outcome::defer("4.3.5", "DNS resolver is not configured")),
-            Some(r) => dns
-                .rt
-                .block_on(dest::resolve(r, &d, agent.mx_address_limit)),
+            Some(r) => dns.rt.block_on(dest::resolve(r, &d, &agent.addresses)),
         },
     };
     let targets = match targets {
         Ok(t) => t,
         Err(o) => return finish(req, vec![o; n], "none", start, None),
+    };
+    // TLS policy of the next hop; MTA-STS of the recipient domain.
+    let (domain, mx_dest) = match nexthop::parse(&req.nexthop, lmtp, agent.default_port) {
+        Ok(nexthop::Dest::Inet { host, mx, .. }) => (host, mx),
+        _ => (agent.myhostname.clone(), false),
+    };
+    let policy = match agent.tls.policy(&req.nexthop) {
+        Ok(p) => p,
+        Err(o) => return finish(req, vec![o; n], "none", start, None),
+    };
+    let sts_policy = match (&agent.sts, dns.resolver) {
+        (Some(s), Some(r)) if mx_dest && !policy.explicit => {
+            s.policy(&domain, dns.rt, r, &agent.tls.roots())
+        }
+        _ => None,
     };
     let msg = Message {
         sender: &req.sender,
@@ -324,6 +328,32 @@ pub fn deliver(
                     addr: ip.to_string(),
                     port: *port,
                 };
+                let via_mx = mx_dest && !host.eq_ignore_ascii_case(&domain);
+                let conn_settings = tlsconf::prepare(
+                    agent,
+                    dns,
+                    &policy,
+                    &req.nexthop,
+                    &domain,
+                    host,
+                    *port,
+                    ip.is_ipv6(),
+                    via_mx,
+                    sts_policy.as_ref(),
+                );
+                let conn_settings = match conn_settings {
+                    Ok(s) => s,
+                    Err(o) => {
+                        if more {
+                            postern_log::info(format!("{}: {}", req.queue_id, o.text));
+                        }
+                        last = o;
+                        last_relay = peer.relay();
+                        k += 1;
+                        plain_retry = false;
+                        continue;
+                    }
+                };
                 let sa = SocketAddr::new(*ip, *port);
                 let c = if agent.connect_timeout.is_zero() {
                     TcpStream::connect(sa)
@@ -334,7 +364,7 @@ pub fn deliver(
                     Ok(s) => {
                         let _nodelay = s.set_nodelay(true);
                         let mut s = tls::Stream::Plain(s);
-                        let mut settings = agent.session.clone();
+                        let mut settings = conn_settings;
                         if plain_retry {
                             settings.tls = tls::Level::None;
                         }
@@ -378,7 +408,7 @@ pub fn deliver(
             }
             dest::Target::Unix(path) => {
                 let peer = Peer {
-                    host: path.clone(),
+                    host: agent.myhostname.clone(),
                     addr: path.clone(),
                     port: 0,
                 };

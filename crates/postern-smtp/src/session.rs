@@ -8,8 +8,8 @@
 //! a recipient is reported sent only after the peer said 2xx to the end of
 //! DATA (per recipient for LMTP), everything unconfirmed is deferred.
 
+use crate::policy::Level;
 use crate::result::{self, IoFail, Outcome, Peer};
-use crate::tls::Level;
 use postern_ipc::proto::{Recipient, notify};
 use postern_smtp_proto::{EhloCaps, Mailbox, Reply, ReplyLimits, ReplyParser, xtext};
 use std::io::{self, Read, Write};
@@ -102,6 +102,17 @@ pub struct Settings {
     /// The rustls configuration (None: TLS unavailable, treated as not
     /// offered).
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// The certificate verifier inside `tls_config` (its verdict decides
+    /// after the handshake what the level allows).
+    pub tls_verifier: Option<Arc<crate::verify::Verifier>>,
+    /// The TLS server name (SNI when `tls_config` enables it).
+    pub tls_sni: Option<String>,
+    /// `smtp_tls_loglevel` (≥ 1: log the TLS summary line).
+    pub tls_loglevel: u32,
+    /// An MTA-STS policy in `testing` mode for this domain: log failures.
+    pub tls_sts_testing: Option<String>,
+    /// SASL credentials for this server (`smtp_sasl_auth_enable`).
+    pub sasl: Option<crate::sasl::Login>,
     /// 8BITMIME → quoted-printable for peers without 8BITMIME (not
     /// `disable_mime_output_conversion`).
     pub mime_conversion: bool,
@@ -412,7 +423,12 @@ pub fn run_keep<C: Conn>(
         ));
     }
 
-    let mail = mail_command(m, &caps, size);
+    let mut mail = mail_command(m, &caps, size);
+    if s.sasl.is_some() && !caps.auth.is_empty() {
+        // We authenticate the local MTA only, not the sender.
+        mail.truncate(mail.len() - 2);
+        mail.push_str(" AUTH=<>\r\n");
+    }
     let rcpts: Vec<String> = m
         .recipients
         .iter()
@@ -628,96 +644,9 @@ fn handshake<C: Conn>(
         w.quit(t.quit);
         return Err(SessionEnd::NextHost(result::from_reply(peer, &r, hello)));
     };
-    starttls(w, peer, s, caps, hs_stage)
-}
-
-/// STARTTLS per `s.tls`, then EHLO again; returns the capabilities to use.
-fn starttls<C: Conn>(
-    w: &mut Wire<'_, C>,
-    peer: &Peer,
-    s: &Settings,
-    caps: EhloCaps,
-    hs_stage: &str,
-) -> Result<EhloCaps, SessionEnd> {
-    let t = &s.timeouts;
-    let cfg = match (&s.tls_config, s.tls) {
-        (_, Level::None) => return Ok(caps),
-        (Some(cfg), _) if caps.starttls => cfg.clone(),
-        (_, Level::May) => return Ok(caps),
-        (_, Level::Encrypt) => {
-            w.quit(t.quit);
-            return Err(SessionEnd::NextHost(Outcome::defer(
-                "4.7.4",
-                format!(
-                    "TLS is required, but was not offered by host {}",
-                    peer.name()
-                ),
-            )));
-        }
-    };
-    let r = match w
-        .send(b"STARTTLS\r\n", t.helo)
-        .and_then(|()| w.reply(t.helo))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(SessionEnd::NextHost(result::from_io(
-                peer,
-                &e,
-                "sending the STARTTLS command",
-            )));
-        }
-    };
-    if r.code != 220 {
-        if s.tls == Level::May {
-            // Postfix continues in plaintext when STARTTLS is refused.
-            return Ok(caps);
-        }
-        let mut o = result::from_reply(peer, &r, "STARTTLS");
-        o.action = postern_ipc::proto::Action::Defer;
-        if o.dsn.starts_with('5') {
-            o.dsn.replace_range(..1, "4");
-        }
-        w.quit(t.quit);
-        return Err(SessionEnd::NextHost(o));
-    }
-    // Anything the peer sent before the handshake is not to be trusted.
-    w.buf.clear();
-    w.parser = ReplyParser::new(s.reply_limits);
-    match w.conn.starttls(&cfg, &peer.host, t.helo) {
-        Ok(info) => {
-            let (trust, what) = info.split_once('|').unwrap_or(("Untrusted", &info));
-            postern_log::info(format!(
-                "{trust} TLS connection established to {}: {what}",
-                peer.relay()
-            ));
-        }
-        Err(why) => {
-            let o = Outcome::defer(
-                "4.7.5",
-                format!("Cannot start TLS: handshake failure ({why})"),
-            );
-            postern_log::info(format!("SSL_connect error to {}: {why}", peer.relay()));
-            return Err(if s.tls == Level::May {
-                SessionEnd::TlsFailed(o)
-            } else {
-                SessionEnd::NextHost(o)
-            });
-        }
-    }
-    let hello = if s.lmtp { "LHLO" } else { "EHLO" };
-    let r = match w
-        .send(format!("{hello} {}\r\n", s.helo_name).as_bytes(), t.helo)
-        .and_then(|()| w.reply(t.helo))
-    {
-        Ok(r) => r,
-        Err(e) => return Err(SessionEnd::NextHost(result::from_io(peer, &e, hs_stage))),
-    };
-    if !r.is_positive() {
-        w.quit(t.quit);
-        return Err(SessionEnd::NextHost(result::from_reply(peer, &r, hello)));
-    }
-    Ok(EhloCaps::from_reply(&r).unwrap_or_default())
+    let (caps, tls) = steps::starttls(w, peer, s, caps, hs_stage)?;
+    steps::auth(w, peer, s, &caps, tls)?;
+    Ok(caps)
 }
 
 /// `data_reply` is `None` only when nothing was accepted, handled above.
@@ -726,6 +655,9 @@ fn unreachable_none(results: &mut [Option<Outcome>]) {
         *r = Some(Outcome::defer("4.3.0", "internal error: DATA not sent"));
     }
 }
+
+#[path = "session_tls.rs"]
+mod steps;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

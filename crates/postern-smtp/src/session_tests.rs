@@ -96,8 +96,13 @@ fn settings(lmtp: bool) -> Settings {
             quit: s,
         },
         reply_limits: ReplyLimits::default(),
-        tls: crate::tls::Level::None,
+        tls: crate::policy::Level::None,
         tls_config: None,
+        tls_verifier: None,
+        tls_sni: None,
+        tls_loglevel: 0,
+        tls_sts_testing: None,
+        sasl: None,
         mime_conversion: true,
     }
 }

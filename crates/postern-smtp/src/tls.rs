@@ -1,105 +1,22 @@
-//! STARTTLS for the SMTP client (rustls with the `ring` provider).
+//! STARTTLS for the SMTP client (rustls with the `ring` provider): the
+//! stream type and the handshake. Which certificate is acceptable is
+//! decided by [`crate::verify::Verifier`] and the session (per
+//! [`crate::tlsconf`]); the handshake itself always checks the peer's
+//! signatures with the key of the certificate it presents.
 //!
-//! Levels `may` and `encrypt` do not verify the server certificate, as
-//! Postfix does not: [`AcceptAny`] accepts every certificate chain but still
-//! checks the handshake signatures, so the peer must hold the key of the
-//! certificate it presents. Verified levels (`verify`, `secure`, `dane`)
-//! are a later issue.
+//! Security: data the peer sent before the handshake is discarded by the
+//! session; a failed handshake leaves the stream [`Stream::Broken`].
+//!
+//! Parameters: none directly (see `tlsconf`).
 
+pub use crate::policy::Level;
 use crate::session::Conn;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `smtp_tls_security_level`, the levels this client implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// No TLS.
-    None,
-    /// Opportunistic: STARTTLS when offered, plaintext otherwise.
-    May,
-    /// Mandatory encryption without certificate checks.
-    Encrypt,
-}
-
-impl Level {
-    /// Parses the parameter value. Unknown or verified levels fall back to
-    /// `encrypt` (never weaker than what was asked for); `None` is returned
-    /// for those so the caller can warn.
-    pub fn parse(v: &str) -> Option<Level> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "none" => Some(Level::None),
-            "may" => Some(Level::May),
-            "encrypt" => Some(Level::Encrypt),
-            _ => None,
-        }
-    }
-}
-
-/// Accepts any certificate, verifies handshake signatures.
-#[derive(Debug)]
-pub struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The client configuration for unverified levels.
-pub fn unverified_config() -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
 
 /// A TCP connection, plaintext or after STARTTLS.
 #[derive(Debug)]
@@ -174,6 +91,17 @@ pub fn cipher_text(suite: rustls::SupportedCipherSuite) -> String {
     format!("{ossl} ({bits}/{bits} bits)")
 }
 
+/// OpenSSL's name of a key-exchange group (`X25519`, `prime256v1`…).
+fn kx_name(g: rustls::NamedGroup) -> String {
+    match g {
+        rustls::NamedGroup::X25519 => "X25519".into(),
+        rustls::NamedGroup::secp256r1 => "prime256v1".into(),
+        rustls::NamedGroup::secp384r1 => "secp384r1".into(),
+        rustls::NamedGroup::secp521r1 => "secp521r1".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 impl Conn for Stream {
     fn read_timeout(&self, d: Duration) -> io::Result<()> {
         self.sock()?.set_read_timeout(Some(d))
@@ -224,22 +152,18 @@ impl Conn for Stream {
         } else {
             "Anonymous"
         };
+        let kx = conn
+            .negotiated_key_exchange_group()
+            .map(|g| format!(" key-exchange {}", kx_name(g.name())))
+            .unwrap_or_default();
         *self = Stream::Tls(Box::new(StreamOwned::new(conn, sock)));
-        Ok(format!("{trust}|{version} with cipher {cipher}"))
+        Ok(format!("{trust}|{version} with cipher {cipher}{kx}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels() {
-        assert_eq!(Level::parse("may"), Some(Level::May));
-        assert_eq!(Level::parse(" Encrypt"), Some(Level::Encrypt));
-        assert_eq!(Level::parse("none"), Some(Level::None));
-        assert_eq!(Level::parse("dane"), None);
-    }
 
     #[test]
     fn cipher_names() {
@@ -257,6 +181,6 @@ mod tests {
             names.contains(&"ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)".to_string()),
             "{names:?}"
         );
-        assert!(unverified_config().is_ok());
+        assert_eq!(kx_name(rustls::NamedGroup::X25519), "X25519");
     }
 }

@@ -1,5 +1,10 @@
 //! smtpd's client of the anvil service (connection and rate limits).
 //!
+//! Parameters: `smtpd_client_connection_count_limit`,
+//! `smtpd_client_connection_rate_limit`, `smtpd_client_message_rate_limit`,
+//! `smtpd_client_recipient_rate_limit`, `smtpd_client_auth_rate_limit`,
+//! `smtpd_client_event_limit_exceptions`.
+//!
 //! One connection per smtpd process, reused by all sessions. When anvil
 //! cannot be reached the limits are not enforced (Postfix does the same) and a
 //! warning is logged.
@@ -24,6 +29,8 @@ pub struct Anvil {
     pub msg_rate_limit: u64,
     /// `smtpd_client_recipient_rate_limit`.
     pub rcpt_rate_limit: u64,
+    /// `smtpd_client_auth_rate_limit`: AUTH commands per time unit.
+    pub auth_rate_limit: u64,
     exceptions: Option<NetworkList>,
     conn: tokio::sync::Mutex<Option<UnixStream>>,
 }
@@ -49,6 +56,7 @@ impl Anvil {
             conn_rate_limit: lim("smtpd_client_connection_rate_limit"),
             msg_rate_limit: lim("smtpd_client_message_rate_limit"),
             rcpt_rate_limit: lim("smtpd_client_recipient_rate_limit"),
+            auth_rate_limit: lim("smtpd_client_auth_rate_limit"),
             exceptions,
             conn: tokio::sync::Mutex::new(None),
         }
@@ -57,13 +65,21 @@ impl Anvil {
     /// Whether a client is subject to the limits at all.
     pub fn applies(&self, addr: Option<IpAddr>) -> bool {
         let Some(addr) = addr else { return false };
-        let any =
-            self.count_limit + self.conn_rate_limit + self.msg_rate_limit + self.rcpt_rate_limit
-                > 0;
+        let any = self.count_limit
+            + self.conn_rate_limit
+            + self.msg_rate_limit
+            + self.rcpt_rate_limit
+            + self.auth_rate_limit
+            > 0;
         any && !self
             .exceptions
             .as_ref()
             .is_some_and(|l| l.matches(addr).unwrap_or(false))
+    }
+
+    /// The master.cf service name the counters are kept under (and logged with).
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     /// Reports an event; `None` when anvil is unavailable.

@@ -4,6 +4,11 @@
 //! pipelined in our input buffer (RFC 2920: the server may batch replies to
 //! pipelined commands), or at once when the protocol needs it (greeting, 354,
 //! end of session).
+//!
+//! STARTTLS and wrapper mode replace the stream by a TLS stream
+//! ([`Conn::start_tls`]); every byte the client sent before the handshake and
+//! we did not yet read as a command is discarded first (RFC 3207 section 4.2,
+//! the plaintext-injection class of bug, CVE-2011-0411).
 
 use postern_server::event::Io;
 use postern_smtp_proto::{Line, LineReader, Reply};
@@ -23,7 +28,10 @@ pub enum ReadError {
 
 /// A client connection.
 pub struct Conn {
-    io: Box<dyn Io>,
+    /// The stream. Only ever reached through `&mut self` (`Mutex::get_mut`,
+    /// never locked): the mutex just makes `Conn`, and so `&Session`, `Sync`,
+    /// so that futures holding a `&Session` across an await are `Send`.
+    io: std::sync::Mutex<Box<dyn Io>>,
     buf: Vec<u8>,
     pos: usize,
     out: Vec<u8>,
@@ -35,11 +43,16 @@ pub struct Conn {
 
 const READ_CHUNK: usize = 16 * 1024;
 
+fn io_mut(m: &mut std::sync::Mutex<Box<dyn Io>>) -> &mut Box<dyn Io> {
+    // Never locked, so never poisoned; a poisoned value is still usable.
+    m.get_mut().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Conn {
     /// Wraps a stream.
     pub fn new(io: Box<dyn Io>, timeout: Duration) -> Conn {
         Conn {
-            io,
+            io: std::sync::Mutex::new(io),
             buf: Vec::with_capacity(READ_CHUNK),
             pos: 0,
             out: Vec::with_capacity(1024),
@@ -84,11 +97,12 @@ impl Conn {
         }
         // read_buf appends into spare capacity: no zero-filling per read.
         self.buf.reserve(READ_CHUNK);
-        let n = match tokio::time::timeout(limit, self.io.read_buf(&mut self.buf)).await {
-            Err(_) => return Err(ReadError::Timeout),
-            Ok(Err(e)) => return Err(ReadError::Io(e)),
-            Ok(Ok(n)) => n,
-        };
+        let n =
+            match tokio::time::timeout(limit, io_mut(&mut self.io).read_buf(&mut self.buf)).await {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(Err(e)) => return Err(ReadError::Io(e)),
+                Ok(Ok(n)) => n,
+            };
         if n == 0 { Err(ReadError::Eof) } else { Ok(()) }
     }
 
@@ -116,6 +130,26 @@ impl Conn {
         }
     }
 
+    /// Switches to TLS: discards unread plaintext, runs the handshake within
+    /// `limit`, and carries on over the TLS stream. On failure the connection
+    /// is unusable (the caller ends the session).
+    pub async fn start_tls(
+        &mut self,
+        server: &crate::tls::TlsServer,
+        limit: Duration,
+        client: &str,
+    ) -> Result<crate::tls::TlsInfo, crate::tls::HandshakeError> {
+        self.buf.clear();
+        self.pos = 0;
+        self.out.clear();
+        let placeholder: Box<dyn Io> =
+            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
+        let plain = std::mem::replace(io_mut(&mut self.io), placeholder);
+        let (stream, info) = server.accept(plain, limit, client).await?;
+        *io_mut(&mut self.io) = Box::new(stream);
+        Ok(info)
+    }
+
     /// Queues a reply.
     pub fn reply(&mut self, r: &Reply) {
         self.out.extend_from_slice(r.encode().as_bytes());
@@ -131,7 +165,7 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = tokio::time::timeout(self.timeout, self.io.write_all(&self.out)).await;
+        let r = tokio::time::timeout(self.timeout, io_mut(&mut self.io).write_all(&self.out)).await;
         self.out.clear();
         match r {
             Ok(r) => r,
@@ -153,7 +187,7 @@ impl Conn {
         if let Err(e) = self.flush().await {
             postern_log::info(format!("write error at close: {e}"));
         }
-        if let Err(e) = self.io.shutdown().await
+        if let Err(e) = io_mut(&mut self.io).shutdown().await
             && e.kind() != std::io::ErrorKind::NotConnected
         {
             postern_log::info(format!("shutdown: {e}"));

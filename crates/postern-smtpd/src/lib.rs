@@ -26,9 +26,12 @@ pub mod conn;
 pub mod counters;
 pub mod policy;
 pub mod resolver;
+pub mod sasl;
 pub mod session;
+mod session_tls;
 pub mod settings;
 pub mod standalone;
+pub mod tls;
 pub mod txn;
 pub mod xclient;
 
@@ -50,7 +53,21 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if ctx.args.iter().any(|a| a == "-S") {
         return standalone::run(ctx);
     }
-    let settings = Arc::new(settings::Settings::from_config(&ctx.config));
+    let mut settings = settings::Settings::from_config(&ctx.config);
+    settings.tls.service = ctx.service.clone();
+    if settings.tls.use_tls {
+        // As Postfix: a TLS setup problem is a warning, and the service runs
+        // without TLS (STARTTLS not offered; wrapper-mode sessions dropped).
+        match tls::TlsServer::load(&ctx.config, &settings.tls) {
+            Ok(s) => settings.tls_server = Some(Arc::new(s)),
+            Err(e) => postern_log::warning(e),
+        }
+    }
+    match sasl::Sasl::from_config(&ctx.config) {
+        Ok(s) => settings.sasl = s.map(Arc::new),
+        Err(e) => postern_log::fatal(e),
+    }
+    let settings = Arc::new(settings);
     let resolver = resolver::from_config(&ctx.config);
     let policy = match policy::Policy::from_config(&ctx.config) {
         Ok(mut p) => {

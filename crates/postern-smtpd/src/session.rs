@@ -53,7 +53,9 @@ pub struct Session<'a> {
     junk: u32,
     pub(crate) counters: Counters,
     leniency: Leniency,
-    lines: LineReader,
+    pub(crate) lines: LineReader,
+    /// The TLS session, once STARTTLS or wrapper mode succeeded.
+    pub(crate) tls: Option<crate::tls::TlsInfo>,
     last_command: &'static str,
 }
 
@@ -108,9 +110,11 @@ impl<'a> Session<'a> {
             counters: Counters::default(),
             leniency: Leniency {
                 strict_rfc821_envelopes: s.strict_rfc821,
+                sasl_enabled: s.sasl.is_some(),
                 ..Default::default()
             },
             lines: LineReader::new(s.line_length_limit),
+            tls: None,
             last_command: "CONNECT",
         }
     }
@@ -118,6 +122,15 @@ impl<'a> Session<'a> {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         postern_log::info(format!("connect from {}", self.client));
+        if !self.wrapper_tls().await {
+            self.conn.close().await;
+            postern_log::info(format!(
+                "disconnect from {} {}",
+                self.client,
+                self.counters.summary()
+            ));
+            return;
+        }
         if let Some(r) = self.connection_limits().await {
             self.conn.reply(&r);
             self.conn.close().await;
@@ -351,6 +364,9 @@ impl<'a> Session<'a> {
             let text = format!("Error: access denied for {}", self.client);
             return self.error(reply(503, (5, 7, 0), text)).await;
         }
+        if self.needs_tls_first(&cmd) {
+            return self.tls_first().await;
+        }
         match cmd {
             Command::Helo(h) => self.helo(h, false).await,
             Command::Ehlo(h) => self.helo(h, true).await,
@@ -380,17 +396,9 @@ impl<'a> Session<'a> {
             }
             Command::Vrfy { address, .. } => self.vrfy(address.internal()).await,
             Command::Etrn(domain) => self.etrn(domain).await,
-            Command::StartTls => {
-                self.last_command = "STARTTLS";
-                self.counters.count("starttls", false);
-                self.error(reply(502, (5, 5, 1), "Error: command not implemented"))
-                    .await
-            }
-            Command::Auth { .. } => {
-                self.last_command = "AUTH";
-                self.counters.count("auth", false);
-                self.error(reply(503, (5, 5, 1), "Error: authentication not enabled"))
-                    .await
+            Command::StartTls => self.starttls().await,
+            Command::Auth { mechanism, initial } => {
+                crate::sasl::smtp::auth(self, mechanism, initial).await
             }
             Command::Xclient(attrs) => xc::xclient(self, attrs).await,
             Command::Xforward(attrs) => xc::xforward(self, attrs).await,
@@ -437,6 +445,8 @@ impl<'a> Session<'a> {
                 .reply(&Reply::new(250, None, self.s.myhostname.clone()));
             return Flow::Continue;
         }
+        let starttls = self.offer_starttls();
+        let auth = crate::sasl::smtp::ehlo_keywords(self).await;
         let mut lines = vec![self.s.myhostname.clone()];
         let mut kw = |k: String| {
             let word = k.split(' ').next().unwrap_or("").to_ascii_lowercase();
@@ -454,6 +464,12 @@ impl<'a> Session<'a> {
             kw("VRFY".into());
         }
         kw("ETRN".into());
+        if starttls {
+            kw("STARTTLS".into());
+        }
+        for k in auth {
+            kw(k);
+        }
         kw("ENHANCEDSTATUSCODES".into());
         kw("8BITMIME".into());
         kw("DSN".into());
@@ -494,7 +510,18 @@ impl<'a> Session<'a> {
                 .error(reply(503, (5, 5, 1), "Error: MAIL transaction in progress"))
                 .await;
         }
-        self.facts.etrn_domain = Some(domain);
+        // As Postfix: one leading non-alphanumeric (`@`, `#`) is dropped.
+        let site = match domain.chars().next() {
+            Some(c) if !c.is_ascii_alphanumeric() => domain[c.len_utf8()..].to_string(),
+            _ => domain,
+        };
+        if !postern_dns::valid_hostname(&site) {
+            self.counters.count("etrn", false);
+            return self
+                .error(Reply::new(501, None, "Error: invalid parameter syntax"))
+                .await;
+        }
+        self.facts.etrn_domain = Some(site.clone());
         let v = self.policy.check(Stage::Etrn, &self.facts).await;
         self.log_lines(&v.log);
         if let Some(r) = v.reject {
@@ -502,32 +529,38 @@ impl<'a> Session<'a> {
             self.counters.count("etrn", false);
             return self.error(r).await;
         }
-        let cfg = self.cfg.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            postern_server::client::trigger(
-                &cfg,
-                "public",
-                "qmgr",
-                &[postern_ipc::proto::trigger::FLUSH_DEFERRED],
-            )
-        })
-        .await;
-        match sent {
-            Ok(Ok(())) => {
+        let (cfg, req) = (
+            self.cfg.clone(),
+            postern_ipc::flush::FlushRequest {
+                op: postern_ipc::flush::FlushOp::SendSite,
+                site: site.clone(),
+                queue_id: String::new(),
+            },
+        );
+        let status =
+            tokio::task::spawn_blocking(move || postern_server::client::flush(&cfg, &req)).await;
+        use postern_ipc::flush::FlushStatus;
+        let r = match status {
+            Ok(Ok(FlushStatus::Ok)) => {
                 self.counters.count("etrn", true);
                 self.conn.reply(&Reply::new(250, None, "Queuing started"));
-                Flow::Continue
+                return Flow::Continue;
+            }
+            Ok(Ok(FlushStatus::Deny)) => {
+                postern_log::warning(format!("reject: ETRN {site}... from {}", self.client));
+                Reply::new(459, None, format!("<{site}>: service unavailable"))
+            }
+            Ok(Ok(FlushStatus::Bad)) => {
+                postern_log::warning(format!("bad ETRN {site}... from {}", self.client));
+                Reply::new(458, None, "Unable to queue messages")
             }
             _ => {
-                self.counters.count("etrn", false);
-                self.error(reply(
-                    458,
-                    (4, 7, 1),
-                    "Error: Unable to honor ETRN request: mail system is busy",
-                ))
-                .await
+                postern_log::warning("unable to talk to fast flush service");
+                Reply::new(458, None, "Unable to queue messages")
             }
-        }
+        };
+        self.counters.count("etrn", false);
+        self.error(r).await
     }
 
     /// Postfix's "improper command pipelining" mark, kept for the rest of the
@@ -614,6 +647,7 @@ fn verb_name(line: &[u8]) -> &'static str {
         "BDAT" => "BDAT",
         "VRFY" => "VRFY",
         "ETRN" => "ETRN",
+        "AUTH" => "AUTH",
         _ => "UNKNOWN",
     }
 }

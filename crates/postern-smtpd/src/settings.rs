@@ -47,6 +47,14 @@ pub struct Settings {
     /// Stand-alone mode (`sendmail -bs`): submit through postdrop with this
     /// configuration directory instead of talking to cleanup.
     pub postdrop_config: Option<std::path::PathBuf>,
+    /// TLS levels and options (`smtpd_tls_security_level` and friends).
+    pub tls: crate::tls::TlsPolicy,
+    /// The rustls server, when TLS is enabled and the keys loaded (set by
+    /// the daemon's main, never in stand-alone mode).
+    pub tls_server: Option<std::sync::Arc<crate::tls::TlsServer>>,
+    /// The SASL server when `smtpd_sasl_auth_enable = yes` (set by the
+    /// daemon's main, never in stand-alone mode).
+    pub sasl: Option<std::sync::Arc<crate::sasl::Sasl>>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -82,6 +90,9 @@ impl Settings {
                 .collect(),
             postdrop_config: None,
             per_record_deadline: cfg.get_bool("smtpd_per_request_deadline").unwrap_or(false),
+            tls: crate::tls::TlsPolicy::from_config(cfg).unwrap_or_else(|e| postern_log::fatal(e)),
+            tls_server: None,
+            sasl: None,
         }
     }
 }

@@ -399,7 +399,8 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str)
 }
 
 async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply {
-    let mut flags = 0;
+    let mut flags =
+        cleanup_flags::from_receive_override_options(&sess.cfg.get("receive_override_options"));
     let mut rcpts = txn.rcpts;
     let mut attrs: Vec<(String, String)> = vec![
         ("rewrite_context".into(), "remote".into()),
@@ -417,6 +418,16 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
         ),
         ("protocol".into(), protocol(sess, &txn.params)),
     ];
+    if let Some(t) = sess.tls_info().filter(|_| sess.s.tls.received_header) {
+        // cleanup puts these lines into its Received header (Postfix's
+        // smtpd_tls_received_header clause).
+        attrs.push(("tls_received".into(), t.received_lines().join("\n")));
+    }
+    let sasl_sender = txn.params.auth.clone();
+    attrs.extend(crate::sasl::smtp::cleanup_attrs(
+        sess,
+        sasl_sender.as_deref(),
+    ));
     for (k, v) in std::mem::take(&mut sess.forwarded) {
         attrs.retain(|(n, _)| *n != k);
         attrs.push((k, v));
@@ -481,7 +492,12 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
     .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
     match answer {
         Ok(r) if r.status == CleanupStatus::Ok => {
-            postern_log::info(format!("{}: client={}", r.queue_id, sess.client));
+            postern_log::info(format!(
+                "{}: client={}{}",
+                r.queue_id,
+                sess.client,
+                crate::sasl::smtp::log_fields(sess, sasl_sender.as_deref())
+            ));
             reply(250, (2, 0, 0), format!("Ok: queued as {}", r.queue_id))
         }
         Ok(r) => {
@@ -492,7 +508,15 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
                     "Message size exceeds fixed limit".to_string(),
                 ),
                 CleanupStatus::Hops => (554, (5, 4, 0), "Error: too many hops".to_string()),
-                CleanupStatus::Reject => (550, (5, 7, 1), r.reason.clone()),
+                // cleanup's reason carries its own status (header/body checks).
+                CleanupStatus::Reject => split_dsn(&r.reason, 5)
+                    .map(|(enh, text)| (550, enh, text))
+                    .unwrap_or((550, (5, 7, 1), r.reason.clone())),
+                CleanupStatus::Defer if split_dsn(&r.reason, 4).is_some() => {
+                    split_dsn(&r.reason, 4)
+                        .map(|(enh, text)| (451, enh, text))
+                        .unwrap_or((451, (4, 3, 0), r.reason.clone()))
+                }
                 CleanupStatus::NoRecipients => {
                     (554, (5, 5, 1), "Error: no valid recipients".to_string())
                 }
@@ -509,10 +533,30 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
     }
 }
 
+/// A leading enhanced status code of class `class` in a cleanup reason
+/// (`5.7.1 text`): the code and the rest of the text.
+fn split_dsn(reason: &str, class: u8) -> Option<((u8, u16, u16), String)> {
+    let (code, text) = reason.split_once(' ').unwrap_or((reason, ""));
+    let mut it = code.split('.');
+    let c: u8 = it.next()?.parse().ok()?;
+    let s: u16 = it.next()?.parse().ok()?;
+    let d: u16 = it.next()?.parse().ok()?;
+    (c == class && it.next().is_none() && s < 1000 && d < 1000)
+        .then(|| ((c, s, d), text.to_string()))
+}
+
 fn protocol(sess: &Session<'_>, params: &MailParams) -> String {
-    match (params.smtputf8, sess.esmtp) {
+    let mut p: String = match (params.smtputf8, sess.esmtp) {
         (true, _) => "UTF8SMTP".into(),
         (false, true) => "ESMTP".into(),
         (false, false) => "SMTP".into(),
+    };
+    // RFC 3848: "S" for TLS, ESMTP only.
+    if sess.esmtp && sess.tls_active() {
+        p.push('S');
     }
+    if crate::sasl::smtp::authenticated(sess) {
+        p.push('A');
+    }
+    p
 }

@@ -1,9 +1,10 @@
 //! Descriptors passed from master to its children.
 //!
 //! master starts each daemon with the service's listening socket at
-//! [`LISTEN_FD`] and the write end of the service's status pipe at
-//! [`STATUS_FD`] (Postfix uses fixed descriptors the same way). Nothing else is
-//! inherited: every other descriptor is close-on-exec.
+//! [`LISTEN_FD`], the write end of the service's status pipe at
+//! [`STATUS_FD`], and the flow-control pipe at 5 and 6 (see [`crate::flow`];
+//! Postfix uses fixed descriptors the same way). Nothing else is inherited:
+//! every other descriptor is close-on-exec.
 
 use crate::{Result, SysError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -35,21 +36,39 @@ pub fn take_inherited(fd: RawFd) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Arranges for `cmd` to start with `listen` at [`LISTEN_FD`] and `status` at
-/// [`STATUS_FD`], and in its own process group is NOT changed (children stay in
-/// master's group so that a signal to the group reaches them).
-pub fn place_fds(cmd: &mut Command, listen: Option<&OwnedFd>, status: Option<&OwnedFd>) {
-    let listen = listen.map(|f| f.as_raw_fd());
-    let status = status.map(|f| f.as_raw_fd());
+/// Arranges for `cmd` to start with `listen` at [`LISTEN_FD`], `status` at
+/// [`STATUS_FD`] and the flow pipe's read and write ends at
+/// [`crate::flow::FLOW_READ_FD`] and [`crate::flow::FLOW_WRITE_FD`]; a
+/// missing one leaves its number closed. The process group is NOT changed
+/// (children stay in master's group so that a signal to the group reaches
+/// them).
+pub fn place_fds(
+    cmd: &mut Command,
+    listen: Option<&OwnedFd>,
+    status: Option<&OwnedFd>,
+    flow: Option<(&OwnedFd, &OwnedFd)>,
+) {
+    let srcs = [
+        listen.map(|f| f.as_raw_fd()),
+        status.map(|f| f.as_raw_fd()),
+        flow.map(|f| f.0.as_raw_fd()),
+        flow.map(|f| f.1.as_raw_fd()),
+    ];
+    let targets = [
+        LISTEN_FD,
+        STATUS_FD,
+        crate::flow::FLOW_READ_FD,
+        crate::flow::FLOW_WRITE_FD,
+    ];
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (dup, dup2, fcntl). It reads two integers
-    // captured by value and allocates nothing.
+    // async-signal-safe functions (dup, dup2, fcntl, close). It reads arrays
+    // of integers captured by value and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            // First move both sources above the target numbers so that placing one
-            // cannot clobber the other.
-            let mut moved = [-1; 2];
-            for (i, src) in [listen, status].into_iter().enumerate() {
+            // First move every source above the target numbers so that placing
+            // one cannot clobber another.
+            let mut moved = [-1; 4];
+            for (i, src) in srcs.into_iter().enumerate() {
                 if let Some(src) = src {
                     let d = libc::fcntl(src, libc::F_DUPFD, 10);
                     if d < 0 {
@@ -58,7 +77,7 @@ pub fn place_fds(cmd: &mut Command, listen: Option<&OwnedFd>, status: Option<&Ow
                     moved[i] = d;
                 }
             }
-            for (src, target) in [(moved[0], LISTEN_FD), (moved[1], STATUS_FD)] {
+            for (src, target) in moved.into_iter().zip(targets) {
                 if src >= 0 {
                     if libc::dup2(src, target) < 0 {
                         return Err(std::io::Error::last_os_error());

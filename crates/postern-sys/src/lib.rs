@@ -8,8 +8,10 @@
 //!   checked and verified), temporary effective-id switches for delivery.
 //! * [`fd`]: listeners inherited from master at fixed descriptor numbers, and
 //!   spawning children with descriptors placed at those numbers.
+//! * [`flow`]: the flow-control pipe (`in_flow_delay`).
 //! * [`durable`]: fsync of files and directories.
 //! * [`lock`]: fcntl and flock locks for mailboxes and pid files.
+//! * `lmdb` (feature `lmdb`): the memory-mapping open of LMDB tables.
 //!
 //! # Security
 //! Every `unsafe` block carries a `// SAFETY:` comment. Every system call's result
@@ -17,6 +19,9 @@
 
 pub mod durable;
 pub mod fd;
+pub mod flow;
+#[cfg(feature = "lmdb")]
+pub mod lmdb;
 pub mod lock;
 pub mod privs;
 pub mod signals;

@@ -119,6 +119,24 @@ impl EffectiveIds {
         Ok(EffectiveIds { active: true })
     }
 
+    /// Switches the effective ids to a numeric `uid`/`gid` that need not be in
+    /// the password database (virtual mailboxes), with `gid` as the only
+    /// supplementary group, as Postfix's `set_eugid` does. A non-root process
+    /// gets a no-op guard.
+    pub fn switch_ids(uid: u32, gid: u32) -> Result<EffectiveIds> {
+        if !is_root() {
+            return Ok(EffectiveIds { active: false });
+        }
+        let g = Gid::from_raw(gid);
+        nix::unistd::setgroups(&[g])
+            .map_err(|e| SysError::errno("setgroups", gid.to_string(), e))?;
+        let guard = EffectiveIds { active: true };
+        nix::unistd::setegid(g).map_err(|e| SysError::errno("setegid", gid.to_string(), e))?;
+        nix::unistd::seteuid(Uid::from_raw(uid))
+            .map_err(|e| SysError::errno("seteuid", uid.to_string(), e))?;
+        Ok(guard)
+    }
+
     fn restore(&mut self) -> Result<()> {
         if !self.active {
             return Ok(());

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Debug)]
 pub(crate) struct Cidr {
     spec: String,
-    program: Program<IpNet, String>,
+    program: Program<Net, String>,
     warnings: Vec<TableError>,
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn negation(mut text: &str) -> (bool, &str) {
 
 fn parse_line(
     line: &Line,
-    program: &mut Program<IpNet, String>,
+    program: &mut Program<Net, String>,
     w: &mut Warnings,
 ) -> Result<(), TableError> {
     match keyword(&line.text) {
@@ -107,7 +107,7 @@ fn parse_line(
             let (negate, rest) = negation(rest);
             let pattern = rest.split_ascii_whitespace().next().unwrap_or("");
             match parse_pattern(pattern) {
-                Ok(net) => program.open_if(line.number, net, negate, w),
+                Ok(net) => program.open_if(line.number, Net::new(net), negate, w),
                 Err(message) => w.warn(line.number, message),
             }
         }
@@ -124,13 +124,44 @@ fn parse_line(
             if value.is_empty() {
                 return w.warn(line.number, "no lookup result: skipping this rule");
             }
-            program.rule(net, negate, value.to_string());
+            program.rule(Net::new(net), negate, value.to_string());
             Ok(())
         }
     }
 }
 
 /// Parses `addr`, `addr/len`, `[addr]` or `[addr]/len`.
+/// A network as a masked compare: the address family, the network bits and the mask
+/// (IPv4 in the low 32 bits), so that a lookup is one AND and one compare per rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Net {
+    v6: bool,
+    addr: u128,
+    mask: u128,
+}
+
+impl Net {
+    fn new(net: IpNet) -> Net {
+        match net {
+            IpNet::V4(n) => Net {
+                v6: false,
+                addr: u128::from(u32::from(n.network())),
+                mask: u128::from(u32::from(n.netmask())),
+            },
+            IpNet::V6(n) => Net {
+                v6: true,
+                addr: u128::from(n.network()),
+                mask: u128::from(n.netmask()),
+            },
+        }
+    }
+
+    /// `None` for an address of the other family; else whether it is inside.
+    fn test(&self, (v6, ip): (bool, u128)) -> Option<bool> {
+        (self.v6 == v6).then_some(ip & self.mask == self.addr)
+    }
+}
+
 fn parse_pattern(pattern: &str) -> Result<IpNet, String> {
     let bad = || format!("bad address pattern: \"{pattern}\": skipping this rule");
     let (addr, len) = match pattern.split_once('/') {
@@ -180,15 +211,13 @@ impl Map for Cidr {
             return Ok(None);
         };
         // A rule of the other address family never applies, even negated (as in Postfix).
-        let same_family = |net: &IpNet| {
-            matches!(
-                (net, ip),
-                (IpNet::V4(_), IpAddr::V4(_)) | (IpNet::V6(_), IpAddr::V6(_))
-            )
+        let key = match ip {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (true, u128::from(a)),
         };
         let found = self
             .program
-            .first(|net| Ok::<_, TableError>(same_family(net).then(|| net.contains(&ip))))?;
+            .first(|net| Ok::<_, TableError>(net.test(key)))?;
         Ok(found.map(|(_, value)| value.clone()))
     }
     fn name(&self) -> &str {

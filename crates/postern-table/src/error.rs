@@ -44,6 +44,25 @@ pub enum TableError {
         /// Which limit.
         message: String,
     },
+    /// A file that is not a table of the expected type (or a corrupt one).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing a table file failed; Display names the operation and the file.
+    #[error("{op} {path}: {source}")]
+    Write {
+        /// The file (or directory).
+        path: String,
+        /// The operation (`create`, `write`, `fsync`, `rename`, …).
+        op: String,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
     /// The lookup could not be answered now (e.g. `fail:`, a PCRE match limit): defer.
     #[error("table {table}: query error: {message}")]
     Lookup {

@@ -13,10 +13,14 @@
 //!                                          └─► query::lookup_address / lookup_domain / lookup_client
 //! ```
 //!
-//! Supported types: `texthash`, `inline`, `static`, `cidr`, `regexp`, `pcre`, `fail`,
-//! `unionmap`, `pipemap`. Indexed on-disk files (`hash`, `btree`, `cdb`, `lmdb`), `proxy:`
-//! and network tables are not implemented yet; opening one returns
-//! [`TableError::UnsupportedType`].
+//! Supported types: `hash`, `btree`, `cdb`, `lmdb` (indexed files built by postmap, see
+//! [`indexed`]), `texthash`, `inline`, `static`, `cidr`, `regexp`, `pcre`, `fail`,
+//! `unionmap`, `pipemap` and `proxy:TYPE:NAME` (through the proxymap service). Network
+//! tables are not implemented; opening one returns [`TableError::UnsupportedType`].
+//!
+//! Source-file parsers shared with postmap/postalias: [`parse_entry`] (`key value` lines)
+//! and [`parse_alias_line`] (aliases(5)). Every file-based map registers its file so that
+//! a daemon can ask [`changed`] between requests and restart when a table changed.
 //!
 //! # Errors
 //!
@@ -33,24 +37,39 @@
 //! substitution output is bounded by [`MAX_RESULT_BYTES`].
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+use std::sync::Mutex;
+
 mod access;
+mod alias;
 mod cidr;
 mod composite;
+mod entry;
 mod error;
+pub mod fuzz;
+pub mod indexed;
 mod list;
+pub mod mailaddr;
 mod pattern;
 mod posix;
 mod program;
+mod proxy;
 pub mod query;
+mod registry;
 mod simple;
 mod source;
 mod spec;
 mod texthash;
 
 pub use access::{AccessAction, parse_access_result};
+pub use alias::{AliasError, parse_alias_line};
+pub use entry::{EntryError, parse_entry};
 pub use error::TableError;
 pub use list::{DomainList, NetworkList, parent_matches};
+pub use mailaddr::{AddrMatch, find_address};
 pub use query::{lookup_address, lookup_client, lookup_domain};
+pub use registry::changed;
+pub use source::{read_source, source_lines};
 
 /// Largest table source file we read (texthash/regexp/pcre/cidr).
 pub const MAX_SOURCE_BYTES: u64 = 512 * 1024 * 1024;
@@ -98,6 +117,10 @@ pub struct OpenOptions {
     /// Fail `open` on the first bad line instead of skipping it with a warning as Postfix
     /// does. Default false.
     pub strict: bool,
+    /// The queue directory, for `proxy:` tables (the proxymap socket is
+    /// `$queue_directory/private/proxymap`). `None`: the one given to
+    /// [`set_queue_directory`], if any.
+    pub queue_directory: Option<PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -105,7 +128,27 @@ impl Default for OpenOptions {
         OpenOptions {
             fold_case: true,
             strict: false,
+            queue_directory: None,
         }
+    }
+}
+
+static QUEUE_DIRECTORY: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Sets the process's default queue directory for `proxy:` tables (the daemon skeleton
+/// calls this once at start-up with `$queue_directory`).
+pub fn set_queue_directory(dir: impl Into<PathBuf>) {
+    let mut q = match QUEUE_DIRECTORY.lock() {
+        Ok(q) => q,
+        Err(p) => p.into_inner(),
+    };
+    *q = Some(dir.into());
+}
+
+pub(crate) fn default_queue_directory() -> Option<PathBuf> {
+    match QUEUE_DIRECTORY.lock() {
+        Ok(q) => q.clone(),
+        Err(p) => p.into_inner().clone(),
     }
 }
 
@@ -129,6 +172,29 @@ pub(crate) fn open_nested(
         return Err(TableError::spec(spec, "tables nested too deeply"));
     }
     let (kind, name) = spec::split_type(spec)?;
+    // Source files read whole into memory are watched too (taken before the read, so a
+    // change during it is noticed later).
+    let source_file =
+        matches!(kind, "texthash" | "cidr" | "regexp" | "pcre") && !name.starts_with('{');
+    let watch = if source_file {
+        registry::Watch::open(std::path::Path::new(name))
+    } else {
+        None
+    };
+    let map = open_kind(spec, kind, name, opts, depth)?;
+    if let Some(w) = watch {
+        w.register(spec);
+    }
+    Ok(map)
+}
+
+fn open_kind(
+    spec: &str,
+    kind: &str,
+    name: &str,
+    opts: &OpenOptions,
+    depth: usize,
+) -> Result<BoxMap, TableError> {
     match kind {
         "texthash" => Ok(Box::new(texthash::TextHash::open(spec, name, opts)?)),
         "inline" => Ok(Box::new(simple::Inline::open(spec, name, opts)?)),
@@ -150,14 +216,20 @@ pub(crate) fn open_nested(
         "unionmap" | "pipemap" => Ok(Box::new(composite::Composite::open(
             spec, kind, name, opts, depth,
         )?)),
-        other => Err(TableError::UnsupportedType(other.to_string())),
+        "proxy" => Ok(Box::new(proxy::Proxy::open(spec, name, opts)?)),
+        other => match indexed::DbKind::from_type(other) {
+            Some(db) => Ok(Box::new(indexed::open_indexed(spec, db, name, opts)?)),
+            None => Err(TableError::UnsupportedType(other.to_string())),
+        },
     }
 }
 
-/// Applies the map's case folding to a key (used by maps and by tests).
-pub(crate) fn fold(key: &str, yes: bool) -> std::borrow::Cow<'_, str> {
-    if yes && key.chars().any(char::is_uppercase) {
-        std::borrow::Cow::Owned(key.to_lowercase())
+/// Applies the map's case folding to a key (used by maps, postmap and tests). Only ASCII
+/// letters are folded: Debian's Postfix 3.7 stores `ÄÖÜ@Example.COM` as `ÄÖÜ@example.com`
+/// and finds `straße` for `STRAßE`, and tables must give the same answers here.
+pub fn fold(key: &str, yes: bool) -> std::borrow::Cow<'_, str> {
+    if yes && key.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(key.to_ascii_lowercase())
     } else {
         std::borrow::Cow::Borrowed(key)
     }

@@ -71,6 +71,26 @@ pub(crate) fn logical_lines(path: &str, text: &str) -> Result<Vec<Line>, TableEr
     Ok(out)
 }
 
+/// The logical lines of a table source, as `(first line number, text)`: what postmap(1)
+/// and postalias(1) read. `path` names the source in errors.
+///
+/// # Errors
+/// [`TableError::TooLarge`] for a logical line over [`MAX_LINE_BYTES`].
+pub fn source_lines(path: &str, text: &str) -> Result<Vec<(usize, String)>, TableError> {
+    Ok(logical_lines(path, text)?
+        .into_iter()
+        .map(|l| (l.number, l.text))
+        .collect())
+}
+
+/// Reads a table source file (bounded by [`MAX_SOURCE_BYTES`]) into its logical lines.
+///
+/// # Errors
+/// [`TableError::Open`] or [`TableError::TooLarge`].
+pub fn read_source(path: &str) -> Result<Vec<(usize, String)>, TableError> {
+    source_lines(path, &read_file(path)?)
+}
+
 fn too_long(path: &str, line: usize) -> TableError {
     TableError::TooLarge {
         path: path.to_string(),

@@ -1,6 +1,7 @@
 //! `texthash:` — the source text of a `hash:` table, read directly into memory.
 //!
-//! Each logical line is `key whitespace value`. Keys are folded to lower case unless
+//! Each logical line is `key whitespace value` ([`crate::parse_entry`]: a key may be quoted
+//! to contain whitespace). Keys are folded to lower case unless
 //! [`OpenOptions::fold_case`] is off. A duplicate key keeps the first value, as Postfix does.
 
 use crate::source::{Warnings, logical_lines, read_file};
@@ -21,12 +22,12 @@ impl TextHash {
         let mut warnings = Warnings::new(path, opts.strict);
         let mut entries = HashMap::new();
         for line in logical_lines(path, &text)? {
-            let Some((key, value)) = line.text.split_once(|c: char| c.is_ascii_whitespace()) else {
-                warnings.warn(
-                    line.number,
-                    "expected format: key whitespace value -- ignoring this line",
-                )?;
-                continue;
+            let (key, value) = match crate::parse_entry(&line.text) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    warnings.warn(line.number, format!("{e} -- ignoring this line"))?;
+                    continue;
+                }
             };
             let key = fold(key, opts.fold_case).into_owned();
             if entries.contains_key(&key) {

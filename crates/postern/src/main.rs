@@ -4,7 +4,8 @@
 //! 1. master starts daemons with `POSTERN_DAEMON=1` and argv[0] set to the
 //!    program name (`pickup`, `qmgr`…), so `ps` shows each daemon by name.
 //! 2. Invoked through a link named `sendmail`, `mailq`, `newaliases`,
-//!    `postdrop`, `postqueue`, `postsuper`, `postconf` or `postcat`, it is
+//!    `postdrop`, `postqueue`, `postsuper`, `postconf`, `postcat`, `postmap` or
+//!    `postalias`, it is
 //!    that command, with Postfix's flags.
 //! 3. Otherwise the first argument is a verb: `postern [-c DIR] VERB …`, where
 //!    VERB is a control verb of Postfix's `postfix` command (`start`, `stop`,
@@ -24,6 +25,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "pickup" => postern_pickup::main,
         "cleanup" => postern_cleanup::main,
         "qmgr" => postern_qmgr::main,
+        "flush" => postern_flush::main,
         "local" => postern_local::main,
         "bounce" => postern_bounce::main,
         "smtpd" => postern_smtpd::main,
@@ -31,6 +33,11 @@ fn daemon(name: &str) -> Option<Entry> {
         "qmqpd" => postern_qmqpd::main,
         "smtp" => postern_smtp::main,
         "lmtp" => postern_smtp::main,
+        "proxymap" => postern_proxymap::main,
+        "virtual" => postern_virtual::main,
+        "pipe" => postern_pipe::main,
+        "discard" => postern_discard::main,
+        "error" => postern_error::main,
         _ => return None,
     })
 }
@@ -43,6 +50,8 @@ fn command(name: &str) -> Option<Entry> {
         "postsuper" => postern_postsuper::main,
         "postconf" => postern_postconf::main,
         "postcat" => postern_postcat::main,
+        "postmap" => postern_postmap::postmap,
+        "postalias" => postern_postmap::postalias,
         _ => return None,
     })
 }
@@ -58,7 +67,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: postern [-c config_dir] {{start|start-fg|stop|abort|reload|status|check|flush}}\n       \
          postern init DIR [--smtp-listen HOST:PORT]\n       \
-         postern [-c config_dir] {{sendmail|mailq|newaliases|postqueue|postsuper|postconf|postcat|postdrop}} [args]"
+         postern [-c config_dir] {{sendmail|mailq|newaliases|postqueue|postsuper|postconf|postcat|postdrop|postmap|postalias}} [args]"
     );
     ExitCode::from(64)
 }

@@ -70,6 +70,7 @@ pub(crate) enum Word {
     RejectUnlistedSender,
     RejectUnlistedRecipient,
     RejectMultiRecipientBounce,
+    SenderLogin(super::sasl::LoginCheck),
     Access(AccessKind, Arc<Table>),
     Sleep(u64),
     Dns(DnsWord),
@@ -110,11 +111,7 @@ const SAFETY_WORDS: &[&str] = &[
 const UNSUPPORTED: &[&str] = &[
     "reject_unverified_sender",
     "reject_unverified_recipient",
-    "reject_sender_login_mismatch",
-    "reject_known_sender_login_mismatch",
-    "reject_unauthenticated_sender_login_mismatch",
     "reject_unlisted_sender_login_mismatch",
-    "reject_authenticated_sender_login_mismatch",
     "permit_tls_clientcerts",
     "permit_tls_all_clientcerts",
     "check_ccert_access",
@@ -219,6 +216,8 @@ pub(crate) fn compile(toks: &[String], classes: &[String], cfg: &Config) -> List
         let mut arg = || it.next().cloned();
         let w = if let Some(w) = simple(word) {
             w
+        } else if let Some(c) = super::sasl::LoginCheck::from_word(word) {
+            Word::SenderLogin(c)
         } else if let Some(kind) = access_kind(word) {
             match arg() {
                 Some(spec) => Word::Access(kind, Arc::new(Table::open(&spec))),

@@ -379,10 +379,18 @@ impl<'a> Eval<'a> {
                 }
                 Word::WarnIfReject => Step::Dunno,
                 Word::PermitMynetworks => self.mynetworks(),
-                Word::PermitSaslAuthenticated => match self.f.sasl_username {
-                    Some(_) => Step::Permit,
-                    None => Step::Dunno,
-                },
+                Word::PermitSaslAuthenticated => {
+                    let anonymous = self
+                        .f
+                        .sasl_method
+                        .as_deref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case("ANONYMOUS"));
+                    if self.f.sasl_username.is_some() && !anonymous {
+                        Step::Permit
+                    } else {
+                        Step::Dunno
+                    }
+                }
                 Word::PermitInetInterfaces => match self.f.client_addr {
                     Some(ip) if self.p.addrs.is_own(ip) => Step::Permit,
                     _ => Step::Dunno,
@@ -418,6 +426,7 @@ impl<'a> Eval<'a> {
                 Word::RejectUnlistedSender => self.unlisted(Subject::Sender),
                 Word::RejectUnlistedRecipient => self.unlisted(Subject::Recipient),
                 Word::RejectMultiRecipientBounce => self.multi_bounce(s),
+                Word::SenderLogin(c) => self.sender_login(*c),
                 Word::Access(kind, table) => self.access(*kind, table).await,
                 Word::Sleep(n) => {
                     tokio::time::sleep(std::time::Duration::from_secs(*n)).await;

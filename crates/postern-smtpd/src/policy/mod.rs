@@ -41,7 +41,7 @@
 //! * Log lines ([`Verdict::log`]) carry Postfix's full suffix
 //!   `; from=<s> to=<r> proto=ESMTP helo=<h>`, like Postfix's own lines.
 //! * Restriction words Postfix knows but we do not implement yet
-//!   (`reject_unverified_*`, `check_ccert_access`, `reject_sender_login_mismatch`…) log a
+//!   (`reject_unverified_*`, `check_ccert_access`, `check_sasl_access`…) log a
 //!   warning and act as `DUNNO`; a word Postfix does not know gets Postfix's
 //!   `451 4.3.5 Server configuration error`.
 //!
@@ -56,11 +56,14 @@ mod addr;
 mod compile;
 mod dns;
 mod eval;
+mod sasl;
 mod service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_relay;
+#[cfg(test)]
+mod tests_sasl;
 
 pub use dns::{Dns, DnsAnswer, DnsFuture, RrType};
 
@@ -114,8 +117,11 @@ pub struct Facts {
     /// The client sent this command before our previous reply was due while
     /// pipelining was not allowed (for `reject_unauth_pipelining`).
     pub improper_pipelining: bool,
-    /// SASL login name when authenticated.
+    /// SASL login name when authenticated (or named by XCLIENT LOGIN).
     pub sasl_username: Option<String>,
+    /// SASL mechanism of a successful AUTH (`permit_sasl_authenticated` does
+    /// not permit `ANONYMOUS`).
+    pub sasl_method: Option<String>,
     /// Queue ID (after end of data).
     pub queue_id: Option<String>,
 }
@@ -171,6 +177,8 @@ pub struct Policy {
     params: eval::Params,
     addrs: addr::Resolver,
     mynetworks: Option<postern_table::NetworkList>,
+    /// `smtpd_sender_login_maps`.
+    login_maps: Vec<compile::Table>,
     dns: Option<Arc<dyn Dns>>,
     dns_warned: std::sync::atomic::AtomicBool,
 }
@@ -191,6 +199,7 @@ impl Policy {
             params: eval::Params::from_config(cfg),
             addrs: addr::Resolver::from_config(cfg),
             mynetworks: addr::mynetworks(cfg)?,
+            login_maps: sasl::open_login_maps(&cfg.get("smtpd_sender_login_maps")),
             dns: None,
             dns_warned: std::sync::atomic::AtomicBool::new(false),
         })

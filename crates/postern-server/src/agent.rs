@@ -1,0 +1,108 @@
+//! The server side of `deliver/1` for delivery agents: one delivery request
+//! per connection, one [`RcptResult`] per recipient, each logged as Postfix's
+//! agents log it.
+//!
+//! A delivery agent (virtual, pipe, discard, error) is one callback plugged
+//! into [`delivery_server`]: it gets the decoded [`DeliverRequest`] and
+//! returns the reply; this module reads the request frame (with the
+//! `ipc_timeout` deadline), decodes it strictly, and writes the reply.
+//! [`log_result`] writes the `to=<…>, relay=…, delay=…, dsn=…, status=…`
+//! line for one result.
+//!
+//! # Security
+//! The request comes from qmgr over a private socket; it is still decoded
+//! strictly (a malformed frame is logged and dropped: qmgr then defers the
+//! recipients itself). Agents never move or delete queue files.
+
+use crate::client;
+use crate::skeleton::{self, Context};
+use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult, Recipient};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest delivery request frame accepted (recipient lists can be long).
+pub const REQUEST_LIMIT: u64 = 1 << 24;
+
+/// Serves delivery requests until `max_use` or `max_idle` ends the process.
+pub fn delivery_server(
+    ctx: Context,
+    mut deliver: impl FnMut(&Context, &DeliverRequest) -> DeliverReply,
+) -> ! {
+    skeleton::single_server(ctx, move |ctx, mut stream| {
+        let Some(attrs) =
+            skeleton::read_request(ctx, &mut stream, REQUEST_LIMIT, "delivery request")
+        else {
+            return;
+        };
+        let req = match DeliverRequest::from_attrs(&attrs) {
+            Ok(r) => r,
+            Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
+        };
+        let reply = deliver(ctx, &req);
+        if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
+            postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
+        }
+    })
+}
+
+/// Seconds since the epoch, as a float (for `delay=` and `delays=`).
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Logs one result: the delivery attempt started at `start` and ended at `end`.
+pub fn log_result(req: &DeliverRequest, r: &RcptResult, start: f64, end: f64) {
+    let active = req.active_since.max(req.arrival);
+    let line =
+        postern_log::delivery::format_delivery_line(&postern_log::delivery::DeliveryRecord {
+            queue_id: &req.queue_id,
+            to: &r.recipient.address,
+            orig_to: &r.recipient.original,
+            relay: &r.relay,
+            delay: end - req.arrival,
+            delays: [
+                active - req.arrival,
+                (start - active).max(0.0),
+                0.0,
+                (end - start).max(0.0),
+            ],
+            dsn: &r.dsn,
+            status: r.action.as_str(),
+            text: &r.text,
+        });
+    postern_log::info(line);
+}
+
+/// One recipient's result.
+pub fn result(rcpt: &Recipient, action: Action, dsn: &str, text: &str, relay: &str) -> RcptResult {
+    RcptResult {
+        recipient: rcpt.clone(),
+        action,
+        dsn: dsn.to_string(),
+        text: text.to_string(),
+        relay: relay.to_string(),
+    }
+}
+
+/// The same result for every recipient of `req`, each logged.
+pub fn same_for_all(
+    req: &DeliverRequest,
+    start: f64,
+    action: Action,
+    dsn: &str,
+    text: &str,
+    relay: &str,
+) -> DeliverReply {
+    let end = now();
+    let results = req
+        .recipients
+        .iter()
+        .map(|rcpt| {
+            let r = result(rcpt, action, dsn, text, relay);
+            log_result(req, &r, start, end);
+            r
+        })
+        .collect();
+    DeliverReply { results }
+}
