@@ -545,3 +545,32 @@ def test_template_submission_entries_match_postfix(instance):
                  "#  -o smtpd_tls_wrappermode=yes",
                  "#  -o syslog_name=postfix/submissions"]:
         assert line in text, line
+
+
+# --------------------------------------------------------------------------- STARTTLS after AUTH
+
+def test_starttls_forgets_a_plaintext_login(instance):
+    """RFC 3207 4.2: after STARTTLS the server forgets what it learned, AUTH included."""
+    import ssl
+
+    from test_smtpd_tls import certdir, mint
+    if not shutil.which("openssl"):
+        pytest.skip("openssl CLI not installed")
+    cert, key = mint(certdir(instance), "rsa", "mx.example")
+    lines = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in USERS.items())
+    started(instance, *builtin_settings(instance, lines), "smtpd_tls_security_level = may",
+            f"smtpd_tls_cert_file = {cert}", f"smtpd_tls_key_file = {key}",
+            "smtpd_tls_auth_only = no")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", instance.port, local_hostname="client.example", timeout=30) as c:
+        c.login("joe@example.org", USERS["joe@example.org"])
+        c.mail("joe@example.org")
+        assert c.rcpt("x@remote.example")[0] == 250   # authenticated: relaying allowed
+        c.rset()
+        assert c.starttls(context=ctx)[0] == 220
+        c.ehlo("client.example")
+        c.mail("joe@example.org")
+        code, text = c.rcpt("x@remote.example")
+        assert code == 554 and b"Relay access denied" in text, (code, text)
