@@ -95,20 +95,8 @@ pub fn outcome(mode: Mode, nexthop: &str) -> (Action, String, String) {
 
 fn fail(ctx: &Context, req: &DeliverRequest, mode: Mode) -> DeliverReply {
     let start = agent::now();
-    let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
-    let exists = q
-        .path(&req.queue_name, &req.queue_id)
-        .map_err(|e| e.to_string())
-        .and_then(|p| std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display())));
-    if let Err(e) = exists {
-        postern_log::warning(format!("{}: open queue file: {e}", req.queue_id));
-        let text = "cannot open queue file";
-        return agent::same_for_all(req, start, Action::Defer, "4.3.0", text, "none");
-    }
-    if req.nexthop.trim().is_empty() {
-        postern_log::warning(format!("{}: empty nexthop hostname", req.queue_id));
-        let text = "mail system configuration error";
-        return agent::same_for_all(req, start, Action::Defer, "4.3.5", text, "none");
+    if let Some(reply) = agent::nexthop_precheck(ctx, req, start) {
+        return reply;
     }
     let (action, dsn, text) = outcome(mode, &req.nexthop);
     agent::same_for_all(req, start, action, &dsn, &text, "none")

@@ -26,11 +26,9 @@ pub(crate) mod recipient;
 pub mod settings;
 
 use postern_config::Config;
-use postern_ipc::proto::{
-    Action, CleanupReply, CleanupRequest, DeliverReply, DeliverRequest, RcptResult,
-};
+use postern_ipc::proto::{CleanupReply, CleanupRequest, DeliverReply, DeliverRequest, RcptResult};
 use postern_server::client;
-use postern_server::skeleton;
+use postern_server::{agent, skeleton};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -81,48 +79,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let ctx = skeleton::init("local", &args);
     let s = settings::from_config(&ctx.config);
     let tables = deliver::Tables::open(&s);
-    skeleton::single_server(ctx, move |ctx, mut stream| {
-        let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "delivery request")
-        else {
-            return;
-        };
-        let req = match DeliverRequest::from_attrs(&attrs) {
-            Ok(r) => r,
-            Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
-        };
-        let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
-        let reply = match q.read(
-            &req.queue_name,
-            &req.queue_id,
-            client::content_frame_limit(&ctx.config),
-        ) {
-            Ok(qf) => {
-                let svc = IpcServices { cfg: &ctx.config };
-                deliver::deliver(&s, &tables, &svc, &req, &qf)
-            }
-            Err(e) => {
-                postern_log::warning(format!("{}: {e}", req.queue_id));
-                defer_all(&req, &format!("cannot read queue file: {e}"))
-            }
-        };
-        if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
-            postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
-        }
+    agent::delivery_server(ctx, move |ctx, req| {
+        agent::with_queue_file(ctx, req, "local", |qf| {
+            let svc = IpcServices { cfg: &ctx.config };
+            deliver::deliver(&s, &tables, &svc, req, qf)
+        })
     })
-}
-
-fn defer_all(req: &DeliverRequest, text: &str) -> DeliverReply {
-    DeliverReply {
-        results: req
-            .recipients
-            .iter()
-            .map(|r| RcptResult {
-                recipient: r.clone(),
-                action: Action::Defer,
-                dsn: "4.3.0".into(),
-                text: text.to_string(),
-                relay: "local".into(),
-            })
-            .collect(),
-    }
 }

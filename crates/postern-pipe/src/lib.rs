@@ -59,9 +59,8 @@ pub mod status;
 
 use deliver::Pipe;
 use postern_config::pipe::{PipeAttrs, Template, parse_attrs};
-use postern_ipc::proto::Action;
+use postern_server::agent;
 use postern_server::skeleton::{self, Context};
-use postern_server::{agent, client};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,17 +76,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let ctx = skeleton::init("pipe", &args);
     let pipe = setup(&ctx);
     agent::delivery_server(ctx, move |ctx, req| {
-        let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
-        let limit = client::content_frame_limit(&ctx.config);
-        match q.read(&req.queue_name, &req.queue_id, limit) {
-            Ok(qf) => deliver::deliver(&pipe, req, &qf),
-            Err(e) => {
-                postern_log::warning(format!("{}: {e}", req.queue_id));
-                let text = format!("cannot read queue file: {e}");
-                let start = agent::now();
-                agent::same_for_all(req, start, Action::Defer, "4.3.0", &text, &pipe.service)
-            }
-        }
+        agent::with_queue_file(ctx, req, &pipe.service, |qf| {
+            deliver::deliver(&pipe, req, qf)
+        })
     })
 }
 

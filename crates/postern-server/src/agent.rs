@@ -44,6 +44,65 @@ pub fn delivery_server(
     })
 }
 
+/// Reads the request's queue file and hands it to `deliver`. A file that cannot be read
+/// defers every recipient (4.3.0, `relay` in the log), so the mail stays queued.
+pub fn with_queue_file(
+    ctx: &Context,
+    req: &DeliverRequest,
+    relay: &str,
+    deliver: impl FnOnce(&postern_qfile::QueueFile) -> DeliverReply,
+) -> DeliverReply {
+    let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+    match q.read(
+        &req.queue_name,
+        &req.queue_id,
+        client::content_frame_limit(&ctx.config),
+    ) {
+        Ok(qf) => deliver(&qf),
+        Err(e) => {
+            postern_log::warning(format!("{}: {e}", req.queue_id));
+            let text = format!("cannot read queue file: {e}");
+            same_for_all(req, now(), Action::Defer, "4.3.0", &text, relay)
+        }
+    }
+}
+
+/// The checks Postfix's discard and error agents make before acting on the next hop
+/// alone: the queue file must still exist (4.3.0 otherwise) and the next hop must not be
+/// empty (4.3.5). `Some(reply)` defers every recipient.
+pub fn nexthop_precheck(ctx: &Context, req: &DeliverRequest, start: f64) -> Option<DeliverReply> {
+    let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+    let exists = q
+        .path(&req.queue_name, &req.queue_id)
+        .map_err(|e| e.to_string())
+        .and_then(|p| std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display())));
+    if let Err(e) = exists {
+        postern_log::warning(format!("{}: open queue file: {e}", req.queue_id));
+        let text = "cannot open queue file";
+        return Some(same_for_all(
+            req,
+            start,
+            Action::Defer,
+            "4.3.0",
+            text,
+            "none",
+        ));
+    }
+    if req.nexthop.trim().is_empty() {
+        postern_log::warning(format!("{}: empty nexthop hostname", req.queue_id));
+        let text = "mail system configuration error";
+        return Some(same_for_all(
+            req,
+            start,
+            Action::Defer,
+            "4.3.5",
+            text,
+            "none",
+        ));
+    }
+    None
+}
+
 /// Seconds since the epoch, as a float (for `delay=` and `delays=`).
 pub fn now() -> f64 {
     SystemTime::now()

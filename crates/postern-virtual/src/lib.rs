@@ -45,9 +45,8 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 
-use postern_ipc::proto::Action;
+use postern_server::agent;
 use postern_server::skeleton;
-use postern_server::{agent, client};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -67,16 +66,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         postern_log::fatal(e);
     }
     agent::delivery_server(ctx, move |ctx, req| {
-        let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
-        let limit = client::content_frame_limit(&ctx.config);
-        match q.read(&req.queue_name, &req.queue_id, limit) {
-            Ok(qf) => deliver::deliver(&s, req, &qf),
-            Err(e) => {
-                postern_log::warning(format!("{}: {e}", req.queue_id));
-                let text = format!("cannot read queue file: {e}");
-                let start = agent::now();
-                agent::same_for_all(req, start, Action::Defer, "4.3.0", &text, "virtual")
-            }
-        }
+        agent::with_queue_file(ctx, req, "virtual", |qf| deliver::deliver(&s, req, qf))
     })
 }
