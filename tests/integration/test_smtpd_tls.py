@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from postern import free_port
+from test_smtpd import started, wait_port
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
@@ -49,25 +50,6 @@ def certdir(inst) -> Path:
     d.mkdir(exist_ok=True)
     d.chmod(0o755)
     return d
-
-
-def started(inst, *settings: str):
-    if settings:
-        inst.run("postconf", "-e", *settings)
-    inst.start()
-    wait_port(inst.port)
-    return inst
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"port {port} not listening")
 
 
 def add_wrapper_service(inst, *overrides: str) -> int:
