@@ -288,11 +288,10 @@ pub(crate) fn parse_time(v: &str, default_unit: char) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(unit_seconds(unit)?)
 }
 
-/// Splits on whitespace and commas, dropping empty items.
 /// Splits a list value on whitespace and commas, keeping `{ … }` groups
 /// (e.g. `inline:{ a = b, c = d }`) inside one item, as Postfix's list parser
 /// does. Unbalanced braces end the item at the end of the text.
-pub(crate) fn split_list(v: &str) -> Vec<String> {
+pub fn split_list(v: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut depth = 0usize;

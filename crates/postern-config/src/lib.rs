@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use check::{apply_host_defaults, check_texts, format_service};
+pub use config::split_list;
 pub use expand::{
     MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names,
 };

@@ -7,8 +7,9 @@
 //! `u@d` (`allow_percent_hack`, last `%` first). A trailing dot on the domain is ignored.
 
 use super::PolicyError;
-use super::compile::{Table, tokens};
+use super::compile::Table;
 use postern_config::Config;
+use postern_config::split_list;
 use postern_table::{DomainList, NetworkList, OpenOptions, parent_matches};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -67,12 +68,7 @@ struct Maps(Vec<Table>);
 
 impl Maps {
     fn new(cfg: &Config, param: &str) -> Maps {
-        Maps(
-            tokens(&cfg.get(param))
-                .iter()
-                .map(|s| Table::open(s))
-                .collect(),
-        )
+        Maps(cfg.get_list(param).iter().map(|s| Table::open(s)).collect())
     }
 
     fn is_empty(&self) -> bool {
@@ -122,7 +118,7 @@ pub(crate) struct Resolver {
 
 fn interface_addrs(value: &str) -> Vec<IpAddr> {
     let mut out = Vec::new();
-    for word in tokens(value) {
+    for word in split_list(value) {
         match word.to_ascii_lowercase().as_str() {
             "all" | "loopback-only" | "localhost" => {
                 out.push(IpAddr::V4(Ipv4Addr::LOCALHOST));

@@ -136,36 +136,6 @@ const UNSUPPORTED: &[&str] = &[
     "permit_rhswl_client",
 ];
 
-/// Splits a restriction list at blanks and commas; `{ … }` groups stay one token
-/// (braces removed), as in Postfix's `check_policy_service { inet:…, timeout=5s }`.
-pub(crate) fn tokens(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0usize;
-    for c in value.chars() {
-        match c {
-            '{' => {
-                depth += 1;
-                cur.push(c);
-            }
-            '}' if depth > 0 => {
-                depth -= 1;
-                cur.push(c);
-            }
-            c if depth == 0 && (c == ',' || c.is_ascii_whitespace()) => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 fn simple(word: &str) -> Option<Word> {
     use Word::*;
     Some(match word {
@@ -255,12 +225,12 @@ pub(crate) fn compile(toks: &[String], classes: &[String], cfg: &Config) -> List
 }
 
 fn list(cfg: &Config, name: &str, classes: &[String]) -> List {
-    compile(&tokens(&cfg.get(name)), classes, cfg)
+    compile(&cfg.get_list(name), classes, cfg)
 }
 
 /// Compiles every list and class, then applies Postfix's relay safety rule.
 pub(crate) fn compile_all(cfg: &Config) -> Result<(Lists, HashMap<String, List>), PolicyError> {
-    let class_names = tokens(&cfg.get("smtpd_restriction_classes"));
+    let class_names = cfg.get_list("smtpd_restriction_classes");
     let lists = Lists {
         client: list(cfg, "smtpd_client_restrictions", &class_names),
         helo: list(cfg, "smtpd_helo_restrictions", &class_names),
@@ -282,8 +252,8 @@ pub(crate) fn compile_all(cfg: &Config) -> Result<(Lists, HashMap<String, List>)
 /// Postfix refuses to run when neither relay nor recipient restrictions can refuse
 /// mail to a foreign destination.
 fn safety_rule(cfg: &Config) -> Result<(), PolicyError> {
-    let relay = tokens(&cfg.get("smtpd_relay_restrictions"));
-    let rcpt = tokens(&cfg.get("smtpd_recipient_restrictions"));
+    let relay = cfg.get_list("smtpd_relay_restrictions");
+    let rcpt = cfg.get_list("smtpd_recipient_restrictions");
     let working = |t: &Vec<String>| {
         t.iter()
             .any(|w| SAFETY_WORDS.contains(&w.to_ascii_lowercase().as_str()))
