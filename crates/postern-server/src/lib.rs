@@ -8,6 +8,7 @@
 //!   privileges to `mail_owner`), and the server loops: [`skeleton::single_server`]
 //!   (one client at a time: cleanup, local, bounce) and
 //!   [`skeleton::trigger_server`] (wake-up driven: pickup).
+//! * [`acl`]: the local-user access lists (`authorized_submit_users`…).
 //! * [`status`]: the child → master status messages.
 //! * [`agent`]: the `deliver/1` server loop and result logging shared by
 //!   delivery agents (virtual, pipe, discard, error).
@@ -17,6 +18,7 @@
 //! Programs (layer 2) are a handful of callbacks plugged into these
 //! skeletons, as Postfix's daemons plug into `mail_server.h`.
 
+pub mod acl;
 pub mod agent;
 pub mod client;
 pub mod event;

@@ -203,3 +203,70 @@ pub fn lookup_group(name: &str) -> Result<Option<u32>> {
         .map(|g| g.map(|g| g.gid.as_raw()))
         .map_err(|e| SysError::errno("getgrnam", name, e))
 }
+
+/// The effective group id of this process.
+pub fn effective_gid() -> u32 {
+    Gid::effective().as_raw()
+}
+
+/// Whether this process runs a set-uid or set-gid executable: its real and
+/// effective ids differ.
+pub fn is_set_id() -> bool {
+    Uid::current() != Uid::effective() || Gid::current() != Gid::effective()
+}
+
+/// Start-up hygiene of a set-gid program (Postfix's postdrop and postqueue):
+/// descriptors 0, 1 and 2 are open (on `/dev/null` when the caller closed
+/// them, so that nothing we open later lands there), every other inherited
+/// descriptor is closed, the umask is 022, and the environment holds only the
+/// variables `keep` accepts plus `set`.
+///
+/// # Security
+/// Must run first in `main`, while the process has one thread and no open
+/// file of its own: it closes descriptors it does not own and rewrites the
+/// environment.
+pub fn setgid_hygiene(keep: &dyn Fn(&str) -> bool, set: &[(&str, &str)]) -> Result<()> {
+    for fd in 0..3 {
+        // SAFETY: a probe of the descriptor number; nothing is taken over.
+        let open = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        if open.is_err() {
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| SysError::new("open", "/dev/null", e))?;
+            let got = std::os::fd::IntoRawFd::into_raw_fd(null);
+            if got != fd {
+                return Err(SysError::new(
+                    "open",
+                    "/dev/null",
+                    std::io::Error::other(format!("got descriptor {got}, wanted {fd}")),
+                ));
+            }
+        }
+    }
+    // SAFETY: called at the very start of main (see above): no Rust object
+    // owns a descriptor >= 3 yet, so closing them cannot invalidate one.
+    if unsafe { libc::close_range(3, u32::MAX, 0) } != 0 {
+        return Err(SysError::new(
+            "close_range",
+            "3..",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    set_umask(0o022);
+    let drop: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| !k.to_str().is_some_and(keep))
+        .collect();
+    for k in drop {
+        // SAFETY: the process is still single-threaded (see above), so no
+        // other thread reads the environment while it changes.
+        unsafe { std::env::remove_var(&k) };
+    }
+    for (k, v) in set {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(k, v) };
+    }
+    Ok(())
+}
