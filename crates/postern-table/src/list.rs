@@ -14,7 +14,10 @@ use crate::source::{logical_lines, read_file};
 use crate::spec::tokens;
 use crate::{BoxMap, MAX_NESTING, OpenOptions, TableError, open};
 use ipnet::IpNet;
+
+mod style;
 use std::net::IpAddr;
+pub use style::{OwnAddr, mynetworks_by_style};
 
 /// True when `param` is listed in `parent_domain_matches_subdomains` (whose value is
 /// `pdms`): then `example.com` in that parameter also matches its subdomains, and a
