@@ -16,10 +16,13 @@
 //! # Security
 //! Everything happens with the effective ids of the alias or `.forward`
 //! owner, or `default_privs` for root-owned aliases, so the file system
-//! decides what may be written. The file is opened with `O_NOFOLLOW` (a
-//! planted symbolic link defers, nothing is written through it), must be a
-//! regular file with one link, and must still be the file the path names
-//! after locking (see `postern-mailbox`).
+//! decides what may be written. The file's directory is opened once and the
+//! file is examined, opened (with `O_NOFOLLOW`: a planted symbolic link
+//! defers, nothing is written through it) and re-checked relative to that
+//! descriptor; it must be a regular file with one link, and must still be
+//! the file the name refers to after locking (see `postern-mailbox`). A
+//! Maildir (`/path/`) must belong to the rights' user or root at every
+//! level from the Maildir down.
 //!
 //! # Configuration
 //! `allow_mail_to_files`, `prepend_delivered_header`, `mailbox_size_limit`,
@@ -28,9 +31,10 @@
 use crate::deliver::{Ctx, DeliveryError};
 use crate::expansion::{as_user, rights};
 use crate::recipient::{State, UserAttr};
+use postern_mailbox::safedir::{Dir, split_last, violation};
 use postern_mailbox::{maildir, mbox};
+use postern_sys::safeopen::{self, Create};
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Delivers to the file at `path`.
@@ -87,7 +91,10 @@ pub(crate) fn deliver_file(ctx: &mut Ctx<'_>, st: &State, usr: &UserAttr, path: 
     }
 }
 
-/// Appends one mbox entry to `path` with the current identity.
+/// Appends one mbox entry to `path` with the current identity. The
+/// directory is opened once and everything after is relative to it: the file
+/// is examined with `lstat` on that descriptor, opened without following a
+/// symbolic link, and what was opened is checked again with `fstat`.
 fn append(
     path: &Path,
     sender: &str,
@@ -96,23 +103,31 @@ fn append(
     content: &[u8],
     s: &crate::settings::LocalSettings,
 ) -> Result<(), DeliveryError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) if md.file_type().is_char_device() => {
+    let ctx = format!("cannot update mailbox {}", path.display());
+    let Some((parent, name)) = split_last(path) else {
+        return Err(DeliveryError::perm("5.3.5", "bad file name"));
+    };
+    let dir = Dir::open_trusted(parent, &ctx)?;
+    match safeopen::lstat_at(dir.fd(), name) {
+        Ok(st) if st.is_char_device() => {
             let entry = mbox::format_entry(sender, arrival, prefix, content);
-            let ioerr = |e: std::io::Error| DeliveryError::from_io("cannot write", &e);
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
-                .open(path)
-                .map_err(ioerr)?;
-            return f.write_all(&entry).map_err(ioerr);
+            let ioerr = |e: &std::io::Error| DeliveryError::from_io("cannot write", e);
+            let mut f = safeopen::open_at(dir.fd(), name, true, Create::No, 0)
+                .map_err(|e| ioerr(&e.source))?;
+            let now = safeopen::stat_fd(&f).map_err(|e| ioerr(&e.source))?;
+            if !now.same_file(&st) {
+                return Err(violation(format!(
+                    "{ctx}: file status changed unexpectedly"
+                )));
+            }
+            return f.write_all(&entry).map_err(|e| ioerr(&e));
         }
-        Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => {
+        Ok(st) if st.is_file() && st.mode & 0o111 != 0 => {
             return Err(DeliveryError::perm("5.7.1", "file is executable"));
         }
         _ => {}
     }
-    let mut mb = mbox::open_locked(path, &s.lock_options(), None)?;
+    let mut mb = mbox::open_locked_at(dir, name, &s.lock_options(), None)?;
     let r = mb.append(sender, arrival, prefix, content, s.mailbox_size_limit);
     let released = mb.release();
     r.and(released)

@@ -12,11 +12,26 @@
 //! `enable_original_recipient`) and `Delivered-To:` prepended.
 //!
 //! # Security
-//! Maildir and home-directory mbox writes run entirely with the user's
-//! effective ids. A spool mbox is opened (created 0600 and given to the user)
-//! as root, because the spool is not writable by users, then written as the
-//! user; an existing one must belong to the user (`strict_mailbox_ownership`).
-//! `postern-mailbox` never writes through a symbolic link.
+//! The mail spool and the home directory are the trusted starting points;
+//! every directory below them (the Maildir, its `tmp/`, `new/`, `cur/`,
+//! the directories of `home_mailbox`) is opened relative to its parent with
+//! `O_NOFOLLOW|O_DIRECTORY` and must belong to the recipient or root, and
+//! the mbox file is opened as Postfix's `safe_open` does (see
+//! `postern-mailbox`); a violation defers with 4.2.0 and a warning, nothing
+//! is written and nothing is given away.
+//!
+//! Home-directory deliveries run entirely with the user's effective ids.
+//! A missing spool Maildir is created as Postfix creates spool mailboxes: as
+//! the user in a world-writable spool, as the user with the spool's group in
+//! a group-writable one, otherwise by root and then given to the user. Its
+//! contents are written as the user. A spool mbox is opened (created 0600
+//! and given to the user) as root, then written as the user; an existing one
+//! must belong to the user (`strict_mailbox_ownership`).
+//!
+//! Root's mailbox is written with root's privileges, as Postfix's local
+//! does (only root-owned directories and files are accepted on its path);
+//! `mailbox_command` and the commands and files of root's aliases and
+//! `.forward` run as `default_privs` instead (see `command`, `file`).
 //!
 //! # Configuration
 //! `mailbox_transport(_maps)`, `mailbox_command(_maps)`, `home_mailbox`,
@@ -27,9 +42,12 @@ use crate::expansion::{as_user, with_ids};
 use crate::recipient::{State, UserAttr};
 use postern_ipc::proto::DeliverRequest;
 use postern_mail::address::quote_address;
+use postern_mailbox::safedir::Dir;
 use postern_mailbox::{maildir, mbox};
 use postern_sys::privs::{self, UserInfo};
-use std::path::{Path, PathBuf};
+use postern_sys::safeopen;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 
 /// Hands the current recipient to `transport[:nexthop]` and takes its result.
 pub(crate) fn pass(ctx: &mut Ctx<'_>, st: &State, spec: &str) {
@@ -145,66 +163,112 @@ pub(crate) fn deliver_mailbox(ctx: &mut Ctx<'_>, st: &State, _usr: &UserAttr) ->
         return true;
     }
     let name = pw.as_ref().map_or(st.user.as_str(), |p| p.name.as_str());
-    let (path, is_maildir, in_spool) = match (&pw, ctx.s.home_mailbox.as_str()) {
-        (Some(p), hm) if !hm.is_empty() => (Path::new(&p.home).join(hm), hm.ends_with('/'), false),
-        _ => (
-            Path::new(&ctx.s.mail_spool_directory).join(name),
-            ctx.s.mail_spool_directory.ends_with('/'),
-            true,
-        ),
+    let target = match (&pw, ctx.s.home_mailbox.as_str()) {
+        (Some(p), hm) if !hm.is_empty() => Target {
+            base: PathBuf::from(&p.home),
+            rel: hm.to_string(),
+            is_maildir: hm.ends_with('/'),
+            in_spool: false,
+        },
+        _ => Target {
+            base: PathBuf::from(&ctx.s.mail_spool_directory),
+            rel: name.to_string(),
+            is_maildir: ctx.s.mail_spool_directory.ends_with('/'),
+            in_spool: true,
+        },
     };
     let prefix = prefix(ctx, st, true);
-    match write_mailbox(ctx, st, pw.as_ref(), &path, is_maildir, in_spool, &prefix) {
+    match write_mailbox(ctx, st, pw.as_ref(), &target, &prefix) {
         Ok(text) => ctx.sent(st, text),
         Err(e) => ctx.fail(st, e),
     }
     true
 }
 
+/// Where the mailbox is: `rel` below the trusted directory `base`.
+struct Target {
+    base: PathBuf,
+    rel: String,
+    is_maildir: bool,
+    in_spool: bool,
+}
+
+impl Target {
+    fn context(&self) -> String {
+        let path = self.base.join(&self.rel);
+        if self.is_maildir {
+            format!("cannot update maildir {}", path.display())
+        } else {
+            format!("cannot update mailbox {}", path.display())
+        }
+    }
+}
+
+/// The recipient's ids: the user's, or ours when not root.
+fn ids(pw: Option<&UserInfo>) -> (u32, u32) {
+    pw.map_or_else(
+        || {
+            (
+                privs::effective_uid(),
+                nix::unistd::Gid::effective().as_raw(),
+            )
+        },
+        |p| (p.uid, p.gid),
+    )
+}
+
+/// Opens the recipient's Maildir `name` in the mail spool, creating it when
+/// missing with the identity Postfix uses for the spool: as the recipient
+/// when the spool is world-writable, as the recipient with the spool's group
+/// when it is group-writable, otherwise as root, then given to the recipient
+/// (only root can change such a spool, so nobody can swap the new directory).
+fn spool_maildir(
+    ctx: &Ctx<'_>,
+    spool: &Dir,
+    name: &str,
+    pw: Option<&UserInfo>,
+    cx: &str,
+) -> Result<Dir, DeliveryError> {
+    let (uid, gid) = ids(pw);
+    if let Some(d) = spool.sub_opt(name, uid, cx)? {
+        return Ok(d);
+    }
+    match pw.filter(|p| ctx.s.as_root && p.uid != 0) {
+        None => spool.mkdir(name, cx)?,
+        Some(u) => {
+            let mode = spool.stat().mode;
+            if mode & 0o002 != 0 {
+                with_ids(u, || spool.mkdir(name, cx))??;
+            } else if mode & 0o020 != 0 {
+                postern_mailbox::as_owner((u.uid, spool.stat().gid), || spool.mkdir(name, cx))?;
+            } else {
+                spool.mkdir(name, cx)?;
+                if let Some(d) = spool.sub_opt(name, 0, cx)? {
+                    safeopen::chown_fd(d.fd(), uid, gid)
+                        .map_err(|e| DeliveryError::from_sys(cx, &e))?;
+                }
+            }
+        }
+    }
+    spool.sub(name, uid, false, cx)
+}
+
 fn write_mailbox(
     ctx: &Ctx<'_>,
     st: &State,
     pw: Option<&UserInfo>,
-    path: &PathBuf,
-    is_maildir: bool,
-    in_spool: bool,
+    t: &Target,
     prefix: &str,
 ) -> Result<&'static str, DeliveryError> {
     let s = ctx.s;
     let content = &ctx.qf.content;
     let usr = UserAttr { pw: pw.cloned() };
-    if is_maildir {
-        return as_user(s, &usr, || {
-            maildir::deliver(path, prefix.as_bytes(), content, &s.myhostname)
-        })?
-        .map(|_| "delivered to maildir");
-    }
+    let (uid, gid) = ids(pw);
+    let cx = t.context();
+    let lock = s.lock_options();
     let arrival = ctx.req.arrival as i64;
-    let Some(u) = pw.filter(|_| in_spool && s.as_root) else {
-        // Not root, or a mailbox under the home directory: everything as the user.
-        return as_user(s, &usr, || {
-            mbox::deliver(
-                path,
-                &st.sender,
-                arrival,
-                prefix.as_bytes(),
-                content,
-                &s.lock_options(),
-            )
-        })?
-        .map(|()| "delivered to mailbox");
-    };
-    // Spool mbox: open, lock and create as root, write as the user.
-    // Without strict_mailbox_ownership an existing mailbox of another owner
-    // is used as it is.
-    let foreign = !s.strict_mailbox_ownership
-        && std::fs::symlink_metadata(path).is_ok_and(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.uid() != u.uid
-        });
-    let owner = Some((u.uid, u.gid)).filter(|_| !foreign);
-    let mut mb = mbox::open_locked(path, &s.lock_options(), owner)?;
-    let r = with_ids(u, || {
+    let strict = Some((uid, gid)).filter(|_| s.strict_mailbox_ownership);
+    let write = |mb: &mut mbox::LockedMbox| {
         mb.append(
             &st.sender,
             arrival,
@@ -212,7 +276,61 @@ fn write_mailbox(
             content,
             s.mailbox_size_limit,
         )
-    });
+    };
+    let append = |mut mb: mbox::LockedMbox| {
+        let r = write(&mut mb);
+        let released = mb.release();
+        r.and(released).map(|()| "delivered to mailbox")
+    };
+    if !t.in_spool {
+        // Under the home directory: everything as the user, every level
+        // below the home directory checked.
+        return as_user(s, &usr, || {
+            let home = Dir::open_trusted(&t.base, &cx)?;
+            home.check_owner(uid, &cx)?;
+            if t.is_maildir {
+                let md = home.walk(&t.rel, uid, true, &cx)?;
+                return maildir::deliver_in(&md, uid, prefix.as_bytes(), content, &s.myhostname)
+                    .map(|_| "delivered to maildir");
+            }
+            let (dir, file) = match t.rel.trim_end_matches('/').rsplit_once('/') {
+                Some((d, f)) => (home.walk(d, uid, false, &cx)?, f),
+                None => (home, t.rel.as_str()),
+            };
+            append(mbox::open_locked_at(dir, file, &lock, strict)?)
+        })?;
+    }
+    if t.is_maildir && !t.base.is_dir() {
+        // Postfix creates a missing Maildir path; the spool itself is made
+        // not writable by others.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&t.base)
+            .map_err(|e| {
+                DeliveryError::from_io(&format!("{cx}: create {}", t.base.display()), &e)
+            })?;
+    }
+    let spool = Dir::open_trusted(&t.base, &cx)?;
+    if t.is_maildir {
+        let md = spool_maildir(ctx, &spool, &t.rel, pw, &cx)?;
+        return as_user(s, &usr, || {
+            maildir::deliver_in(&md, uid, prefix.as_bytes(), content, &s.myhostname)
+        })?
+        .map(|_| "delivered to maildir");
+    }
+    let Some(u) = pw.filter(|_| s.as_root) else {
+        // Not root: everything as ourselves.
+        return append(mbox::open_locked_at(spool, &t.rel, &lock, strict)?);
+    };
+    // Spool mbox: open, lock and create as root (the spool is not writable
+    // by users), write as the user. Without strict_mailbox_ownership an
+    // existing mailbox of another owner is used as it is.
+    let foreign = !s.strict_mailbox_ownership
+        && safeopen::lstat_at(spool.fd(), &t.rel).is_ok_and(|m| m.uid != u.uid);
+    let owner = Some((u.uid, u.gid)).filter(|_| !foreign);
+    let mut mb = mbox::open_locked_at(spool, &t.rel, &lock, owner)?;
+    let r = with_ids(u, || write(&mut mb));
     let released = mb.release();
     r?.and(released).map(|()| "delivered to mailbox")
 }

@@ -3,13 +3,18 @@
 //! Shared by the delivery agents that store mail (`local`, `virtual`):
 //! * [`maildir`]: one file per message, made visible atomically (tmp → new).
 //! * [`mbox`]: append to a locked UNIX mailbox file, truncating on failure.
+//! * [`safedir`]: reaching a mailbox one directory at a time, never through
+//!   a symbolic link or a directory owned by another user.
 //! * [`DeliveryError`]: a failure with its RFC 3463 status, and the one place
 //!   where system errors become DSN codes.
 //!
 //! # Security
 //! Callers run these functions with the mailbox owner's identity (or check
-//! ownership through [`mbox::open_locked`]'s `owner`). Files are never opened
-//! through a symbolic link; see each module.
+//! ownership through [`mbox::open_locked`]'s `owner`). Every directory below
+//! a trusted starting point and every file is opened relative to its
+//! parent's descriptor, never through a symbolic link, and must belong to
+//! the recipient (or root); a violation defers with a warning. See each
+//! module.
 //!
 //! # Configuration
 //! [`LockOptions`] carries `mailbox_delivery_lock`, `stale_lock_time`,
@@ -17,6 +22,7 @@
 //! (`mailbox_size_limit` for local, `virtual_mailbox_limit` for virtual).
 pub mod maildir;
 pub mod mbox;
+pub mod safedir;
 
 /// Why one delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +84,24 @@ fn os_text(e: &std::io::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     }
+}
+
+/// Runs `f` with effective uid `uid` and `gid` as the only group, as
+/// Postfix's `set_eugid` does (a no-op in a non-root process), and restores
+/// root's ids afterwards; failing to restore them is fatal.
+pub fn as_owner<T>(
+    (uid, gid): (u32, u32),
+    f: impl FnOnce() -> Result<T, DeliveryError>,
+) -> Result<T, DeliveryError> {
+    let guard = postern_sys::privs::EffectiveIds::switch_ids(uid, gid).map_err(|e| {
+        DeliveryError::from_sys(&format!("cannot switch to uid {uid} gid {gid}"), &e)
+    })?;
+    let r = f();
+    if let Err(e) = guard.finish() {
+        // Going on with a user's identity would be a privilege bug.
+        postern_log::fatal!("cannot restore privileges: {e}");
+    }
+    r
 }
 
 /// How mbox files are locked and bounded.

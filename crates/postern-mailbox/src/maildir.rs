@@ -12,17 +12,20 @@
 //! in hex), with `/` and `:` in the host name written as `\057` and `\072`.
 //!
 //! # Security
-//! The caller runs this with the mailbox owner's identity. The message file
-//! is created with `O_CREAT|O_EXCL|O_NOFOLLOW`, and the final name is made
-//! with `link(2)`, which never follows or replaces an existing name, so a
-//! planted symbolic link is never written through. Directories on the way to
-//! the Maildir may be symbolic links (a common way to place `~/Maildir`);
-//! only the owner can plant those in a Maildir path they own.
+//! The caller runs this with the mailbox owner's identity. The Maildir is
+//! reached through [`crate::safedir`]: `tmp/`, `new/` and `cur/` (and, for
+//! [`deliver`], the Maildir itself) are opened relative to their parent
+//! with `O_NOFOLLOW|O_DIRECTORY` and must belong to the recipient or root.
+//! The message file is created with `O_CREAT|O_EXCL|O_NOFOLLOW` relative to
+//! the `tmp/` descriptor, and the final name is made with `linkat(2)`, which
+//! never follows or replaces an existing name, so a planted symbolic link is
+//! never written through. A violation defers (4.2.0) with a warning.
 
 use crate::DeliveryError;
-use std::fs::{DirBuilder, File, OpenOptions};
+use crate::safedir::{Dir, split_last};
+use postern_sys::safeopen::{self, Create};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,123 +49,128 @@ pub fn escape_host(host: &str) -> String {
     }
 }
 
-fn make_dirs(maildir: &Path) -> Result<(), DeliveryError> {
-    for sub in ["", "tmp", "new", "cur"] {
-        let dir = maildir.join(sub);
-        if dir.is_dir() {
-            continue;
-        }
-        match DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(DeliveryError::from_io(
-                    &format!("cannot create maildir directory {}", dir.display()),
-                    &e,
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn write_tmp(tmp: &Path, prefix: &[u8], content: &[u8]) -> Result<File, DeliveryError> {
-    let ctx = || format!("cannot create maildir file {}", tmp.display());
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
-        .open(tmp)
-        .map_err(|e| DeliveryError::from_io(&ctx(), &e))?;
+fn write_tmp(tmp: &Dir, name: &str, prefix: &[u8], content: &[u8]) -> Result<File, DeliveryError> {
+    let path = tmp.path().join(name);
+    let mut f =
+        safeopen::open_at(tmp.fd(), name, false, Create::Exclusive, 0o600).map_err(|e| {
+            DeliveryError::from_io(
+                &format!("create maildir file {}", path.display()),
+                &e.source,
+            )
+        })?;
     let werr = |e: std::io::Error| {
-        DeliveryError::from_io(&format!("cannot write maildir file {}", tmp.display()), &e)
+        DeliveryError::from_io(&format!("cannot write maildir file {}", path.display()), &e)
     };
     f.write_all(prefix).map_err(werr)?;
     f.write_all(content).map_err(werr)?;
     if !content.is_empty() && !content.ends_with(b"\n") {
         f.write_all(b"\n").map_err(werr)?;
     }
-    postern_sys::durable::fsync_file(&f, tmp)
+    postern_sys::durable::fsync_file(&f, &path)
         .map_err(|e| DeliveryError::from_sys("cannot write maildir file", &e))?;
     Ok(f)
 }
 
-/// Links `tmp` to `new`; falls back to rename(2) on file systems without
-/// hard links. Never replaces an existing `new`.
-fn publish(tmp: &Path, new: &Path) -> Result<(), DeliveryError> {
-    match std::fs::hard_link(tmp, new) {
+/// Links `tmp/name` to `new/new_name`; falls back to a rename that does not
+/// replace on file systems without hard links.
+fn publish(tmp: &Dir, name: &str, new: &Dir, new_name: &str) -> Result<(), DeliveryError> {
+    let new_path = new.path().join(new_name);
+    match safeopen::link_at(tmp.fd(), name, new.fd(), new_name) {
         Ok(()) => {
-            if let Err(e) = std::fs::remove_file(tmp) {
+            if let Err(e) = safeopen::unlink_at(tmp.fd(), name) {
                 // The message is delivered; a stale tmp/ file is harmless and
                 // Maildir readers clean tmp/ up.
-                postern_log::warning!("remove {}: {e}", tmp.display());
+                postern_log::warning!("remove {}: {e}", tmp.path().join(name).display());
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(DeliveryError::from_io(
-            &format!("cannot create maildir file {}", new.display()),
-            &e,
-        )),
-        Err(_) if !new.exists() => std::fs::rename(tmp, new).map_err(|e| {
-            DeliveryError::from_io(
-                &format!("cannot rename to maildir file {}", new.display()),
-                &e,
-            )
-        }),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            safeopen::rename_noreplace_at(tmp.fd(), name, new.fd(), new_name).map_err(|e| {
+                DeliveryError::from_io(
+                    &format!("cannot rename to maildir file {}", new_path.display()),
+                    &e.source,
+                )
+            })
+        }
         Err(e) => Err(DeliveryError::from_io(
-            &format!("cannot link maildir file {}", new.display()),
-            &e,
+            &format!("create maildir file {}", new_path.display()),
+            &e.source,
         )),
     }
 }
 
-/// Delivers `prefix` + `content` into the Maildir at `maildir`; returns the
-/// path of the new file.
-pub fn deliver(
-    maildir: &Path,
+/// Delivers `prefix` + `content` into the open Maildir `maildir`, whose
+/// `tmp/`, `new/` and `cur/` (created 0700 when missing) must belong to
+/// `uid` or root; returns the path of the new file.
+pub fn deliver_in(
+    maildir: &Dir,
+    uid: u32,
     prefix: &[u8],
     content: &[u8],
     hostname: &str,
 ) -> Result<PathBuf, DeliveryError> {
-    make_dirs(maildir)?;
+    let ctx = format!("cannot update maildir {}", maildir.path().display());
+    let tmp = maildir.sub("tmp", uid, true, &ctx)?;
+    let new = maildir.sub("new", uid, true, &ctx)?;
+    maildir.sub("cur", uid, true, &ctx)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let (secs, usec) = (now.as_secs(), now.subsec_micros());
     let host = escape_host(hostname);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = maildir.join("tmp").join(format!(
-        "{secs}.P{}Q{count}M{usec}.{host}",
-        std::process::id()
-    ));
-    let result = write_tmp(&tmp, prefix, content).and_then(|f| {
-        let md = f
-            .metadata()
-            .map_err(|e| DeliveryError::from_io(&format!("cannot stat {}", tmp.display()), &e))?;
-        let new = maildir.join("new").join(format!(
-            "{secs}.V{:x}I{:x}M{usec}.{host}",
-            md.dev(),
-            md.ino()
-        ));
-        publish(&tmp, &new)?;
-        let new_dir = maildir.join("new");
-        postern_sys::durable::fsync_dir(&new_dir)
+    let name = format!("{secs}.P{}Q{count}M{usec}.{host}", std::process::id());
+    let result = write_tmp(&tmp, &name, prefix, content).and_then(|f| {
+        let st = safeopen::stat_fd(&f)
+            .map_err(|e| DeliveryError::from_sys(&format!("cannot stat {name}"), &e))?;
+        let new_name = format!("{secs}.V{:x}I{:x}M{usec}.{host}", st.dev, st.ino);
+        publish(&tmp, &name, &new, &new_name)?;
+        safeopen::sync_fd(new.fd())
             .map_err(|e| DeliveryError::from_sys("cannot sync maildir", &e))?;
-        Ok(new)
+        Ok(new.path().join(new_name))
     });
     if result.is_err()
-        && let Err(e) = std::fs::remove_file(&tmp)
-        && e.kind() != std::io::ErrorKind::NotFound
+        && let Err(e) = safeopen::unlink_at(tmp.fd(), &name)
+        && e.raw_os_error() != Some(libc::ENOENT)
     {
-        postern_log::warning!("remove {}: {e}", tmp.display());
+        postern_log::warning!("remove {}: {e}", tmp.path().join(&name).display());
     }
     result
+}
+
+/// Delivers into the Maildir at `maildir` with the current identity: the
+/// directories above it are created as needed and trusted (they come from
+/// the configuration); the Maildir itself and everything below it must
+/// belong to the current user or root and is never reached through a
+/// symbolic link.
+pub fn deliver(
+    maildir: &Path,
+    prefix: &[u8],
+    content: &[u8],
+    hostname: &str,
+) -> Result<PathBuf, DeliveryError> {
+    let ctx = format!("cannot update maildir {}", maildir.display());
+    let Some((parent, name)) = split_last(maildir) else {
+        return Err(DeliveryError::temp(
+            "4.3.5",
+            format!("{ctx}: bad maildir path"),
+        ));
+    };
+    if let Err(e) = std::fs::create_dir_all(parent) {
+        return Err(DeliveryError::from_io(
+            &format!("{ctx}: create directory {}", parent.display()),
+            &e,
+        ));
+    }
+    let uid = postern_sys::privs::effective_uid();
+    let md = Dir::open_trusted(parent, &ctx)?.sub(name, uid, true, &ctx)?;
+    deliver_in(&md, uid, prefix, content, hostname)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn host_escaping() {
@@ -200,5 +208,40 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let e = deliver(&file.join("Maildir"), b"", b"x\n", "h").unwrap_err();
         assert!(!e.permanent && e.dsn.starts_with("4."), "{e:?}");
+    }
+
+    #[test]
+    fn symlink_at_each_level_defers_and_writes_nothing() {
+        for level in ["", "tmp", "new", "cur"] {
+            let d = tempfile::tempdir().unwrap();
+            let md = d.path().join("Maildir");
+            let target = d.path().join("elsewhere");
+            std::fs::create_dir(&target).unwrap();
+            if level.is_empty() {
+                std::os::unix::fs::symlink(&target, &md).unwrap();
+            } else {
+                for sub in ["tmp", "new", "cur"] {
+                    std::fs::create_dir_all(md.join(sub)).unwrap();
+                }
+                std::fs::remove_dir(md.join(level)).unwrap();
+                std::os::unix::fs::symlink(&target, md.join(level)).unwrap();
+            }
+            let e = deliver(&md, b"", b"x\n", "h").unwrap_err();
+            assert!(!e.permanent && e.dsn == "4.2.0", "{level}: {e:?}");
+            assert!(e.text.contains("is a symbolic link"), "{level}: {}", e.text);
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{level}");
+        }
+    }
+
+    #[test]
+    fn planted_file_in_new_is_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let md = d.path().join("Maildir");
+        deliver(&md, b"", b"one\n", "h").unwrap();
+        // A non-directory where tmp/ should be.
+        std::fs::remove_dir(md.join("tmp")).unwrap();
+        std::fs::write(md.join("tmp"), b"").unwrap();
+        let e = deliver(&md, b"", b"x\n", "h").unwrap_err();
+        assert!(e.text.contains("is not a directory"), "{}", e.text);
     }
 }

@@ -27,11 +27,16 @@
 //! mailbox path first.
 //!
 //! # Security
-//! The mailbox is opened with `O_NOFOLLOW|O_NONBLOCK` (never through a
-//! symbolic link, never blocking on a FIFO) and must be a regular file with
-//! one link, which is still the file the path names after locking; when the
-//! caller gives an owner, an existing mailbox must belong to that owner and a
-//! new one is created 0600 and given to them. Violations defer delivery.
+//! The mailbox is opened relative to its directory's descriptor (see
+//! [`crate::safedir`]) with `O_NOFOLLOW|O_NONBLOCK` (never through a
+//! symbolic link, never blocking on a FIFO), as Postfix's `safe_open` does:
+//! an absent file is created exclusively (`O_CREAT|O_EXCL`); an existing one
+//! must be a regular file with one link, and after locking the name must
+//! still be that file (`fstat` of the descriptor and `lstat` of the name:
+//! same device and inode). When the caller gives an owner, an existing
+//! mailbox must belong to that owner and a new one is created 0600 and given
+//! to them. The dot lock is created and removed relative to the same
+//! directory descriptor. Violations defer delivery (4.2.0) with a warning.
 //!
 //! # Errors
 //! `mailbox_size_limit` (0 = none) is checked before writing: a message that
@@ -39,12 +44,13 @@
 
 use crate::DeliveryError;
 use crate::LockOptions;
+use crate::safedir::{Dir, split_last, violation};
 use postern_mail::address::quote_address;
 use postern_mail::date::mbox_from_date;
+use postern_sys::safeopen::{self, Create};
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -81,7 +87,9 @@ impl Drop for PathGuard {
 pub struct LockedMbox {
     file: File,
     path: PathBuf,
-    dotlock: Option<PathBuf>,
+    dir: Dir,
+    /// The dot lock's name in `dir`, while held.
+    dotlock: Option<String>,
     _guard: PathGuard,
 }
 
@@ -89,45 +97,39 @@ fn cannot(path: &Path) -> String {
     format!("cannot update mailbox {}", path.display())
 }
 
-fn dotlock_name(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
-fn is_stale(lock: &Path, stale: u64) -> bool {
-    std::fs::symlink_metadata(lock)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age > Duration::from_secs(stale))
+fn is_stale(dir: &Dir, lock: &str, stale: u64) -> bool {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    safeopen::lstat_at(dir.fd(), lock)
+        .is_ok_and(|st| now.saturating_sub(st.mtime) > i64::try_from(stale).unwrap_or(i64::MAX))
 }
 
 /// Most stale lock files removed in one delivery (bounds a lock that keeps
 /// reappearing with an old time stamp).
 const MAX_STALE_REMOVALS: u32 = 5;
 
-/// Creates `<path>.lock`; `Ok(None)` when the directory is not writable.
-fn take_dotlock(path: &Path, s: &LockOptions) -> Result<Option<PathBuf>, DeliveryError> {
-    let lock = dotlock_name(path);
+/// Creates `<name>.lock` in `dir`; `Ok(None)` when the directory is not writable.
+fn take_dotlock(
+    dir: &Dir,
+    name: &str,
+    path: &Path,
+    s: &LockOptions,
+) -> Result<Option<String>, DeliveryError> {
+    let lock = format!("{name}.lock");
+    let lock_path = dir.path().join(&lock);
     let (mut attempt, mut removed) = (0, 0);
     loop {
-        let r = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock);
-        match r {
+        match safeopen::open_at(dir.fd(), &lock, false, Create::Exclusive, 0o600) {
             Ok(_file) => return Ok(Some(lock)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if removed < MAX_STALE_REMOVALS && is_stale(&lock, s.stale_lock_time) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if removed < MAX_STALE_REMOVALS && is_stale(dir, &lock, s.stale_lock_time) {
                     removed += 1;
-                    postern_log::warning!("{}: removing stale lock file", lock.display());
-                    match std::fs::remove_file(&lock) {
+                    postern_log::warning!("{}: removing stale lock file", lock_path.display());
+                    match safeopen::unlink_at(dir.fd(), &lock) {
                         Ok(()) => continue,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => postern_log::warning!("remove {}: {e}", lock.display()),
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                        Err(e) => postern_log::warning!("remove {}: {e}", lock_path.display()),
                     }
                 }
             }
@@ -142,7 +144,7 @@ fn take_dotlock(path: &Path, s: &LockOptions) -> Result<Option<PathBuf>, Deliver
             Err(e) => {
                 return Err(DeliveryError::from_io(
                     &format!("{}: cannot create lock file", cannot(path)),
-                    &e,
+                    &e.source,
                 ));
             }
         }
@@ -150,7 +152,7 @@ fn take_dotlock(path: &Path, s: &LockOptions) -> Result<Option<PathBuf>, Deliver
         if attempt >= s.deliver_lock_attempts.max(1) {
             return Err(DeliveryError::temp(
                 "4.2.0",
-                format!("{}: lock file {} exists", cannot(path), lock.display()),
+                format!("{}: lock file {} exists", cannot(path), lock_path.display()),
             ));
         }
         std::thread::sleep(Duration::from_secs(s.deliver_lock_delay));
@@ -175,108 +177,150 @@ fn take_fcntl(file: &File, path: &Path, s: &LockOptions) -> Result<(), DeliveryE
     ))
 }
 
-/// Opens (creating if needed) and checks the mailbox file.
-fn open_checked(path: &Path, owner: Option<(u32, u32)>) -> Result<File, DeliveryError> {
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
-    let open = |create_new: bool| {
-        let mut o = OpenOptions::new();
-        o.append(true).mode(0o600).custom_flags(flags);
-        if create_new {
-            o.create_new(true)
-        } else {
-            &mut o
-        }
-        .open(path)
-    };
-    let ioerr = |e: std::io::Error| {
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            DeliveryError::temp(
-                "4.2.0",
-                format!("{}: file is a symbolic link", cannot(path)),
-            )
-        } else {
-            DeliveryError::from_io(&cannot(path), &e)
-        }
-    };
-    let (file, created) = match open(true) {
+/// Opens (creating exclusively if absent) and checks the mailbox file, as
+/// Postfix's `safe_open` does.
+fn open_checked(
+    dir: &Dir,
+    name: &str,
+    path: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<File, DeliveryError> {
+    let refuse = |why: String| Err(violation(format!("{}: {why}", cannot(path))));
+    let (file, created) = match safeopen::open_at(dir.fd(), name, true, Create::Exclusive, 0o600) {
         Ok(f) => (f, true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            (open(false).map_err(ioerr)?, false)
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            match safeopen::open_at(dir.fd(), name, true, Create::No, 0) {
+                Ok(f) => (f, false),
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return refuse("file is a symbolic link".into());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    return refuse("file is a directory".into());
+                }
+                Err(e) => {
+                    return Err(DeliveryError::from_io(
+                        &format!("{}: cannot open file", cannot(path)),
+                        &e.source,
+                    ));
+                }
+            }
         }
-        Err(e) => return Err(ioerr(e)),
+        Err(e) => {
+            return Err(DeliveryError::from_io(
+                &format!("{}: cannot create file exclusively", cannot(path)),
+                &e.source,
+            ));
+        }
     };
-    let md = file.metadata().map_err(ioerr)?;
-    let refuse = |why: &str| {
-        Err(DeliveryError::temp(
-            "4.2.0",
-            format!("{}: {why}", cannot(path)),
-        ))
-    };
-    if !md.file_type().is_file() {
-        return refuse("not a regular file");
+    let st = safeopen::stat_fd(&file).map_err(|e| DeliveryError::from_sys(&cannot(path), &e))?;
+    if !st.is_file() {
+        return refuse("not a regular file".into());
     }
-    if md.nlink() != 1 {
-        return refuse(&format!("file has {} hard links", md.nlink()));
+    if st.nlink != 1 {
+        return refuse(format!("file has {} hard links", st.nlink));
     }
     if let Some((uid, gid)) = owner {
         if created {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(ioerr)?;
-        } else if md.uid() != uid {
-            return refuse("file has wrong owner");
+            safeopen::chown_fd(&file, uid, gid)
+                .map_err(|e| DeliveryError::from_sys(&cannot(path), &e))?;
+        } else if st.uid != uid {
+            postern_log::warning!(
+                "specify \"strict_mailbox_ownership = no\" to ignore mailbox ownership mismatch"
+            );
+            return refuse(format!("file has wrong owner (uid {})", st.uid));
         }
     }
     Ok(file)
 }
 
-/// The path must still name the file we opened (nobody renamed or replaced it).
-fn same_file(file: &File, path: &Path) -> Result<(), DeliveryError> {
-    let ioerr = |e: std::io::Error| DeliveryError::from_io(&cannot(path), &e);
-    let (a, b) = (
-        file.metadata().map_err(ioerr)?,
-        std::fs::symlink_metadata(path).map_err(ioerr)?,
-    );
-    if a.dev() != b.dev() || a.ino() != b.ino() {
-        return Err(DeliveryError::temp(
-            "4.2.0",
-            format!("{}: file was replaced while opening", cannot(path)),
-        ));
+/// The name must still be the file we opened (nobody renamed, replaced or
+/// linked it): `fstat` and `lstat` agree on device, inode, links and mode.
+fn same_file(file: &File, dir: &Dir, name: &str, path: &Path) -> Result<(), DeliveryError> {
+    let a = safeopen::stat_fd(file).map_err(|e| DeliveryError::from_sys(&cannot(path), &e))?;
+    let b = match safeopen::lstat_at(dir.fd(), name) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(violation(format!(
+                "{}: file status changed unexpectedly: {}",
+                cannot(path),
+                e.source
+            )));
+        }
+    };
+    if b.is_symlink() {
+        return Err(violation(format!(
+            "{}: file is a symbolic link",
+            cannot(path)
+        )));
+    }
+    if !a.same_file(&b) || a.nlink != b.nlink || a.mode != b.mode || a.nlink != 1 {
+        return Err(violation(format!(
+            "{}: file status changed unexpectedly",
+            cannot(path)
+        )));
     }
     Ok(())
 }
 
-/// Opens and locks the mailbox at `path` (see the module docs). `owner`
-/// (uid, gid): an existing file must belong to uid; a new file is given to it.
+/// Opens and locks the mailbox at `path` (see the module docs); its
+/// directory is trusted. `owner` (uid, gid): an existing file must belong
+/// to uid; a new file is given to it.
 pub fn open_locked(
     path: &Path,
     s: &LockOptions,
     owner: Option<(u32, u32)>,
 ) -> Result<LockedMbox, DeliveryError> {
-    let guard = PathGuard::acquire(path);
+    let Some((parent, name)) = split_last(path) else {
+        return Err(DeliveryError::temp(
+            "4.3.5",
+            format!("{}: bad mailbox path", cannot(path)),
+        ));
+    };
+    let dir = Dir::open_trusted(parent, &cannot(path))?;
+    open_locked_at(dir, name, s, owner)
+}
+
+/// Opens and locks the mailbox `name` in the open directory `dir`.
+pub fn open_locked_at(
+    dir: Dir,
+    name: &str,
+    s: &LockOptions,
+    owner: Option<(u32, u32)>,
+) -> Result<LockedMbox, DeliveryError> {
+    let path = dir.path().join(name);
+    let guard = PathGuard::acquire(&path);
     let dotlock = if s.lock_method("dotlock") {
-        take_dotlock(path, s)?
+        take_dotlock(&dir, name, &path, s)?
     } else {
         None
     };
+    let file = match open_checked(&dir, name, &path, owner) {
+        Ok(f) => f,
+        Err(e) => {
+            remove_lock(&dir, &dotlock);
+            return Err(e);
+        }
+    };
     let mb = LockedMbox {
-        file: open_checked(path, owner).map_err(|e| remove_lock(&dotlock, e))?,
-        path: path.to_path_buf(),
+        file,
+        path,
+        dir,
         dotlock,
         _guard: guard,
     };
     if s.lock_method("fcntl") || s.lock_method("flock") {
-        take_fcntl(&mb.file, path, s)?;
+        take_fcntl(&mb.file, &mb.path, s)?;
     }
-    same_file(&mb.file, path)?;
+    same_file(&mb.file, &mb.dir, name, &mb.path)?;
     Ok(mb)
 }
 
-fn remove_lock(lock: &Option<PathBuf>, e: DeliveryError) -> DeliveryError {
+fn remove_lock(dir: &Dir, lock: &Option<String>) {
     if let Some(l) = lock
-        && let Err(re) = std::fs::remove_file(l)
+        && let Err(re) = safeopen::unlink_at(dir.fd(), l)
     {
-        postern_log::warning!("remove {}: {re}", l.display());
+        postern_log::warning!("remove {}: {re}", dir.path().join(l).display());
     }
-    e
 }
 
 /// The mbox entry for one message: `From ` line, prefix, quoted content,
@@ -352,8 +396,14 @@ impl LockedMbox {
     /// Unlocks and closes the mailbox, removing the dot lock.
     pub fn release(mut self) -> Result<(), DeliveryError> {
         match self.dotlock.take() {
-            Some(l) => std::fs::remove_file(&l).map_err(|e| {
-                DeliveryError::from_io(&format!("cannot remove lock file {}", l.display()), &e)
+            Some(l) => safeopen::unlink_at(self.dir.fd(), &l).map_err(|e| {
+                DeliveryError::from_io(
+                    &format!(
+                        "cannot remove lock file {}",
+                        self.dir.path().join(&l).display()
+                    ),
+                    &e.source,
+                )
             }),
             None => Ok(()),
         }
@@ -362,11 +412,8 @@ impl LockedMbox {
 
 impl Drop for LockedMbox {
     fn drop(&mut self) {
-        if let Some(l) = self.dotlock.take()
-            && let Err(e) = std::fs::remove_file(&l)
-        {
-            postern_log::warning!("remove {}: {e}", l.display());
-        }
+        let lock = self.dotlock.take();
+        remove_lock(&self.dir, &lock);
     }
 }
 

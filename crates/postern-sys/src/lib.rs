@@ -11,6 +11,8 @@
 //! * [`flow`]: the flow-control pipe (`in_flow_delay`).
 //! * [`durable`]: fsync of files and directories.
 //! * [`lock`]: fcntl and flock locks for mailboxes and pid files.
+//! * [`safeopen`]: descriptor-relative walks (`openat` with `O_NOFOLLOW`) for
+//!   mailbox paths that other users may be able to change.
 //! * `lmdb` (feature `lmdb`): the memory-mapping open of LMDB tables.
 //!
 //! # Security
@@ -24,6 +26,7 @@ pub mod flow;
 pub mod lmdb;
 pub mod lock;
 pub mod privs;
+pub mod safeopen;
 pub mod signals;
 
 use thiserror::Error;

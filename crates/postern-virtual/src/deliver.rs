@@ -18,21 +18,24 @@
 //!
 //! # Security
 //! As root, files are created and written only with the mapped ids (never
-//! root: the uid is at least `virtual_minimum_uid`), so a link planted in a
-//! mailbox directory reaches nothing its owner could not write anyway; on
-//! top of that postern-mailbox never opens a file through a symbolic link
-//! and an mbox must be a regular file with one link and, with
-//! `strict_mailbox_ownership`, belong to the mapped uid. A non-root
+//! root: the uid is at least `virtual_minimum_uid`). `virtual_mailbox_base`
+//! is the trusted starting point; every directory below it (the domain and
+//! mailbox directories, a Maildir's `tmp/`, `new/`, `cur/`) is opened
+//! relative to its parent without following a symbolic link and must
+//! belong to the mapped uid or root, and an mbox is opened as Postfix's
+//! `safe_open` does: never through a symbolic link, a regular file with one
+//! link and, with `strict_mailbox_ownership`, owned by the mapped uid. A
+//! violation defers (4.2.0) with a warning and writes nothing. A non-root
 //! instance cannot change ids: it delivers only when the maps give its own
 //! uid and gid, and defers (4.3.5, with the reason) otherwise.
 
 use crate::settings::VirtualSettings;
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, Recipient};
 use postern_mail::address::quote_address;
-use postern_mailbox::{DeliveryError, maildir, mbox};
+use postern_mailbox::safedir::Dir;
+use postern_mailbox::{DeliveryError, as_owner, maildir, mbox};
 use postern_qfile::QueueFile;
 use postern_server::agent;
-use postern_sys::privs::EffectiveIds;
 use std::path::Path;
 
 fn config_error(warning: String) -> DeliveryError {
@@ -40,7 +43,8 @@ fn config_error(warning: String) -> DeliveryError {
     DeliveryError::temp("4.3.5", "mail system configuration error")
 }
 
-/// The mailbox path for `user`, or why there is none.
+/// The mailbox path for `user` relative to `virtual_mailbox_base`, or why
+/// there is none.
 fn mailbox_path(s: &VirtualSettings, user: &str) -> Result<String, DeliveryError> {
     let found = s.mailbox_maps.find(user, &s.delimiter).map_err(|e| {
         config_error(format!(
@@ -61,13 +65,29 @@ fn mailbox_path(s: &VirtualSettings, user: &str) -> Result<String, DeliveryError
         )));
     }
     let res = res.trim();
-    if res.is_empty() || res.split('/').any(|c| c == "..") {
+    if res.is_empty()
+        || res.split('/').any(|c| c == ".." || c == ".")
+        || res.trim_matches('/').is_empty()
+    {
         return Err(config_error(format!(
             "recipient {user}: bad mailbox path {res} in {}",
             s.mailbox_maps.title
         )));
     }
-    Ok(format!("{}/{res}", s.base))
+    Ok(res.to_string())
+}
+
+/// Opens `virtual_mailbox_base` (trusted) and goes down to the directory
+/// `rel` below it, every level opened without following a symbolic link
+/// and owned by `uid` or root; missing levels are made when `create`.
+fn open_dir(
+    s: &VirtualSettings,
+    rel: &str,
+    uid: u32,
+    create: bool,
+    ctx: &str,
+) -> Result<Dir, DeliveryError> {
+    Dir::open_trusted(Path::new(&s.base), ctx)?.walk(rel, uid, create, ctx)
 }
 
 fn id(
@@ -117,28 +137,14 @@ fn owner(s: &VirtualSettings, user: &str) -> Result<(u32, u32), DeliveryError> {
     Ok((uid, gid))
 }
 
-fn as_owner<T>(
-    (uid, gid): (u32, u32),
-    f: impl FnOnce() -> Result<T, DeliveryError>,
-) -> Result<T, DeliveryError> {
-    let guard = EffectiveIds::switch_ids(uid, gid).map_err(|e| {
-        DeliveryError::from_sys(&format!("cannot switch to uid {uid} gid {gid}"), &e)
-    })?;
-    let r = f();
-    if let Err(e) = guard.finish() {
-        // Going on with a user's identity would be a privilege bug.
-        postern_log::fatal(format!("cannot restore privileges: {e}"));
-    }
-    r
-}
-
 fn deliver_maildir(
     s: &VirtualSettings,
     ids: (u32, u32),
-    path: &str,
+    rel: &str,
     prefix: &[u8],
     content: &[u8],
 ) -> Result<&'static str, DeliveryError> {
+    let path = format!("{}/{rel}", s.base);
     let limit = s.lock.mailbox_size_limit;
     if limit > 0 && (prefix.len() + content.len()) as u64 > limit {
         return Err(DeliveryError::perm(
@@ -147,7 +153,9 @@ fn deliver_maildir(
         ));
     }
     let r = as_owner(ids, || {
-        maildir::deliver(Path::new(path), prefix, content, &s.myhostname)
+        let ctx = format!("cannot update maildir {path}");
+        let md = open_dir(s, rel, ids.0, true, &ctx)?;
+        maildir::deliver_in(&md, ids.0, prefix, content, &s.myhostname)
     });
     r.map(|_| "delivered to maildir").map_err(|e| {
         if e.text.contains("Permission denied") {
@@ -167,14 +175,23 @@ fn deliver_maildir(
 fn deliver_mbox(
     s: &VirtualSettings,
     ids: (u32, u32),
-    path: &str,
+    rel: &str,
     req: &DeliverRequest,
     prefix: &[u8],
     content: &[u8],
 ) -> Result<&'static str, DeliveryError> {
+    let path = format!("{}/{rel}", s.base);
     let owner = s.strict_owner.then_some(ids);
     let r = as_owner(ids, || {
-        let mut mb = mbox::open_locked(Path::new(path), &s.lock, owner)?;
+        let (dir, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let dir = open_dir(
+            s,
+            dir,
+            ids.0,
+            false,
+            &format!("cannot update mailbox {path}"),
+        )?;
+        let mut mb = mbox::open_locked_at(dir, file, &s.lock, owner)?;
         let r = mb.append(
             &req.sender,
             req.arrival as i64,
