@@ -62,14 +62,9 @@ pub fn check_texts(
     let cfg = match parse_main_cf(main_cf) {
         Ok(main) => {
             let cfg = Config::new(main.clone());
-            let mut names: Vec<(&str, usize)> = Vec::new();
-            for e in &main.entries {
-                names.retain(|(n, _)| *n != e.name);
-                names.push((&e.name, e.line));
-            }
-            for (name, line) in names {
-                if let Some(msg) = value_problem(&cfg, name) {
-                    out.push(format!("{main_path}: line {line}: {msg}"));
+            for e in main.effective_entries() {
+                if let Some(msg) = value_problem(&cfg, &e.name) {
+                    out.push(format!("{main_path}: line {}: {msg}", e.line));
                 }
             }
             Some(cfg)

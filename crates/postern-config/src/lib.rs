@@ -16,6 +16,8 @@
 //! one line each, for `postern check`), [`apply_host_defaults`] (myhostname/mydomain from a
 //! host name), [`format_service`] (one master.cf service in `postconf -M` layout),
 //! [`pipe`] (a pipe(8) service's master.cf attributes and `$macro` templates),
+//! [`not_implemented`] (the recognised but unimplemented settings of a main.cf/master.cf
+//! pair, with [`unimplemented`], the inventory they come from),
 //! [`referenced_names`], [`valid_param_name`], [`service_type_name`] and the constants
 //! [`MAX_LOGICAL_LINE`], [`MAX_EXPANSION_DEPTH`], [`MAX_EXPANSION_OUTPUT`].
 //!
@@ -33,12 +35,14 @@
 mod check;
 mod config;
 mod expand;
+mod inventory;
 mod master;
 mod params;
 mod parse_main;
 pub mod pipe;
 mod template;
 pub mod tls;
+pub mod unimplemented;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,6 +52,7 @@ pub use config::split_list;
 pub use expand::{
     MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names,
 };
+pub use inventory::{Finding, at_default, not_implemented};
 pub use master::type_name as service_type_name;
 pub use parse_main::{MAX_LOGICAL_LINE, valid_param_name};
 
@@ -94,6 +99,18 @@ pub struct MainEntry {
 pub struct MainCf {
     /// Entries in file order.
     pub entries: Vec<MainEntry>,
+}
+
+impl MainCf {
+    /// The entry in effect for each name (the last one), in the order those entries appear.
+    pub fn effective_entries(&self) -> Vec<&MainEntry> {
+        let mut out: Vec<&MainEntry> = Vec::new();
+        for e in &self.entries {
+            out.retain(|o| o.name != e.name);
+            out.push(e);
+        }
+        out
+    }
 }
 
 /// Parses main.cf text. Returns every error found, not just the first.

@@ -4,8 +4,11 @@
 //! `start` checks the configuration, makes sure the queue directories exist,
 //! removes writer leftovers that never became ready (a crash before a queue
 //! file was complete; no writer runs while master is down), then starts
-//! master in the background and waits until its pid file is locked.
-//! `start-fg` runs master in the foreground (containers, supervisors).
+//! master in the background (`master -w`: a new session, standard
+//! descriptors on /dev/null once up) and waits until master has closed its
+//! stderr and locked its pid file; master's start-up errors are printed.
+//! `start-fg` purges the same leftovers and runs master in the foreground
+//! (containers, supervisors).
 //!
 //! # Security
 //! Only signals master by the pid from its locked pid file, after checking
@@ -93,34 +96,110 @@ fn running_pid(cfg: &postern_config::Config) -> Result<Option<i32>> {
     Ok(text.trim().parse().ok())
 }
 
+/// Every problem that stops `check` and `start`: syntax and value errors, recognised but
+/// unimplemented settings that change security or mail flow (see
+/// [`postern_config::not_implemented`]), and Berkeley DB tables left by Postfix.
 fn check_problems(dir: &Path) -> Vec<String> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let (main, master) = (dir.join("main.cf"), dir.join("master.cf"));
-    let mut problems = postern_config::check_texts(
-        &read("main.cf"),
-        &read("master.cf"),
-        &main.display().to_string(),
-        &master.display().to_string(),
-    );
+    let (main_text, master_text) = (read("main.cf"), read("master.cf"));
+    let (main_name, master_name) = (main.display().to_string(), master.display().to_string());
+    let mut problems =
+        postern_config::check_texts(&main_text, &master_text, &main_name, &master_name);
     if !master.exists() {
         problems.push(format!("{}: no such file", master.display()));
     }
+    problems.extend(
+        postern_config::not_implemented(&main_text, &master_text, &main_name, &master_name)
+            .into_iter()
+            .filter(|f| f.refuse)
+            .map(|f| f.to_string()),
+    );
+    problems.extend(foreign_tables(dir));
     problems
 }
 
-/// Postfix's "unused parameter" warnings: names in main.cf that nothing uses.
+/// Indexed tables (`hash:`/`btree:`, also behind `proxy:`) named in main.cf or a master.cf
+/// `-o` override whose file is a Berkeley DB file from Postfix, with the command that
+/// rebuilds it in Postern's format (postalias for alias tables, postmap for the rest).
+fn foreign_tables(dir: &Path) -> Vec<String> {
+    let Ok(loaded) = postern_server::load::load(dir) else {
+        return Vec::new();
+    };
+    let cfg = &loaded.config;
+    let main_cf = dir.join("main.cf").display().to_string();
+    let master_cf = dir.join("master.cf").display().to_string();
+    // (file, line, parameter, configuration in effect there)
+    let mut settings: Vec<(&str, usize, String, postern_config::Config)> = cfg
+        .main_entries()
+        .into_iter()
+        .map(|(name, _, line)| (main_cf.as_str(), line, name, cfg.clone()))
+        .collect();
+    if let Ok(master) = postern_server::load::load_master(dir) {
+        for svc in master.services {
+            let scfg = cfg.with_overrides(&svc.overrides);
+            for (name, _) in &svc.overrides {
+                settings.push((master_cf.as_str(), svc.line, name.clone(), scfg.clone()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (path, line, name, c) in &settings {
+        for spec in c.get_list(name) {
+            let inner = spec.strip_prefix("proxy:").unwrap_or(&spec);
+            let Some((kind, table)) = inner.split_once(':') else {
+                continue;
+            };
+            let Some(db) = postern_table::indexed::DbKind::from_type(kind) else {
+                continue;
+            };
+            let file = db.path(table);
+            if !postern_table::indexed::is_berkeley_db(&file) || !seen.insert(file.clone()) {
+                continue;
+            }
+            let tool = if name.starts_with("alias_") {
+                "postalias"
+            } else {
+                "postmap"
+            };
+            out.push(format!(
+                "{path}: line {line}: {name}: {}: a Berkeley DB file from Postfix, which \
+                 Postern does not read: rebuild it with \"postern {tool} {inner}\"",
+                file.display(),
+            ));
+        }
+    }
+    out
+}
+
+/// Postfix's "unused parameter" warnings (names in main.cf that nothing uses), then one
+/// warning per recognised but unimplemented setting that does not stop `start`.
 fn unused_warnings(dir: &Path) -> Vec<String> {
     let Ok(loaded) = postern_server::load::load(dir) else {
         return Vec::new();
     };
     let master = postern_server::load::load_master(dir).ok();
     let main = dir.join("main.cf");
-    loaded
+    let mut out: Vec<String> = loaded
         .config
         .unused_main_params(master.as_ref())
         .into_iter()
         .map(|(name, value, _line)| format!("{}: unused parameter: {name}={value}", main.display()))
-        .collect()
+        .collect();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    out.extend(
+        postern_config::not_implemented(
+            &read("main.cf"),
+            &read("master.cf"),
+            &main.display().to_string(),
+            &dir.join("master.cf").display().to_string(),
+        )
+        .into_iter()
+        .filter(|f| !f.refuse)
+        .map(|f| f.to_string()),
+    );
+    out
 }
 
 fn check(dir: &Path) -> Result<ExitCode> {
@@ -181,32 +260,53 @@ fn start(dir: &Path) -> Result<ExitCode> {
     purge_leftovers(dir)?;
     postern_log::info("starting the Postern mail system");
     let exe = std::env::current_exe().context("locate own executable")?;
+    // master -w starts its own session and, once every listener is open,
+    // replaces its stderr with /dev/null: the end of this pipe means "up".
     let mut cmd = Command::new(exe);
     cmd.arg0("master")
         .arg("-c")
         .arg(dir)
+        .arg("-w")
         .env("POSTERN_DAEMON", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("start master")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut e) = child.stderr.take() {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut err = String::new();
+            if let Err(re) = e.read_to_string(&mut err) {
+                err.push_str(&format!("(could not read its error output: {re})"));
+            }
+            let _receiver_gone = tx.send(err);
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut err = None;
     while Instant::now() < deadline {
-        if running_pid(&cfg)?.is_some() {
-            return Ok(ExitCode::SUCCESS);
+        if err.is_none() {
+            err = rx.recv_timeout(Duration::from_millis(20)).ok();
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(st) = child.try_wait().context("wait for master")? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                if let Err(re) = e.read_to_string(&mut err) {
-                    err = format!("(could not read its error output: {re})");
-                }
-            }
-            bail!("master exited at start-up ({st}): {}", err.trim());
+            let text = err.or_else(|| rx.recv_timeout(Duration::from_secs(1)).ok());
+            bail!(
+                "master exited at start-up ({st}): {}",
+                text.unwrap_or_default().trim()
+            );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(text) = &err
+            && running_pid(&cfg)?.is_some()
+        {
+            // Start-up warnings master printed before it detached.
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                postern_log::to_stderr(line);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     bail!("master did not start within 10 seconds; see the mail log")
 }
@@ -231,12 +331,18 @@ fn purge_leftovers(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs master in the foreground by replacing this process with it.
+/// Runs master in the foreground by replacing this process with it, after
+/// the same preparation as `start` (crash leftovers purged).
 fn start_fg(dir: &Path) -> Result<ExitCode> {
     let problems = check_problems(dir);
     if let Some(p) = problems.first() {
         bail!("{p}");
     }
+    let cfg = log_init(dir)?;
+    if let Some(pid) = running_pid(&cfg)? {
+        bail!("the Postern mail system is already running (pid {pid})");
+    }
+    purge_leftovers(dir)?;
     let exe = std::env::current_exe().context("locate own executable")?;
     let err = Command::new(exe)
         .arg0("master")

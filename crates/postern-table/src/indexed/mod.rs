@@ -223,6 +223,26 @@ impl Contents {
     }
 }
 
+/// Whether `path` is a Berkeley DB file (a `hash:` or `btree:` table built by Postfix's
+/// postmap/postalias), which Postern does not read: Berkeley DB's magic number (hash
+/// `0x061561`, btree `0x053162`) at byte 12, in either byte order. `false` when the file
+/// cannot be read. `postern check` uses it to name the command that rebuilds the table.
+pub fn is_berkeley_db(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let magic = [head[12], head[13], head[14], head[15]];
+    let (le, be) = (u32::from_le_bytes(magic), u32::from_be_bytes(magic));
+    [0x0006_1561, 0x0005_3162]
+        .iter()
+        .any(|m| *m == le || *m == be)
+}
+
 /// How [`write`] stores a table.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteOptions {

@@ -85,3 +85,20 @@ fn foreign_db_file_is_refused_and_missing_is_open_error() {
     std::fs::write(format!("{name}.cdb"), b"short").unwrap();
     assert!(open(&format!("cdb:{name}"), &OpenOptions::default()).is_err());
 }
+
+#[test]
+fn berkeley_db_files_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let mut head = vec![0u8; 64];
+    head[12..16].copy_from_slice(&0x0006_1561u32.to_le_bytes());
+    std::fs::write(&path, &head).unwrap();
+    assert!(is_berkeley_db(&path));
+    head[12..16].copy_from_slice(&0x0005_3162u32.to_be_bytes());
+    std::fs::write(&path, &head).unwrap();
+    assert!(is_berkeley_db(&path));
+    let name = dir.path().join("y").display().to_string();
+    write(DbKind::Hash, &name, &sample(), &opts(false)).unwrap();
+    assert!(!is_berkeley_db(&dir.path().join("y.db")));
+    assert!(!is_berkeley_db(&dir.path().join("missing.db")));
+}
