@@ -93,13 +93,7 @@ impl SaslConf {
         if !matches!(get("sasl_auth_enable").trim(), "yes" | "true" | "1") {
             return None;
         }
-        let mut maps = Vec::new();
-        for spec in cfg.get_list(&format!("{pfx}_sasl_password_maps")) {
-            match postern_table::open(&spec, &Default::default()) {
-                Ok(m) => maps.push(m),
-                Err(e) => postern_log::warning(format!("{pfx}_sasl_password_maps: {spec}: {e}")),
-            }
-        }
+        let maps = crate::tables::open_maps(cfg, &format!("{pfx}_sasl_password_maps"));
         Some(SaslConf {
             maps,
             filter: words(&get("sasl_mechanism_filter")),
@@ -143,7 +137,10 @@ impl SaslConf {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        postern_log::warning(format!("{}: lookup of {key}: {e}", m.name()));
+                        postern_log::warning(format!(
+                            "{} lookup error for \"{key}\": {e}",
+                            m.name()
+                        ));
                         return Err(Outcome::defer("4.3.0", "Temporary lookup error"));
                     }
                 }

@@ -13,7 +13,9 @@
 //!
 //! An invalid policy (bad level, attribute, protocol list, fingerprint
 //! digest) defers with `client TLS configuration problem` (4.7.5), as
-//! Postfix does, after a warning naming the table and key.
+//! Postfix does, after a warning naming the table and key. So does a policy
+//! table that cannot be opened or queried: it stays in the list as a
+//! surrogate whose lookups fail, never "no policy" (fail closed).
 //!
 //! Parameters: `smtp_tls_security_level`, `smtp_use_tls`,
 //! `smtp_enforce_tls`, `smtp_tls_enforce_peername`, `compatibility_level`,
@@ -148,13 +150,7 @@ impl TlsConf {
         if let Err(e) = &global {
             postern_log::warning(e.clone());
         }
-        let mut maps = Vec::new();
-        for spec in cfg.get_list(&format!("{pfx}_tls_policy_maps")) {
-            match postern_table::open(&spec, &Default::default()) {
-                Ok(m) => maps.push(m),
-                Err(e) => postern_log::warning(format!("{pfx}_tls_policy_maps: {spec}: {e}")),
-            }
-        }
+        let maps = crate::tables::open_maps(cfg, &format!("{pfx}_tls_policy_maps"));
         let append = matches!(
             cfg.get("tls_append_default_CA").trim(),
             "yes" | "true" | "1"

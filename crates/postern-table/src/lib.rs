@@ -225,6 +225,26 @@ fn open_kind(
     }
 }
 
+/// Postfix's `dict_surrogate`: the stand-in for table `spec` that failed to open with
+/// `error`. Every lookup returns a temporary [`TableError::Lookup`] (`table SPEC: query
+/// error: SPEC is unavailable. ERROR`), so a daemon that keeps it in its table list defers
+/// the requests that need the table instead of going on without it (fail closed). The
+/// caller logs the open error once, as Postfix does (`warning: SPEC is unavailable. ERROR`).
+pub fn surrogate(spec: &str, error: &TableError) -> BoxMap {
+    Box::new(simple::Fail::surrogate(
+        spec,
+        format!("{spec} is unavailable. {error}"),
+    ))
+}
+
+/// Opens `spec` like [`open`], or returns its [`surrogate`] with the open error (to log).
+pub fn open_or_surrogate(spec: &str, opts: &OpenOptions) -> (BoxMap, Option<TableError>) {
+    match open(spec, opts) {
+        Ok(m) => (m, None),
+        Err(e) => (surrogate(spec, &e), Some(e)),
+    }
+}
+
 /// Applies the map's case folding to a key (used by maps, postmap and tests). Only ASCII
 /// letters are folded: Debian's Postfix 3.7 stores `ÄÖÜ@Example.COM` as `ÄÖÜ@example.com`
 /// and finds `straße` for `STRAßE`, and tables must give the same answers here.

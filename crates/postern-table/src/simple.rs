@@ -98,12 +98,22 @@ impl Map for Static {
 #[derive(Debug)]
 pub(crate) struct Fail {
     spec: String,
+    message: String,
 }
 
 impl Fail {
     pub(crate) fn new(spec: &str) -> Self {
         Fail {
             spec: spec.to_string(),
+            message: "Application error".to_string(),
+        }
+    }
+
+    /// A stand-in for a table that could not be opened: every lookup fails with `message`.
+    pub(crate) fn surrogate(spec: &str, message: String) -> Self {
+        Fail {
+            spec: spec.to_string(),
+            message,
         }
     }
 }
@@ -112,7 +122,7 @@ impl Map for Fail {
     fn lookup(&self, _key: &str) -> Result<Option<String>, TableError> {
         Err(TableError::Lookup {
             table: self.spec.clone(),
-            message: "Application error".to_string(),
+            message: self.message.clone(),
         })
     }
     fn name(&self) -> &str {
@@ -184,5 +194,21 @@ mod tests {
             err.to_string(),
             "table fail:x: query error: Application error"
         );
+    }
+
+    #[test]
+    fn surrogate_fails_every_lookup() {
+        let e = open("hash:/nonexistent/x", &OpenOptions::default()).unwrap_err();
+        let (m, err) = crate::open_or_surrogate("hash:/nonexistent/x", &OpenOptions::default());
+        assert!(err.is_some());
+        let got = m.lookup("k").unwrap_err();
+        assert!(got.is_temporary());
+        assert_eq!(
+            got.to_string(),
+            format!(
+                "table hash:/nonexistent/x: query error: hash:/nonexistent/x is unavailable. {e}"
+            )
+        );
+        assert_eq!(m.name(), "hash:/nonexistent/x");
     }
 }
