@@ -17,6 +17,9 @@
 //! `syslog_name`. Commands run from a terminal also print warnings and errors to
 //! stderr, as Postfix's do.
 //!
+//! A failed write (full disk, broken stderr, syslog gone) never stops the
+//! program: the line is offered to stderr once, and stderr errors are ignored.
+//!
 //! # Security
 //! Callers never pass message bodies or authentication secrets. Control
 //! characters in logged text are replaced with `?` so a peer cannot forge lines.
@@ -87,7 +90,10 @@ fn open_sink(cfg: &LogConfig) -> Sink {
             .open(&cfg.maillog_file)
         {
             Ok(f) => return Sink::File(f),
-            Err(e) => eprintln!("warning: open {}: {e}; logging to stderr", cfg.maillog_file),
+            Err(e) => to_stderr(&format!(
+                "warning: open {}: {e}; logging to stderr",
+                cfg.maillog_file
+            )),
         }
         return Sink::Stderr;
     }
@@ -139,15 +145,30 @@ fn timestamp() -> String {
     now.strftime("%b %e %H:%M:%S").to_string()
 }
 
+/// Writes one line to stderr, ignoring every error: a closed or broken stderr
+/// (a detached daemon, a reader that went away) must never stop a program,
+/// whereas `eprintln!` panics when the write fails.
+pub fn to_stderr(line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    if std::io::stderr().lock().write_all(&buf).is_err() {
+        // Nowhere left to report it.
+    }
+}
+
 fn emit(level: Level, text: &dyn Display) {
     let body = format!("{}{}", level.prefix(), sanitize(&text.to_string()));
     let Some(l) = LOGGER.get() else {
-        eprintln!("{body}");
+        to_stderr(&body);
         return;
     };
     let pid = std::process::id();
     if (l.cfg.stderr && level != Level::Info) || l.cfg.verbose_stderr {
-        eprintln!("{}: {body}", l.tag.rsplit('/').next().unwrap_or("postern"));
+        to_stderr(&format!(
+            "{}: {body}",
+            l.tag.rsplit('/').next().unwrap_or("postern")
+        ));
     }
     let mut sink = match l.sink.lock() {
         Ok(s) => s,
@@ -173,17 +194,13 @@ fn emit(level: Level, text: &dyn Display) {
             if l.cfg.stderr && level != Level::Info {
                 Ok(()) // already printed above
             } else {
-                writeln!(
-                    std::io::stderr(),
-                    "{} {}[{pid}]: {body}",
-                    timestamp(),
-                    l.tag
-                )
+                to_stderr(&format!("{} {}[{pid}]: {body}", timestamp(), l.tag));
+                Ok(())
             }
         }
     };
     if let Err(e) = res {
-        eprintln!("{}[{pid}]: {body} (log write failed: {e})", l.tag);
+        to_stderr(&format!("{}[{pid}]: {body} (log write failed: {e})", l.tag));
     }
 }
 

@@ -6,9 +6,16 @@
 //! readable and none of its processes is idle, master starts another, up to
 //! the service's process limit. Each daemon reports busy/idle on the service's
 //! status pipe. Trigger services (pickup, qmgr) are woken every `wakeup`
-//! seconds. A daemon that dies abnormally is logged and its service throttled
-//! for `service_throttle_time`. SIGHUP re-reads the configuration and replaces
-//! the daemons gracefully; SIGTERM stops everything.
+//! seconds. A daemon that dies abnormally is logged; its service is throttled
+//! for `service_throttle_time` only when the process died before serving a
+//! client (Postfix's "bad command startup"). An `inet` service listens on
+//! every address of `inet_interfaces` (see `postern_server::inet`). SIGHUP
+//! re-reads the configuration and replaces the daemons gracefully; SIGTERM
+//! stops everything.
+//!
+//! `-w` (from `postern start`): master starts a new session and, once up,
+//! puts /dev/null on its standard descriptors, so neither its own logging
+//! nor its children can ever write to a pipe nobody reads.
 //!
 //! # Security
 //! master is the only program that runs as root; daemons drop to `mail_owner`
@@ -38,23 +45,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let mut dir: Option<PathBuf> = None;
+    let mut detach = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" => dir = it.next().map(PathBuf::from),
-            "-f" | "-w" | "-d" | "-v" => {}
+            "-w" => detach = true,
+            "-f" | "-d" | "-v" => {}
             other => {
-                eprintln!("master: fatal: unknown option: {other}");
+                postern_log::to_stderr(&format!("master: fatal: unknown option: {other}"));
                 return ExitCode::from(64);
             }
         }
     }
     let dir = postern_server::load::config_dir(dir.as_deref());
-    match supervise::run(&dir) {
+    match supervise::run(&dir, detach) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             postern_log::error(format!("fatal: {e:#}"));
-            eprintln!("master: fatal: {e:#}");
+            postern_log::to_stderr(&format!("master: fatal: {e:#}"));
             ExitCode::from(1)
         }
     }

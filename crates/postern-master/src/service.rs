@@ -16,14 +16,18 @@ use std::time::Instant;
 pub struct Child {
     /// Whether it last said it is idle.
     pub available: bool,
+    /// How many times it reported taking a client (Postfix's use count): a
+    /// process that dies before serving anything is a bad start-up.
+    pub use_count: u32,
 }
 
 /// A master.cf service at run time.
 pub struct Running {
     /// The master.cf entry.
     pub entry: Service,
-    /// Listening socket (None for types master does not serve).
-    pub listener: Option<OwnedFd>,
+    /// Listening sockets (empty for types master does not serve; an `inet`
+    /// service has one per address).
+    pub listeners: Vec<OwnedFd>,
     /// Read end of the status pipe.
     pub status_read: File,
     /// Write end (handed to children).
@@ -47,15 +51,15 @@ pub struct Running {
 impl Running {
     /// Whether master should watch the listener for demand.
     pub fn wants_demand(&self, now: Instant) -> bool {
-        self.listener.is_some()
+        !self.listeners.is_empty()
             && self.available == 0
             && (self.max_proc == 0 || (self.children.len() as u32) < self.max_proc)
             && self.throttled_until.is_none_or(|t| now >= t)
     }
 
-    /// The listener as a borrowed fd.
-    pub fn listen_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.listener.as_ref().map(|l| l.as_fd())
+    /// The listeners as borrowed fds.
+    pub fn listen_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.listeners.iter().map(|l| l.as_fd())
     }
 
     /// Human-readable service identity for logs.
@@ -98,55 +102,25 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
     }
-    let l = std::os::unix::net::UnixListener::bind(&path)
-        .with_context(|| format!("bind {}", path.display()))?;
+    let fd = postern_sys::net::listen_unix(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod {}", path.display()))?;
-    let fd = OwnedFd::from(l);
-    set_nonblocking(&fd)?;
     Ok((fd, path))
 }
 
-fn inet_addresses(cfg: &Config, name: &str) -> Result<Vec<String>> {
-    if let Some((host, port)) = name.rsplit_once(':') {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        return Ok(vec![if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }]);
-    }
-    let port = match name {
-        "smtp" => "25".to_string(),
-        "submission" => "587".to_string(),
-        "submissions" | "smtps" => "465".to_string(),
-        p if p.chars().all(|c| c.is_ascii_digit()) => p.to_string(),
-        other => bail!("unknown inet service port: {other}"),
-    };
-    let ifaces = cfg.get_list("inet_interfaces");
-    let mut out = Vec::new();
-    for i in ifaces {
-        match i.as_str() {
-            "all" => out.push(format!("0.0.0.0:{port}")),
-            "loopback-only" => out.push(format!("127.0.0.1:{port}")),
-            h if h.contains(':') => out.push(format!("[{h}]:{port}")),
-            h => out.push(format!("{h}:{port}")),
-        }
-    }
-    if out.len() != 1 {
-        bail!(
-            "inet service {name}: Postern listens on exactly one address per service; use host:port in master.cf"
+/// One listener per address of the service (Postfix's master binds each
+/// address of `inet_interfaces` for a bare-port service).
+fn bind_inet(cfg: &Config, s: &Service) -> Result<Vec<OwnedFd>> {
+    let addrs = postern_server::inet::listen_addresses(cfg, &s.name)
+        .with_context(|| format!("master.cf line {}: inet service {}", s.line, s.name))?;
+    let mut out = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        out.push(
+            postern_sys::net::listen_tcp(addr)
+                .with_context(|| format!("master.cf line {}: service {}", s.line, s.name))?,
         );
     }
     Ok(out)
-}
-
-fn bind_inet(cfg: &Config, s: &Service) -> Result<OwnedFd> {
-    let addr = inet_addresses(cfg, &s.name)?.remove(0);
-    let l = std::net::TcpListener::bind(&addr).with_context(|| format!("bind {addr}"))?;
-    let fd = OwnedFd::from(l);
-    set_nonblocking(&fd)?;
-    Ok(fd)
 }
 
 /// Builds the run-time table from master.cf. Services master cannot serve
@@ -155,19 +129,19 @@ pub fn build(cfg: &Config, services: &[Service]) -> Result<Vec<Running>> {
     let default_limit = cfg.get_int("default_process_limit").unwrap_or(100).max(0) as u32;
     let mut out = Vec::new();
     for s in services {
-        let (listener, socket_path) = match s.kind {
+        let (listeners, socket_path) = match s.kind {
             ServiceType::Unix => {
                 let (fd, p) = bind_unix(cfg, s)?;
-                (Some(fd), Some(p))
+                (vec![fd], Some(p))
             }
-            ServiceType::Inet => (Some(bind_inet(cfg, s)?), None),
+            ServiceType::Inet => (bind_inet(cfg, s)?, None),
             other => {
                 postern_log::info(format!(
                     "{}: {} services are not served by this version; skipped",
                     s.name,
                     kind_name(other)
                 ));
-                (None, None)
+                (Vec::new(), None)
             }
         };
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -180,7 +154,7 @@ pub fn build(cfg: &Config, services: &[Service]) -> Result<Vec<Running>> {
         };
         out.push(Running {
             entry: s.clone(),
-            listener,
+            listeners,
             status_read: File::from(r),
             status_write: w,
             max_proc,

@@ -28,8 +28,15 @@ struct Master {
     flow: Option<postern_sys::flow::Flow>,
 }
 
-/// Runs master until SIGTERM.
-pub fn run(dir: &Path) -> Result<()> {
+/// Runs master until SIGTERM. With `detach` (`-w`, from `postern start`),
+/// master starts a new session and, once every listener is open and the pid
+/// file locked, puts /dev/null on its stdin, stdout and stderr: closing the
+/// starter's pipe tells `postern start` that master is up, and no later
+/// write can fail because the starter has gone.
+pub fn run(dir: &Path, detach: bool) -> Result<()> {
+    if detach && let Err(e) = nix::unistd::setsid() {
+        postern_log::to_stderr(&format!("master: warning: setsid: {e}"));
+    }
     let loaded = postern_server::load::load(dir)?;
     let config = loaded.config;
     postern_log::init("master", postern_server::load::log_config(&config, true));
@@ -70,6 +77,9 @@ pub fn run(dir: &Path) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         dir.display()
     ));
+    if detach {
+        postern_sys::fd::detach_stdio().context("detach from the terminal")?;
+    }
     loop {
         if !m.step(&sfd)? {
             break;
@@ -120,11 +130,11 @@ impl Master {
         for (i, s) in self.services.iter().enumerate() {
             slots.push(Slot::Status(i));
             fds.push(PollFd::new(s.status_read.as_fd(), PollFlags::POLLIN));
-            if s.wants_demand(now)
-                && let Some(fd) = s.listen_fd()
-            {
-                slots.push(Slot::Listen(i));
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            if s.wants_demand(now) {
+                for fd in s.listen_fds() {
+                    slots.push(Slot::Listen(i));
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
             }
         }
         let timeout = self.next_timeout(now);
@@ -150,7 +160,13 @@ impl Master {
                         }
                     }
                     Slot::Status(i) => self.on_status(i),
-                    Slot::Listen(i) => self.spawn(i),
+                    // Demand on one of several addresses: one process serves
+                    // them all, so start at most one per round.
+                    Slot::Listen(i) => {
+                        if self.services[i].wants_demand(Instant::now()) {
+                            self.spawn(i)
+                        }
+                    }
                 }
             }
         }
@@ -221,6 +237,7 @@ impl Master {
         }
         let throttle =
             Duration::from_secs(self.config.get_time("service_throttle_time").unwrap_or(60));
+        let now = Instant::now();
         for s in self.services.iter_mut() {
             if let Some(c) = s.children.remove(&pid) {
                 if c.available {
@@ -228,11 +245,16 @@ impl Master {
                 }
                 if let Some(why) = abnormal {
                     postern_log::warning(format!("process {} pid {pid} {why}", s.entry.command));
-                    postern_log::warning(format!(
-                        "{}: bad command startup -- throttling",
-                        s.entry.command
-                    ));
-                    s.throttled_until = Some(Instant::now() + throttle);
+                    // As Postfix's master: only a process that died before it
+                    // served anything throttles its service; one crash of a
+                    // working daemon costs only the process.
+                    if should_throttle(&c, s.throttled_until, now) {
+                        postern_log::warning(format!(
+                            "{}: bad command startup -- throttling",
+                            s.entry.command
+                        ));
+                        s.throttled_until = Some(now + throttle);
+                    }
                 }
                 return;
             }
@@ -260,6 +282,9 @@ impl Master {
                 let Some(c) = s.children.get_mut(&(pid as i32)) else {
                     continue;
                 };
+                if st == status::BUSY {
+                    c.use_count = c.use_count.saturating_add(1);
+                }
                 match (c.available, st == status::AVAILABLE) {
                     (true, false) => {
                         c.available = false;
@@ -289,6 +314,10 @@ impl Master {
         if s.entry.unpriv {
             a.push("-u".into());
         }
+        if s.listeners.len() > 1 {
+            a.push("-s".into());
+            a.push(s.listeners.len().to_string());
+        }
         for (k, v) in &s.entry.overrides {
             a.push("-o".into());
             a.push(format!("{k}={v}"));
@@ -307,16 +336,23 @@ impl Master {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        let listeners: Vec<&std::os::fd::OwnedFd> = s.listeners.iter().collect();
         postern_sys::fd::place_fds(
             &mut cmd,
-            s.listener.as_ref(),
+            &listeners,
             Some(&s.status_write),
             self.flow.as_ref().map(|f| f.ends()),
         );
         match cmd.spawn() {
             Ok(child) => {
                 let pid = child.id() as i32;
-                s.children.insert(pid, Child { available: true });
+                s.children.insert(
+                    pid,
+                    Child {
+                        available: true,
+                        use_count: 0,
+                    },
+                );
                 s.available += 1;
                 s.used = true;
             }
@@ -452,5 +488,42 @@ fn wake(path: &Path) {
         // A full backlog means the service is already busy waking up.
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         Err(e) => postern_log::warning(format!("connect to {}: {e}", path.display())),
+    }
+}
+
+/// Whether the abnormal exit of `child` throttles its service: only when it
+/// never served a client and the service is not throttled already
+/// (Postfix's `master_reap_child`).
+fn should_throttle(child: &Child, throttled_until: Option<Instant>, now: Instant) -> bool {
+    child.use_count == 0 && throttled_until.is_none_or(|t| now >= t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_that_never_served_throttles() {
+        let now = Instant::now();
+        let fresh = Child {
+            available: true,
+            use_count: 0,
+        };
+        let worked = Child {
+            available: false,
+            use_count: 3,
+        };
+        assert!(should_throttle(&fresh, None, now));
+        assert!(!should_throttle(&worked, None, now));
+        assert!(!should_throttle(
+            &fresh,
+            Some(now + Duration::from_secs(5)),
+            now
+        ));
+        assert!(should_throttle(
+            &fresh,
+            Some(now),
+            now + Duration::from_secs(1)
+        ));
     }
 }

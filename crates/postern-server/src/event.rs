@@ -1,11 +1,14 @@
 //! The event server skeleton: one process serves many connections at once
 //! (smtpd, and later qmqpd), on a tokio runtime.
 //!
-//! The listener inherited from master (descriptor 3) may be TCP (`inet`
-//! services) or UNIX-domain. Each accepted connection runs `serve` as its own
-//! task. The process tells master it is busy while it holds
-//! `per_process_limit` connections, so master starts another process (up to
-//! the service's maxproc); it exits after `max_idle` seconds without any
+//! The listeners inherited from master (descriptor 3, and 7… with `-s N`:
+//! an `inet` service on several addresses) may be TCP or UNIX-domain; the
+//! process accepts on all of them. Each accepted connection runs `serve` as
+//! its own task. After its first client the process tells master it has
+//! served (a busy/available pair: a later crash is not a start-up failure);
+//! it tells master it is busy while it holds `per_process_limit`
+//! connections, so master starts another process (up to the service's
+//! maxproc); it exits after `max_idle` seconds without any
 //! connection, and on SIGHUP (reload) — or when a lookup table it opened
 //! changed on disk — it stops accepting, lets open sessions finish, and exits.
 //!
@@ -63,12 +66,7 @@ where
     F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let fd = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
-        Ok(fd) => fd,
-        Err(e) => postern_log::fatal(format!(
-            "listen descriptor: {e} (daemons run only under master)"
-        )),
-    };
+    let fds = crate::skeleton::inherited_listeners(&ctx);
     let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
         Ok(fd) => File::from(fd),
         Err(e) => postern_log::fatal(format!("status descriptor: {e}")),
@@ -84,7 +82,7 @@ where
     };
     let code = rt.block_on(run(
         Arc::new(ctx),
-        fd,
+        fds,
         status,
         per_process_limit.max(1),
         Arc::new(serve),
@@ -109,8 +107,8 @@ fn raise_fd_limit() {
 
 async fn run<F, Fut>(
     ctx: Arc<Context>,
-    fd: std::os::fd::OwnedFd,
-    mut status: File,
+    fds: Vec<std::os::fd::OwnedFd>,
+    status: File,
     limit: usize,
     serve: Arc<F>,
 ) -> i32
@@ -118,10 +116,15 @@ where
     F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = match listener(fd) {
-        Ok(l) => l,
-        Err(e) => postern_log::fatal(format!("listener: {e}")),
-    };
+    let mut listeners = Vec::with_capacity(fds.len());
+    for fd in fds {
+        match listener(fd) {
+            Ok(l) => listeners.push(l),
+            Err(e) => postern_log::fatal(format!("listener: {e}")),
+        }
+    }
+    let mut next_listener = 0usize;
+    let mut has_served = false;
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => postern_log::fatal(format!("signal handler: {e}")),
@@ -131,7 +134,7 @@ where
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut busy = false;
     let generation = ctx.generation;
-    let mut report = |busy_now: bool, busy: &mut bool| {
+    let report = |busy_now: bool, busy: &mut bool| {
         if busy_now != *busy {
             *busy = busy_now;
             let st = if busy_now {
@@ -139,7 +142,8 @@ where
             } else {
                 status::AVAILABLE
             };
-            if let Err(e) = status.write_all(&status::encode(std::process::id(), generation, st)) {
+            if let Err(e) = (&status).write_all(&status::encode(std::process::id(), generation, st))
+            {
                 postern_log::fatal(format!("master status update: {e}"));
             }
         }
@@ -151,7 +155,7 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let accepted = tokio::select! {
-            a = accept(&listener), if !busy => a,
+            a = accept_any(&listeners, &mut next_listener), if !busy => a,
             _ = done_rx.recv() => {
                 last_activity = tokio::time::Instant::now();
                 report(active.load(Ordering::SeqCst) >= limit, &mut busy);
@@ -178,6 +182,12 @@ where
             }
         };
         active.fetch_add(1, Ordering::SeqCst);
+        if !has_served {
+            has_served = true;
+            if let Err(e) = crate::status::served(&status, generation) {
+                postern_log::fatal(format!("master status update: {e}"));
+            }
+        }
         report(active.load(Ordering::SeqCst) >= limit, &mut busy);
         // A changed table: serve this client with the tables we have, accept no more,
         // and exit once the open sessions are done (master starts a fresh process).
@@ -195,7 +205,7 @@ where
         }
     }
     // Reload or stop: no new clients; let the open sessions finish (bounded).
-    drop(listener);
+    drop(listeners);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -203,31 +213,67 @@ where
     0
 }
 
-async fn accept(l: &Listener) -> std::io::Result<(Box<dyn Io>, Peer)> {
+/// Accepts on whichever listener has a client, starting the search at
+/// `*next` (round robin, so one busy address cannot starve another).
+async fn accept_any(
+    listeners: &[Listener],
+    next: &mut usize,
+) -> std::io::Result<(Box<dyn Io>, Peer)> {
+    use std::task::Poll;
+    let n = listeners.len().max(1);
+    std::future::poll_fn(|cx| {
+        for k in 0..n {
+            let i = (*next + k) % n;
+            let Some(l) = listeners.get(i) else {
+                return Poll::Pending;
+            };
+            if let Poll::Ready(r) = poll_accept(l, cx) {
+                *next = (i + 1) % n;
+                return Poll::Ready(r);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn poll_accept(
+    l: &Listener,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<(Box<dyn Io>, Peer)>> {
+    use std::task::Poll;
     match l {
         Listener::Tcp(t) => {
-            let (s, addr) = t.accept().await?;
+            let (s, addr) = match t.poll_accept(cx) {
+                Poll::Ready(Ok(x)) => x,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
             if let Err(e) = s.set_nodelay(true) {
                 postern_log::warning(format!("TCP_NODELAY: {e}"));
             }
             let local = s.local_addr().ok();
-            Ok((
+            Poll::Ready(Ok((
                 Box::new(s),
                 Peer {
                     addr: Some(addr),
                     local,
                 },
-            ))
+            )))
         }
         Listener::Unix(u) => {
-            let (s, _) = u.accept().await?;
-            Ok((
+            let (s, _) = match u.poll_accept(cx) {
+                Poll::Ready(Ok(x)) => x,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            Poll::Ready(Ok((
                 Box::new(s),
                 Peer {
                     addr: None,
                     local: None,
                 },
-            ))
+            )))
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   privileges to `mail_owner`), and the server loops: [`skeleton::single_server`]
 //!   (one client at a time: cleanup, local, bounce) and
 //!   [`skeleton::trigger_server`] (wake-up driven: pickup).
+//! * [`inet`]: the addresses of an `inet` service (`inet_interfaces`,
+//!   `inet_protocols`), shared by master and `postern check`.
 //! * [`acl`]: the local-user access lists (`authorized_submit_users`…).
 //! * [`status`]: the child → master status messages.
 //! * [`agent`]: the `deliver/1` server loop and result logging shared by
@@ -22,6 +24,7 @@ pub mod acl;
 pub mod agent;
 pub mod client;
 pub mod event;
+pub mod inet;
 pub mod load;
 pub mod skeleton;
 pub mod status;

@@ -1,15 +1,23 @@
 //! The daemon skeletons: process start-up and the server loops.
 //!
 //! master starts a daemon as `PROGRAM -c DIR -n SERVICE -t TYPE [-u] [-g GEN]
-//! [-o name=value]... [args]` with the listening socket at descriptor 3 and
+//! [-s COUNT] [-o name=value]... [args]` with the listening socket at
+//! descriptor 3 (and, with `-s COUNT`, the other listeners at 7, 8, …), and
 //! the service's status pipe at descriptor 4 (see `postern_sys::fd`).
 //!
+//! Status: a single server reports busy/available around each client; a
+//! trigger server does the same around each trigger, so master knows the
+//! process has served (only a process that dies before serving throttles
+//! its service, as Postfix's master).
+//!
 //! # Security
-//! [`init`] drops privileges before anything else happens when the service is
-//! unprivileged (`-u`, master.cf's unpriv column) and the process runs as
-//! root: it switches to `mail_owner` with setgid → setgroups → setuid, each
-//! checked. It then asks the kernel to terminate the daemon when master dies,
-//! sets umask 077, and refuses to run when not started by master.
+//! [`init`] drops privileges right after loading the configuration when the
+//! service is unprivileged (`-u`, master.cf's unpriv column) and the process
+//! runs as root: it switches to `mail_owner` with setgid → setgroups →
+//! setuid, each checked. [`init_with`] first runs the program's pre-init
+//! hook as root (Postfix's `pre_init`: open root-only files such as TLS
+//! keys), then drops. It then asks the kernel to terminate the daemon when
+//! master dies, sets umask 077, and refuses to run when not started by master.
 //!
 //! Between requests every server loop asks `postern_table::changed()` and exits
 //! (`table NAME has changed -- restarting`) when a table file it opened was
@@ -48,6 +56,8 @@ pub struct Context {
     pub generation: u32,
     /// Whether the service is unprivileged.
     pub unprivileged: bool,
+    /// How many listening sockets master passed (`-s`, at least 1).
+    pub listeners: usize,
 }
 
 struct Parsed {
@@ -56,6 +66,7 @@ struct Parsed {
     kind: String,
     unpriv: bool,
     generation: u32,
+    listeners: usize,
     overrides: Vec<(String, String)>,
     rest: Vec<String>,
 }
@@ -67,6 +78,7 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
         kind: "unix".into(),
         unpriv: false,
         generation: 0,
+        listeners: 1,
         overrides: Vec::new(),
         rest: Vec::new(),
     };
@@ -91,6 +103,13 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
             "-t" => p.kind = val("-t")?,
             "-u" => p.unpriv = true,
             "-g" => p.generation = val("-g")?.parse().map_err(|_| "bad -g value".to_string())?,
+            "-s" => {
+                p.listeners = val("-s")?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| "bad -s value".to_string())?
+            }
             "-o" => {
                 let kv = val("-o")?;
                 let (k, v) = kv
@@ -108,6 +127,18 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
 /// Daemon start-up: arguments, configuration, logging, privileges.
 /// Exits with a fatal log line on any error (master throttles the service).
 pub fn init(program: &str, args: &[String]) -> Context {
+    init_with(program, args, |_| ()).0
+}
+
+/// [`init`] with a pre-init hook (Postfix's `pre_init`): `pre_init` runs with
+/// the loaded configuration before privileges are dropped, so it can open
+/// files only root may read (TLS keys: Debian's are 0640 root:ssl-cert).
+/// What it returns is handed back with the context.
+pub fn init_with<T>(
+    program: &str,
+    args: &[String],
+    pre_init: impl FnOnce(&Context) -> T,
+) -> (Context, T) {
     if let Err(e) = postern_sys::signals::unblock_all() {
         postern_log::fatal(format!("{program}: {e}"));
     }
@@ -130,13 +161,7 @@ pub fn init(program: &str, args: &[String]) -> Context {
     // `proxy:` tables find the proxymap socket under the queue directory.
     postern_table::set_queue_directory(config.get("queue_directory"));
     postern_sys::privs::set_umask(0o077);
-    if p.unpriv && postern_sys::privs::is_root() {
-        drop_to_mail_owner(&config);
-    }
-    if let Err(e) = postern_sys::privs::die_with_parent() {
-        postern_log::fatal(e);
-    }
-    Context {
+    let ctx = Context {
         program: program.to_string(),
         service: p.service,
         service_type: p.kind,
@@ -145,7 +170,16 @@ pub fn init(program: &str, args: &[String]) -> Context {
         args: p.rest,
         generation: p.generation,
         unprivileged: p.unpriv,
+        listeners: p.listeners,
+    };
+    let early = pre_init(&ctx);
+    if ctx.unprivileged && postern_sys::privs::is_root() {
+        drop_to_mail_owner(&ctx.config);
     }
+    if let Err(e) = postern_sys::privs::die_with_parent() {
+        postern_log::fatal(e);
+    }
+    (ctx, early)
 }
 
 fn drop_to_mail_owner(cfg: &Config) {
@@ -167,22 +201,33 @@ fn drop_to_mail_owner(cfg: &Config) {
 }
 
 struct Inherited {
-    listener: UnixListener,
+    listeners: Vec<UnixListener>,
     status: File,
 }
 
-fn inherited() -> Inherited {
-    let take = |fd, what: &str| -> OwnedFd {
-        match postern_sys::fd::take_inherited(fd) {
-            Ok(f) => f,
-            Err(e) => postern_log::fatal(format!(
-                "{what} descriptor: {e} (daemons run only under master)"
-            )),
-        }
+/// The listeners master passed (`ctx.listeners` of them); fatal when one is
+/// missing (a daemon runs only under master).
+pub fn inherited_listeners(ctx: &Context) -> Vec<OwnedFd> {
+    match postern_sys::fd::take_listeners(ctx.listeners) {
+        Ok(l) => l,
+        Err(e) => postern_log::fatal(format!(
+            "listen descriptor: {e} (daemons run only under master)"
+        )),
+    }
+}
+
+fn inherited(ctx: &Context) -> Inherited {
+    let listeners = inherited_listeners(ctx)
+        .into_iter()
+        .map(UnixListener::from)
+        .collect();
+    let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
+        Ok(f) => File::from(f),
+        Err(e) => postern_log::fatal(format!(
+            "status descriptor: {e} (daemons run only under master)"
+        )),
     };
-    let listener = UnixListener::from(take(postern_sys::fd::LISTEN_FD, "listen"));
-    let status = File::from(take(postern_sys::fd::STATUS_FD, "status"));
-    Inherited { listener, status }
+    Inherited { listeners, status }
 }
 
 fn report(status_pipe: &mut File, generation: u32, st: u32) {
@@ -193,8 +238,9 @@ fn report(status_pipe: &mut File, generation: u32, st: u32) {
     }
 }
 
-/// Waits for a connection. `None` on idle timeout or an exit request.
-fn wait_accept(listener: &UnixListener, idle: Duration) -> Option<UnixStream> {
+/// Waits for a connection on any of the listeners. `None` on idle timeout or
+/// an exit request.
+fn wait_accept(listeners: &[UnixListener], idle: Duration) -> Option<UnixStream> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + idle;
     loop {
@@ -207,17 +253,35 @@ fn wait_accept(listener: &UnixListener, idle: Duration) -> Option<UnixStream> {
         }
         let ms =
             PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd> = listeners
+            .iter()
+            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .collect();
         match poll(&mut fds, ms) {
             Ok(0) => continue,
-            Ok(_) => match listener.accept() {
-                Ok((s, _)) => return Some(s),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => postern_log::fatal(format!("accept connection: {e}")),
-            },
+            Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => postern_log::fatal(format!("poll: {e}")),
+        }
+        let ready = fds
+            .iter()
+            .position(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        drop(fds);
+        let Some(i) = ready else { continue };
+        match listeners[i].accept() {
+            Ok((s, _)) => return Some(s),
+            // Another process took it, or the client went away.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => postern_log::fatal(format!("accept connection: {e}")),
         }
     }
 }
@@ -234,11 +298,11 @@ pub fn single_server(ctx: Context, mut handler: impl FnMut(&Context, UnixStream)
     if let Err(e) = postern_sys::signals::install_exit_flags(false) {
         postern_log::fatal(e);
     }
-    let mut inh = inherited();
+    let mut inh = inherited(&ctx);
     let (max_use, idle) = limits(&ctx);
     let mut served = 0;
     while served < max_use {
-        let Some(stream) = wait_accept(&inh.listener, idle) else {
+        let Some(stream) = wait_accept(&inh.listeners, idle) else {
             break;
         };
         report(&mut inh.status, ctx.generation, status::BUSY);
@@ -276,7 +340,7 @@ pub fn trigger_server(
     if let Err(e) = postern_sys::signals::install_exit_flags(false) {
         postern_log::fatal(e);
     }
-    let inh = inherited();
+    let mut inh = inherited(&ctx);
     let (max_use, idle) = limits(&ctx);
     let idle = if exit_when_idle {
         idle
@@ -285,7 +349,7 @@ pub fn trigger_server(
     };
     let mut served = 0;
     while !exit_when_idle || served < max_use {
-        let Some(mut stream) = wait_accept(&inh.listener, idle) else {
+        let Some(mut stream) = wait_accept(&inh.listeners, idle) else {
             break;
         };
         let mut buf = [0u8; 1024];
@@ -303,8 +367,10 @@ pub fn trigger_server(
             }
         }
         drop(stream);
+        report(&mut inh.status, ctx.generation, status::BUSY);
         on_trigger(&ctx, &buf[..got]);
         served += 1;
+        report(&mut inh.status, ctx.generation, status::AVAILABLE);
         if table_changed() {
             break;
         }
@@ -373,5 +439,12 @@ mod tests {
         assert_eq!((p.service.as_str(), p.dir), ("p", None));
         assert_eq!(p.rest[..], pipe[2..]);
         assert!(parse_args("x", &["-o".to_string()]).is_err());
+        let two: Vec<String> = ["-n", "smtp", "-s", "2", "-v"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let p = parse_args("smtpd", &two).unwrap();
+        assert_eq!((p.listeners, p.rest.len()), (2, 1));
+        assert!(parse_args("smtpd", &["-s".to_string(), "0".to_string()]).is_err());
     }
 }

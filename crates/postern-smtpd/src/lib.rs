@@ -8,7 +8,8 @@
 //! reports the queue file durable.
 //!
 //! # Security
-//! Runs unprivileged (`mail_owner`). Every client line is bounded by
+//! Runs unprivileged (`mail_owner`); the TLS keys are read first, as root,
+//! in the skeleton's pre-init hook (as Postfix's `pre_init`). Every client line is bounded by
 //! `line_length_limit`, every message by `message_size_limit`, every wait by
 //! `smtpd_timeout`; errors slow the client down and end the session at
 //! `smtpd_hard_error_limit`. The parser never panics on client input.
@@ -49,7 +50,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = postern_server::skeleton::init("smtpd", &args);
+    // Postfix's pre_init: the TLS keys and certificates are read before
+    // privileges are dropped (Debian's key is 0640 root:ssl-cert).
+    let (ctx, tls_server) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
+        if ctx.args.iter().any(|a| a == "-S") {
+            return None;
+        }
+        let policy = tls::TlsPolicy::from_config(&ctx.config).ok()?;
+        policy
+            .use_tls
+            .then(|| tls::TlsServer::load(&ctx.config, &policy))
+    });
     if ctx.args.iter().any(|a| a == "-S") {
         return standalone::run(ctx);
     }
@@ -58,9 +69,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if settings.tls.use_tls {
         // As Postfix: a TLS setup problem is a warning, and the service runs
         // without TLS (STARTTLS not offered; wrapper-mode sessions dropped).
-        match tls::TlsServer::load(&ctx.config, &settings.tls) {
-            Ok(s) => settings.tls_server = Some(Arc::new(s)),
-            Err(e) => postern_log::warning(e),
+        match tls_server {
+            Some(Ok(s)) => settings.tls_server = Some(Arc::new(s)),
+            Some(Err(e)) => postern_log::warning(e),
+            None => {}
         }
     }
     match sasl::Sasl::from_config(&ctx.config) {

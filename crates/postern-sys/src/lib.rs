@@ -9,6 +9,7 @@
 //! * [`fd`]: listeners inherited from master at fixed descriptor numbers, and
 //!   spawning children with descriptors placed at those numbers.
 //! * [`flow`]: the flow-control pipe (`in_flow_delay`).
+//! * [`net`]: listening sockets with master's backlog, interface addresses.
 //! * [`durable`]: fsync of files and directories.
 //! * [`lock`]: fcntl and flock locks for mailboxes and pid files.
 //! * [`safeopen`]: descriptor-relative walks (`openat` with `O_NOFOLLOW`) for
@@ -25,6 +26,7 @@ pub mod flow;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
 pub mod lock;
+pub mod net;
 pub mod privs;
 pub mod safeopen;
 pub mod signals;
