@@ -16,9 +16,21 @@
 //! zeros removed, values of ten seconds or more as whole seconds, so
 //! `0` `0.01` `0.12` `1.2` `9.9` `10` `123`.
 //!
-//! This module is pure; [`crate::info`] writes the line.
+//! This module is pure but for one process-wide switch: with
+//! `soft_bounce = yes` ([`set_soft_bounce`], set by the delivery agents at
+//! start) a `bounced` record is written as Postfix's soft bounce writes it,
+//! `status=deferred` with the 5.x.y status turned into 4.x.y (qmgr turns the
+//! agent's result the same way). [`crate::info`] writes the line.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static SOFT_BOUNCE: AtomicBool = AtomicBool::new(false);
+
+/// `soft_bounce`: bounces are logged (and must be reported) as deferrals.
+pub fn set_soft_bounce(on: bool) {
+    SOFT_BOUNCE.store(on, Ordering::Relaxed);
+}
 
 /// What one delivery attempt produced, for the log.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +95,13 @@ pub fn format_delivery_line(r: &DeliveryRecord<'_>) -> String {
 
 /// The delivery line for `r` with a given `delay_logging_resolution_limit`.
 pub fn format_delivery_line_with(r: &DeliveryRecord<'_>, resolution: u32) -> String {
+    let soft = SOFT_BOUNCE.load(Ordering::Relaxed) && r.status == "bounced";
+    let (status, dsn) = if soft {
+        let rest = r.dsn.strip_prefix('5').unwrap_or(r.dsn);
+        ("deferred", format!("4{rest}"))
+    } else {
+        (r.status, r.dsn.to_string())
+    };
     let mut s = format!("{}: to=<{}>", r.queue_id, r.to);
     if !r.orig_to.is_empty() && r.orig_to != r.to {
         // write! to a String cannot fail.
@@ -99,8 +118,8 @@ pub fn format_delivery_line_with(r: &DeliveryRecord<'_>, resolution: u32) -> Str
         r.relay,
         format_delay(r.delay, resolution),
         d.join("/"),
-        r.dsn,
-        r.status,
+        dsn,
+        status,
         r.text
     );
     s
@@ -158,5 +177,25 @@ mod tests {
             format_delivery_line(&r)
                 .contains("to=<u@example.com>, orig_to=<alias@example.com>, relay=local")
         );
+    }
+
+    #[test]
+    fn soft_bounce_logs_a_deferral() {
+        let r = DeliveryRecord {
+            queue_id: "ABC",
+            to: "u@x",
+            orig_to: "",
+            relay: "none",
+            delay: 0.0,
+            delays: [0.0; 4],
+            dsn: "5.1.1",
+            status: "bounced",
+            text: "no",
+        };
+        set_soft_bounce(true);
+        let soft = format_delivery_line(&r);
+        set_soft_bounce(false);
+        assert!(soft.ends_with("dsn=4.1.1, status=deferred (no)"), "{soft}");
+        assert!(format_delivery_line(&r).ends_with("dsn=5.1.1, status=bounced (no)"));
     }
 }

@@ -1,9 +1,13 @@
 //! postern-qmgr — the queue manager (Postfix's `qmgr(8)`).
 //!
-//! One qmgr process owns the active queue. It moves ready files from
+//! One qmgr process owns the active queue. It feeds ready files from
 //! `incoming/` (on cleanup's trigger, on master's wake-up) and due files from
-//! `deferred/` (every `queue_run_delay`, or at once on `postqueue -f`) into
-//! `active/`, resolves each pending recipient to a transport and next hop,
+//! `deferred/` (every `queue_run_delay`, or at once, retry times ignored, on
+//! `postqueue -f`) into `active/` through incremental directory scans
+//! ([`postern_queue::Scan`], see `feed`): a scan stops while
+//! `qmgr_message_active_limit` messages are active and resumes where it
+//! stopped, so the cost per message does not grow with the queue. qmgr
+//! resolves each pending recipient to a transport and next hop,
 //! and hands batches to the delivery agents with bounded concurrency per
 //! destination, round-robin between destinations so one slow destination
 //! does not starve the others. Results come back per recipient (see
@@ -12,8 +16,14 @@
 //! done) or moves it to `deferred/` with its next retry time as the file's
 //! modification time: the message's age clamped to
 //! [`minimal_backoff_time`, `maximal_backoff_time`], which doubles the wait
-//! on each retry. A message older than `maximal_queue_lifetime`
-//! (`bounce_queue_lifetime` for notices) is returned to its sender.
+//! on each retry. Expiry is checked after each delivery attempt, as Postfix
+//! does: a message older than `maximal_queue_lifetime`
+//! (`bounce_queue_lifetime` for the null sender) that still has deferred
+//! recipients is returned to its sender (a lifetime of 0 means one try).
+//! `soft_bounce = yes` turns every bounce into a deferral (5.x.y → 4.x.y,
+//! logged `status=deferred`) and keeps expired mail queued;
+//! `defer_transports` defers mail for the listed transports ("deferred
+//! transport") until a flush.
 //!
 //! At start-up qmgr moves everything left in `active/` back to `incoming/`:
 //! after a crash those messages are simply tried again (at least once).
@@ -28,14 +38,15 @@
 //! ([`conc`]): slow start from `initial_destination_concurrency`, positive
 //! and negative feedback, and dead-destination detection. A delivery counts
 //! as a connection failure when every recipient came back deferred with
-//! relay `none` (the agent never reached a server). A dead destination's
+//! relay `none` (the agent never reached a server; never for the `error` and
+//! `retry` agents, which contact nothing). A dead destination's
 //! jobs are deferred at once ("delivery temporarily suspended: REASON") for
 //! `minimal_backoff_time`. `*_destination_rate_delay` spaces deliveries
 //! (concurrency 1). A message deferred after `delay_warning_time` gets one
 //! delay notice through the defer service, which marks `defer/ID`.
 //!
 //! # Configuration
-//! `queue_run_delay`, `minimal_backoff_time`, `maximal_backoff_time`,
+//! `queue_run_delay`, `soft_bounce`, `defer_transports`, `minimal_backoff_time`, `maximal_backoff_time`,
 //! `maximal_queue_lifetime`, `bounce_queue_lifetime`,
 //! `qmgr_message_active_limit`, `default_destination_concurrency_limit`,
 //! `default_destination_recipient_limit`, `<transport>_destination_*`,
@@ -48,7 +59,9 @@
 //! `fast_flush_domains` (see [`fflush`]), `in_flow_delay` (see [`flow`]).
 
 pub mod conc;
+mod feed;
 pub mod fflush;
+mod finish;
 pub mod flow;
 pub mod resolve;
 mod sched;

@@ -45,8 +45,11 @@ pub struct Outcome {
 
 /// Whether a delivery's results say the agent never reached the
 /// destination (no IPC change: derived from the per-recipient results).
-pub fn connection_failed(results: &[RcptResult]) -> bool {
-    !results.is_empty()
+/// The error(8) agent (`error`, `retry` services) contacts nothing, so its
+/// deferrals never make a destination dead.
+pub fn connection_failed(transport: &str, results: &[RcptResult]) -> bool {
+    !matches!(transport, "error" | "retry")
+        && !results.is_empty()
         && results
             .iter()
             .all(|r| r.action == Action::Defer && (r.relay.is_empty() || r.relay == "none"))
@@ -123,7 +126,13 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
     .map_err(|e| e.to_string())
     .and_then(|a| DeliverReply::from_attrs(&a).map_err(|e| e.to_string()))
     {
-        Ok(reply) => reconcile(req, reply.results),
+        Ok(reply) => {
+            let mut rs = reconcile(req, reply.results);
+            if cfg.get_bool("soft_bounce").unwrap_or(false) {
+                soft_bounce(&mut rs);
+            }
+            rs
+        }
         Err(e) => {
             postern_log::warning(format!("{}: {} service: {e}", req.queue_id, req.transport));
             let rs = fail_all(req, "4.3.0", "mail transport unavailable", Action::Defer);
@@ -134,13 +143,22 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
         }
     };
     let mut o = book(cfg, q, req, &results);
-    o.conn_failed = connection_failed(&results);
+    o.conn_failed = connection_failed(&req.transport, &results);
     o.last_defer = results
         .iter()
         .rev()
         .find(|r| r.action == Action::Defer)
         .map(|r| (r.dsn.clone(), r.text.clone()));
     o
+}
+
+/// `soft_bounce`: the agent's bounces become deferrals (5.x.y → 4.x.y); the
+/// agent logged them as deferred already (see `postern_log::delivery`).
+fn soft_bounce(results: &mut [RcptResult]) {
+    for r in results.iter_mut().filter(|r| r.action == Action::Bounce) {
+        r.action = Action::Defer;
+        r.dsn = crate::feed::soften(&r.dsn);
+    }
 }
 
 /// Keeps exactly one result per requested recipient; a recipient the agent
@@ -237,5 +255,48 @@ pub fn book(cfg: &Config, q: &Queue, req: &DeliverRequest, results: &[RcptResult
         dest: None,
         conn_failed: false,
         last_defer: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(action: Action, dsn: &str, relay: &str) -> RcptResult {
+        RcptResult {
+            recipient: Recipient::default(),
+            action,
+            dsn: dsn.into(),
+            text: "x".into(),
+            relay: relay.into(),
+        }
+    }
+
+    #[test]
+    fn dead_destination_needs_an_agent_that_connects() {
+        let all_none = [res(Action::Defer, "4.4.1", "none")];
+        assert!(connection_failed("smtp", &all_none));
+        assert!(
+            !connection_failed("retry", &all_none),
+            "retry: contacts nothing"
+        );
+        assert!(!connection_failed("error", &all_none));
+        assert!(!connection_failed(
+            "smtp",
+            &[res(Action::Defer, "4.4.1", "mx[1.2.3.4]:25")]
+        ));
+        assert!(!connection_failed("smtp", &[]));
+    }
+
+    #[test]
+    fn soft_bounce_turns_bounces_into_deferrals() {
+        let mut rs = vec![
+            res(Action::Bounce, "5.1.1", "x"),
+            res(Action::Sent, "2.0.0", "x"),
+        ];
+        soft_bounce(&mut rs);
+        assert_eq!(rs[0].action, Action::Defer);
+        assert_eq!(rs[0].dsn, "4.1.1");
+        assert_eq!(rs[1].action, Action::Sent);
     }
 }

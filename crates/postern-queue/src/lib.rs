@@ -14,6 +14,11 @@
 //! | `public`, `private` | service sockets                                     |
 //! | `pid`      | master's pid file                                            |
 //!
+//! Directories are flat: `hash_queue_names`/`hash_queue_depth` are not
+//! implemented (Postfix's hashed subdirectories only help file systems
+//! without directory indexes). [`Scan`] walks a directory
+//! incrementally, so qmgr's cost per message does not grow with its size.
+//!
 //! This crate only reads queue files and marks recipients done (one byte
 //! written in place, [`Queue::mark_done`]); creating, moving and deleting
 //! files is `postern-queue-admin`'s, which only cleanup, qmgr, pickup,
@@ -33,6 +38,9 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use thiserror::Error;
+
+pub mod scan;
+pub use scan::{Scan, ScanFlags};
 
 /// Message queues (directories holding queue files).
 pub const MESSAGE_QUEUES: [&str; 6] = [
@@ -113,6 +121,16 @@ pub struct Entry {
     pub mtime: SystemTime,
     /// File size in bytes.
     pub size: u64,
+    /// Last status change (ctime: set by every rename into the directory
+    /// and every mtime update).
+    pub changed: SystemTime,
+}
+
+fn ctime(md: &fs::Metadata) -> SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(md.ctime()).unwrap_or(0);
+    let nanos = u32::try_from(md.ctime_nsec()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos.min(999_999_999))
 }
 
 /// A handle on the queue directory.
@@ -170,9 +188,27 @@ impl Queue {
                 ready: md.permissions().mode() & READY_BIT != 0,
                 mtime: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 size: md.len(),
+                changed: ctime(&md),
             });
         }
         Ok(out)
+    }
+
+    /// Looks at one queue file (no directory listing): whether it is ready,
+    /// its mtime (for `deferred`: the next retry time) and size.
+    pub fn stat(&self, queue: &str, id: &str) -> Result<Entry, ReadError> {
+        let path = self.path(queue, id)?;
+        let md = fs::symlink_metadata(&path).map_err(|e| io("stat", &path, e))?;
+        if !md.is_file() {
+            return Err(ReadError::NotFound(path.display().to_string()));
+        }
+        Ok(Entry {
+            id: id.to_string(),
+            ready: md.permissions().mode() & READY_BIT != 0,
+            mtime: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            size: md.len(),
+            changed: ctime(&md),
+        })
     }
 
     /// Reads and parses a queue file. `limit` bounds every record

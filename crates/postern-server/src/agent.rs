@@ -27,6 +27,7 @@ pub fn delivery_server(
     ctx: Context,
     mut deliver: impl FnMut(&Context, &DeliverRequest) -> DeliverReply,
 ) -> ! {
+    postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
     skeleton::single_server(ctx, move |ctx, mut stream| {
         let Some(attrs) =
             skeleton::read_request(ctx, &mut stream, REQUEST_LIMIT, "delivery request")

@@ -173,6 +173,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let ctx = skeleton::init(if lmtp { "lmtp" } else { "smtp" }, &args);
+    postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
     let agent = AgentConfig::from_config(&ctx.config, lmtp);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
