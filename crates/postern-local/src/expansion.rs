@@ -21,6 +21,10 @@
 //! Files named by users are examined and opened with the user's effective
 //! ids ([`as_user`]), never read beyond [`MAX_LIST_FILE`] bytes, and every
 //! destination is subject to `allow_mail_to_commands`/`allow_mail_to_files`.
+//! The file read must be the file examined (same device and inode, checked
+//! on the open descriptor), and a `.forward`'s owner and mode are checked
+//! again on that descriptor, so swapping the name between the check and the
+//! open gains nothing.
 //!
 //! # Configuration
 //! `alias_maps`, `owner_request_special`, `expand_owner_alias`,
@@ -94,23 +98,35 @@ pub(crate) fn rights(s: &LocalSettings, usr: &UserAttr) -> Result<Option<UserInf
 
 /// Reads a list file with the rights in `usr`; `nofollow` refuses a final
 /// symbolic link (`.forward`, which the caller `lstat`ed as a regular file).
+/// The file must still be `expect` (same device and inode: nobody replaced
+/// it between the caller's checks and the open), and the attributes
+/// returned are those of the open descriptor, for the caller to check again.
 fn read_list(
     s: &LocalSettings,
     usr: &UserAttr,
     path: &str,
     nofollow: bool,
-) -> Result<String, DeliveryError> {
+    expect: &std::fs::Metadata,
+) -> Result<(std::fs::Metadata, String), DeliveryError> {
     let flags = libc::O_NONBLOCK | libc::O_NOCTTY | if nofollow { libc::O_NOFOLLOW } else { 0 };
-    let r = as_user(s, usr, || -> std::io::Result<Vec<u8>> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)?;
-        let mut buf = Vec::new();
-        f.take(MAX_LIST_FILE).read_to_end(&mut buf)?;
-        Ok(buf)
-    })?;
-    r.map(|b| String::from_utf8_lossy(&b).into_owned())
+    let r = as_user(
+        s,
+        usr,
+        || -> std::io::Result<(std::fs::Metadata, Vec<u8>)> {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)?;
+            let md = f.metadata()?;
+            if md.dev() != expect.dev() || md.ino() != expect.ino() {
+                return Err(std::io::Error::other("file status changed unexpectedly"));
+            }
+            let mut buf = Vec::new();
+            f.take(MAX_LIST_FILE).read_to_end(&mut buf)?;
+            Ok((md, buf))
+        },
+    )?;
+    r.map(|(md, b)| (md, String::from_utf8_lossy(&b).into_owned()))
         .map_err(|e| DeliveryError::from_io(&format!("cannot open file {path}"), &e))
 }
 
@@ -271,8 +287,8 @@ pub(crate) fn include(ctx: &mut Ctx<'_>, st: &State, usr: &UserAttr, path: &str)
     if st.owner.is_none() {
         st.owner = Some(st.rcpt.address.clone());
     }
-    let text = match read_list(ctx.s, &usr, path, false) {
-        Ok(t) => t,
+    let text = match read_list(ctx.s, &usr, path, false, &md) {
+        Ok((_, t)) => t,
         Err(e) => {
             postern_log::warning!("cannot open include file {path}: {}", e.text);
             return ctx.bounce(&st, "5.3.5", config);
@@ -340,16 +356,13 @@ pub(crate) fn dotforward(ctx: &mut Ctx<'_>, st: &State, _usr: &UserAttr) -> bool
         postern_log::warning!("file {path} is not a regular file");
         return false;
     }
-    if md.uid() != 0 && md.uid() != pw.uid {
-        postern_log::warning!("file {path} has bad owner uid {}", md.uid());
+    if !forward_file_ok(&path, &md, pw.uid) {
         return false;
     }
-    if md.mode() & 0o002 != 0 {
-        postern_log::warning!("file {path} is world writable");
-        return false;
-    }
-    let text = match read_list(ctx.s, &usr, &path, true) {
-        Ok(t) => t,
+    // Checked again on the open descriptor: the name may have changed since.
+    let text = match read_list(ctx.s, &usr, &path, true, &md) {
+        Ok((md, t)) if forward_file_ok(&path, &md, pw.uid) => t,
+        Ok(_) => return false,
         Err(e) => {
             postern_log::warning!("cannot open file {path}: {}", e.text);
             return false;
@@ -362,4 +375,18 @@ pub(crate) fn dotforward(ctx: &mut Ctx<'_>, st: &State, _usr: &UserAttr) -> bool
         return true;
     }
     false
+}
+
+/// A `.forward` file must belong to the user or root and not be
+/// world-writable.
+fn forward_file_ok(path: &str, md: &std::fs::Metadata, uid: u32) -> bool {
+    if md.uid() != 0 && md.uid() != uid {
+        postern_log::warning!("file {path} has bad owner uid {}", md.uid());
+        return false;
+    }
+    if md.mode() & 0o002 != 0 {
+        postern_log::warning!("file {path} is world writable");
+        return false;
+    }
+    true
 }
