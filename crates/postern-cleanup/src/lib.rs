@@ -101,6 +101,7 @@ fn settings(ctx: &Context) -> Settings {
         header_size_limit: c.get_int("header_size_limit").unwrap_or(102_400).max(0) as u64,
         hopcount_limit: c.get_int("hopcount_limit").unwrap_or(50).max(0) as u64,
         duplicate_filter_limit: c.get_int("duplicate_filter_limit").unwrap_or(1000).max(0) as usize,
+        always_add_missing_headers: c.get_bool("always_add_missing_headers").unwrap_or(false),
     }
 }
 

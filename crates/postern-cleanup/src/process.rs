@@ -8,9 +8,11 @@
 //!   [`crate::hdr_addr`]): qualification, canonical maps, masquerading,
 //!   virtual aliases, automatic BCC;
 //! * applies header and body checks ([`crate::checks`], [`crate::mime`]);
-//! * adds the missing `From:`, `Date:`, `Message-Id:` headers of a local
-//!   submission, `To: undisclosed-recipients:;` when there is no destination
-//!   header, and a `Received:` header;
+//! * adds the missing `From:`, `Date:`, `Message-Id:` headers, and
+//!   `To: undisclosed-recipients:;` when there is no destination header, to a
+//!   local submission, to mail from an SMTP client that matches
+//!   `local_header_rewrite_clients`, or to all mail with
+//!   `always_add_missing_headers = yes` (Postfix 2.6+); and a `Received:` header;
 //! * counts `Received:`/`Delivered-To:` hops against `hopcount_limit`;
 //! * enforces `message_size_limit` and `header_size_limit`.
 
@@ -40,6 +42,9 @@ pub struct Settings {
     pub hopcount_limit: u64,
     /// `duplicate_filter_limit`.
     pub duplicate_filter_limit: usize,
+    /// `always_add_missing_headers`: add missing headers to mail from every client, not
+    /// only to local submissions and clients of `local_header_rewrite_clients`.
+    pub always_add_missing_headers: bool,
 }
 
 /// Time facts for header generation.
@@ -242,15 +247,22 @@ fn log_ctx(req: &CleanupRequest, queue_id: &str, local: bool) -> LogCtx {
     }
 }
 
-/// The header rewriting context: `(origin, domain)`, or `None` for no header
-/// address rewriting (remote clients without `remote_header_rewrite_domain`).
-fn header_context(req: &CleanupRequest, s: &Settings, t: &Tables) -> Option<(String, String)> {
+/// Whether headers are handled in the local context: a local submission, or an SMTP client
+/// that matches `local_header_rewrite_clients` (from the `client_address` and
+/// `sasl_username` attributes smtpd passes).
+fn local_header_context(req: &CleanupRequest, t: &Tables) -> bool {
     if attr(req, "rewrite_context") != Some("remote") {
-        return Some((s.myorigin.clone(), t.mydomain.clone()));
+        return true;
     }
     let ip = attr(req, "client_address").and_then(|a| a.parse().ok());
     let sasl = attr(req, "sasl_username").is_some_and(|u| !u.is_empty());
-    if t.local_header_client(ip, sasl) {
+    t.local_header_client(ip, sasl)
+}
+
+/// The header rewriting context: `(origin, domain)`, or `None` for no header
+/// address rewriting (remote clients without `remote_header_rewrite_domain`).
+fn header_context(req: &CleanupRequest, s: &Settings, t: &Tables) -> Option<(String, String)> {
+    if local_header_context(req, t) {
         return Some((s.myorigin.clone(), t.mydomain.clone()));
     }
     (!t.remote_domain.is_empty()).then(|| (t.remote_domain.clone(), t.remote_domain.clone()))
@@ -390,7 +402,11 @@ fn rewrite_message(
             }
         }
     }
-    if local || req.flags & cleanup_flags::BOUNCE != 0 {
+    if local
+        || req.flags & cleanup_flags::BOUNCE != 0
+        || s.always_add_missing_headers
+        || local_header_context(req, t)
+    {
         add_missing(
             &mut out,
             req,

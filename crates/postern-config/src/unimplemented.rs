@@ -79,7 +79,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("address_verify_transport_maps", Report),
     ("address_verify_virtual_transport", Report),
     ("allow_min_user", Report),
-    ("always_add_missing_headers", Report),
     ("anvil_status_update_time", Report),
     ("application_event_drain_time", Report),
     ("backwards_bounce_logfile_compatibility", Report),

@@ -15,7 +15,8 @@
 //!
 //! Supported types: `hash`, `btree`, `cdb`, `lmdb` (indexed files built by postmap, see
 //! [`indexed`]), `texthash`, `inline`, `static`, `cidr`, `regexp`, `pcre`, `fail`,
-//! `unionmap`, `pipemap` and `proxy:TYPE:NAME` (through the proxymap service). Network
+//! `unionmap`, `pipemap`, `unix` (`passwd.byname`, `group.byname`) and `proxy:TYPE:NAME`
+//! (through the proxymap service). Network
 //! tables are not implemented; opening one returns [`TableError::UnsupportedType`].
 //!
 //! Source-file parsers shared with postmap/postalias: [`parse_entry`] (`key value` lines)
@@ -61,6 +62,7 @@ mod simple;
 mod source;
 mod spec;
 mod texthash;
+mod unix;
 
 pub use access::{AccessAction, parse_access_result};
 pub use alias::{AliasError, parse_alias_line};
@@ -218,6 +220,7 @@ fn open_kind(
             spec, kind, name, opts, depth,
         )?)),
         "proxy" => Ok(Box::new(proxy::Proxy::open(spec, name, opts)?)),
+        "unix" => Ok(Box::new(unix::Unix::open(spec, name)?)),
         other => match indexed::DbKind::from_type(other) {
             Some(db) => Ok(Box::new(indexed::open_indexed(spec, db, name, opts)?)),
             None => Err(TableError::UnsupportedType(other.to_string())),

@@ -12,6 +12,7 @@ fn settings() -> Settings {
         header_size_limit: 102400,
         hopcount_limit: 3,
         duplicate_filter_limit: 1000,
+        always_add_missing_headers: false,
     }
 }
 
@@ -215,6 +216,42 @@ fn remote_header_context() {
     r.attrs[1].1 = "10.1.2.3".into();
     let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
     assert!(text.contains("To: bare@example.org\n"), "{text}");
+}
+
+#[test]
+fn missing_headers_for_local_header_clients_only() {
+    let t = tables("");
+    let mut r = req("Subject: x\n\nx\n");
+    r.attrs = vec![
+        ("rewrite_context".into(), "remote".into()),
+        ("client_address".into(), "192.0.2.1".into()),
+        ("client_name".into(), "unknown".into()),
+    ];
+    let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
+    for h in ["Date:", "Message-Id:", "From:", "To:"] {
+        assert!(!text.contains(h), "{h} added for a remote client: {text}");
+    }
+    // permit_inet_interfaces (the default) covers loopback clients.
+    r.attrs[1].1 = "127.0.0.1".into();
+    let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
+    for h in [
+        "Date: ",
+        "Message-Id: <",
+        "From: joe@example.org",
+        "To: undisclosed",
+    ] {
+        assert!(text.contains(h), "missing {h}: {text}");
+    }
+    r.attrs[1].1 = "192.0.2.1".into();
+    let mut s = settings();
+    s.always_add_missing_headers = true;
+    let mut trail = Trail::default();
+    let built = build(&r, &s, &t, "ABC123", &now(), &mut trail).unwrap();
+    let text = String::from_utf8(built.qf.content).unwrap();
+    assert!(
+        text.contains("Message-Id: <") && text.contains("Date: "),
+        "{text}"
+    );
 }
 
 #[test]
