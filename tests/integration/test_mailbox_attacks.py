@@ -16,6 +16,7 @@ at teardown."""
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -253,3 +254,40 @@ def test_virtual_base_links_and_foreign_directories(root_instance, users):
     for p in (base / "virt.test" / "v1" / "new", base / "virt.test" / "v3"):
         assert p.stat().st_uid == bob.pw_uid
     assert empty_tree(secret)
+
+
+def test_root_owned_and_group_writable_spools(root_instance, users):
+    """The instance's own spool (not writable by users) and a Debian-style 2775
+    root:mail spool: users cannot plant anything; each Maildir is created for its
+    owner (by root and given away, or as the user with the spool's group)."""
+    inst = root_instance
+    alice, bob = users["ma-alice"], users["ma-bob"]
+    mail = inst.root / "mail"
+    mail.mkdir(exist_ok=True)
+    assert mail.stat().st_mode & 0o022 == 0, oct(mail.stat().st_mode)
+    r = as_user(alice, "ln", "-s", "/root", str(mail / "root"), check=False)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    inst.start()
+    for rcpt in ("root", "ma-bob"):
+        send(inst, f"{rcpt}@localhost", rcpt.encode())
+    for rcpt, uid in (("root", 0), ("ma-bob", bob.pw_uid)):
+        wait_delivered(inst, mail / rcpt, rcpt.encode())
+        st = (mail / rcpt).lstat()
+        assert (st.st_uid, st.st_mode & 0o777) == (uid, 0o700), (rcpt, st)
+
+    try:
+        mail_gid = grp.getgrnam("mail").gr_gid
+    except KeyError:
+        return
+    debian = inst.base / "var-mail"
+    debian.mkdir()
+    os.chown(debian, 0, mail_gid)
+    debian.chmod(0o2775)
+    inst.run("postconf", "-e", f"mail_spool_directory = {debian}/")
+    inst.run("reload")
+    r = as_user(alice, "mkdir", str(debian / "ma-bob"), check=False)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    send(inst, "ma-bob@localhost", b"bob2")
+    wait_delivered(inst, debian / "ma-bob", b"bob2")
+    st = (debian / "ma-bob").lstat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (bob.pw_uid, mail_gid, 0o700), st
