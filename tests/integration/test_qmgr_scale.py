@@ -32,15 +32,19 @@ def test_soft_bounce_agent_and_qmgr_bounces_become_deferrals(instance):
     (qmgr's own bounce): both logged status=deferred with 4.x.x, the message
     stays queued, no notice goes to the sender."""
     postconf(instance, "soft_bounce = yes",
-             "default_transport = error:5.1.1 Mailbox unavailable")
+             "default_transport = error:5.1.1 Mailbox unavailable",
+             "relocated_maps = inline:{ moved@remote.example=new@else.example }")
     instance.start()
-    instance.sendmail(["-f", "snd@localhost", "far@remote.example"], MSG)
-    instance.wait_for(lambda: "status=deferred (Mailbox unavailable)" in instance.log(),
-                      what="soft-bounced error: delivery")
+    instance.sendmail(["-f", "snd@localhost", "far@remote.example", "moved@remote.example"], MSG)
+    instance.wait_for(lambda: "status=deferred (Mailbox unavailable)" in instance.log()
+                      and "status=deferred (User has moved" in instance.log(),
+                      what="soft-bounced error: delivery and relocated recipient")
     instance.wait_for(lambda: in_queue(instance, "deferred"), what="message in deferred/")
     log = instance.log()
     line = next(l for l in log.splitlines() if "to=<far@remote.example>" in l)
     assert "dsn=4.1.1, status=deferred (Mailbox unavailable)" in line, line
+    line = next(l for l in log.splitlines() if "to=<moved@remote.example>" in l)
+    assert "dsn=4.1.6, status=deferred (User has moved to new@else.example)" in line, line
     assert "status=bounced" not in log, log
     assert "non-delivery notification" not in log
     assert instance.new_messages("snd") == []
