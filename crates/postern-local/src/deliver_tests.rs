@@ -501,4 +501,51 @@ fn as_root_child() {
     assert_eq!((md.uid(), md.mode() & 0o777), (nobody.uid, 0o600));
     assert!(!d.path().join("nobody.lock").exists());
     assert_eq!(privs::effective_uid(), 0);
+    as_root_maildirs(&nobody);
+}
+
+/// Root's Maildir accepts only root-owned directories and no symbolic link;
+/// a user's Maildir in a root-only spool is made by root and given to them.
+fn as_root_maildirs(nobody: &privs::UserInfo) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let spool = d.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut s = settings(&spool);
+    s.mail_spool_directory.push('/');
+    s.as_root = true;
+    let root_md = spool.join("root");
+    std::fs::create_dir(&root_md).unwrap();
+    std::os::unix::fs::chown(&root_md, Some(nobody.uid), None).unwrap();
+    let deferred = |what: &str| {
+        let r = run(&s, &NoServices, &["root@localhost"], b"Subject: a\n\nb\n");
+        let r = &r.results[0];
+        assert_eq!(
+            (r.action, r.dsn.as_str()),
+            (Action::Defer, "4.2.0"),
+            "{r:?}"
+        );
+        assert!(r.text.contains(what), "{what}: {r:?}");
+    };
+    deferred(&format!("is owned by uid {}", nobody.uid));
+    std::os::unix::fs::chown(&root_md, Some(0), None).unwrap();
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root_md.join("new")).unwrap();
+    deferred(&format!("{}/new is a symbolic link", root_md.display()));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    std::fs::remove_file(root_md.join("new")).unwrap();
+    let r = run(
+        &s,
+        &NoServices,
+        &["root@localhost", "nobody@localhost"],
+        b"Subject: a\n\nb\n",
+    );
+    assert!(r.results.iter().all(|r| r.action == Action::Sent), "{r:?}");
+    let md = std::fs::metadata(spool.join("nobody")).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (nobody.uid, 0o700));
+    let md = std::fs::metadata(spool.join("nobody/new")).unwrap();
+    assert_eq!(md.uid(), nobody.uid);
+    assert_eq!(privs::effective_uid(), 0);
 }
