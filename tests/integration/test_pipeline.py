@@ -72,7 +72,8 @@ def test_bounce_reaches_sender(instance):
 
 
 def test_null_sender_is_never_bounced_back(instance):
-    """A bounce that bounces goes to the postmaster, never back to <>."""
+    """A bounce that bounces goes to the postmaster (notify_classes 2bounce), never back to <>."""
+    postconf(instance, "notify_classes = 2bounce")
     instance.start()
     instance.sendmail(["-f", "<>", "loop@localhost"], b"Delivered-To: loop@localhost\nSubject: x\n\nb\n")
     instance.wait_for_mail("postmaster", 1)

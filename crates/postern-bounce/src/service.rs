@@ -7,8 +7,11 @@
 //!   `bounce/ID` that asked for failure notices (DSN NOTIFY), submits it to
 //!   cleanup as a new message from the null sender, then removes the log.
 //!   A notice about a notice (null sender) goes to `$2bounce_notice_recipient`
-//!   from `$double_bounce_sender`; one about a double bounce is discarded, so
-//!   notices can never loop.
+//!   from `$double_bounce_sender` when `notify_classes` has `bounce` or
+//!   `2bounce` (else it is dropped, as Postfix does); one about a double
+//!   bounce is discarded, so notices can never loop. With `bounce` in
+//!   `notify_classes`, the postmaster (`$bounce_notice_recipient`) also gets a
+//!   copy with the original's header only ("Postmaster Copy: Undelivered Mail").
 //! * `warn-delay`: composes the delay notice ("Delayed Mail (still being
 //!   retried)") for the recipients still pending in the queue file whose
 //!   latest `defer/ID` entry is a deferral and whose DSN NOTIFY includes
@@ -17,7 +20,9 @@
 //!   `defer/ID` (status-log readers skip lines without a recipient). qmgr
 //!   asks only when that line is absent and the bounce service checks again,
 //!   so a message is warned about once; the mark goes away with the defer
-//!   log. The defer log is kept. No warning about a null-sender message.
+//!   log. The defer log is kept. No warning about a null-sender message. With
+//!   `delay` in `notify_classes`, `$delay_notice_recipient` gets a copy
+//!   ("Postmaster Warning: Delayed Mail").
 //! * `remove-defer-log`: drops `defer/ID` once the message is gone.
 //!
 //! # Security
@@ -138,30 +143,76 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
             "{}: undeliverable postmaster notification discarded",
             req.queue_id
         ));
+    } else if qf.sender.is_empty() {
+        // A notice that bounced: to the postmaster only when notify_classes has bounce or
+        // 2bounce (Postfix discards it otherwise).
+        let classes = notify_classes(cfg);
+        if classes.iter().any(|c| c == "bounce" || c == "2bounce") {
+            let to = qualify(&cfg.get("2bounce_notice_recipient"), cfg);
+            let notice = Notice {
+                to: &to,
+                from: &double,
+                kind: NoticeKind::Failure,
+                postmaster: false,
+            };
+            let id = submit(cfg, &qf, &req.queue_id, &wanted, &notice)?;
+            postern_log::info(format!(
+                "{}: postmaster non-delivery notification: {id}",
+                req.queue_id
+            ));
+        }
     } else {
-        let (to, from) = if qf.sender.is_empty() {
-            (qualify(&cfg.get("2bounce_notice_recipient"), cfg), double)
-        } else {
-            (qf.sender.clone(), String::new())
+        let notice = Notice {
+            to: &qf.sender,
+            from: "",
+            kind: NoticeKind::Failure,
+            postmaster: false,
         };
-        let id = submit(
-            cfg,
-            &qf,
-            &req.queue_id,
-            &wanted,
-            &to,
-            &from,
-            NoticeKind::Failure,
-        )?;
-        let what = if qf.sender.is_empty() {
-            "postmaster non-delivery notification"
-        } else {
-            "sender non-delivery notification"
-        };
-        postern_log::info(format!("{}: {what}: {id}", req.queue_id));
+        let id = submit(cfg, &qf, &req.queue_id, &wanted, &notice)?;
+        postern_log::info(format!(
+            "{}: sender non-delivery notification: {id}",
+            req.queue_id
+        ));
+        if notify_classes(cfg).iter().any(|c| c == "bounce") {
+            postmaster_copy(cfg, &qf, &req.queue_id, &wanted, NoticeKind::Failure);
+        }
     }
     q.remove_log("bounce", &req.queue_id)
         .map_err(|e| e.to_string())
+}
+
+/// The postmaster's copy of a sender notice (`notify_classes` bounce or delay), from the
+/// double-bounce sender to `bounce_notice_recipient` or `delay_notice_recipient`, with the
+/// original's header only. Not critical: a failure is a warning, the sender notice stands.
+fn postmaster_copy(
+    cfg: &Config,
+    qf: &postern_qfile::QueueFile,
+    queue_id: &str,
+    entries: &[LogEntry],
+    kind: NoticeKind,
+) {
+    let (param, what) = match kind {
+        NoticeKind::Delay => ("delay_notice_recipient", "postmaster delay notification"),
+        _ => (
+            "bounce_notice_recipient",
+            "postmaster non-delivery notification",
+        ),
+    };
+    let to = qualify(&cfg.get(param), cfg);
+    let from = qualify(&cfg.get("double_bounce_sender"), cfg);
+    let notice = Notice {
+        to: &to,
+        from: &from,
+        kind,
+        postmaster: true,
+    };
+    match submit(cfg, qf, queue_id, entries, &notice) {
+        Ok(id) => postern_log::info(format!("{queue_id}: {what}: {id}")),
+        Err(e) => postern_log::warning(format!(
+            "{queue_id}: postmaster notice failed while bouncing to {}: {e}",
+            qf.sender
+        )),
+    }
 }
 
 /// Marks a defer log whose delay warning was sent.
@@ -196,16 +247,17 @@ fn warn_delay(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String
             req.queue_id
         ));
     } else {
-        let id = submit(
-            cfg,
-            &qf,
-            &req.queue_id,
-            &wanted,
-            &qf.sender,
-            "",
-            NoticeKind::Delay,
-        )?;
+        let notice = Notice {
+            to: &qf.sender,
+            from: "",
+            kind: NoticeKind::Delay,
+            postmaster: false,
+        };
+        let id = submit(cfg, &qf, &req.queue_id, &wanted, &notice)?;
         postern_log::info(format!("{}: sender delay notification: {id}", req.queue_id));
+        if notify_classes(cfg).iter().any(|c| c == "delay") {
+            postmaster_copy(cfg, &qf, &req.queue_id, &wanted, NoticeKind::Delay);
+        }
     }
     q.append_log(
         "defer",
@@ -230,15 +282,34 @@ fn delay_entries(entries: &[LogEntry], qf: &postern_qfile::QueueFile) -> Vec<Log
     out
 }
 
+/// Where one notice goes and what it is.
+struct Notice<'a> {
+    /// Envelope recipient.
+    to: &'a str,
+    /// Envelope sender ("" or the double-bounce address).
+    from: &'a str,
+    /// Failure or delay.
+    kind: NoticeKind,
+    /// The postmaster's copy: header-only original, postmaster subject.
+    postmaster: bool,
+}
+
+/// The `notify_classes` words, lower-cased.
+fn notify_classes(cfg: &Config) -> Vec<String> {
+    cfg.get_list("notify_classes")
+        .into_iter()
+        .map(|w| w.to_ascii_lowercase())
+        .collect()
+}
+
 fn submit(
     cfg: &Config,
     qf: &postern_qfile::QueueFile,
     queue_id: &str,
     entries: &[LogEntry],
-    to: &str,
-    from: &str,
-    kind: NoticeKind,
+    notice: &Notice<'_>,
 ) -> Result<String, String> {
+    let (to, from, kind) = (notice.to, notice.from, notice.kind);
     let z = jiff::Zoned::now();
     let now = z.timestamp().as_second();
     let host = cfg.get("myhostname");
@@ -283,7 +354,7 @@ fn submit(
         recipients,
         original: &qf.content,
         bounce_size_limit: cfg.get_int("bounce_size_limit").unwrap_or(50000).max(0) as usize,
-        postmaster_copy: false,
+        postmaster_copy: notice.postmaster,
     });
     let arrival = SystemTime::now()
         .duration_since(UNIX_EPOCH)

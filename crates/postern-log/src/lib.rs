@@ -46,6 +46,23 @@ pub struct LogConfig {
     pub stderr: bool,
     /// Copy every line to stderr (`start-fg` style debugging, tests).
     pub verbose_stderr: bool,
+    /// Syslog facility code (`syslog_facility`, see [`facility_code`]); `None`: mail.
+    pub facility: Option<u8>,
+}
+
+/// The code of a syslog facility name as `syslog_facility` takes it (`mail`, `local0`…
+/// `local7`, …), or `None` for an unknown name.
+pub fn facility_code(name: &str) -> Option<u8> {
+    const NAMES: [&str; 24] = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "", "", "", "", "local0", "local1", "local2", "local3", "local4",
+        "local5", "local6", "local7",
+    ];
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty() {
+        return None;
+    }
+    NAMES.iter().position(|n| *n == name).map(|i| i as u8)
 }
 
 enum Sink {
@@ -186,7 +203,7 @@ fn emit(level: Level, text: &dyn Display) {
             f.write_all(line.as_bytes())
         }
         Sink::Syslog(s) => {
-            let pri = 2 * 8 + level.severity(); // facility mail
+            let pri = l.cfg.facility.unwrap_or(2) * 8 + level.severity();
             let line = format!("<{pri}>{} {}[{pid}]: {body}", timestamp(), l.tag);
             s.send(line.as_bytes()).map(|_| ())
         }
@@ -275,6 +292,15 @@ macro_rules! fatal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facility_names() {
+        assert_eq!(facility_code("mail"), Some(2));
+        assert_eq!(facility_code("LOCAL3"), Some(19));
+        assert_eq!(facility_code("daemon"), Some(3));
+        assert_eq!(facility_code("bogus"), None);
+        assert_eq!(facility_code(""), None);
+    }
 
     #[test]
     fn plain_drops_os_error_suffixes() {

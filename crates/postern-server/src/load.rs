@@ -126,5 +126,6 @@ pub fn log_config(cfg: &Config, to_stderr: bool) -> postern_log::LogConfig {
         hostname: cfg.get("myhostname"),
         stderr: to_stderr,
         verbose_stderr: false,
+        facility: postern_log::facility_code(&cfg.get("syslog_facility")),
     }
 }
