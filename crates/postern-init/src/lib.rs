@@ -6,13 +6,24 @@
 //! `DIR/mail/` (Maildir per user) and the log in `DIR/log/maillog`.
 //!
 //! # Security
-//! Run by a non-root user, everything belongs to that user and every program
-//! runs as that user (`mail_owner` is set to the user). Run by root, the queue
-//! belongs to `mail_owner` (`postfix`), which must exist; daemons drop to it,
-//! and local delivers as the recipient's account. `maildrop` is then mode 1733
-//! (any local user may submit, as in Postfix before set-gid postdrop) and the
-//! mail spool 1777 with the sticky bit, so that local, running with the
-//! recipient's identity, can create the recipient's Maildir.
+//! The queue tree has Postfix's modes (`postfix-files`): `queue/` 0755,
+//! `maildrop/` 0730 and `public/` 2710 owned by `mail_owner` with group
+//! `setgid_group`, every other queue directory 0700 `mail_owner`. Nothing is
+//! world-writable.
+//!
+//! Run by root, `mail_owner` is `postfix` and `setgid_group` is `postdrop`
+//! (both must exist, as for Postfix); daemons drop to `mail_owner`, local
+//! delivers as the recipient. Ordinary users submit and list the queue only
+//! through the set-gid commands init installs: `DIR/bin/postdrop` and
+//! `DIR/bin/postqueue` (one copy of this executable, two names), owned by
+//! root, group `setgid_group`, mode 2755, which sendmail and postqueue run
+//! for non-root callers of the instance whose configuration is in `DIR`. `mail/` is 0755 root (local creates each Maildir), and
+//! `log/maillog` is created 0620 `mail_owner:setgid_group` so that the set-gid
+//! commands can log.
+//!
+//! Run by a non-root user, everything belongs to that user and their group
+//! with the same modes, every program runs as that user (`mail_owner` is the
+//! user), and no set-gid command is installed or needed.
 //!
 //! # Configuration
 //! The instance sends no DNS query: nothing in it resolves names unless the
@@ -85,10 +96,15 @@ fn validate_listen(l: &str) -> Result<()> {
 }
 
 struct Owner {
+    /// `mail_owner`.
     user: String,
+    /// `setgid_group`.
     group: String,
+    /// mail_owner's uid and primary gid.
     uid: u32,
     gid: u32,
+    /// setgid_group's gid.
+    setgid: u32,
     root: bool,
 }
 
@@ -96,17 +112,14 @@ fn owner() -> Result<Owner> {
     if postern_sys::privs::is_root() {
         let u = postern_sys::privs::lookup_user("postfix")?
             .context("running as root: the mail_owner account `postfix` does not exist (create it, e.g. by installing Postfix, or run init as a non-root user)")?;
-        let gid = postern_sys::privs::lookup_group("postdrop")?.unwrap_or(u.gid);
-        let group = if postern_sys::privs::lookup_group("postdrop")?.is_some() {
-            "postdrop"
-        } else {
-            "postfix"
-        };
+        let setgid = postern_sys::privs::lookup_group("postdrop")?
+            .context("running as root: the setgid_group `postdrop` does not exist (create it with `groupadd --system postdrop`, or install Postfix)")?;
         return Ok(Owner {
             user: u.name,
-            group: group.into(),
+            group: "postdrop".into(),
             uid: u.uid,
-            gid,
+            gid: u.gid,
+            setgid,
             root: true,
         });
     }
@@ -122,6 +135,7 @@ fn owner() -> Result<Owner> {
         group: name,
         uid,
         gid,
+        setgid: gid,
         root: false,
     })
 }
@@ -160,11 +174,12 @@ fn mkdir(path: &Path, mode: u32, own: Option<(u32, u32)>) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
+    // chown first: it may clear the set-gid bit that chmod then sets.
     if let Some((uid, gid)) = own {
         postern_sys::privs::chown(path, uid, gid)?;
     }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
     Ok(())
 }
 
@@ -189,6 +204,100 @@ fn reachable_by_others(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The queue and spool directories: (path under DIR, mode, owned by
+/// mail_owner with group setgid_group / mail_owner's group / root).
+const TREE: &[(&str, u32, Own)] = &[
+    ("queue", 0o755, Own::Root),
+    ("queue/maildrop", 0o730, Own::SetgidGroup),
+    ("queue/public", 0o2710, Own::SetgidGroup),
+    ("queue/incoming", 0o700, Own::MailOwner),
+    ("queue/active", 0o700, Own::MailOwner),
+    ("queue/deferred", 0o700, Own::MailOwner),
+    ("queue/hold", 0o700, Own::MailOwner),
+    ("queue/corrupt", 0o700, Own::MailOwner),
+    ("queue/bounce", 0o700, Own::MailOwner),
+    ("queue/defer", 0o700, Own::MailOwner),
+    ("queue/trace", 0o700, Own::MailOwner),
+    ("queue/flush", 0o700, Own::MailOwner),
+    ("queue/saved", 0o700, Own::MailOwner),
+    ("queue/private", 0o700, Own::MailOwner),
+    ("queue/pid", 0o700, Own::MailOwner),
+    ("data", 0o700, Own::MailOwner),
+    ("log", 0o755, Own::MailOwner),
+    ("mail", 0o755, Own::Root),
+];
+
+#[derive(Clone, Copy)]
+enum Own {
+    Root,
+    MailOwner,
+    SetgidGroup,
+}
+
+fn make_tree(dir: &Path, own: &Owner) -> Result<()> {
+    for (sub, mode, who) in TREE {
+        let ids = match (own.root, who) {
+            (false, _) => None, // everything is the invoking user's
+            (true, Own::Root) => Some((0, 0)),
+            (true, Own::MailOwner) => Some((own.uid, own.gid)),
+            (true, Own::SetgidGroup) => Some((own.uid, own.setgid)),
+        };
+        // A non-root instance keeps its spool private to the user.
+        let mode = if !own.root && *sub == "mail" {
+            0o700
+        } else {
+            *mode
+        };
+        mkdir(&dir.join(sub), mode, ids)?;
+    }
+    if own.root {
+        // The set-gid commands log too: the log file is writable by their group.
+        let log = dir.join("log/maillog");
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("create {}", log.display()))?;
+        postern_sys::privs::chown(&log, own.uid, own.setgid)?;
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o620))
+            .with_context(|| format!("chmod {}", log.display()))?;
+    }
+    Ok(())
+}
+
+/// Installs `DIR/bin/postdrop` and `DIR/bin/postqueue`: one copy of this
+/// executable (a copy, never a link to the original, whose mode must not
+/// change), root-owned, group `setgid_gid`, mode 2755.
+fn install_setgid_commands(dir: &Path, setgid_gid: u32) -> Result<()> {
+    let bin = dir.join("bin");
+    mkdir(&bin, 0o755, Some((0, 0)))?;
+    let exe = std::env::current_exe().context("find own executable")?;
+    let tmp = bin.join(".postdrop.new");
+    remove_stale(&tmp)?;
+    fs::copy(&exe, &tmp).with_context(|| format!("copy {} to {}", exe.display(), tmp.display()))?;
+    postern_sys::privs::chown(&tmp, 0, setgid_gid)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o2755))
+        .with_context(|| format!("chmod {}", tmp.display()))?;
+    let postqueue_tmp = bin.join(".postqueue.new");
+    remove_stale(&postqueue_tmp)?;
+    fs::hard_link(&tmp, &postqueue_tmp)
+        .with_context(|| format!("link {}", postqueue_tmp.display()))?;
+    for (from, name) in [(&postqueue_tmp, "postqueue"), (&tmp, "postdrop")] {
+        let to = bin.join(name);
+        fs::rename(from, &to).with_context(|| format!("rename to {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes a leftover of an interrupted earlier run.
+fn remove_stale(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
+    }
+}
+
 fn run(args: &[OsString]) -> Result<PathBuf> {
     let o = parse(args)?;
     fs::create_dir_all(&o.dir).with_context(|| format!("mkdir {}", o.dir.display()))?;
@@ -204,36 +313,14 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
     if own.root {
         reachable_by_others(&dir)?;
     }
-    let ids = own.root.then_some((own.uid, own.gid));
     fs::write(&main, main_cf(&dir, &own)).with_context(|| format!("write {}", main.display()))?;
     let master = dir.join("master.cf");
     fs::write(&master, postern_config::default_master_cf(&o.listen))
         .with_context(|| format!("write {}", master.display()))?;
-    let queue = dir.join("queue");
-    mkdir(&queue, 0o755, None)?;
-    for d in [
-        "incoming", "active", "deferred", "hold", "corrupt", "bounce", "defer", "trace", "private",
-        "pid", "saved", "flush",
-    ] {
-        mkdir(&queue.join(d), 0o700, ids)?;
+    make_tree(&dir, &own)?;
+    if own.root {
+        install_setgid_commands(&dir, own.setgid)?;
     }
-    mkdir(
-        &queue.join("maildrop"),
-        if own.root { 0o1733 } else { 0o700 },
-        ids,
-    )?;
-    mkdir(
-        &queue.join("public"),
-        if own.root { 0o755 } else { 0o700 },
-        ids,
-    )?;
-    mkdir(&dir.join("data"), 0o700, ids)?;
-    mkdir(&dir.join("log"), 0o755, ids)?;
-    mkdir(
-        &dir.join("mail"),
-        if own.root { 0o1777 } else { 0o700 },
-        None,
-    )?;
     Ok(dir)
 }
 

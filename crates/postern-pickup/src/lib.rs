@@ -7,15 +7,24 @@
 //! take now (temporary failure) stays for the next scan.
 //!
 //! # Security
-//! Maildrop files come from local users and are not trusted: each is parsed
-//! with a size limit; a file that does not parse, or whose name is not a queue
-//! ID, is moved to `corrupt/` and logged — one bad file never stops the
+//! Maildrop files come from local users and pickup trusts nothing in them.
+//! Who submitted is the file's owner (`st_uid`; postdrop creates the file as
+//! the caller's real uid), never a record: pickup itself gives cleanup
+//! `origin_uid` and `origin_user` and logs `ID: uid=N from=<sender>`. Only
+//! the attributes a submission may carry are accepted (`flags`, of which
+//! only "extract recipients" and "hold" count, `envid`, `ret`,
+//! `rewrite_context` = `local`|`remote`, as postdrop writes them); a file
+//! with any other attribute (`origin_uid`, `filter`, client or SASL
+//! attributes…), a file that is not a regular file with one link, a file
+//! that does not parse, or whose name is not a queue ID, is moved to
+//! `corrupt/` with a warning naming the uid — one bad file never stops the
 //! others, and pickup never loops on it. Files still being written (no ready
 //! bit, or `t.*` temporaries) are left alone.
 //!
 //! # Configuration
-//! `queue_directory`, `message_size_limit` (bounds the file read), and
-//! master.cf's wakeup time for the `pickup` service.
+//! `queue_directory`, `message_size_limit` (bounds the file read),
+//! `receive_override_options`, and master.cf's wakeup time for the `pickup`
+//! service.
 
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_queue::Queue;
@@ -82,17 +91,67 @@ fn quarantine_foreign_names(q: &Queue) {
     }
 }
 
+/// The attributes a maildrop file may carry (postdrop keeps only these).
+const SUBMISSION_ATTRS: [&str; 4] = ["flags", "envid", "ret", "rewrite_context"];
+
+/// Why a maildrop file is refused, or `None` when its attributes are all
+/// ones a submission may carry.
+fn forbidden(attrs: &[(String, String)]) -> Option<String> {
+    attrs.iter().find_map(|(n, v)| {
+        let ok = match n.as_str() {
+            "rewrite_context" => v == "local" || v == "remote",
+            "flags" => v.parse::<u32>().is_ok(),
+            n => SUBMISSION_ATTRS.contains(&n),
+        };
+        (!ok).then(|| {
+            format!(
+                "forbidden attribute record: {:.100}={:.100}",
+                n.escape_default(),
+                v.escape_default()
+            )
+        })
+    })
+}
+
+/// Moves a refused file to corrupt/ with a warning that names the uid.
+fn refuse(q: &Queue, id: &str, uid: u32, why: &str) {
+    postern_log::warning(format!(
+        "uid={uid}: maildrop/{id}: {why}; moved to corrupt/"
+    ));
+    if let Err(e) = postern_queue_admin::move_file(q, "maildrop", "corrupt", id) {
+        postern_log::warning(format!("{id}: {e}"));
+    }
+}
+
+/// The submitter: the file's owner. `Err` (with the uid, when known) for a
+/// file that is not a regular file with exactly one link.
+fn submitter(q: &Queue, id: &str) -> Result<Option<u32>, (u32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(q.dir("maildrop").join(id)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err((u32::MAX, format!("lstat: {e}"))),
+        Ok(md) if !md.file_type().is_file() => Err((md.uid(), "not a regular file".into())),
+        Ok(md) if md.nlink() != 1 => Err((md.uid(), format!("file has {} links", md.nlink()))),
+        Ok(md) => Ok(Some(md.uid())),
+    }
+}
+
 /// Submits one maildrop file. Returns false when cleanup is unavailable.
 fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
+    let uid = match submitter(q, id) {
+        Ok(Some(uid)) => uid,
+        Ok(None) => return true,
+        Err((uid, why)) => {
+            refuse(q, id, uid, &why);
+            return true;
+        }
+    };
     let limit = client::content_frame_limit(&ctx.config);
     let qf = match q.read("maildrop", id, limit) {
         Ok(qf) => qf,
         Err(postern_queue::ReadError::NotFound(_)) => return true,
         Err(e @ postern_queue::ReadError::Corrupt { .. }) => {
-            postern_log::warning(format!("{id}: {e}; moving to corrupt/"));
-            if let Err(e) = postern_queue_admin::move_file(q, "maildrop", "corrupt", id) {
-                postern_log::warning(format!("{id}: {e}"));
-            }
+            refuse(q, id, uid, &e.to_string());
             return true;
         }
         Err(e) => {
@@ -100,11 +159,24 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
             return true;
         }
     };
+    if let Some(why) = forbidden(&qf.attrs) {
+        refuse(q, id, uid, &why);
+        return true;
+    }
     let flags = qf
         .attr("flags")
         .and_then(|f| f.parse::<u32>().ok())
         .unwrap_or(0);
-    let uid = qf.attr("origin_uid").unwrap_or("?").to_string();
+    let mut attrs: Vec<(String, String)> = qf
+        .attrs
+        .iter()
+        .filter(|(n, _)| n != "flags")
+        .cloned()
+        .collect();
+    attrs.push(("origin_uid".into(), uid.to_string()));
+    if let Ok(Some(u)) = postern_sys::privs::lookup_uid(uid) {
+        attrs.push(("origin_user".into(), u.name));
+    }
     let req = CleanupRequest {
         flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD))
             | cleanup_flags::BOUNCE_ON_REJECT
@@ -124,12 +196,7 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
                 offset: 0,
             })
             .collect(),
-        attrs: qf
-            .attrs
-            .iter()
-            .filter(|(n, _)| n != "flags")
-            .cloned()
-            .collect(),
+        attrs,
         content: qf.content,
     };
     let timeout = client::ipc_timeout(&ctx.config);
@@ -168,6 +235,42 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
         Err(e) => {
             postern_log::warning(format!("{id}: {e}; will retry"));
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_submission_attributes_pass() {
+        assert_eq!(
+            forbidden(&a(&[
+                ("flags", "1"),
+                ("envid", "E"),
+                ("ret", "FULL"),
+                ("rewrite_context", "local")
+            ])),
+            None
+        );
+        for bad in [
+            ("origin_uid", "0"),
+            ("origin_user", "root"),
+            ("filter", "smtp:[evil]:25"),
+            ("client_address", "1.2.3.4"),
+            ("rewrite_context", "trusted"),
+            ("flags", "x"),
+        ] {
+            let why = forbidden(&a(&[("flags", "0"), bad])).unwrap();
+            assert!(why.contains(bad.0), "{why}");
         }
     }
 }

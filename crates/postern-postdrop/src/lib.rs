@@ -14,22 +14,34 @@
 //! the only input mode and is implied; `-v` is accepted.
 //!
 //! # Security
-//! The input comes from an unprivileged user and is not trusted: it is read
-//! with a bound (`message_size_limit` × 2 + 1 MiB), parsed with
-//! `postern_qfile::parse` (any malformed record, missing field or trailing
-//! data is refused; so are control characters in envelope fields and a
-//! non-numeric `flags` attribute), and the `origin_uid`/`origin_user` attributes are
-//! replaced by postdrop's own real uid and its login name, so a user cannot
-//! pose as another. The queue ID comes from the file's inode, never from input.
+//! In a root instance ordinary users run postdrop set-gid `setgid_group`
+//! (`DIR/bin/postdrop`; the environment, descriptor and
+//! configuration-directory checks happen in `postern`'s set-gid entry
+//! before this code runs): `maildrop/` is 0730 `mail_owner:setgid_group`, so
+//! postdrop can create a file there but not list or read the directory, and
+//! the file belongs to the caller's real uid — which is all pickup believes
+//! about who submitted it.
+//!
+//! The caller must match `authorized_submit_users` (Postfix's text `User
+//! NAME(UID) is not allowed to submit mail`, exit 77). The input is not
+//! trusted: it is read with a bound (`message_size_limit` × 2 + 1 MiB),
+//! parsed with `postern_qfile::parse` (any malformed record, missing field or
+//! trailing data is refused; so are control characters in envelope fields and
+//! a non-numeric `flags` attribute), and only the attributes a submission
+//! may carry are kept (`flags`, `envid`, `ret`, `rewrite_context` =
+//! `local`|`remote`); any other (`origin_uid`, `filter`, `client_*`…) is
+//! dropped with Postfix's warning `uid=N: ignoring attribute record`. The
+//! queue ID comes from the file's inode, never from input.
 //!
 //! # Exit status (sysexits)
 //! 0 stored; 64 usage; 65 the stream is invalid or too large; 75 the queue
-//! could not be written (retry later); 78 configuration or queue directory
-//! missing.
+//! could not be written (retry later) or `authorized_submit_users` could not
+//! be evaluated; 77 not allowed to submit; 78 configuration or queue
+//! directory missing.
 //!
 //! # Configuration
-//! `queue_directory`, `message_size_limit`, `trigger_timeout`,
-//! `syslog_name`, `maillog_file`.
+//! `authorized_submit_users`, `queue_directory`, `message_size_limit`,
+//! `trigger_timeout`, `syslog_name`, `maillog_file`.
 
 use postern_config::Config;
 use postern_qfile::QueueFile;
@@ -49,6 +61,8 @@ pub mod exit {
     pub const DATAERR: u8 = 65;
     /// Temporary failure.
     pub const TEMPFAIL: u8 = 75;
+    /// Permission denied.
+    pub const NOPERM: u8 = 77;
     /// Configuration error.
     pub const CONFIG: u8 = 78;
 }
@@ -132,8 +146,26 @@ pub fn read_bounded(r: &mut impl Read, limit: u64) -> Result<Vec<u8>, Fatal> {
     Ok(buf)
 }
 
-/// Validates the stream and stamps the submitter's identity (pure).
-pub fn validate(bytes: &[u8], limit: u64, uid: u32, login: Option<&str>) -> Result<Vec<u8>, Fatal> {
+/// The attributes a submission may carry: what sendmail and `sendmail -bs`
+/// (smtpd stand-alone) legitimately set. pickup accepts no others.
+pub const SUBMISSION_ATTRS: [&str; 4] = ["flags", "envid", "ret", "rewrite_context"];
+
+/// Whether a submitted attribute is kept (Postfix's postdrop list).
+fn allowed(name: &str, value: &str) -> bool {
+    match name {
+        "rewrite_context" => value == "local" || value == "remote",
+        n => SUBMISSION_ATTRS.contains(&n),
+    }
+}
+
+/// Validates the stream and keeps only the attributes a submission may carry
+/// (pure). Dropped attributes go to `warn`.
+pub fn validate(
+    bytes: &[u8],
+    limit: u64,
+    uid: u32,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<u8>, Fatal> {
     let mut qf: QueueFile = postern_qfile::parse(bytes, limit).map_err(|e| {
         fatal(
             exit::DATAERR,
@@ -146,12 +178,16 @@ pub fn validate(bytes: &[u8], limit: u64, uid: u32, login: Option<&str>) -> Resu
             format!("uid={uid}: invalid message record stream: {what}"),
         )
     })?;
-    qf.attrs
-        .retain(|(n, _)| n != "origin_uid" && n != "origin_user");
-    qf.attrs.push(("origin_uid".into(), uid.to_string()));
-    if let Some(login) = login {
-        qf.attrs.push(("origin_user".into(), login.to_string()));
-    }
+    qf.attrs.retain(|(n, v)| {
+        let keep = allowed(n, v);
+        if !keep {
+            warn(format!(
+                "uid={uid}: ignoring attribute record: {:.200}={:.200}",
+                n, v
+            ));
+        }
+        keep
+    });
     Ok(postern_qfile::encode(&mut qf))
 }
 
@@ -228,21 +264,15 @@ fn load(dir: &Path) -> Result<Config, Fatal> {
 pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
     let dir = postern_server::load::config_dir(args.config.as_deref());
     let cfg = load(&dir)?;
-    postern_log::init("postdrop", postern_server::load::log_config(&cfg, true));
+    postern_log::init("postdrop", postern_server::load::command_log_config(&cfg));
     let msl = cfg
         .get_int("message_size_limit")
         .map_err(|e| fatal(exit::CONFIG, e.to_string()))?;
     let limit = input_limit(msl);
     let uid = postern_sys::privs::real_uid();
-    let login = match postern_sys::privs::lookup_uid(uid) {
-        Ok(u) => u.map(|u| u.name),
-        Err(e) => {
-            postern_log::warning(format_args!("{e}"));
-            None
-        }
-    };
+    check_submit_acl(&cfg, uid)?;
     let raw = read_bounded(input, limit)?;
-    let bytes = validate(&raw, limit, uid, login.as_deref())?;
+    let bytes = validate(&raw, limit, uid, &mut |w| postern_log::warning(w))?;
     let q = Queue::new(cfg.get("queue_directory"));
     let id = store(&q, &bytes)?;
     if args.verbose > 0 {
@@ -250,6 +280,22 @@ pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
     }
     wake_pickup(&cfg);
     Ok(id)
+}
+
+/// `authorized_submit_users`.
+fn check_submit_acl(cfg: &Config, uid: u32) -> Result<(), Fatal> {
+    use postern_server::acl::{AclError, check_user};
+    match check_user(&cfg.get("authorized_submit_users"), uid) {
+        Ok(()) => Ok(()),
+        Err(AclError::Denied { name, uid }) => Err(fatal(
+            exit::NOPERM,
+            format!("User {name}({uid}) is not allowed to submit mail"),
+        )),
+        Err(e) => Err(fatal(
+            exit::TEMPFAIL,
+            format!("authorized_submit_users: {e}"),
+        )),
+    }
 }
 
 /// Postfix-style error text (see `postern_log::plain`).

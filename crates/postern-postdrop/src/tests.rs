@@ -54,28 +54,44 @@ fn limits() {
     assert_eq!(read_bounded(&mut &big[..], 100).unwrap().len(), 100);
 }
 
+fn v(bytes: &[u8], limit: u64) -> Result<Vec<u8>, Fatal> {
+    validate(bytes, limit, 1, &mut |_| {})
+}
+
 #[test]
-fn validation_refuses_garbage_and_restamps_identity() {
+fn validation_refuses_garbage_and_drops_foreign_attributes() {
     let good = sample();
-    let out = validate(&good, 1 << 20, 1234, Some("ann")).unwrap();
+    let mut warnings = Vec::new();
+    let out = validate(&good, 1 << 20, 1234, &mut |w| warnings.push(w)).unwrap();
     let q = postern_qfile::parse(&out, 1 << 20).unwrap();
-    assert_eq!(q.attr("origin_uid"), Some("1234"));
-    assert_eq!(q.attr("origin_user"), Some("ann"));
-    assert_eq!(q.attrs.iter().filter(|(n, _)| n == "origin_uid").count(), 1);
+    assert_eq!(q.attr("origin_uid"), None);
+    assert_eq!(q.attr("origin_user"), None);
+    assert_eq!(q.attr("rewrite_context"), Some("local"));
+    assert_eq!(q.attr("flags"), Some("0"));
+    assert_eq!(
+        warnings,
+        [
+            "uid=1234: ignoring attribute record: origin_uid=0",
+            "uid=1234: ignoring attribute record: origin_user=root"
+        ]
+    );
     assert_eq!(q.sender, "joe");
+    let mut f = postern_qfile::parse(&good, 1 << 20).unwrap();
+    f.attrs = vec![
+        ("filter".into(), "smtp:evil".into()),
+        ("rewrite_context".into(), "trusted".into()),
+        ("envid".into(), "E1".into()),
+    ];
+    let out = v(&postern_qfile::encode(&mut f), 1 << 20).unwrap();
+    let q = postern_qfile::parse(&out, 1 << 20).unwrap();
+    assert_eq!(q.attrs, vec![("envid".to_string(), "E1".to_string())]);
     for n in [0, 5, good.len() - 1] {
-        assert_eq!(
-            validate(&good[..n], 1 << 20, 1, None).unwrap_err().code,
-            exit::DATAERR
-        );
+        assert_eq!(v(&good[..n], 1 << 20).unwrap_err().code, exit::DATAERR);
     }
     let mut trailing = good.clone();
     trailing.push(b'x');
-    assert_eq!(
-        validate(&trailing, 1 << 20, 1, None).unwrap_err().code,
-        exit::DATAERR
-    );
-    assert_eq!(validate(&good, 4, 1, None).unwrap_err().code, exit::DATAERR);
+    assert_eq!(v(&trailing, 1 << 20).unwrap_err().code, exit::DATAERR);
+    assert_eq!(v(&good, 4).unwrap_err().code, exit::DATAERR);
 }
 
 #[test]
@@ -83,19 +99,11 @@ fn envelope_fields_are_checked() {
     let mut q = postern_qfile::parse(&sample(), 1 << 20).unwrap();
     q.recipients[0].address = "u@x\nforged".into();
     let bytes = postern_qfile::encode(&mut q);
-    assert_eq!(
-        validate(&bytes, 1 << 20, 1, None).unwrap_err().code,
-        exit::DATAERR
-    );
+    assert_eq!(v(&bytes, 1 << 20).unwrap_err().code, exit::DATAERR);
     let mut q = postern_qfile::parse(&sample(), 1 << 20).unwrap();
     q.attrs[0].1 = "EXTRACT".into();
     let bytes = postern_qfile::encode(&mut q);
-    assert!(
-        validate(&bytes, 1 << 20, 1, None)
-            .unwrap_err()
-            .msg
-            .contains("bad flags")
-    );
+    assert!(v(&bytes, 1 << 20).unwrap_err().msg.contains("bad flags"));
 }
 
 fn instance() -> (tempfile::TempDir, PathBuf) {
@@ -132,10 +140,12 @@ fn stores_in_maildrop_without_master() {
     assert!(e[0].ready);
     let qf = q.read("maildrop", &id, 1 << 20).unwrap();
     assert_eq!(qf.recipients[0].address, "u@x");
-    assert_eq!(
-        qf.attr("origin_uid"),
-        Some(postern_sys::privs::real_uid().to_string().as_str())
-    );
+    assert_eq!(qf.attr("origin_uid"), None);
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(dir.join("queue/maildrop").join(&id))
+        .unwrap()
+        .uid();
+    assert_eq!(owner, postern_sys::privs::real_uid());
     // Invalid input leaves nothing behind.
     assert_eq!(run(&a, &mut &b"junk"[..]).unwrap_err().code, exit::DATAERR);
     assert_eq!(q.list("maildrop").unwrap().len(), 1);

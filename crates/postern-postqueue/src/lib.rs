@@ -19,32 +19,41 @@
 //!   for `site` (a `fast_flush_domains` destination), as ETRN does.
 //! * `-i queue_id`: ask the flush service to deliver that one message now.
 //!
-//! The listing reads the queue directly (there is no showq service yet), in
-//! the order maildrop, incoming, active, deferred, hold; a damaged or
-//! unreadable file is reported with a warning and skipped.
+//! The listing comes from the showq service (`public/showq`), which reads
+//! the queue as `mail_owner`; postqueue only relays its text. When showq
+//! cannot be reached, root and `mail_owner` get the listing from showq run
+//! stand-alone (`showq -S`), as with Postfix; anyone else gets
+//! `Queue report unavailable - mail system is down`.
 //!
 //! # Security
-//! postqueue needs no privileges and changes nothing in the queue. Queue
-//! files are parsed with a size bound; the queue ID given to `-i` is
-//! validated before use.
+//! In a root instance ordinary users run postqueue set-gid `setgid_group`
+//! (`DIR/bin/postqueue`, installed by `postern init`; the gate is
+//! `postern`'s set-gid entry); postqueue started any other way by such a user
+//! re-executes that copy. `authorized_mailq_users` (listing) and
+//! `authorized_flush_users` (`-f`, `-s`, `-i`) are checked against the real
+//! uid; root and `mail_owner` are always allowed, as in Postfix. postqueue
+//! changes nothing in the queue; the queue ID given to `-i` is validated
+//! before use.
 //!
 //! # Exit status (sysexits)
 //! 0 success; 64 usage (also an invalid flush request); 69 mail system down
-//! or destination not eligible (flush); 70 unexpected flush reply; 78 bad
-//! configuration.
+//! or destination not eligible (flush); 70 unexpected flush or showq reply;
+//! 75 the queue cannot be read now, or an access list cannot be evaluated;
+//! 77 the user is not allowed; 78 bad configuration.
 //!
 //! # Configuration
-//! `queue_directory`, `message_size_limit`, `trigger_timeout`,
-//! `flush_service_name`, `ipc_timeout`,
-//! `syslog_name`, `maillog_file`.
+//! `authorized_mailq_users`, `authorized_flush_users`,
+//! `mail_owner`, `showq_service_name`, `trigger_timeout`,
+//! `flush_service_name`, `ipc_timeout`, `syslog_name`, `maillog_file`.
 
-pub mod listing;
+mod access;
+mod relay;
+
+pub use relay::list;
 
 use postern_config::Config;
 use postern_ipc::flush::{FlushOp, FlushRequest, FlushStatus};
-use postern_queue::Queue;
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,6 +67,10 @@ pub mod exit {
     pub const IOERR: u8 = 74;
     /// Internal software error.
     pub const SOFTWARE: u8 = 70;
+    /// Temporary failure.
+    pub const TEMPFAIL: u8 = 75;
+    /// Permission denied.
+    pub const NOPERM: u8 = 77;
     /// Configuration error.
     pub const CONFIG: u8 = 78;
 }
@@ -181,34 +194,13 @@ pub fn parse_args(args: &[OsString]) -> Result<Args, Fatal> {
     })
 }
 
-fn load(args: &Args) -> Result<Config, Fatal> {
+fn load(args: &Args) -> Result<(PathBuf, Config), Fatal> {
     let dir = postern_server::load::config_dir(args.config.as_deref());
     let cfg = postern_server::load::load(&dir)
         .map(|l| l.config)
         .map_err(|e| fatal(exit::CONFIG, e.to_string()))?;
-    postern_log::init("postqueue", postern_server::load::log_config(&cfg, true));
-    Ok(cfg)
-}
-
-/// The record bound for reading queue files.
-fn read_limit(cfg: &Config) -> u64 {
-    postern_server::client::content_frame_limit(cfg)
-}
-
-/// Lists the queue in text or JSON to `out`.
-pub fn list(cfg: &Config, json: bool, out: &mut impl Write) -> Result<(), Fatal> {
-    let q = Queue::new(cfg.get("queue_directory"));
-    let msgs = listing::collect(&q, read_limit(cfg), &mut |w| {
-        postern_log::warning(plain(&w))
-    });
-    let text = if json {
-        msgs.iter().map(listing::format_json).collect::<String>()
-    } else {
-        listing::format_text(&msgs, &jiff::tz::TimeZone::system())
-    };
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| fatal(exit::IOERR, format!("write standard output: {e}")))
+    postern_log::init("postqueue", postern_server::load::command_log_config(&cfg));
+    Ok((dir, cfg))
 }
 
 /// Asks qmgr to flush the deferred queue.
@@ -278,10 +270,14 @@ pub fn flush_one(cfg: &Config, op: FlushOp, what: &str) -> Result<(), Fatal> {
 
 /// Runs a parsed command line.
 pub fn run(args: &Args) -> Result<(), Fatal> {
-    let cfg = load(args)?;
+    let (dir, cfg) = load(args)?;
+    if let Some(f) = access::exec_setgid_copy(&cfg, &dir, args) {
+        return Err(f);
+    }
+    access::check(&cfg, &args.mode)?;
     match &args.mode {
-        Mode::List => list(&cfg, false, &mut std::io::stdout().lock()),
-        Mode::Json => list(&cfg, true, &mut std::io::stdout().lock()),
+        Mode::List => list(&cfg, &dir, false, &mut std::io::stdout().lock()),
+        Mode::Json => list(&cfg, &dir, true, &mut std::io::stdout().lock()),
         Mode::Flush => flush(&cfg),
         Mode::FlushSite(site) => flush_one(&cfg, FlushOp::SendSite, site),
         Mode::FlushId(id) => flush_one(&cfg, FlushOp::SendFile, id),

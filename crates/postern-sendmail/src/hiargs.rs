@@ -78,7 +78,7 @@ impl HiArgs {
         let loaded = postern_server::load::load(&dir)
             .map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))?;
         let cfg = loaded.config;
-        postern_log::init(&low.prog, postern_server::load::log_config(&cfg, true));
+        postern_log::init(&low.prog, postern_server::load::command_log_config(&cfg));
         LOGGING.store(true, Ordering::Relaxed);
         let uid = postern_sys::privs::real_uid();
         let login = match postern_sys::privs::lookup_uid(uid) {
@@ -116,9 +116,43 @@ impl HiArgs {
         )
     }
 
+    /// The program that runs `name` (postdrop, postqueue) for this caller: in
+    /// a root instance an ordinary user needs the set-gid copy `DIR/bin/NAME`
+    /// that `postern init` installed; root, and every caller of a non-root
+    /// instance (which has no such copy), run this executable.
+    pub fn helper(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = self.dir.join("bin").join(name);
+        let setgid = std::fs::metadata(&copy)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o2000 != 0);
+        if self.who.uid != 0 && setgid {
+            copy
+        } else {
+            self.exe.clone()
+        }
+    }
+
+    /// `authorized_submit_users` (checked before the message is read, as
+    /// Postfix's sendmail does; postdrop checks again).
+    fn check_submit_acl(&self) -> Result<(), Fatal> {
+        use postern_server::acl::{AclError, check_user};
+        match check_user(&self.cfg.get("authorized_submit_users"), self.who.uid) {
+            Ok(()) => Ok(()),
+            Err(AclError::Denied { name, uid }) => Err(Fatal::new(
+                exit::NOPERM,
+                format!("User {name}({uid}) is not allowed to submit mail"),
+            )),
+            Err(e) => Err(Fatal::new(
+                exit::TEMPFAIL,
+                format!("authorized_submit_users: {e}"),
+            )),
+        }
+    }
+
     /// Replaces this process with `postqueue -c DIR args`; returns only on failure.
     pub fn exec_postqueue(&self, args: &[&str]) -> Fatal {
-        let err = Command::new(&self.exe)
+        let exe = self.helper("postqueue");
+        let err = Command::new(&exe)
             .arg0("postqueue")
             .arg("-c")
             .arg(&self.dir)
@@ -126,7 +160,7 @@ impl HiArgs {
             .exec();
         Fatal::new(
             exit::OSERR,
-            format!("execute {} as postqueue: {err}", self.exe.display()),
+            format!("execute {} as postqueue: {err}", exe.display()),
         )
     }
 
@@ -175,6 +209,7 @@ impl HiArgs {
 
     /// `-bm`: read, check, hand to postdrop.
     pub fn submit(&self) -> Result<u8, Fatal> {
+        self.check_submit_acl()?;
         let sender = self.sender()?;
         let tag = format!(
             "{}({})",
@@ -212,14 +247,13 @@ impl HiArgs {
             .unwrap_or_default();
         let mut qf = submit::build(
             &self.low,
-            &self.who,
             &sender,
             fullname.as_deref(),
             content,
             (now.as_secs(), now.subsec_micros()),
         );
         let bytes = postern_qfile::encode(&mut qf);
-        let (code, msg) = submit::handoff(&self.exe, &self.dir, &bytes)
+        let (code, msg) = submit::handoff(&self.helper("postdrop"), &self.dir, &bytes)
             .map_err(|m| Fatal::new(exit::OSERR, format!("{tag}: {m}")))?;
         match (code, msg) {
             (exit::OK, _) => Ok(exit::OK),

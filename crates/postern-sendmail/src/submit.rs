@@ -1,7 +1,8 @@
 //! Building the maildrop file and handing it to postdrop.
 //!
 //! sendmail never writes the queue itself: it runs `postdrop -r -c DIR`
-//! (this executable, invoked under the name `postdrop`), writes the encoded
+//! (this executable invoked under the name `postdrop`, or for an ordinary
+//! user of a root instance the set-gid copy `DIR/bin/postdrop`), writes the encoded
 //! record stream to its stdin and exits 0 only when postdrop exited 0, i.e.
 //! after the file and its directory entry were fsynced.
 
@@ -23,10 +24,11 @@ pub struct Submitter {
     pub login: Option<String>,
 }
 
-/// Builds the maildrop queue file (pure: the caller supplies time and identity).
+/// Builds the maildrop queue file (pure: the caller supplies the time). Who
+/// submits is not written: pickup takes it from the owner of the maildrop
+/// file that postdrop creates.
 pub fn build(
     low: &LowArgs,
-    who: &Submitter,
     sender: &str,
     fullname: Option<&str>,
     content: Vec<u8>,
@@ -37,13 +39,7 @@ pub fn build(
     } else {
         0
     };
-    let mut attrs = vec![
-        ("flags".to_string(), flags.to_string()),
-        ("origin_uid".to_string(), who.uid.to_string()),
-    ];
-    if let Some(login) = &who.login {
-        attrs.push(("origin_user".into(), login.clone()));
-    }
+    let mut attrs = vec![("flags".to_string(), flags.to_string())];
     if let Some(envid) = &low.envid {
         attrs.push(("envid".into(), envid.clone()));
     }
@@ -143,13 +139,8 @@ mod tests {
         let l = low(&[
             "sendmail", "-t", "-N", "failure", "-R", "full", "-V", "X1", "a@b",
         ]);
-        let who = Submitter {
-            uid: 1000,
-            login: Some("joe".into()),
-        };
         let mut q = build(
             &l,
-            &who,
             "joe",
             Some("Joe"),
             b"Subject: x\n\nhi\n".to_vec(),
@@ -161,8 +152,8 @@ mod tests {
         assert_eq!(back.sender, "joe");
         assert_eq!(back.fullname, "Joe");
         assert_eq!(back.attr("flags"), Some("1"));
-        assert_eq!(back.attr("origin_uid"), Some("1000"));
-        assert_eq!(back.attr("origin_user"), Some("joe"));
+        assert_eq!(back.attr("origin_uid"), None);
+        assert_eq!(back.attr("origin_user"), None);
         assert_eq!(back.attr("envid"), Some("X1"));
         assert_eq!(back.attr("ret"), Some("FULL"));
         assert_eq!(back.attr("rewrite_context"), Some("local"));
@@ -175,11 +166,7 @@ mod tests {
     #[test]
     fn minimal_file() {
         let l = low(&["sendmail", "-f", "<>", "u"]);
-        let who = Submitter {
-            uid: 0,
-            login: None,
-        };
-        let q = build(&l, &who, "", None, Vec::new(), (1, 0));
+        let q = build(&l, "", None, Vec::new(), (1, 0));
         assert_eq!(q.attr("flags"), Some("0"));
         assert_eq!(q.attr("origin_user"), None);
         assert_eq!(q.attr("envid"), None);
@@ -259,11 +246,7 @@ mod tests {
         )
         .unwrap();
         let l = low(&["sendmail", "u@x"]);
-        let who = Submitter {
-            uid: 0,
-            login: None,
-        };
-        let mut q = build(&l, &who, "me", None, b"hi\n".to_vec(), (1, 0));
+        let mut q = build(&l, "me", None, b"hi\n".to_vec(), (1, 0));
         let bytes = postern_qfile::encode(&mut q);
         let r = handoff(Path::new(&bin), d.path(), &bytes).unwrap();
         assert_eq!(r, (0, None));

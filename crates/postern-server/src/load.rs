@@ -129,3 +129,21 @@ pub fn log_config(cfg: &Config, to_stderr: bool) -> postern_log::LogConfig {
         facility: postern_log::facility_code(&cfg.get("syslog_facility")),
     }
 }
+
+/// The log configuration for a command that ordinary users run (sendmail,
+/// postdrop, postqueue): [`log_config`] with stderr, except that a
+/// `maillog_file` this process may not append to (an ordinary user of a root
+/// instance, without the set-gid group) is replaced by syslog, instead of a
+/// warning on every run and log lines on the user's stderr.
+pub fn command_log_config(cfg: &Config) -> postern_log::LogConfig {
+    let mut lc = log_config(cfg, true);
+    if !lc.maillog_file.is_empty()
+        && let Err(e) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&lc.maillog_file)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        lc.maillog_file.clear();
+    }
+    lc
+}

@@ -1,6 +1,9 @@
 //! `postern` — the one executable.
 //!
 //! Dispatch, in this order:
+//! 0. executed set-gid (the `bin/postdrop` and `bin/postqueue` copies that
+//!    `postern init` installs as root): only [`setgid::entry`], which runs
+//!    postdrop or postqueue after its checks, and nothing else.
 //! 1. master starts daemons with `POSTERN_DAEMON=1` and argv[0] set to the
 //!    program name (`pickup`, `qmgr`…), so `ps` shows each daemon by name.
 //! 2. Invoked through a link named `sendmail`, `mailq`, `newaliases`,
@@ -12,6 +15,8 @@
 //!    `reload`, `status`, `start-fg`, `check`, `flush`, `abort`), `init`, or one
 //!    of the command names above. A global `-c DIR` is passed on to the command
 //!    (as `-C DIR` for sendmail, which takes `-C`).
+
+mod setgid;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -38,6 +43,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "pipe" => postern_pipe::main,
         "discard" => postern_discard::main,
         "error" => postern_error::main,
+        "showq" => postern_showq::main,
         _ => return None,
     })
 }
@@ -74,6 +80,9 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if postern_sys::privs::is_set_id() {
+        return setgid::entry(args);
+    }
     let Some(arg0) = args.first() else {
         return usage();
     };

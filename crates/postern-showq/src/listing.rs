@@ -1,11 +1,11 @@
 //! Reading the queue for a listing, and the two output formats.
 //!
-//! [`collect`] reads every message queue directly (maildrop, incoming,
-//! active, deferred, hold, in that order, as Postfix's showq does); within a
-//! queue, messages are sorted by arrival time then queue ID, so the output
-//! is stable. Files being written (ready bit clear) are skipped, files that
-//! vanish are skipped silently, and damaged files produce a warning, never a
-//! failure of the whole listing. [`format_text`] and [`format_json`] are pure.
+//! [`collect`] reads every message queue (maildrop, incoming, active,
+//! deferred, hold, in that order, as Postfix's showq does); within a queue,
+//! messages are sorted by arrival time then queue ID, so the output is
+//! stable. Files being written (ready bit clear) are skipped, files that
+//! vanish are skipped silently, and damaged files produce a warning; a queue
+//! directory that cannot be listed fails the whole listing. [`format_text`] and [`format_json`] are pure.
 
 use jiff::tz::TimeZone;
 use postern_qfile::statuslog;
@@ -83,17 +83,17 @@ fn read_one(q: &Queue, queue: &str, id: &str, limit: u64) -> Result<Option<Liste
     }))
 }
 
-/// Reads the listed queues; problems go to `warn` and are skipped.
-pub fn collect(q: &Queue, limit: u64, warn: &mut dyn FnMut(String)) -> Vec<Listed> {
+/// Reads the listed queues. A damaged or vanished file goes to `warn` and is
+/// skipped; a queue directory that cannot be read is an error (an incomplete
+/// listing must never look like an empty queue).
+pub fn collect(
+    q: &Queue,
+    limit: u64,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Listed>, ReadError> {
     let mut out = Vec::new();
     for queue in LISTED_QUEUES {
-        let entries = match q.list(queue) {
-            Ok(e) => e,
-            Err(e) => {
-                warn(e.to_string());
-                continue;
-            }
-        };
+        let entries = q.list(queue)?;
         let mut msgs: Vec<Listed> = entries
             .iter()
             .filter(|e| e.ready)
@@ -108,7 +108,7 @@ pub fn collect(q: &Queue, limit: u64, warn: &mut dyn FnMut(String)) -> Vec<Liste
         msgs.sort_by(|a, b| (a.arrival, &a.id).cmp(&(b.arrival, &b.id)));
         out.extend(msgs);
     }
-    out
+    Ok(out)
 }
 
 /// The external (quoted) form of an address; the null sender is `MAILER-DAEMON`.
