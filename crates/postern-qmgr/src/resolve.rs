@@ -1,10 +1,16 @@
 //! Recipient resolution (the part of Postfix's trivial-rewrite that qmgr
-//! needs): the address class of the recipient's domain, then
-//! `transport_maps`, give the transport and next hop.
+//! needs): the address class of the recipient, then `transport_maps`, give the
+//! transport and next hop. The class comes from
+//! [`postern_table::route::ClassResolver`], the resolver smtpd's relay control uses, so
+//! routed addresses (`u%d@ours`, `d!u@ours`, `"u@d"@ours`, source routes), literals of our
+//! own addresses (`u@[127.0.0.1]` is local only when that is one of our addresses),
+//! trailing dots and case resolve here exactly as smtpd classified them: nothing smtpd
+//! accepted as local is sent elsewhere. A domain list that cannot be read defers the
+//! recipient (`4.3.0`).
 //!
 //! | class | domains | transport |
 //! |---|---|---|
-//! | local | `$mydestination` (or no domain) | `$local_transport` (`local:$myhostname`) |
+//! | local | `$mydestination`, own address literals (or no domain) | `$local_transport` (`local:$myhostname`) |
 //! | virtual alias | `$virtual_alias_domains` | none: an address left here after alias expansion is unknown → bounce |
 //! | virtual mailbox | `$virtual_mailbox_domains` | `$virtual_transport` |
 //! | relay | `$relay_domains` | `$relay_transport`, next hop `$relayhost` or the domain |
@@ -25,7 +31,8 @@
 //! `$default_filter_nexthop`, else the recipient's domain, else `$myhostname`.
 
 use postern_config::Config;
-use postern_table::{BoxMap, DomainList};
+use postern_table::BoxMap;
+use postern_table::route::{AddrClass, ClassResolver, Own};
 
 /// Where a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,8 +57,6 @@ pub struct Unroutable {
 /// Resolution settings.
 #[derive(Debug, Default)]
 pub struct Resolver {
-    /// `$mydestination`, lowercased.
-    pub mydestination: Vec<String>,
     /// `$local_transport`.
     pub local_transport: String,
     /// `$default_transport`.
@@ -66,9 +71,7 @@ pub struct Resolver {
     pub myhostname: String,
     /// `$recipient_delimiter`.
     pub delimiter: String,
-    relay_domains: Option<DomainList>,
-    virtual_alias_domains: Option<DomainList>,
-    virtual_mailbox_domains: Option<DomainList>,
+    classes: Option<ClassResolver>,
     transport_maps: Vec<BoxMap>,
     transport_parent_matches: bool,
     relocated_maps: Vec<BoxMap>,
@@ -82,21 +85,6 @@ fn split_transport(spec: &str, default_nexthop: &str) -> (String, String) {
         Some((t, n)) if !n.is_empty() => (t.to_string(), n.to_string()),
         Some((t, _)) => (t.to_string(), default_nexthop.to_string()),
         None => (spec.to_string(), default_nexthop.to_string()),
-    }
-}
-
-fn list(cfg: &Config, name: &str, pdms: &str) -> Option<DomainList> {
-    let v = cfg.get(name);
-    if v.trim().is_empty() {
-        return None;
-    }
-    let parent = postern_table::parent_matches(name, pdms);
-    match DomainList::new(&v, parent, &Default::default()) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            postern_log::warning(format!("{name}: {e}"));
-            None
-        }
     }
 }
 
@@ -122,16 +110,21 @@ impl Resolver {
                 }
             }
         }
+        let protos =
+            postern_server::inet::protocols(cfg).unwrap_or(postern_server::inet::Protocols {
+                ipv4: true,
+                ipv6: false,
+            });
+        let own = Own::new(&|n| cfg.get(n), protos.ipv4, protos.ipv6);
+        let classes = ClassResolver::new(&|n| cfg.get(n), own.all());
+        for e in classes.open_errors() {
+            postern_log::warning(format!("{e}; recipients that need it are deferred"));
+        }
         Resolver {
             relocated_maps,
             relocated_broken,
             myorigin: cfg.get("myorigin").to_ascii_lowercase(),
             default_filter_nexthop: cfg.get("default_filter_nexthop"),
-            mydestination: cfg
-                .get_list("mydestination")
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
             local_transport: cfg.get("local_transport"),
             default_transport: cfg.get("default_transport"),
             relay_transport: cfg.get("relay_transport"),
@@ -139,23 +132,20 @@ impl Resolver {
             relayhost: cfg.get("relayhost"),
             myhostname: cfg.get("myhostname"),
             delimiter: cfg.get("recipient_delimiter"),
-            relay_domains: list(cfg, "relay_domains", &pdms),
-            virtual_alias_domains: list(cfg, "virtual_alias_domains", &pdms),
-            virtual_mailbox_domains: list(cfg, "virtual_mailbox_domains", &pdms),
+            classes: Some(classes),
             transport_maps: maps,
             transport_parent_matches: postern_table::parent_matches("transport_maps", &pdms),
         }
     }
 
     /// Whether a domain is one of ours (local delivery).
-    pub fn is_local_domain(&self, domain: &str) -> bool {
-        let d = domain.trim_end_matches('.').to_ascii_lowercase();
-        d.is_empty() || self.mydestination.contains(&d)
-    }
-
-    fn in_list(l: &Option<DomainList>, domain: &str) -> bool {
-        l.as_ref()
-            .is_some_and(|l| l.matches(domain).unwrap_or(false))
+    pub fn is_local_domain(&self, domain: &str) -> Result<bool, String> {
+        let d = domain.trim_end_matches('.');
+        match &self.classes {
+            _ if d.is_empty() => Ok(true),
+            Some(c) => c.is_local_domain(d),
+            None => Ok(false),
+        }
     }
 
     fn transport_lookup(&self, addr: &str) -> Result<Option<String>, String> {
@@ -218,7 +208,7 @@ impl Resolver {
         }
         let is_local = |d: &str| {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == self.myorigin || self.is_local_domain(&d)
+            d == self.myorigin || self.is_local_domain(&d).unwrap_or(false)
         };
         match postern_table::find_address(&self.relocated_maps, addr, &self.delimiter, &is_local) {
             Ok(found) => Ok(found.map(|m| m.value)),
@@ -238,29 +228,37 @@ impl Resolver {
                 text: format!("User has moved to {newloc}"),
             });
         }
-        let domain = addr
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-            .unwrap_or_default();
+        let defer = |e: String| {
+            postern_log::warning(format!("address resolution of {addr}: {e}"));
+            Unroutable {
+                temporary: true,
+                dsn: "4.3.0".into(),
+                text: "address resolver failure".into(),
+            }
+        };
+        let res = match &self.classes {
+            Some(c) => c.resolve(addr).map_err(defer)?,
+            None => return Err(defer("no resolver".into())),
+        };
+        let domain = res.domain.clone();
         let remote_hop = if self.relayhost.is_empty() {
             domain.clone()
         } else {
             self.relayhost.clone()
         };
-        let (class_transport, default_hop) = if self.is_local_domain(&domain) {
-            (self.local_transport.clone(), self.myhostname.clone())
-        } else if Self::in_list(&self.virtual_alias_domains, &domain) {
-            return Err(Unroutable {
-                temporary: false,
-                dsn: "5.1.1".into(),
-                text: format!("<{addr}>: User unknown in virtual alias table"),
-            });
-        } else if Self::in_list(&self.virtual_mailbox_domains, &domain) {
-            (self.virtual_transport.clone(), domain.clone())
-        } else if Self::in_list(&self.relay_domains, &domain) {
-            (self.relay_transport.clone(), remote_hop)
-        } else {
-            (self.default_transport.clone(), remote_hop)
+        let local = res.class == AddrClass::Local;
+        let (class_transport, default_hop) = match res.class {
+            AddrClass::Local => (self.local_transport.clone(), self.myhostname.clone()),
+            AddrClass::VirtualAlias => {
+                return Err(Unroutable {
+                    temporary: false,
+                    dsn: "5.1.1".into(),
+                    text: format!("<{addr}>: User unknown in virtual alias table"),
+                });
+            }
+            AddrClass::VirtualMailbox => (self.virtual_transport.clone(), domain.clone()),
+            AddrClass::Relay => (self.relay_transport.clone(), remote_hop),
+            AddrClass::Default => (self.default_transport.clone(), remote_hop),
         };
         let (mut transport, mut nexthop) = split_transport(&class_transport, &default_hop);
         match self.transport_lookup(addr) {
@@ -274,7 +272,7 @@ impl Resolver {
                 }
                 if !n.is_empty() {
                     nexthop = n.to_string();
-                } else if !t.is_empty() && transport != "local" && !self.is_local_domain(&domain) {
+                } else if !t.is_empty() && transport != "local" && !local {
                     nexthop = domain.clone();
                 }
             }
@@ -319,6 +317,33 @@ mod tests {
         assert!(!res.resolve("u@valias.example").unwrap_err().temporary);
         let relay = r("relayhost = [10.0.0.1]:25\n");
         assert_eq!(relay.resolve("u@x.org").unwrap().nexthop, "[10.0.0.1]:25");
+    }
+
+    #[test]
+    fn routed_addresses_and_literals_resolve_as_smtpd_classifies_them() {
+        let res = r("inet_interfaces = 127.0.0.1\nproxy_interfaces =\n");
+        for local in [
+            "u@[127.0.0.1]",
+            "u@MX.example.org.",
+            "@other.example:u@localhost",
+        ] {
+            assert_eq!(res.resolve(local).unwrap().transport, "local", "{local}");
+        }
+        for (remote, hop) in [
+            ("u@[127.0.0.2]", "[127.0.0.2]"),
+            ("u%other.example@localhost", "other.example"),
+            ("other.example!u@localhost", "other.example"),
+            ("u@other.example@localhost", "other.example"),
+        ] {
+            let route = res.resolve(remote).unwrap();
+            assert_eq!(
+                (route.transport.as_str(), route.nexthop.as_str()),
+                ("smtp", hop),
+                "{remote}"
+            );
+        }
+        let broken = r("relay_domains = texthash:/nonexistent/x\n");
+        assert!(broken.resolve("u@elsewhere.example").unwrap_err().temporary);
     }
 
     #[test]

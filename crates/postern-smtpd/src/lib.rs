@@ -23,6 +23,7 @@
 //! lists (see [`policy`]).
 
 pub mod anvil;
+mod checks;
 pub mod conn;
 pub mod counters;
 pub mod policy;

@@ -57,6 +57,8 @@ pub struct Session<'a> {
     /// The TLS session, once STARTTLS or wrapper mode succeeded.
     pub(crate) tls: Option<crate::tls::TlsInfo>,
     last_command: &'static str,
+    /// The argument of the current command as the client sent it (VRFY echoes it).
+    pub(crate) raw_arg: String,
 }
 
 pub(crate) fn reply(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -116,6 +118,7 @@ impl<'a> Session<'a> {
             lines: LineReader::new(s.line_length_limit),
             tls: None,
             last_command: "CONNECT",
+            raw_arg: String::new(),
         }
     }
 
@@ -345,6 +348,7 @@ impl<'a> Session<'a> {
             ));
         }
         self.note_pipelining(&line.bytes);
+        self.raw_arg = raw_argument(&line.bytes);
         let cmd = match parse_command(&line.bytes, &self.leniency) {
             Ok(c) => c,
             Err(e) => {
@@ -394,7 +398,7 @@ impl<'a> Session<'a> {
                 self.conn.reply(&reply(221, (2, 0, 0), "Bye"));
                 Flow::Close
             }
-            Command::Vrfy { address, .. } => self.vrfy(address.internal()).await,
+            Command::Vrfy { address, .. } => crate::checks::vrfy(self, address.internal()).await,
             Command::Etrn(domain) => self.etrn(domain).await,
             Command::StartTls => self.starttls().await,
             Command::Auth { mechanism, initial } => {
@@ -486,19 +490,6 @@ impl<'a> Session<'a> {
         let mut r = Reply::new(250, None, String::new());
         r.lines = lines;
         self.conn.reply(&r);
-        Flow::Continue
-    }
-
-    async fn vrfy(&mut self, address: String) -> Flow {
-        self.last_command = "VRFY";
-        if self.s.disable_vrfy {
-            self.counters.count("vrfy", false);
-            return self
-                .error(reply(502, (5, 5, 1), "VRFY command is disabled"))
-                .await;
-        }
-        self.counters.count("vrfy", true);
-        self.conn.reply(&reply(252, (2, 0, 0), address));
         Flow::Continue
     }
 
@@ -649,5 +640,16 @@ fn verb_name(line: &[u8]) -> &'static str {
         "ETRN" => "ETRN",
         "AUTH" => "AUTH",
         _ => "UNKNOWN",
+    }
+}
+
+/// The first argument of a command line as sent (Postfix's `argv[1]`), without CRLF.
+fn raw_argument(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\r', '\n']);
+    let rest = text.split_once(' ').map_or("", |(_, r)| r).trim();
+    match rest.rsplit_once(' ') {
+        Some((a, kw)) if kw.eq_ignore_ascii_case("SMTPUTF8") => a.trim_end().to_string(),
+        _ => rest.to_string(),
     }
 }

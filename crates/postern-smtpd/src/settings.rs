@@ -26,6 +26,10 @@ pub struct Settings {
     pub junk_command_limit: u32,
     /// `line_length_limit`.
     pub line_length_limit: usize,
+    /// `queue_minfree` in bytes (0 = only the message-size rule).
+    pub queue_minfree: u64,
+    /// `queue_directory` (the file system whose free space MAIL checks).
+    pub queue_directory: std::path::PathBuf,
     /// `disable_vrfy_command`.
     pub disable_vrfy: bool,
     /// `smtpd_helo_required`.
@@ -76,6 +80,8 @@ impl Settings {
             error_sleep: secs(cfg, "smtpd_error_sleep_time", 1),
             junk_command_limit: int("smtpd_junk_command_limit", 100) as u32,
             line_length_limit: int("line_length_limit", 2048).max(512) as usize,
+            queue_minfree: int("queue_minfree", 0) as u64,
+            queue_directory: cfg.get("queue_directory").into(),
             disable_vrfy: cfg.get_bool("disable_vrfy_command").unwrap_or(false),
             helo_required: cfg.get_bool("smtpd_helo_required").unwrap_or(false),
             smtputf8: cfg.get_bool("smtputf8_enable").unwrap_or(true),

@@ -95,6 +95,9 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
     if let Some(r) = sess.rate_limit("message", sess.anvil.msg_rate_limit).await {
         return refuse(sess, "MAIL", "mail", r).await;
     }
+    if let Some(r) = crate::checks::queue_space(sess) {
+        return refuse(sess, "MAIL", "mail", r).await;
+    }
     let sender = match &from {
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(m) => m.internal(),

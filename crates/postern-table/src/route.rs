@@ -23,6 +23,9 @@
 //! `resolve_dequoted_address`, `resolve_null_domain`, `resolve_numeric_domain`,
 //! `append_at_myorigin`, `myorigin`, `myhostname`; own addresses are given by the caller.
 
+mod own;
+pub use own::Own;
+
 use crate::{DomainList, MAX_NESTING, OpenOptions, parent_matches};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -160,6 +163,12 @@ impl ClassResolver {
         .iter()
         .filter_map(|d| d.list.as_ref().err().cloned())
         .collect()
+    }
+
+    /// Whether `name` is in `relay_domains` (`check_relay_domains` matches the client's
+    /// host name against it).
+    pub fn in_relay_domains(&self, name: &str) -> Result<bool, String> {
+        self.relay_domains.matches(name)
     }
 
     /// Whether `ip` is one of the addresses given as our own.

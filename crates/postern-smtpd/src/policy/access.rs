@@ -2,21 +2,25 @@
 
 use super::MessageAction;
 use super::compile::{AccessKind, Table, compile};
-use super::eval::{Eval, Step, Subject, config_error};
+use super::eval::{Eval, Step, Subject};
 use postern_table::{AccessAction, Map, lookup_address, lookup_client, lookup_domain};
 
 impl Eval<'_> {
     /// Looks the fact for `kind` up in `table` and applies the action found.
     pub(crate) async fn access(&mut self, kind: AccessKind, table: &Table) -> Step {
+        let Some((key, subject)) = self.access_key(kind) else {
+            return Step::Dunno;
+        };
+        // As Postfix: `451 4.3.5 <x>: ... rejected: Server configuration error`.
+        let failed = |e: &Self| {
+            Step::Reject(e.rejected(451, (4, 3, 5), subject, "Server configuration error"))
+        };
         let map = match table {
             Table::Open(m) => m,
             Table::Broken { name, error } => {
-                postern_log::warning(format!("{name}: table lookup problem: {error}"));
-                return Step::Reject(config_error());
+                postern_log::warning(format!("{name} lookup error for \"{key}\": {error}"));
+                return failed(self);
             }
-        };
-        let Some((key, subject)) = self.access_key(kind) else {
-            return Step::Dunno;
         };
         match self.lookup(&**map, kind, &key) {
             Ok(Some(value)) => self.action(&value, subject, map.name(), &key).await,
@@ -26,7 +30,7 @@ impl Eval<'_> {
                     "{}: table lookup problem for \"{key}\": {e}",
                     map.name()
                 ));
-                Step::Reject(config_error())
+                failed(self)
             }
         }
     }

@@ -61,6 +61,7 @@ pub(crate) enum Word {
     PermitInetInterfaces,
     RejectUnauthDestination,
     DeferUnauthDestination,
+    CheckRelayDomains,
     PermitAuthDestination,
     RejectUnauthPipelining,
     RejectNonFqdnHelo,
@@ -77,7 +78,7 @@ pub(crate) enum Word {
     PolicyService(Arc<PolicyClient>),
     /// A name in `smtpd_restriction_classes`.
     Class(String),
-    /// Known to Postfix, not implemented here: warning + DUNNO.
+    /// Known to Postfix, not implemented here: handled as an unknown word (451 4.3.5).
     Unsupported(String),
     /// Not a restriction at all (or missing its argument): 451 4.3.5.
     Unknown(String),
@@ -130,7 +131,6 @@ const UNSUPPORTED: &[&str] = &[
     "check_recipient_mx_access",
     "check_recipient_ns_access",
     "check_recipient_a_access",
-    "check_relay_domains",
     "permit_naked_ip_address",
     "reject_rhsbl_reverse_client",
     "permit_rhswl_client",
@@ -150,6 +150,7 @@ fn simple(word: &str) -> Option<Word> {
         "permit_inet_interfaces" => PermitInetInterfaces,
         "reject_unauth_destination" => RejectUnauthDestination,
         "defer_unauth_destination" => DeferUnauthDestination,
+        "check_relay_domains" => CheckRelayDomains,
         "permit_auth_destination" => PermitAuthDestination,
         "reject_unauth_pipelining" => RejectUnauthPipelining,
         "reject_non_fqdn_helo_hostname" | "reject_non_fqdn_hostname" => RejectNonFqdnHelo,
@@ -219,6 +220,15 @@ pub(crate) fn compile(toks: &[String], classes: &[String], cfg: &Config) -> List
         } else {
             Word::Unknown(tok.clone())
         };
+        if matches!(w, Word::CheckRelayDomains) {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                postern_log::warning(
+                    "support for restriction \"check_relay_domains\" will be removed from \
+                     Postfix; use \"reject_unauth_destination\" instead",
+                );
+            });
+        }
         out.push(w);
     }
     out

@@ -117,6 +117,15 @@ pub(crate) fn config_error() -> Reply {
     Reply::new(451, Some((4, 3, 5)), "Server configuration error")
 }
 
+/// `451 4.3.0 <addr>: Temporary lookup failure` (a table or list failed: defer).
+pub(crate) fn lookup_failure(addr: &str) -> Reply {
+    Reply::new(
+        451,
+        Some((4, 3, 0)),
+        format!("<{addr}>: Temporary lookup failure"),
+    )
+}
+
 /// One check in progress.
 pub(crate) struct Eval<'a> {
     pub p: &'a Policy,
@@ -397,6 +406,7 @@ impl<'a> Eval<'a> {
                 },
                 Word::RejectUnauthDestination => self.relay(Some(false)),
                 Word::DeferUnauthDestination => self.relay(Some(true)),
+                Word::CheckRelayDomains => self.check_relay_domains(),
                 Word::PermitAuthDestination => self.relay(None),
                 Word::RejectUnauthPipelining if self.f.improper_pipelining => {
                     // Postfix names what is being refused: `<DATA>: Data command
@@ -441,13 +451,7 @@ impl<'a> Eval<'a> {
                     Some(list) => self.list(list, s).await,
                     None => Step::Dunno,
                 },
-                Word::Unsupported(name) => {
-                    postern_log::warning(format!(
-                        "restriction \"{name}\" is not supported; ignored"
-                    ));
-                    Step::Dunno
-                }
-                Word::Unknown(name) => {
+                Word::Unsupported(name) | Word::Unknown(name) => {
                     postern_log::warning(format!("unknown smtpd restriction: \"{name}\""));
                     Step::Reject(config_error())
                 }
@@ -459,15 +463,12 @@ impl<'a> Eval<'a> {
         let Some(ip) = self.f.client_addr else {
             return Step::Dunno;
         };
-        let hit = match &self.p.mynetworks {
-            Some(list) => match list.matches(ip) {
-                Ok(hit) => hit,
-                Err(e) => {
-                    postern_log::warning(format!("mynetworks: {e}"));
-                    return Step::Reject(config_error());
-                }
-            },
-            None => self.p.addrs.is_own(ip),
+        let hit = match self.p.mynetworks.matches(ip) {
+            Ok(hit) => hit,
+            Err(e) => {
+                postern_log::warning(format!("mynetworks: {e}"));
+                return Step::Reject(config_error());
+            }
         };
         if hit { Step::Permit } else { Step::Dunno }
     }
@@ -480,22 +481,32 @@ impl<'a> Eval<'a> {
             Ok(r) => Ok(Some((rcpt, r))),
             Err(e) => {
                 postern_log::warning(format!("recipient domain lookup: {e}"));
-                Err(Step::Reject(config_error()))
+                Err(Step::Reject(lookup_failure(&rcpt)))
             }
         }
     }
 
+    /// Postfix's `permit_auth_destination`: `Ok(Some(true))` when the recipient is a
+    /// destination we accept mail for (final or `relay_domains`) and carries no sender
+    /// routing (unless `allow_untrusted_routing`).
+    fn auth_destination(&self) -> Result<Option<(String, bool)>, Step> {
+        let Some((rcpt, r)) = self.resolve_recipient()? else {
+            return Ok(None);
+        };
+        let authorized = if r.routed && !self.p.params.allow_untrusted_routing {
+            false
+        } else {
+            !matches!(r.class, Class::Default)
+        };
+        Ok(Some((rcpt, authorized)))
+    }
+
     /// `defer`: `None` = permit_auth_destination, `Some(true)` = defer_unauth_destination.
     fn relay(&mut self, defer: Option<bool>) -> Step {
-        let (rcpt, r) = match self.resolve_recipient() {
+        let (rcpt, authorized) = match self.auth_destination() {
             Ok(Some(x)) => x,
             Ok(None) => return Step::Dunno,
             Err(step) => return step,
-        };
-        let authorized = match r.class {
-            Class::Local | Class::VirtualAlias | Class::VirtualMailbox => true,
-            Class::Relay => !r.routed() || self.p.params.allow_untrusted_routing,
-            Class::Default => false,
         };
         match (authorized, defer) {
             (true, None) => Step::Permit,
@@ -504,6 +515,33 @@ impl<'a> Eval<'a> {
                 let code = self.p.params.relay_code;
                 let code = if defer { code % 100 + 400 } else { code };
                 let r = reply(code, (5, 7, 1), format!("<{rcpt}>: Relay access denied"));
+                self.refuse(r)
+            }
+        }
+    }
+
+    /// `check_relay_domains` (deprecated in Postfix, still honoured): permit a client whose
+    /// host name is in `relay_domains`, or an authorized destination; else reject.
+    fn check_relay_domains(&mut self) -> Step {
+        match self.p.addrs.relay_client(&self.f.client_name) {
+            Ok(true) => return Step::Permit,
+            Ok(false) => {}
+            Err(e) => {
+                postern_log::warning(e);
+                return Step::Reject(config_error());
+            }
+        }
+        match self.auth_destination() {
+            Ok(Some((_, true))) => Step::Permit,
+            Ok(None) => Step::Dunno,
+            Err(step) => step,
+            Ok(Some((_, false))) => {
+                let r = self.rejected(
+                    self.p.params.relay_code,
+                    (5, 7, 1),
+                    Subject::Recipient,
+                    "Relay access denied",
+                );
                 self.refuse(r)
             }
         }
@@ -598,7 +636,7 @@ impl<'a> Eval<'a> {
             Ok((None, _)) => return Step::Dunno,
             Err(e) => {
                 postern_log::warning(e);
-                return Step::Reject(config_error());
+                return Step::Reject(lookup_failure(&addr));
             }
         };
         let pr = &self.p.params;

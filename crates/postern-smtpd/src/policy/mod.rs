@@ -28,22 +28,23 @@
 //!   act as `DUNNO`. `reject_unknown_client_hostname` and
 //!   `reject_unknown_reverse_client_hostname` need no resolver: they use
 //!   [`Facts::client_name`] / [`Facts::reverse_client_name`] (`unknown` = not found).
-//! * Own addresses: `inet_interfaces = all` (and `proxy_interfaces`) cannot be listed
-//!   without a system call; address literals `[127.0.0.1]`, `[IPv6:::1]` and the
-//!   addresses given with [`Policy::set_local_addresses`] (the listening address) count as
-//!   local. The same set is `mynetworks_style = host`.
-//! * Tables that cannot be opened (missing file, `hash:` not built in) do not stop
-//!   start-up: as Postfix 3's surrogate tables do, they log a warning and every lookup
-//!   answers `451 4.3.5 Server configuration error`. Exception: when a table of
-//!   `local_recipient_maps` cannot be opened, the local recipient check is switched off
-//!   with a warning (accept rather than wrongly refuse: Postfix's default
-//!   `proxy:unix:passwd.byname` is not available here).
+//! * Own addresses are those of `inet_interfaces` (every interface address for `all`)
+//!   and `proxy_interfaces`: an address literal naming one is a local destination, and
+//!   `permit_inet_interfaces` permits a client at one. `mynetworks`, when unset, is
+//!   computed from `mynetworks_style` and the `inet_interfaces` addresses and netmasks.
+//! * Fail closed: a table or domain list that cannot be opened is kept as broken (a
+//!   warning at start-up); a lookup in it, or any failed lookup, refuses the command
+//!   with Postfix's `451 4.3.0 <addr>: Temporary lookup failure` (recipient tables,
+//!   address classes) or `451 4.3.5 Server configuration error`. No table is ever
+//!   skipped.
 //! * Log lines ([`Verdict::log`]) carry Postfix's full suffix
 //!   `; from=<s> to=<r> proto=ESMTP helo=<h>`, like Postfix's own lines.
-//! * Restriction words Postfix knows but we do not implement yet
-//!   (`reject_unverified_*`, `check_ccert_access`, `check_sasl_access`…) log a
-//!   warning and act as `DUNNO`; a word Postfix does not know gets Postfix's
-//!   `451 4.3.5 Server configuration error`.
+//! * Restriction words Postfix knows but Postern does not implement
+//!   (`reject_unverified_*`, `check_ccert_access`, `check_sasl_access`…) are handled as
+//!   Postfix handles a word it does not know: `warning: unknown smtpd restriction: "x"`
+//!   and `451 4.3.5 Server configuration error` when evaluation reaches them — never
+//!   `DUNNO`. `check_relay_domains` (deprecated in Postfix, still honoured) is
+//!   implemented.
 //!
 //! # Security
 //!
@@ -176,7 +177,7 @@ pub struct Policy {
     classes: HashMap<String, compile::List>,
     params: eval::Params,
     addrs: addr::Resolver,
-    mynetworks: Option<postern_table::NetworkList>,
+    mynetworks: postern_table::NetworkList,
     /// `smtpd_sender_login_maps`.
     login_maps: Vec<compile::Table>,
     dns: Option<Arc<dyn Dns>>,
@@ -190,15 +191,17 @@ impl Policy {
     ///
     /// Postfix's start-up refusals: no working relay restriction
     /// (`reject_unauth_destination` & co.) in `smtpd_relay_restrictions` or
-    /// `smtpd_recipient_restrictions`, or a malformed `mynetworks`.
+    /// `smtpd_recipient_restrictions`, a malformed `mynetworks` or an unknown
+    /// `mynetworks_style`.
     pub fn from_config(cfg: &postern_config::Config) -> Result<Policy, PolicyError> {
         let (lists, classes) = compile::compile_all(cfg)?;
+        let own = addr::own(cfg);
         Ok(Policy {
             lists,
             classes,
             params: eval::Params::from_config(cfg),
-            addrs: addr::Resolver::from_config(cfg),
-            mynetworks: addr::mynetworks(cfg)?,
+            addrs: addr::Resolver::new(cfg, &own),
+            mynetworks: addr::mynetworks(cfg, &own)?,
             login_maps: sasl::open_login_maps(&cfg.get("smtpd_sender_login_maps")),
             dns: None,
             dns_warned: std::sync::atomic::AtomicBool::new(false),
@@ -208,13 +211,6 @@ impl Policy {
     /// Gives the policy a DNS resolver for the DNS-based restrictions.
     pub fn set_dns(&mut self, dns: Arc<dyn Dns>) {
         self.dns = Some(dns);
-    }
-
-    /// Adds this machine's own addresses (the listening address, interface addresses):
-    /// address literals naming them are local destinations, and with `mynetworks` unset
-    /// and `mynetworks_style = host` they are the trusted networks.
-    pub fn set_local_addresses(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
-        self.addrs.add_local_addresses(addrs);
     }
 
     /// Evaluates the lists for `stage`.

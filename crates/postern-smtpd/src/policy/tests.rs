@@ -401,7 +401,7 @@ async fn broken_table_defers() {
     ));
     assert_eq!(
         rcpt(&p, "u@localhost").await.unwrap(),
-        "451 4.3.5 Server configuration error"
+        "451 4.3.5 <u@localhost>: Recipient address rejected: Server configuration error"
     );
 }
 

@@ -109,3 +109,62 @@ async fn relay_domains_and_routing() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn check_relay_domains_is_enforced() {
+    // Oracle: Postfix 3.7 answers `<r>: Recipient address rejected: Relay access denied`.
+    let p = policy(&format!(
+        "{CF}relay_domains = relay.example\nsmtpd_relay_restrictions = check_relay_domains\n"
+    ));
+    for r in REFUSED {
+        assert_eq!(
+            text(&p.check(Stage::Rcpt, &facts(r)).await),
+            Some(format!(
+                "554 5.7.1 <{r}>: Recipient address rejected: Relay access denied"
+            )),
+            "{r}"
+        );
+    }
+    for r in ACCEPTED.iter().chain(&["u@relay.example"]) {
+        assert_eq!(p.check(Stage::Rcpt, &facts(r)).await.reject, None, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn unimplemented_words_and_broken_tables_fail_closed() {
+    for word in [
+        "reject_unverified_recipient",
+        "check_sasl_access inline:{a=OK}",
+        "permit_tls_clientcerts",
+        "no_such_restriction",
+    ] {
+        let p = policy(&format!(
+            "{CF}smtpd_relay_restrictions = {word}, permit_mynetworks, reject_unauth_destination\n"
+        ));
+        let mut f = facts("u@localhost");
+        f.client_addr = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            text(&p.check(Stage::Rcpt, &f).await).as_deref(),
+            Some("451 4.3.5 Server configuration error"),
+            "{word}"
+        );
+    }
+    for maps in [
+        "local_recipient_maps = texthash:/nonexistent/x",
+        "local_recipient_maps = fail:x",
+    ] {
+        let p = policy(&format!("{CF}{maps}\n"));
+        assert_eq!(
+            text(&p.check(Stage::Rcpt, &facts("u@LOCALHOST")).await).as_deref(),
+            Some("451 4.3.0 <u@LOCALHOST>: Temporary lookup failure"),
+            "{maps}"
+        );
+    }
+    let p = policy(&format!(
+        "{CF}relay_domains = texthash:/nonexistent/x\nvirtual_alias_maps = fail:x\n"
+    ));
+    assert_eq!(
+        text(&p.check(Stage::Rcpt, &facts("u@remote.example")).await).as_deref(),
+        Some("451 4.3.0 <u@remote.example>: Temporary lookup failure")
+    );
+}

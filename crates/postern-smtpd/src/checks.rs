@@ -1,0 +1,103 @@
+//! VRFY with the recipient checks, and the queue free-space check at MAIL.
+//!
+//! * VRFY (unless `disable_vrfy_command`): the address goes through the same checks as
+//!   a RCPT (relay and recipient restrictions, `smtpd_reject_unlisted_recipient`); a
+//!   refusal is the RCPT reply (`550 5.1.1 <x>: Recipient address rejected: User unknown
+//!   in local recipient table`), else `252 2.0.0 <argument as sent>`, as Postfix answers.
+//! * MAIL: as Postfix's `smtpd_check_queue`, `452 4.3.1 Insufficient system storage`
+//!   when the queue file system's free space (blocks available to unprivileged users)
+//!   is not above `queue_minfree`, or is less than 1.5 × `message_size_limit`, with
+//!   `warning: not enough free space in mail queue: N bytes < 1.5*message size limit`.
+//!   A file system that cannot be examined does not stop mail (Postfix: the same).
+//!
+//! # Security
+//! The VRFY argument is only a lookup key and reply text (it was parsed as a mailbox).
+//!
+//! # Configuration
+//! `disable_vrfy_command`, `queue_minfree`, `message_size_limit`, `queue_directory`.
+
+use crate::policy::Stage;
+use crate::session::{Flow, Session, reply};
+use postern_smtp_proto::Reply;
+
+/// Postfix's `smtpd_space_multf`.
+const SPACE_FACTOR: f64 = 1.5;
+
+/// VRFY `address` (internal form).
+pub(crate) async fn vrfy(sess: &mut Session<'_>, address: String) -> Flow {
+    sess.set_last("VRFY");
+    if sess.s.disable_vrfy {
+        sess.counters.count("vrfy", false);
+        return sess
+            .error(reply(502, (5, 5, 1), "VRFY command is disabled"))
+            .await;
+    }
+    if sess.s.postdrop_config.is_some() {
+        // Stand-alone mode (`sendmail -bs`): no checks, as Postfix.
+        sess.conn
+            .reply(&reply(252, (2, 0, 0), sess.raw_arg.clone()));
+        return Flow::Continue;
+    }
+    let saved = sess.facts.recipient.replace(address);
+    let v = sess.policy.check(Stage::Rcpt, &sess.facts).await;
+    sess.log_lines(&v.log);
+    if let Some(r) = v.reject {
+        sess.log_reject("VRFY", &r);
+        sess.facts.recipient = saved;
+        sess.counters.count("vrfy", false);
+        return sess.error(r).await;
+    }
+    sess.facts.recipient = saved;
+    sess.counters.count("vrfy", true);
+    let echo = sess.raw_arg.clone();
+    sess.conn.reply(&reply(252, (2, 0, 0), echo));
+    Flow::Continue
+}
+
+/// Whether free blocks fall short of `queue_minfree` or of 1.5 × the size limit
+/// (Postfix compares in blocks to avoid overflow).
+pub(crate) fn short_of_space(free_blocks: u64, block: u64, minfree: u64, size_limit: u64) -> bool {
+    let block = block.max(1);
+    let blocks = |x: u64| x / block;
+    blocks(minfree) >= free_blocks || blocks(size_limit) as f64 >= free_blocks as f64 / SPACE_FACTOR
+}
+
+/// The free-space check at MAIL: `Some(452 reply)` when the queue is too full.
+pub(crate) fn queue_space(sess: &Session<'_>) -> Option<Reply> {
+    if sess.s.postdrop_config.is_some() {
+        return None;
+    }
+    let st = match nix::sys::statvfs::statvfs(&sess.s.queue_directory) {
+        Ok(st) => st,
+        Err(e) => {
+            postern_log::warning(format!("statvfs {}: {e}", sess.s.queue_directory.display()));
+            return None;
+        }
+    };
+    let block = st.fragment_size().max(1);
+    let free = st.blocks_available();
+    if !short_of_space(free, block, sess.s.queue_minfree, sess.s.message_size_limit) {
+        return None;
+    }
+    postern_log::warning(format!(
+        "not enough free space in mail queue: {} bytes < {SPACE_FACTOR}*message size limit",
+        free.saturating_mul(block)
+    ));
+    Some(reply(452, (4, 3, 1), "Insufficient system storage"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_of_space;
+
+    #[test]
+    fn postfix_space_rule() {
+        // 4096-byte blocks, 10 MB limit: needs more than 15 MB free.
+        let limit = 10_240_000;
+        assert!(short_of_space(3000, 4096, 0, limit));
+        assert!(!short_of_space(4000, 4096, 0, limit));
+        assert!(short_of_space(4000, 4096, 20_000_000, limit));
+        assert!(!short_of_space(1, 4096, 0, 0));
+        assert!(short_of_space(0, 4096, 0, 0));
+    }
+}
