@@ -94,10 +94,13 @@ impl Resolver {
         let pdms = cfg.get("parent_domain_matches_subdomains");
         let mut maps = Vec::new();
         for spec in cfg.get_list("transport_maps") {
-            match postern_table::open(&spec, &Default::default()) {
-                Ok(m) => maps.push(m),
-                Err(e) => postern_log::warning(format!("transport_maps: {spec}: {e}")),
+            // A table that cannot be opened stays as its surrogate: every lookup
+            // defers (fail closed), as Postfix's trivial-rewrite does.
+            let (m, err) = postern_table::open_or_surrogate(&spec, &Default::default());
+            if let Some(e) = err {
+                postern_log::warning(format!("transport_maps: {spec}: {e}"));
             }
+            maps.push(m);
         }
         let mut relocated_maps = Vec::new();
         let mut relocated_broken = false;
