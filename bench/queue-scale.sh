@@ -7,6 +7,7 @@
 #   -n        deferred messages per MTA (default 30000; try 300000 when time allows)
 #   --only    run one side only
 #   --timeout seconds allowed per drain (default 3600)
+#   --profile strace|perf   profile Postern's qmgr during the drain into --profile-out FILE
 #
 # Each MTA: a private instance in a temp dir with relayhost = [127.0.0.1]:PORT
 # (down), one message deferred with `defer_transports = smtp`, then that queue

@@ -107,7 +107,12 @@ def fill(template: Path, queue: Path, n: int, hashed: bool) -> float:
     return time.monotonic() - t0
 
 
-def drain(name: str, queue: Path, n: int, flush, timeout: float) -> dict:
+def sent(maillog: Path) -> int:
+    with open(maillog, "rb") as f:
+        return sum(1 for line in f if b"status=sent" in line)
+
+
+def drain(name: str, queue: Path, n: int, flush, timeout: float, maillog: Path) -> dict:
     log(f"{name}: flushing {n} deferred messages")
     t0 = time.monotonic()
     flush()
@@ -126,6 +131,9 @@ def drain(name: str, queue: Path, n: int, flush, timeout: float) -> dict:
         time.sleep(0.5)
     secs = time.monotonic() - t0
     log(f"{name}: {n} drained in {secs:.1f}s ({n / secs:.0f} msg/s)")
+    got = sent(maillog)
+    if got < n:
+        raise RuntimeError(f"{name}: only {got} of {n} logged status=sent")
     return {"mta": name, "n": n, "secs": secs}
 
 
@@ -145,15 +153,48 @@ def bench_postfix(tmp: Path, n: int, port: int, timeout: float) -> dict:
         template = deferred_files(pf.queue)[0]
         log(f"postfix: filling {n} (template {template.name})")
         log(f"postfix: filled in {fill(template, pf.queue, n, hashed=True):.1f}s")
+        # Postfix's start runs postsuper, which renames the copies to match their
+        # inode numbers and logs as mail_owner: do that here, as root, untimed.
+        # (postsuper writes the maillog itself while postlogd is down, as postfix.)
+        shutil.chown(pf.maillog, "postfix", "postfix")
+        r = subprocess.run(["postsuper", "-c", str(pf.conf)], capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError(f"postsuper: {r.stdout}{r.stderr}")
         with Sink(port):
             pf.start()
             return drain("Postfix", pf.queue, n, lambda: subprocess.run(
-                ["postqueue", "-c", str(pf.conf), "-f"], check=True, timeout=30), timeout)
+                ["postqueue", "-c", str(pf.conf), "-f"], check=True, timeout=30), timeout, pf.maillog)
     finally:
         pf.stop()
 
 
-def bench_postern(tmp: Path, binary: Path, n: int, port: int, timeout: float) -> dict:
+def attach_profiler(inst, how: str | None, out: Path | None):
+    """`strace -c` or `perf record` on the running qmgr (None: no profiling)."""
+    if not how:
+        return None
+    def argv0(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            return b""
+    qmgr = [p.pid for p in inst.processes() if argv0(p.pid).endswith(b"qmgr")]
+    if not qmgr:
+        raise RuntimeError("no qmgr process to profile")
+    argv = (["strace", "-c", "-f", "-o", str(out)] if how == "strace"
+            else ["perf", "record", "-g", "-o", str(out)]) + ["-p", str(qmgr[0])]
+    prof = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return prof
+
+
+def detach_profiler(prof) -> None:
+    if prof is not None:
+        prof.send_signal(2)
+        prof.wait(timeout=120)
+
+
+def bench_postern(tmp: Path, binary: Path, n: int, port: int, timeout: float,
+                  profile: str | None = None, profile_out: Path | None = None) -> dict:
     inst = harness.Instance.create(binary, user=harness.ensure_user(), tmp_base=tmp)
     try:
         inst.run("postconf", "-e", f"relayhost = [127.0.0.1]:{port}", "defer_transports = smtp",
@@ -169,7 +210,11 @@ def bench_postern(tmp: Path, binary: Path, n: int, port: int, timeout: float) ->
         log(f"postern: filled in {fill(template, queue, n, hashed=False):.1f}s")
         with Sink(port):
             inst.start()
-            return drain("Postern", queue, n, lambda: inst.run("postqueue", "-f"), timeout)
+            prof = attach_profiler(inst, profile, profile_out)
+            try:
+                return drain("Postern", queue, n, lambda: inst.run("postqueue", "-f"), timeout, inst.log_path)
+            finally:
+                detach_profiler(prof)
     finally:
         left = inst.close()
         if left:
@@ -183,6 +228,10 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per drain")
     ap.add_argument("--binary", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
                     / "release" / "postern")
+    ap.add_argument("--profile", choices=["strace", "perf"],
+                    help="profile Postern's qmgr during the drain (strace -c, or perf record -g)")
+    ap.add_argument("--profile-out", type=Path, default=Path("qmgr.profile"),
+                    help="where the profile goes (default ./qmgr.profile)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("queue-scale: run as root (a private Postfix instance needs it)", file=sys.stderr)
@@ -196,7 +245,8 @@ def main() -> int:
         if args.only in (None, "postfix"):
             results.append(bench_postfix(tmp, args.n, harness.free_port(), args.timeout))
         if args.only in (None, "postern"):
-            results.append(bench_postern(tmp, args.binary, args.n, harness.free_port(), args.timeout))
+            results.append(bench_postern(tmp, args.binary, args.n, harness.free_port(), args.timeout,
+                                         args.profile, args.profile_out.resolve()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"<!-- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "

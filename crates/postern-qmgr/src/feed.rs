@@ -394,8 +394,9 @@ impl Qmgr {
         let Some(m) = self.msgs.get_mut(id) else {
             return false;
         };
+        // Once per stay in the active queue; a failure below leaves the
+        // message deferred (never removed as if delivered).
         m.expiring = true;
-        m.deferred = 0;
         let base = m.base.clone();
         let limit = postern_server::client::content_frame_limit(&self.cfg);
         let pending = match self.q.read("active", id, limit) {
@@ -407,6 +408,10 @@ impl Qmgr {
         };
         if pending.is_empty() {
             return false;
+        }
+        if let Some(m) = self.msgs.get_mut(id) {
+            // The bounces below decide each deferred recipient again.
+            m.deferred = 0;
         }
         postern_log::info(format!(
             "{id}: from=<{}>, status=expired, returned to sender",
