@@ -1,0 +1,290 @@
+"""master's robustness and availability (issue 10 §1 and §8), in root instances
+started with `postern start` (master detached, daemons dropping to mail_owner):
+
+* kill -9 of one child of each daemon type in turn while mail flows: master
+  survives, logs Postfix's `warning: process NAME pid N killed by signal 9`,
+  does not throttle (the process had served), and the next message is
+  delivered within seconds;
+* a daemon that dies at start-up IS throttled (`bad command startup`);
+* a burst of simultaneous connections right after start: every one greeted;
+* `inet_interfaces` with an IPv4 and an IPv6 address, then `all`: a bare-port
+  service accepts on both families (`postern check` passes first);
+* a TLS key readable only by root (0640 root:root) works with STARTTLS;
+* `start-fg` purges unfinished queue files as `start` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import smtplib
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from postern import TEST_USER, ensure_user, free_port
+from test_smtpd_tls import OPENSSL, certdir, mint
+
+RCPT = f"{TEST_USER}@localhost"
+FAST = ("queue_run_delay = 1s", "minimal_backoff_time = 1s", "maximal_backoff_time = 2s")
+
+
+def postconf(inst, *settings: str) -> None:
+    inst.run("postconf", "-e", *settings)
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{host} port {port} not listening") from None
+            time.sleep(0.05)
+
+
+def smtp_send(port: int, subject: str, host: str = "127.0.0.1", rcpt: str = RCPT) -> None:
+    with smtplib.SMTP(host, port, timeout=15) as s:
+        s.sendmail("sender@localhost", [rcpt], f"Subject: {subject}\n\nbody\n")
+
+
+def delivered_subjects(inst) -> set[str]:
+    out = set()
+    for p in inst.new_messages(TEST_USER):
+        m = re.search(rb"^Subject: (.*)$", p.read_bytes(), re.M)
+        if m:
+            out.add(m.group(1).decode().strip())
+    return out
+
+
+def wait_delivered(inst, subject: str, timeout: float = 15) -> float:
+    t0 = time.monotonic()
+    inst.wait_for(lambda: subject in delivered_subjects(inst), timeout=timeout,
+                  what=f"{subject!r} delivered to {TEST_USER}")
+    return time.monotonic() - t0
+
+
+def argv0(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.split(b"\0", 1)[0].decode(errors="replace") if raw else None
+
+
+def daemons(inst, name: str) -> list[int]:
+    """PIDs of live children of master whose argv[0] is `name`."""
+    master = inst.master_pid()
+    out = []
+    for p in inst.processes():
+        if p.alive() and p.pid != master and argv0(p.pid) == name:
+            out.append(p.pid)
+    return sorted(out)
+
+
+@pytest.fixture
+def root_started(root_instance):
+    ensure_user(TEST_USER)
+    return root_instance
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+def test_kill9_each_daemon_type_master_survives_without_throttle(root_started):
+    inst = root_started
+    # Loopback clients are counted by anvil too (not exempt), so anvil runs.
+    postconf(inst, *FAST, "smtpd_client_event_limit_exceptions =")
+    inst.start()
+    wait_port(inst.port)
+    master = inst.master_pid()
+    # Warm up: every daemon type runs and has served once.
+    smtp_send(inst.port, "warm smtp")
+    inst.sendmail(["-f", "sender@localhost", RCPT], b"Subject: warm pickup\n\nbody\n")
+    smtp_send(inst.port, "warm bounce", rcpt="no-such-user-xyz@localhost")
+    wait_delivered(inst, "warm smtp")
+    wait_delivered(inst, "warm pickup")
+    inst.wait_for(lambda: daemons(inst, "bounce"), what="a bounce process")
+    times = {}
+    for n, name in enumerate(("smtpd", "cleanup", "qmgr", "pickup", "local", "bounce", "anvil")):
+        pids = inst.wait_for(lambda: daemons(inst, name), what=f"a running {name}")
+        victim = pids[0]
+        os.kill(victim, signal.SIGKILL)
+        line = f"warning: process {name} pid {victim} killed by signal 9"
+        inst.wait_for(lambda: line in inst.log(), timeout=10, what=line)
+        assert inst.master_pid() == master and inst.master_alive(), inst.log_excerpt()
+        subject = f"after {name} {n}"
+        if name == "pickup":
+            inst.sendmail(["-f", "sender@localhost", RCPT], f"Subject: {subject}\n\nbody\n".encode())
+        else:
+            smtp_send(inst.port, subject)
+        times[name] = wait_delivered(inst, subject, timeout=15)
+    log = inst.log()
+    assert "bad command startup" not in log, log
+    assert max(times.values()) < 10, times
+    print(f"delivery after kill -9 (s): { {k: round(v, 2) for k, v in times.items()} }")
+
+
+def test_startup_failure_is_throttled(root_started):
+    inst = root_started
+    bad = free_port()
+    with open(inst.root / "master.cf", "a") as f:
+        f.write(f"\n127.0.0.1:{bad} inet n - y - - smtpd\n  -o mail_owner=no-such-owner-xyz\n")
+    inst.start()
+    wait_port(inst.port)
+    master = inst.master_pid()
+    s = socket.create_connection(("127.0.0.1", bad), timeout=5)
+    try:
+        inst.wait_for(lambda: "smtpd: bad command startup -- throttling" in inst.log(), timeout=10,
+                      what="the throttle warning")
+        assert re.search(r"warning: process smtpd pid \d+ exit status 1", inst.log())
+        # Throttled: no new process for this service, and the good one still works.
+        time.sleep(0.5)
+        assert inst.log().count("bad command startup") == 1, inst.log_excerpt()
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+            assert c.noop()[0] == 250
+        assert inst.master_pid() == master and inst.master_alive()
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------- burst
+
+
+def greet_all(host: str, port: int, n: int, timeout: float) -> tuple[int, list[str]]:
+    """Opens n connections at once; returns (greeted with 220, other first lines)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(n):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks.append(s)
+        sel.register(s, selectors.EVENT_READ, bytearray())
+    greeted, other = 0, []
+    pending = n
+    deadline = time.monotonic() + timeout
+    try:
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                buf = key.data
+                try:
+                    chunk = key.fileobj.recv(512)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    chunk = b""
+                    other.append(f"error {e}")
+                buf += chunk
+                if b"\n" in buf or not chunk:
+                    line = bytes(buf).split(b"\n", 1)[0].decode(errors="replace")
+                    if line.startswith("220 "):
+                        greeted += 1
+                    elif chunk:
+                        other.append(line)
+                    elif not other or not other[-1].startswith("error"):
+                        other.append("closed without greeting")
+                    sel.unregister(key.fileobj)
+                    pending -= 1
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+    return greeted, other
+
+
+def test_burst_at_start_every_connection_greeted(root_started):
+    inst = root_started
+    inst.start()
+    n = 1000
+    t0 = time.monotonic()
+    greeted, other = greet_all("127.0.0.1", inst.port, n, timeout=30)
+    took = time.monotonic() - t0
+    print(f"burst: {greeted}/{n} greeted in {took:.1f}s; others: {other[:5]}")
+    assert greeted == n, (greeted, other[:10], inst.log_excerpt(40))
+    assert inst.master_alive()
+
+
+# --------------------------------------------------------------------------- inet_interfaces
+
+
+def bare_port_service(inst, port: int) -> None:
+    cf = inst.root / "master.cf"
+    text = cf.read_text()
+    text = re.sub(rf"^127\.0\.0\.1:{inst.port}\s+inet", f"{port} inet", text, flags=re.M)
+    cf.write_text(text)
+
+
+def greeting(host: str, port: int) -> str:
+    with smtplib.SMTP(host, port, timeout=10) as s:
+        return s.ehlo()[1].decode()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_inet_interfaces_ipv4_ipv6_and_all(root_started):
+    inst = root_started
+    port = inst.port
+    bare_port_service(inst, port)
+    postconf(inst, "inet_interfaces = 127.0.0.1, [::1]", "inet_protocols = all")
+    inst.run("check")
+    inst.start()
+    for host in ("127.0.0.1", "::1"):
+        wait_port(port, host)
+        assert greeting(host, port)
+    # One smtpd serves both listeners (passed with -s 2).
+    procs = daemons(inst, "smtpd")
+    assert len(procs) == 1, procs
+    args = Path(f"/proc/{procs[0]}/cmdline").read_bytes().split(b"\0")
+    assert b"-s" in args and args[args.index(b"-s") + 1] == b"2", args
+    # `all`: the IPv4 and the IPv6 wildcard.
+    postconf(inst, "inet_interfaces = all")
+    inst.run("check")
+    inst.reload()
+    for host in ("127.0.0.1", "::1"):
+        inst.wait_for(lambda: greeting(host, port), timeout=10, what=f"greeting on {host} after reload")
+    assert inst.master_alive()
+
+
+# --------------------------------------------------------------------------- TLS key as root
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+def test_root_only_tls_key_is_read_before_privileges_drop(root_started):
+    inst = root_started
+    cert, key = mint(certdir(inst), "rootonly", "mx.test.example")
+    os.chown(key, 0, 0)
+    key.chmod(0o640)
+    postconf(inst, "smtpd_tls_security_level = may", f"smtpd_tls_cert_file = {cert}",
+             f"smtpd_tls_key_file = {key}")
+    inst.start()
+    wait_port(inst.port)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=15) as s:
+        s.ehlo("client.example")
+        assert s.has_extn("starttls"), inst.log_excerpt(30)
+        assert s.starttls(context=ctx)[0] == 220
+        s.ehlo("client.example")
+        s.sendmail("sender@localhost", [RCPT], "Subject: over tls\n\nbody\n")
+    wait_delivered(inst, "over tls")
+    assert "cannot load" not in inst.log() and "disabling TLS" not in inst.log(), inst.log_excerpt(30)
+
+
+# --------------------------------------------------------------------------- start-fg
+
+
+def test_start_fg_purges_unfinished_queue_files(instance):
+    inst = instance
+    leftover = inst.root / "queue" / "incoming" / "t.1.2"
+    leftover.write_bytes(b"partial")
+    inst.start_fg()
+    assert not leftover.exists()
