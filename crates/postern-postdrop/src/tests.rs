@@ -152,6 +152,38 @@ fn stores_in_maildrop_without_master() {
 }
 
 #[test]
+fn authorized_submit_users_is_enforced() {
+    let (_d, dir) = instance();
+    let main = dir.join("main.cf");
+    let mut text = fs::read_to_string(&main).unwrap();
+    text.push_str("authorized_submit_users = no-such-user-here\n");
+    fs::write(&main, &text).unwrap();
+    let a = Args {
+        config: Some(dir.clone()),
+        verbose: 0,
+    };
+    let e = run(&a, &mut &sample()[..]).unwrap_err();
+    assert_eq!(e.code, exit::NOPERM);
+    assert!(
+        e.msg.ends_with("is not allowed to submit mail"),
+        "{}",
+        e.msg
+    );
+    text.push_str("authorized_submit_users = nosuchtype:/x\n");
+    fs::write(&main, &text).unwrap();
+    assert_eq!(
+        run(&a, &mut &sample()[..]).unwrap_err().code,
+        exit::TEMPFAIL
+    );
+    assert!(
+        Queue::new(dir.join("queue"))
+            .list("maildrop")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn missing_queue_is_a_config_error() {
     let (_d, dir) = instance();
     fs::remove_dir(dir.join("queue/maildrop")).unwrap();

@@ -29,8 +29,11 @@
 //! `warning: invalid mail queue id: …`.
 //!
 //! # Security
-//! Only root, or the owner of `queue_directory` (the mail_owner of a root
-//! instance, or the user of a private instance), may run postsuper. Queue
+//! Only root, or the owner of `queue_directory` (the user of a private
+//! instance), may run postsuper, and never set-uid or set-gid. Run by root,
+//! it works with `mail_owner`'s privileges once the configuration is read (as
+//! Postfix's postsuper does), so a compromised queue tree cannot lead it
+//! outside the mail owner's files. Queue
 //! IDs are validated before they become file names. Every change is a
 //! single unlink or rename, so a message is never lost or duplicated by a
 //! crash of postsuper.
@@ -100,6 +103,12 @@ pub fn may_administer(euid: u32, owner: u32) -> bool {
 }
 
 fn check_privilege(queue_dir: &Path) -> Result<(), Fatal> {
+    if postern_sys::privs::is_set_id() {
+        return Err(fatal(
+            exit::NOPERM,
+            "this postfix command must not run as a set-uid process",
+        ));
+    }
     let md = std::fs::metadata(queue_dir)
         .map_err(|e| fatal(exit::CONFIG, format!("stat {}: {e}", queue_dir.display())))?;
     if !may_administer(postern_sys::privs::effective_uid(), md.uid()) {
@@ -109,6 +118,29 @@ fn check_privilege(queue_dir: &Path) -> Result<(), Fatal> {
         ));
     }
     Ok(())
+}
+
+/// Run by root: continue as `mail_owner` (setgid, setgroups, setuid).
+fn drop_to_mail_owner(cfg: &postern_config::Config) -> Result<(), Fatal> {
+    if postern_sys::privs::real_uid() != 0 {
+        return Ok(());
+    }
+    let owner = cfg.get("mail_owner");
+    let user = postern_sys::privs::lookup_user(&owner)
+        .map_err(|e| fatal(exit::CONFIG, e.to_string()))?
+        .ok_or_else(|| {
+            fatal(
+                exit::CONFIG,
+                format!("parameter mail_owner: unknown user name value: {owner}"),
+            )
+        })?;
+    if user.uid == 0 {
+        return Err(fatal(
+            exit::CONFIG,
+            format!("mail_owner {owner} must not be the super-user"),
+        ));
+    }
+    postern_sys::privs::drop_to(user.uid, user.gid).map_err(|e| fatal(exit::CONFIG, e.to_string()))
 }
 
 /// Whether master holds its pid-file lock.
@@ -162,8 +194,18 @@ fn purge(q: &Queue, r: &mut dyn ops::Report) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Runs a parsed command line against the queue.
+/// Runs a parsed command line against the queue (run by root: as `mail_owner`).
 pub fn run(a: &args::Args, input: &mut dyn BufRead, r: &mut dyn ops::Report) -> Result<(), Fatal> {
+    run_with(a, input, r, &drop_to_mail_owner)
+}
+
+/// [`run`] with the privilege drop as a parameter (unit tests keep theirs).
+fn run_with(
+    a: &args::Args,
+    input: &mut dyn BufRead,
+    r: &mut dyn ops::Report,
+    drop_privileges: &dyn Fn(&postern_config::Config) -> Result<(), Fatal>,
+) -> Result<(), Fatal> {
     let dir = postern_server::load::config_dir(a.config.as_deref());
     let cfg = postern_server::load::load(&dir)
         .map_err(|e| fatal(exit::CONFIG, e.to_string()))?
@@ -171,6 +213,7 @@ pub fn run(a: &args::Args, input: &mut dyn BufRead, r: &mut dyn ops::Report) -> 
     postern_log::init("postsuper", postern_server::load::log_config(&cfg, true));
     let q = Queue::new(cfg.get("queue_directory"));
     check_privilege(q.root())?;
+    drop_privileges(&cfg)?;
     if a.purge {
         purge(&q, r)?;
     }

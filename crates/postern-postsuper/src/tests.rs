@@ -238,7 +238,7 @@ fn run_with_a_config_dir() {
         ..Default::default()
     };
     let mut r = Lines::default();
-    run(&a, &mut &b""[..], &mut r).unwrap();
+    run_with(&a, &mut &b""[..], &mut r, &|_| Ok(())).unwrap();
     assert_eq!(r.0, ["Deleted: 0 messages"]);
 }
 
