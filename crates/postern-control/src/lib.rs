@@ -17,6 +17,8 @@
 //! # Configuration
 //! `-c DIR` / `MAIL_CONFIG`; `queue_directory`.
 
+mod listen;
+
 use anyhow::{Context as _, Result, bail};
 use std::ffi::OsString;
 use std::fs::File;
@@ -116,6 +118,7 @@ fn check_problems(dir: &Path) -> Vec<String> {
             .map(|f| f.to_string()),
     );
     problems.extend(foreign_tables(dir));
+    problems.extend(listen::problems(dir));
     problems
 }
 

@@ -37,6 +37,8 @@ pub fn run(dir: &Path, detach: bool) -> Result<()> {
     if detach && let Err(e) = nix::unistd::setsid() {
         postern_log::to_stderr(&format!("master: warning: setsid: {e}"));
     }
+    // Nothing inherited from our starter reaches the daemons.
+    postern_sys::fd::cloexec_from(3).context("mark inherited descriptors close-on-exec")?;
     let loaded = postern_server::load::load(dir)?;
     let config = loaded.config;
     postern_log::init("master", postern_server::load::log_config(&config, true));

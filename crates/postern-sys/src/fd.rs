@@ -41,6 +41,35 @@ pub fn take_listeners(count: usize) -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
+/// Marks every open descriptor from `first` up close-on-exec, so nothing
+/// master inherited from whoever started it (a shell's or a supervisor's
+/// stray pipes) leaks into the daemons (Postfix's master closes them).
+/// Descriptors that vanish meanwhile are skipped.
+pub fn cloexec_from(first: RawFd) -> Result<()> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| SysError::new("opendir", "/proc/self/fd", e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on a raw descriptor number touches no Rust-owned
+        // object; a number that is not open (the directory stream above,
+        // closed by now) fails with EBADF, which is ignored.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            continue;
+        }
+        // SAFETY: as above; only the close-on-exec flag is added.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBADF) {
+                return Err(SysError::new("fcntl(F_SETFD)", fd.to_string(), e));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replaces descriptors 0, 1 and 2 with /dev/null (read for 0, write for 1
 /// and 2). A detached master calls it once it is up: its starter has exited,
 /// and a write to the starter's pipe would fail.
