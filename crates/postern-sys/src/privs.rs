@@ -158,7 +158,11 @@ impl Drop for EffectiveIds {
     fn drop(&mut self) {
         if let Err(e) = self.restore() {
             // Continuing with a user's identity would be a privilege bug: stop.
-            eprintln!("fatal: cannot restore privileges: {e}");
+            // (stderr may be closed: a failed write must not panic here)
+            let line = format!("fatal: cannot restore privileges: {e}\n");
+            if std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).is_err() {
+                // nowhere to report it; abort anyway
+            }
             std::process::abort();
         }
     }
