@@ -42,7 +42,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             "-c" => dir = it.next().map(PathBuf::from),
             v if verb.is_none() && !v.starts_with('-') => verb = Some(v.to_string()),
             other => {
-                eprintln!("postern: fatal: unexpected argument: {other}");
+                postern_log::to_stderr(&format!("postern: fatal: unexpected argument: {other}"));
                 return ExitCode::from(64);
             }
         }
@@ -63,7 +63,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("postern/postern-script: fatal: {e:#}");
+            postern_log::to_stderr(&format!("postern/postern-script: fatal: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -238,7 +238,7 @@ fn start(dir: &Path) -> Result<ExitCode> {
     let problems = check_problems(dir);
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("postern/postern-script: fatal: {p}");
+            postern_log::to_stderr(&format!("postern/postern-script: fatal: {p}"));
         }
         return Ok(ExitCode::from(1));
     }
