@@ -298,7 +298,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("sender_dependent_relayhost_maps", Refuse),
     ("sendmail_fix_line_endings", Report),
     ("sendmail_path", Report),
-    ("setgid_group", Report),
     ("shlib_directory", Report),
     ("smtp_address_verify_target", Report),
     ("smtp_always_send_ehlo", Report),

@@ -232,6 +232,9 @@ pub(super) fn auth<C: Conn>(
     o.action = postern_ipc::proto::Action::Defer;
     if o.dsn.starts_with('5') {
         o.dsn.replace_range(..1, "4");
+    } else if !o.dsn.starts_with('4') {
+        // Neither 235 nor an error (a server that answers AUTH with 250): still a deferral.
+        o.dsn = "4.7.0".into();
     }
     o.text = format!(
         "SASL authentication failed; server {} said: {}",
