@@ -136,6 +136,8 @@ DANGEROUS = [
     ("smtpd_milters = inet:127.0.0.1:1", "milter_default_action = reject"),
     ("content_filter = smtp:[127.0.0.1]:10025",),
     ("smtpd_upstream_proxy_protocol = haproxy",),
+    ("smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient, "
+     "reject_unauth_destination",),
 ]
 
 
@@ -147,7 +149,7 @@ def test_start_refuses_dangerous_unimplemented(instance, settings):
         r = instance.run(verb, check=False, timeout=15)
         err = r.stderr.decode()
         assert r.returncode == 1, (verb, err)
-        assert f"parameter {name}=" in err and "is not implemented" in err, (verb, err)
+        assert f"parameter {name}" in err and "is not implemented" in err, (verb, err)
     assert not instance.status()
     assert instance.master_pid() is None
 

@@ -7,6 +7,10 @@
 //!   [`crate::unimplemented::UNIMPLEMENTED`]: `parameter NAME=VALUE is not implemented`.
 //!   A [`Effect::Refuse`] row whose effective value differs from Postfix's default
 //!   refuses ([`Finding::refuse`]); everything else is a warning.
+//! * an smtpd restriction word Postern does not implement
+//!   ([`crate::unimplemented::UNIMPLEMENTED_RESTRICTIONS`]: `reject_unverified_*`,
+//!   `permit_tls_clientcerts`…) in a restriction list or class, in main.cf or a `-o`
+//!   override: refused (`parameter NAME: restriction WORD is not implemented`).
 //! * a master.cf service with chroot `y`: reported, never refused. Postfix's default for the
 //!   column is `n` since 3.0, but Debian's stock master.cf sets `y` on most services, and
 //!   chroot only narrows what a compromised daemon can reach: Postern's daemons behave the
@@ -24,7 +28,10 @@
 
 use std::fmt;
 
-use crate::unimplemented::{Effect, IMPLEMENTED_COMMANDS, IN_PROCESS_COMMANDS, unimplemented};
+use crate::unimplemented::{
+    Effect, IMPLEMENTED_COMMANDS, IN_PROCESS_COMMANDS, RESTRICTION_LISTS,
+    UNIMPLEMENTED_RESTRICTIONS, unimplemented,
+};
 use crate::{Config, ParamKind, Service, param, parse_main_cf, parse_master_cf, split_list};
 
 /// One recognised but unimplemented setting.
@@ -76,6 +83,10 @@ pub fn not_implemented(
                     ));
                 }
             }
+            for e in main.effective_entries() {
+                let location = format!("{main_path}: line {}", e.line);
+                out.extend(restriction_findings(&cfg, &e.name, &location, ""));
+            }
             cfg
         }
         Err(_) => Config::default(),
@@ -126,6 +137,14 @@ fn check_service(base: &Config, svc: &Service, master_path: &str) -> Vec<Finding
         }
     }
     let scfg = base.with_overrides(&svc.overrides);
+    for (name, _) in &svc.overrides {
+        out.extend(restriction_findings(
+            &scfg,
+            name,
+            &location,
+            &format!("{label}: "),
+        ));
+    }
     for (name, value) in &svc.overrides {
         if let Some(effect) = unimplemented(name) {
             out.push(param_finding(
@@ -139,6 +158,29 @@ fn check_service(base: &Config, svc: &Service, master_path: &str) -> Vec<Finding
         }
     }
     out
+}
+
+/// The unimplemented restriction words in parameter `name` (a restriction list or class),
+/// one refusing finding each.
+fn restriction_findings(cfg: &Config, name: &str, location: &str, prefix: &str) -> Vec<Finding> {
+    let is_list = RESTRICTION_LISTS.contains(&name)
+        || cfg
+            .get_list("smtpd_restriction_classes")
+            .iter()
+            .any(|c| c == name);
+    if !is_list {
+        return Vec::new();
+    }
+    cfg.get_list(name)
+        .iter()
+        .map(|w| w.to_ascii_lowercase())
+        .filter(|w| UNIMPLEMENTED_RESTRICTIONS.contains(&w.as_str()))
+        .map(|w| Finding {
+            location: location.to_string(),
+            what: format!("{prefix}parameter {name}: restriction {w} is not implemented"),
+            refuse: true,
+        })
+        .collect()
 }
 
 fn param_finding(
@@ -238,6 +280,23 @@ mod tests {
                 "R x: line 1: service smtp/inet: parameter smtpd_proxy_filter=127.0.0.1:10024 is not implemented",
                 "x: line 4: service policy/unix: command spawn is not implemented",
                 "x: line 5: service old/fifo: service type fifo is not implemented (the service is not started)",
+            ]
+        );
+    }
+
+    #[test]
+    fn restriction_words() {
+        let main = "smtpd_restriction_classes = strict\nstrict = reject_unverified_sender\n\
+                    smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient\n";
+        let master =
+            "sub inet n - n - - smtpd -o smtpd_client_restrictions=permit_tls_clientcerts,reject\n";
+        let got = texts(main, master);
+        assert_eq!(
+            got,
+            [
+                "R m: line 2: parameter strict: restriction reject_unverified_sender is not implemented",
+                "R m: line 3: parameter smtpd_recipient_restrictions: restriction reject_unverified_recipient is not implemented",
+                "R x: line 1: service sub/inet: parameter smtpd_client_restrictions: restriction permit_tls_clientcerts is not implemented",
             ]
         );
     }

@@ -55,6 +55,51 @@ pub static IMPLEMENTED_COMMANDS: &[&str] = &[
 pub static IN_PROCESS_COMMANDS: &[&str] =
     &["postlogd", "scache", "tlsmgr", "trivial-rewrite", "verify"];
 
+/// smtpd restriction words Postfix has and Postern does not implement. smtpd answers them
+/// like an unknown word (`451 4.3.5 Server configuration error`); `check` reports them and
+/// `start` refuses to run with them (they change what mail is accepted: address
+/// verification, client certificates, MX/NS/A access checks, backup MX relaying…).
+/// `tests/inventory.rs` checks this list against smtpd's.
+pub static UNIMPLEMENTED_RESTRICTIONS: &[&str] = &[
+    "check_ccert_access",
+    "check_client_a_access",
+    "check_client_mx_access",
+    "check_client_ns_access",
+    "check_helo_a_access",
+    "check_helo_mx_access",
+    "check_helo_ns_access",
+    "check_recipient_a_access",
+    "check_recipient_mx_access",
+    "check_recipient_ns_access",
+    "check_sasl_access",
+    "check_sender_a_access",
+    "check_sender_mx_access",
+    "check_sender_ns_access",
+    "permit_mx_backup",
+    "permit_naked_ip_address",
+    "permit_rhswl_client",
+    "permit_tls_all_clientcerts",
+    "permit_tls_clientcerts",
+    "reject_plaintext_session",
+    "reject_rhsbl_reverse_client",
+    "reject_unlisted_sender_login_mismatch",
+    "reject_unverified_recipient",
+    "reject_unverified_sender",
+];
+
+/// The parameters that hold smtpd restriction lists (besides the classes named by
+/// `smtpd_restriction_classes`).
+pub static RESTRICTION_LISTS: &[&str] = &[
+    "smtpd_client_restrictions",
+    "smtpd_data_restrictions",
+    "smtpd_end_of_data_restrictions",
+    "smtpd_etrn_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_sender_restrictions",
+];
+
 /// Parameters of the table that nothing reads, sorted by name, with their [`Effect`].
 #[rustfmt::skip]
 pub static UNIMPLEMENTED: &[(&str, Effect)] = &[

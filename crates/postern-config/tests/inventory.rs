@@ -228,3 +228,22 @@ fn helpers() {
     );
     assert_eq!(literals(&t).into_iter().collect::<Vec<_>>(), ["x", "z"]);
 }
+
+#[test]
+fn unimplemented_restrictions_are_smtpd_s() {
+    let path = workspace().join("crates/postern-smtpd/src/policy/compile.rs");
+    let text = std::fs::read_to_string(&path).expect("smtpd policy compiler");
+    let Some(start) = text.find("const UNSUPPORTED") else {
+        // smtpd keeps no list of its own (it may use this crate's): nothing to compare.
+        return;
+    };
+    let end = text[start..].find("];").map_or(text.len(), |e| start + e);
+    let mut smtpd: Vec<&str> = text[start..end].split('"').skip(1).step_by(2).collect();
+    smtpd.sort();
+    let mut ours = postern_config::unimplemented::UNIMPLEMENTED_RESTRICTIONS.to_vec();
+    ours.sort();
+    assert_eq!(
+        ours, smtpd,
+        "UNIMPLEMENTED_RESTRICTIONS must match smtpd's UNSUPPORTED"
+    );
+}
