@@ -61,10 +61,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let dir = postern_server::load::config_dir(dir.as_deref());
     match supervise::run(&dir, detach) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            postern_log::error(format!("fatal: {e:#}"));
-            postern_log::to_stderr(&format!("master: fatal: {e:#}"));
-            ExitCode::from(1)
-        }
+        // One line in the log and on stderr (which `postern start` shows).
+        Err(e) => postern_log::fatal(postern_log::plain(&format!("{e:#}"))),
     }
 }

@@ -115,10 +115,16 @@ fn bind_inet(cfg: &Config, s: &Service) -> Result<Vec<OwnedFd>> {
         .with_context(|| format!("master.cf line {}: inet service {}", s.line, s.name))?;
     let mut out = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        out.push(
-            postern_sys::net::listen_tcp(addr)
-                .with_context(|| format!("master.cf line {}: service {}", s.line, s.name))?,
-        );
+        // The system error once (its Display already names the cause).
+        let fd = postern_sys::net::listen_tcp(addr).map_err(|e| {
+            anyhow::anyhow!(
+                "master.cf line {}: service {}: {}",
+                s.line,
+                s.name,
+                postern_log::plain(&e.to_string())
+            )
+        })?;
+        out.push(fd);
     }
     Ok(out)
 }
