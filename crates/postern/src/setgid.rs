@@ -30,7 +30,8 @@
 //!
 //! # Configuration
 //! `alternate_config_directories`, `multi_instance_directories` of the
-//! instance's main.cf.
+//! instance's main.cf; `setgid_group` must name the group the command runs
+//! with.
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
@@ -80,7 +81,7 @@ pub fn entry(mut args: Vec<OsString>) -> ExitCode {
     };
     let from_cli = requested.is_some();
     let want = requested.or(mail_config.map(PathBuf::from));
-    match choose_dir(want.as_deref()) {
+    match choose_dir(want.as_deref()).and_then(|d| check_group(&d).map(|()| d)) {
         Ok(dir) => {
             if !from_cli {
                 args.splice(1..1, [OsString::from("-c"), dir.into_os_string()]);
@@ -94,6 +95,26 @@ pub fn entry(mut args: Vec<OsString>) -> ExitCode {
 fn fatal(prog: &str, msg: &str) -> ExitCode {
     eprintln!("{prog}: fatal: {msg}");
     ExitCode::from(78)
+}
+
+/// The effective group must be the instance's `setgid_group` (a copy left
+/// with another group, or a changed setting, is a configuration error).
+fn check_group(dir: &Path) -> Result<(), String> {
+    let cfg = postern_server::load::load(dir)
+        .map_err(|e| e.to_string())?
+        .config;
+    let name = cfg.get("setgid_group");
+    let gid = postern_sys::privs::lookup_group(&name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("parameter setgid_group: unknown group name value: {name}"))?;
+    let egid = postern_sys::privs::effective_gid();
+    if gid == egid {
+        Ok(())
+    } else {
+        Err(format!(
+            "set-gid group mismatch: running with group ID {egid}, but setgid_group = {name} ({gid})"
+        ))
+    }
 }
 
 /// The instance this executable belongs to: the parent of its `bin/`.
