@@ -9,9 +9,11 @@
 //! left: an `@` (a quoted `"u@d"` local part, a source route `@a:u@d`), `d!u`
 //! (`swap_bangpath`), `u%d` (`allow_percent_hack`) make a new address that is resolved
 //! again. An address without a domain gets `@$myorigin` (`append_at_myorigin`) on
-//! rewriting, and `@$myhostname` when nothing was stripped. A foreign address whose local
-//! part still holds `!`, `%` or `@` is *routed* (Postfix's `RESOLVE_FLAG_ROUTED`),
-//! whatever the local settings: the next hop may honour them.
+//! rewriting, and `@$myhostname` when nothing was stripped. An address whose local part
+//! still holds `!`, `%` or `@` (an operator switched off here, a quoted local part with
+//! `resolve_dequoted_address = no`, a foreign address) is *routed* (Postfix's
+//! `RESOLVE_FLAG_ROUTED`), whatever the local settings: the next hop may honour them, and
+//! relay control does not authorize it for an untrusted client.
 //!
 //! # Security
 //! The address comes from the network. It is never a pattern; the loop is bounded by
@@ -54,7 +56,7 @@ pub struct Resolution {
     /// The domain after rewriting, lower case, without trailing dot (for a local address:
     /// the last local domain stripped).
     pub domain: String,
-    /// A foreign address with routing operators left in its local part.
+    /// Routing operators are left in the local part (`!`, `%`, `@`).
     pub routed: bool,
 }
 
@@ -263,9 +265,9 @@ impl ClassResolver {
                 Some(d) => {
                     return Ok(Resolution {
                         class: AddrClass::Local,
+                        routed: local.contains(['!', '%', '@']),
                         local,
                         domain: d.to_ascii_lowercase(),
-                        routed: false,
                     });
                 }
             }

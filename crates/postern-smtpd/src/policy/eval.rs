@@ -5,6 +5,7 @@ use super::addr::{Class, Resolved};
 use super::compile::{List, Word};
 use super::{Facts, MAX_NESTING, Policy, Stage, Verdict};
 use postern_config::Config;
+use postern_dns::valid_hostname;
 use postern_smtp_proto::Reply;
 use std::future::Future;
 use std::pin::Pin;
@@ -677,29 +678,4 @@ impl<'a> Eval<'a> {
 /// A reply as it would be sent, without CRLF (for log lines).
 pub(crate) fn wire(r: &Reply) -> String {
     r.encode().trim_end().to_string()
-}
-
-/// RFC 1035 host name syntax as Postfix's `valid_hostname` checks it: labels of letters,
-/// digits, `-` and `_`, no label starting or ending with `-`, at most 63 bytes a label
-/// and 255 in all, an optional trailing dot, and not all-numeric.
-pub(crate) fn valid_hostname(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > 255 {
-        return false;
-    }
-    let mut all_numeric = true;
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return false;
-        }
-        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
-    }
-    !all_numeric
 }

@@ -82,19 +82,15 @@ async fn relay_domains_and_routing() {
     let p = policy(&format!(
         "{CF}smtpd_relay_restrictions = reject_unauth_destination\nallow_percent_hack = no\nswap_bangpath = no\n"
     ));
-    // Without the rewrites, the local part is just a (strange) local user.
-    assert_eq!(
-        p.check(Stage::Rcpt, &facts("u%remote.example@localhost"))
-            .await
-            .reject,
-        None
-    );
-    assert_eq!(
-        p.check(Stage::Rcpt, &facts("remote.example!u@localhost"))
-            .await
-            .reject,
-        None
-    );
+    // Without the rewrites the address stays local, but routed: Postfix 3.7 still
+    // refuses it to an untrusted client (the next hop might honour the operator).
+    for r in ["u%remote.example@localhost", "remote.example!u@localhost"] {
+        assert_eq!(
+            text(&p.check(Stage::Rcpt, &facts(r)).await),
+            Some(format!("554 5.7.1 <{r}>: Relay access denied")),
+            "{r}"
+        );
+    }
     let p = policy(&format!(
         "{CF}smtpd_relay_restrictions = permit_auth_destination, reject\n"
     ));
