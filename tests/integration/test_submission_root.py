@@ -181,14 +181,25 @@ def test_users_submit_list_and_flush(root_instance, users, postern_bin):
     r = as_user(u2, [binary, "-c", str(inst.root), "postqueue", "-f"])
     assert r.returncode == 0, r
 
+    # postsuper -r: the requeued queue file (mail_owner's, mode 0700) is no forgery.
+    inst.run("postsuper", "-r", qid)
+    r = as_user(u1, [binary, "-c", str(inst.root), "sendmail", u1.pw_name],
+                input=MSG % (u1.pw_name.encode(), b"wakes pickup"))
+    assert r.returncode == 0, r
+    line = inst.wait_for(lambda: [l for l in inst.log().splitlines() if f"orig_id={qid}" in l],
+                         what="the requeued message picked up")[0]
+    assert f"uid={pwd.getpwnam('postfix').pw_uid} from=<root@localhost>" in line, line
+    assert not list((inst.root / "queue" / "corrupt").iterdir())
+
     # With the mail system down, a user's mailq is an error, never an empty queue.
+    inst.wait_for(lambda: "wakes pickup" in subjects(inst, u1.pw_name), what="u1's second mail")
     inst.stop()
     r = as_user(u1, [binary, "-c", str(inst.root), "mailq"])
     assert r.returncode == 69, r
     assert b"Mail queue is empty" not in r.stdout
     assert b"Queue report unavailable - mail system is down" in r.stderr, r.stderr
     # root still gets the listing (showq run stand-alone, as Postfix's postqueue does).
-    assert f"{qid}!" in inst.postqueue_p()
+    assert "far@remote.test" in inst.postqueue_p()
 
 
 def test_refusals_and_isolation(root_instance, users):

@@ -18,7 +18,10 @@
 //! attributes…), a file that is not a regular file with one link, a file
 //! that does not parse, or whose name is not a queue ID, is moved to
 //! `corrupt/` with a warning naming the uid — one bad file never stops the
-//! others, and pickup never loops on it. Files still being written (no ready
+//! others, and pickup never loops on it. A file that `postsuper -r` put
+//! back (owned by `mail_owner`, not readable by others, which no user can
+//! create) is a queue file: its other attributes are dropped instead, and
+//! the log line adds `orig_id=`, as in Postfix. Files still being written (no ready
 //! bit, or `t.*` temporaries) are left alone.
 //!
 //! # Configuration
@@ -55,8 +58,9 @@ fn scan(ctx: &Context) {
         }
     };
     entries.sort_by_key(|e| e.mtime);
+    let owner = mail_owner_uid(ctx);
     for e in entries.into_iter().filter(|e| e.ready) {
-        if !pick(ctx, &q, &e.id) {
+        if !pick(ctx, &q, &e.id, owner) {
             break; // cleanup is unavailable: try again at the next wake-up
         }
     }
@@ -123,23 +127,45 @@ fn refuse(q: &Queue, id: &str, uid: u32, why: &str) {
     }
 }
 
-/// The submitter: the file's owner. `Err` (with the uid, when known) for a
-/// file that is not a regular file with exactly one link.
-fn submitter(q: &Queue, id: &str) -> Result<Option<u32>, (u32, String)> {
+/// Who submitted a maildrop file: its owner, and whether it is a message
+/// `postsuper -r` requeued (Postfix's test: owned by `mail_owner`, not
+/// readable by others; postdrop's files are mode 0744).
+struct Submitter {
+    uid: u32,
+    requeued: bool,
+}
+
+/// The submitter of `id`. `Err` (with the uid, when known) for a file that is
+/// not a regular file with exactly one link.
+fn submitter(q: &Queue, id: &str, owner: Option<u32>) -> Result<Option<Submitter>, (u32, String)> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::symlink_metadata(q.dir("maildrop").join(id)) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err((u32::MAX, format!("lstat: {e}"))),
         Ok(md) if !md.file_type().is_file() => Err((md.uid(), "not a regular file".into())),
         Ok(md) if md.nlink() != 1 => Err((md.uid(), format!("file has {} links", md.nlink()))),
-        Ok(md) => Ok(Some(md.uid())),
+        Ok(md) => Ok(Some(Submitter {
+            uid: md.uid(),
+            requeued: Some(md.uid()) == owner && md.mode() & 0o004 == 0,
+        })),
+    }
+}
+
+/// The uid of `mail_owner`, when it exists.
+fn mail_owner_uid(ctx: &Context) -> Option<u32> {
+    match postern_sys::privs::lookup_user(&ctx.config.get("mail_owner")) {
+        Ok(u) => u.map(|u| u.uid),
+        Err(e) => {
+            postern_log::warning(e);
+            None
+        }
     }
 }
 
 /// Submits one maildrop file. Returns false when cleanup is unavailable.
-fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
-    let uid = match submitter(q, id) {
-        Ok(Some(uid)) => uid,
+fn pick(ctx: &Context, q: &Queue, id: &str, owner: Option<u32>) -> bool {
+    let Submitter { uid, requeued } = match submitter(q, id, owner) {
+        Ok(Some(s)) => s,
         Ok(None) => return true,
         Err((uid, why)) => {
             refuse(q, id, uid, &why);
@@ -159,7 +185,13 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
             return true;
         }
     };
-    if let Some(why) = forbidden(&qf.attrs) {
+    let mut qf = qf;
+    if requeued {
+        // postsuper -r: cleanup's own attributes (filters, client
+        // information…) are dropped, as Postfix's pickup does.
+        qf.attrs
+            .retain(|a| forbidden(std::slice::from_ref(a)).is_none());
+    } else if let Some(why) = forbidden(&qf.attrs) {
         refuse(q, id, uid, &why);
         return true;
     }
@@ -212,7 +244,16 @@ fn pick(ctx: &Context, q: &Queue, id: &str) -> bool {
     .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
     match reply {
         Ok(r) if r.status == CleanupStatus::Ok => {
-            postern_log::info(format!("{}: uid={uid} from=<{}>", r.queue_id, req.sender));
+            // For a requeued message also the maildrop ID, as Postfix logs it.
+            let orig = if requeued {
+                format!(" orig_id={id}")
+            } else {
+                String::new()
+            };
+            postern_log::info(format!(
+                "{}: uid={uid} from=<{}>{orig}",
+                r.queue_id, req.sender
+            ));
             if let Err(e) = postern_queue_admin::remove(q, "maildrop", id)
                 && !e.is_not_found()
             {
