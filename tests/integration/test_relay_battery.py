@@ -15,6 +15,12 @@ Asserted: the sink receives nothing, and every RCPT reply is Postfix's, byte for
 except the justified differences listed in KNOWN_DIFFERENCES. A summary line (probes,
 accepted, relayed, identical) is printed (`pytest -s` shows it).
 
+A second test compares VRFY (252 for a deliverable address, 550 5.1.1 for an unknown one,
+502 when disabled) and the fail-closed answers for broken tables (local_recipient_maps,
+virtual_alias_maps, relay_recipient_maps: 451 4.3.0 Temporary lookup failure; an access
+table: 451 4.3.5; an unknown restriction word: 451 4.3.5), and checks that restriction
+words Postern does not implement are refused like unknown words, never ignored.
+
 Needs root (Postfix's master runs as root) and /usr/sbin/postfix; skipped otherwise.
 Every process is stopped by PID; every wait is bounded.
 """
@@ -301,3 +307,81 @@ def test_relay_battery(instance):
     for name, ours, theirs in trusted:
         assert ours == theirs, f"[{name}] trusted-client probe: postern={ours!r} postfix={theirs!r}"
     assert not unexplained, "\n".join(f"[{n}] {p}: postern={o!r} postfix={t!r}" for n, p, o, t in unexplained)
+
+
+# ----------------------------------------------------------------- VRFY and fail-closed tables
+
+# (name, settings, commands). Commands are sent after EHLO; "RCPT ..." ones after a MAIL.
+FAIL_CLOSED = [
+    ("vrfy", {}, [
+        "VRFY user", f"VRFY <user@{HOST}>", "VRFY nosuch", f"VRFY <nosuch@{HOST}>",
+        f"VRFY User@{HOST.upper()}.", "VRFY postmaster", "VRFY user@other.example",
+        f"VRFY user%other.example@{HOST}",
+    ]),
+    ("vrfy-disabled", {"disable_vrfy_command": "yes"}, ["VRFY user", "VRFY nosuch"]),
+    ("local-maps-broken", {"local_recipient_maps": "hash:/nonexistent/local"}, [
+        f"RCPT TO:<user@{HOST}>", "RCPT TO:<user>", "VRFY user",
+    ]),
+    ("alias-maps-broken", {"virtual_alias_maps": "hash:/nonexistent/valias"}, [
+        f"RCPT TO:<user@{HOST}>", "RCPT TO:<user@relay.example>",
+    ]),
+    ("relay-maps-broken", {"relay_recipient_maps": "hash:/nonexistent/relay"}, [
+        "RCPT TO:<user@relay.example>", f"RCPT TO:<user@{HOST}>",
+    ]),
+    ("access-broken", {"smtpd_recipient_restrictions": "check_recipient_access hash:/nonexistent/acc"}, [
+        f"RCPT TO:<user@{HOST}>", "RCPT TO:<user@other.example>",
+    ]),
+    ("unknown-word", {"smtpd_relay_restrictions": "permit_mynetworks, no_such_restriction, reject"}, [
+        f"RCPT TO:<user@{HOST}>",
+    ]),
+]
+# Known to Postfix, not implemented by Postern: Postern answers as for an unknown word.
+UNIMPLEMENTED = ["reject_unverified_recipient", "check_sasl_access inline:{a=OK}", "permit_tls_clientcerts"]
+
+
+def run_commands(port: int, commands: list[str]) -> list[str]:
+    s = Session(port)
+    try:
+        s.cmd("EHLO client.example")
+        out, mail = [], False
+        for c in commands:
+            if c.startswith("RCPT") and not mail:
+                assert s.cmd(f"MAIL FROM:<probe@{HOST}>").startswith("250")
+                mail = True
+            out.append(s.cmd(c))
+        return out
+    finally:
+        s.close()
+
+
+def test_vrfy_and_fail_closed_tables_match_postfix(instance):
+    pf = PostfixSmtpd(free_port(), "[127.0.0.1]:9")
+    inst = instance
+    differ: list[str] = []
+    extra = ["disable_vrfy_command", "virtual_alias_maps", "relay_recipient_maps"]
+    try:
+        pf.setup()
+        common = [f"{k}={v}" for k, v in COMMON.items()]
+        pf.postconf("-e", *common)
+        inst.run("postconf", "-e", *common)
+        first = True
+        for name, overrides, commands in FAIL_CLOSED:
+            unset = {k: None for k in extra if k not in overrides}
+            configure(pf, inst, name, {**unset, **overrides}, first)
+            first = False
+            theirs = run_commands(pf.port, commands)
+            ours = run_commands(inst.port, commands)
+            differ += [f"[{name}] {c}: postern={o!r} postfix={t!r}"
+                       for c, o, t in zip(commands, ours, theirs) if o != t]
+        for word in UNIMPLEMENTED:
+            name = "unimplemented-" + word.split()[0]
+            inst.run("postconf", "-e", f"smtpd_relay_restrictions=permit_mynetworks, {word}, reject",
+                     f"smtpd_banner=$myhostname ESMTP battery-{name}")
+            inst.reload()
+            wait_banner(inst.port, f"battery-{name}", "Postern")
+            got = run_commands(inst.port, [f"RCPT TO:<user@{HOST}>"])[0]
+            assert got == "451 4.3.5 Server configuration error", (word, got)
+            assert f'unknown smtpd restriction: "{word.split()[0]}"' in inst.log(), word
+    finally:
+        pf.close()
+    assert not differ, "\n".join(differ)
