@@ -29,7 +29,7 @@
 use std::fmt;
 
 use crate::unimplemented::{
-    Effect, IMPLEMENTED_COMMANDS, IN_PROCESS_COMMANDS, RESTRICTION_LISTS,
+    Effect, HARMLESS_VALUES, IMPLEMENTED_COMMANDS, IN_PROCESS_COMMANDS, RESTRICTION_LISTS,
     UNIMPLEMENTED_RESTRICTIONS, unimplemented,
 };
 use crate::{Config, ParamKind, Service, param, parse_main_cf, parse_master_cf, split_list};
@@ -194,8 +194,16 @@ fn param_finding(
     Finding {
         location,
         what: format!("{prefix}parameter {name}={value} is not implemented"),
-        refuse: effect == Effect::Refuse && !at_default(cfg, name),
+        refuse: effect == Effect::Refuse && !at_default(cfg, name) && !harmless(cfg, name),
     }
+}
+
+/// Whether the value of `name` is one of its [`HARMLESS_VALUES`].
+fn harmless(cfg: &Config, name: &str) -> bool {
+    let value = cfg.get(name);
+    HARMLESS_VALUES
+        .iter()
+        .any(|(n, values)| *n == name && values.contains(&value.trim()))
 }
 
 /// Whether the effective value of `name` equals Postfix's default (both expanded in `cfg`;
@@ -259,6 +267,15 @@ mod tests {
                 .unwrap(),
         );
         assert!(at_default(&cfg, "message_drop_headers"));
+        let got = texts(
+            "smtp_dns_support_level = dnssec\nlmtp_dns_support_level = disabled\n",
+            "",
+        );
+        assert_eq!(
+            got.iter().filter(|l| l.starts_with("R ")).count(),
+            1,
+            "{got:?}"
+        );
         let cfg = Config::new(parse_main_cf("soft_bounce = false").unwrap());
         assert!(at_default(&cfg, "soft_bounce"));
     }

@@ -55,6 +55,15 @@ pub static IMPLEMENTED_COMMANDS: &[&str] = &[
 pub static IN_PROCESS_COMMANDS: &[&str] =
     &["postlogd", "scache", "tlsmgr", "trivial-rewrite", "verify"];
 
+/// Values of [`Effect::Refuse`] parameters that describe what Postern does anyway, so they
+/// are reported but do not refuse: the smtp client's DNS lookups are enabled and ask for
+/// DNSSEC (the AD bit) for DANE whatever `smtp_dns_support_level` says, so only `disabled`
+/// (no DNS: routing through the host table) would change where mail goes.
+pub static HARMLESS_VALUES: &[(&str, &[&str])] = &[
+    ("lmtp_dns_support_level", &["enabled", "dnssec"]),
+    ("smtp_dns_support_level", &["enabled", "dnssec"]),
+];
+
 /// smtpd restriction words Postfix has and Postern does not implement. smtpd answers them
 /// like an unknown word (`451 4.3.5 Server configuration error`); `check` reports them and
 /// `start` refuses to run with them (they change what mail is accepted: address
