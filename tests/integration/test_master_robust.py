@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import selectors
 import signal
 import smtplib
@@ -201,10 +202,26 @@ def greet_all(host: str, port: int, n: int, timeout: float) -> tuple[int, list[s
     return greeted, other
 
 
+def burst_size(wanted: int = 2000) -> int:
+    """`wanted` connections, or fewer when this process cannot hold that many
+    descriptors (the soft limit is raised to the hard one first)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(100, min(wanted, soft - 200))
+
+
 def test_burst_at_start_every_connection_greeted(root_started):
+    """The issue's 2,000 connections right after start (with the standard
+    library's backlog of 128, about 80 of them were never greeted: the kernel
+    dropped their handshake ACK while the first smtpd started)."""
     inst = root_started
     inst.start()
-    n = 1000
+    n = burst_size()
     t0 = time.monotonic()
     greeted, other = greet_all("127.0.0.1", inst.port, n, timeout=30)
     took = time.monotonic() - t0
