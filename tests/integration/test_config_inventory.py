@@ -263,3 +263,11 @@ def test_unix_table_differential_and_default_local_recipient_maps(instance):
         assert c.rcpt("root@localhost")[0] == 250
         code, text = c.rcpt("no-such-user-x@localhost")
         assert (code, text[:5]) == (550, b"5.1.1"), (code, text)
+
+
+def test_syslog_facility_checked(instance):
+    postconf(instance, "syslog_facility = local3")
+    assert instance.run("check", check=False).returncode == 0
+    postconf(instance, "syslog_facility = bogus")
+    r = instance.run("check", check=False)
+    assert r.returncode == 1 and 'unknown syslog facility: "bogus"' in r.stderr.decode(), r.stderr

@@ -118,6 +118,15 @@ fn check_problems(dir: &Path) -> Vec<String> {
             .map(|f| f.to_string()),
     );
     problems.extend(foreign_tables(dir));
+    if let Ok(loaded) = postern_server::load::load(dir) {
+        let facility = loaded.config.get("syslog_facility");
+        if postern_log::facility_code(&facility).is_none() {
+            problems.push(format!(
+                "{}: syslog_facility: unknown syslog facility: \"{facility}\"",
+                main.display()
+            ));
+        }
+    }
     problems.extend(listen::problems(dir));
     problems
 }
