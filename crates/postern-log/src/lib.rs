@@ -31,6 +31,7 @@ use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Where log lines go.
@@ -174,6 +175,16 @@ pub fn to_stderr(line: &str) {
     }
 }
 
+static STDERR_COPY_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Stops copying warnings to stderr (the log file or syslog still gets
+/// every line). master calls it once it is up when its stderr is not a
+/// terminal: a supervisor's pipe that nobody reads must never fill up and
+/// block master (Postfix's programs copy to stderr only for a terminal).
+pub fn stop_stderr_copy() {
+    STDERR_COPY_OFF.store(true, Ordering::Relaxed);
+}
+
 fn emit(level: Level, text: &dyn Display) {
     let body = format!("{}{}", level.prefix(), sanitize(&text.to_string()));
     let Some(l) = LOGGER.get() else {
@@ -181,7 +192,9 @@ fn emit(level: Level, text: &dyn Display) {
         return;
     };
     let pid = std::process::id();
-    if (l.cfg.stderr && level != Level::Info) || l.cfg.verbose_stderr {
+    let copy = ((l.cfg.stderr && level != Level::Info) || l.cfg.verbose_stderr)
+        && !STDERR_COPY_OFF.load(Ordering::Relaxed);
+    if copy {
         to_stderr(&format!(
             "{}: {body}",
             l.tag.rsplit('/').next().unwrap_or("postern")
@@ -208,7 +221,7 @@ fn emit(level: Level, text: &dyn Display) {
             s.send(line.as_bytes()).map(|_| ())
         }
         Sink::Stderr => {
-            if l.cfg.stderr && level != Level::Info {
+            if copy {
                 Ok(()) // already printed above
             } else {
                 to_stderr(&format!("{} {}[{pid}]: {body}", timestamp(), l.tag));

@@ -82,6 +82,11 @@ pub fn run(dir: &Path, detach: bool) -> Result<()> {
     if detach {
         postern_sys::fd::detach_stdio().context("detach from the terminal")?;
     }
+    // Up: from now on only a terminal gets copies of warnings (start-fg
+    // under a supervisor must not block on a pipe nobody reads).
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        postern_log::stop_stderr_copy();
+    }
     loop {
         if !m.step(&sfd)? {
             break;
