@@ -229,6 +229,35 @@ mod tests {
     }
 
     #[test]
+    fn stat_one_file_when_the_scan_reaches_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, q) = queue_with(&["AAA1"]);
+        let p = d.path().join("deferred/AAA1");
+        let e = q.stat("deferred", "AAA1").unwrap();
+        assert!(!e.ready);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+        let e = q.stat("deferred", "AAA1").unwrap();
+        assert!(e.ready && e.size == 1);
+        assert!(
+            e.changed >= e.mtime,
+            "chmod changed the inode after the write"
+        );
+        assert!(matches!(
+            q.stat("deferred", "NOPE"),
+            Err(ReadError::NotFound(_))
+        ));
+        fs::create_dir(d.path().join("deferred/DIR1")).unwrap();
+        assert!(matches!(
+            q.stat("deferred", "DIR1"),
+            Err(ReadError::NotFound(_))
+        ));
+        assert!(matches!(
+            q.stat("deferred", "../x"),
+            Err(ReadError::BadName(_))
+        ));
+    }
+
+    #[test]
     fn missing_directory_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let q = Queue::new(d.path());
