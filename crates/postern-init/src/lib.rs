@@ -204,24 +204,10 @@ fn reachable_by_others(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The queue and spool directories: (path under DIR, mode, owned by
-/// mail_owner with group setgid_group / mail_owner's group / root).
+/// The directories outside the queue: (path under DIR, mode, owned by
+/// root / mail_owner). The queue's own are `postern_queue::modes::QUEUE_DIRS`.
 const TREE: &[(&str, u32, Own)] = &[
     ("queue", 0o755, Own::Root),
-    ("queue/maildrop", 0o730, Own::SetgidGroup),
-    ("queue/public", 0o2710, Own::SetgidGroup),
-    ("queue/incoming", 0o700, Own::MailOwner),
-    ("queue/active", 0o700, Own::MailOwner),
-    ("queue/deferred", 0o700, Own::MailOwner),
-    ("queue/hold", 0o700, Own::MailOwner),
-    ("queue/corrupt", 0o700, Own::MailOwner),
-    ("queue/bounce", 0o700, Own::MailOwner),
-    ("queue/defer", 0o700, Own::MailOwner),
-    ("queue/trace", 0o700, Own::MailOwner),
-    ("queue/flush", 0o700, Own::MailOwner),
-    ("queue/saved", 0o700, Own::MailOwner),
-    ("queue/private", 0o700, Own::MailOwner),
-    ("queue/pid", 0o700, Own::MailOwner),
     ("data", 0o700, Own::MailOwner),
     ("log", 0o755, Own::MailOwner),
     ("mail", 0o755, Own::Root),
@@ -235,7 +221,19 @@ enum Own {
 }
 
 fn make_tree(dir: &Path, own: &Owner) -> Result<()> {
-    for (sub, mode, who) in TREE {
+    use postern_queue::modes::{DirOwner, QUEUE_DIRS};
+    let queue_dirs = QUEUE_DIRS.iter().map(|(name, mode, owner)| {
+        let who = match owner {
+            DirOwner::MailOwner => Own::MailOwner,
+            DirOwner::SetgidGroup => Own::SetgidGroup,
+        };
+        (format!("queue/{name}"), *mode, who)
+    });
+    let tree = TREE
+        .iter()
+        .map(|(sub, mode, who)| (sub.to_string(), *mode, *who))
+        .chain(queue_dirs);
+    for (sub, mode, who) in tree {
         let ids = match (own.root, who) {
             (false, _) => None, // everything is the invoking user's
             (true, Own::Root) => Some((0, 0)),
@@ -243,10 +241,10 @@ fn make_tree(dir: &Path, own: &Owner) -> Result<()> {
             (true, Own::SetgidGroup) => Some((own.uid, own.setgid)),
         };
         // A non-root instance keeps its spool private to the user.
-        let mode = if !own.root && *sub == "mail" {
+        let mode = if !own.root && sub == "mail" {
             0o700
         } else {
-            *mode
+            mode
         };
         mkdir(&dir.join(sub), mode, ids)?;
     }

@@ -14,6 +14,9 @@
 //! | `public`, `private` | service sockets                                     |
 //! | `pid`      | master's pid file                                            |
 //!
+//! Their owners and modes (Postfix's: `maildrop` 0730 and `public` 2710 with
+//! group `setgid_group`, the rest 0700 `mail_owner`) are in [`modes`].
+//!
 //! Directories are flat: `hash_queue_names`/`hash_queue_depth` are not
 //! implemented (Postfix's hashed subdirectories only help file systems
 //! without directory indexes). [`Scan`] walks a directory
@@ -39,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use thiserror::Error;
 
+pub mod modes;
 pub mod scan;
 pub use scan::{Scan, ScanFlags};
 
