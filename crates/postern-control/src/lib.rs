@@ -351,6 +351,9 @@ fn start_fg(dir: &Path) -> Result<ExitCode> {
         bail!("{p}");
     }
     let cfg = log_init(dir)?;
+    for w in unused_warnings(dir) {
+        postern_log::warning(w);
+    }
     if let Some(pid) = running_pid(&cfg)? {
         bail!("the Postern mail system is already running (pid {pid})");
     }
