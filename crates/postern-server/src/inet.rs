@@ -34,8 +34,11 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum InetError {
     /// `inet_protocols` names an unknown protocol.
-    #[error("parameter inet_protocols: unknown protocol: {0}")]
+    #[error("bad inet_protocols value: {0}")]
     Protocol(String),
+    /// `inet_protocols` is empty.
+    #[error("bad inet_protocols value: \"\"")]
+    NoProtocol,
     /// The port is neither a number nor a known service name.
     #[error("unknown service: {0}/tcp")]
     Port(String),
@@ -100,6 +103,10 @@ pub fn parse_protocols(value: &str, ipv6_available: bool) -> Result<Protocols, I
         }
     }
     if !p.ipv4 && !p.ipv6 {
+        // `all` without kernel IPv6 is IPv4; nothing at all is an error.
+        if value.trim().is_empty() {
+            return Err(InetError::NoProtocol);
+        }
         p.ipv4 = true;
     }
     Ok(p)
@@ -318,6 +325,7 @@ mod tests {
             parse_protocols("ipx", true),
             Err(InetError::Protocol("ipx".into()))
         );
+        assert_eq!(parse_protocols(" ", true), Err(InetError::NoProtocol));
     }
 
     #[test]

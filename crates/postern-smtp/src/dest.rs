@@ -108,28 +108,12 @@ impl Families {
     /// Parses `inet_protocols`: `all`, or `ipv4` and/or `ipv6` separated by
     /// blanks or commas.
     pub fn parse(value: &str) -> Result<Families, String> {
-        let mut f = Families {
-            v4: false,
-            v6: false,
-        };
-        for w in value
-            .split(|c: char| c == ',' || c.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-        {
-            match w.to_ascii_lowercase().as_str() {
-                "all" => {
-                    f.v4 = true;
-                    f.v6 = true;
-                }
-                "ipv4" => f.v4 = true,
-                "ipv6" => f.v6 = true,
-                _ => return Err(format!("bad inet_protocols value: {w}")),
-            }
-        }
-        if !f.v4 && !f.v6 {
-            return Err(format!("bad inet_protocols value: \"{}\"", value.trim()));
-        }
-        Ok(f)
+        // The parser master uses for its listeners (`all` = both families).
+        let p = postern_server::inet::parse_protocols(value, true).map_err(|e| e.to_string())?;
+        Ok(Families {
+            v4: p.ipv4,
+            v6: p.ipv6,
+        })
     }
 
     fn allows(self, ip: &IpAddr) -> bool {
