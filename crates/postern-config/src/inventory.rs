@@ -302,6 +302,20 @@ mod tests {
     }
 
     #[test]
+    fn every_refusing_row_is_at_default_in_an_empty_main_cf() {
+        let cfg = Config::default();
+        for (name, effect) in crate::unimplemented::UNIMPLEMENTED {
+            if *effect == Effect::Refuse {
+                assert!(
+                    at_default(&cfg, name),
+                    "{name} is not at its default when unset"
+                );
+            }
+        }
+        assert!(texts("", "").is_empty());
+    }
+
+    #[test]
     fn restriction_words() {
         let main = "smtpd_restriction_classes = strict\nstrict = reject_unverified_sender\n\
                     smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient\n";

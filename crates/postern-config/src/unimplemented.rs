@@ -58,10 +58,12 @@ pub static IN_PROCESS_COMMANDS: &[&str] =
 /// Values of [`Effect::Refuse`] parameters that describe what Postern does anyway, so they
 /// are reported but do not refuse: the smtp client's DNS lookups are enabled and ask for
 /// DNSSEC (the AD bit) for DANE whatever `smtp_dns_support_level` says, so only `disabled`
-/// (no DNS: routing through the host table) would change where mail goes.
+/// (no DNS: routing through the host table) would change where mail goes; port 25 is the
+/// port `smtp` names.
 pub static HARMLESS_VALUES: &[(&str, &[&str])] = &[
     ("lmtp_dns_support_level", &["enabled", "dnssec"]),
     ("smtp_dns_support_level", &["enabled", "dnssec"]),
+    ("smtp_tcp_port", &["25"]),
 ];
 
 /// smtpd restriction words Postfix has and Postern does not implement. smtpd answers them
