@@ -311,6 +311,42 @@ def test_inet_interfaces_ipv4_ipv6_and_all(root_started):
     assert inst.master_alive()
 
 
+def test_reload_keeps_listening(root_started):
+    """A reload keeps the listening sockets of unchanged services (as Postfix's
+    master): no client is refused while master reloads."""
+    inst = root_started
+    inst.start()
+    wait_port(inst.port)
+    stop = threading.Event()
+    refused, greeted = [], []
+
+    def connect_loop() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as c:
+                    c.settimeout(10)
+                    if c.recv(512).startswith(b"220"):
+                        greeted.append(1)
+            except ConnectionRefusedError:
+                refused.append(1)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=connect_loop, daemon=True)
+    t.start()
+    try:
+        for _ in range(3):
+            inst.reload()
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join(timeout=20)
+    assert not refused, f"{len(refused)} connections refused during reload"
+    assert greeted
+    assert inst.log().count("reload -- version") == 3, inst.log_excerpt(30)
+    assert "is not served" not in inst.log(), inst.log_excerpt(30)
+
+
 # --------------------------------------------------------------------------- TLS key as root
 
 

@@ -28,6 +28,9 @@ pub struct Running {
     /// Listening sockets (empty for types master does not serve; an `inet`
     /// service has one per address).
     pub listeners: Vec<OwnedFd>,
+    /// What each listener listens on (`unix:PATH`, `inet:ADDR`), to keep it
+    /// across a reload.
+    pub listen_keys: Vec<String>,
     /// Read end of the status pipe.
     pub status_read: File,
     /// Write end (handed to children).
@@ -86,9 +89,42 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
+/// Listeners of the previous generation by what they listen on: a reload
+/// hands them to the new services that listen on the same thing (as
+/// Postfix's master keeps the sockets of unchanged services), so no client
+/// is refused while master reloads and no port is rebound while an old
+/// daemon still holds it.
+pub type Kept = HashMap<String, OwnedFd>;
+
+fn unix_path(cfg: &Config, s: &Service) -> PathBuf {
     let class = if s.private { "private" } else { "public" };
-    let dir = Path::new(&cfg.get("queue_directory")).join(class);
+    Path::new(&cfg.get("queue_directory"))
+        .join(class)
+        .join(&s.name)
+}
+
+/// The listener keys the services of `cfg` will use: what a reload keeps.
+/// Everything else must close before the new listeners bind (a kept
+/// `127.0.0.1:25` would make a new `0.0.0.0:25` fail).
+pub fn wanted_keys(cfg: &Config, services: &[Service]) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    for s in services {
+        match s.kind {
+            ServiceType::Unix => {
+                out.insert(format!("unix:{}", unix_path(cfg, s).display()));
+            }
+            ServiceType::Inet => {
+                if let Ok(addrs) = postern_server::inet::listen_addresses(cfg, &s.name) {
+                    out.extend(addrs.into_iter().map(|a| format!("inet:{a}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn bind_unix(cfg: &Config, s: &Service, kept: &mut Kept) -> Result<(OwnedFd, PathBuf, String)> {
     if s.name.contains('/') || s.name.starts_with('.') {
         bail!(
             "master.cf line {}: bad unix service name: {}",
@@ -96,7 +132,14 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
             s.name
         );
     }
-    let path = dir.join(&s.name);
+    let path = unix_path(cfg, s);
+    let key = format!("unix:{}", path.display());
+    if let Some(fd) = kept.remove(&key)
+        && std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+    {
+        return Ok((fd, path, key));
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -105,18 +148,51 @@ fn bind_unix(cfg: &Config, s: &Service) -> Result<(OwnedFd, PathBuf)> {
     let fd = postern_sys::net::listen_unix(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod {}", path.display()))?;
-    Ok((fd, path))
+    Ok((fd, path, key))
 }
 
 /// One listener per address of the service (Postfix's master binds each
 /// address of `inet_interfaces` for a bare-port service).
-fn bind_inet(cfg: &Config, s: &Service) -> Result<Vec<OwnedFd>> {
+/// How long a reload retries an address still held by a retiring daemon
+/// (it closes its copy of the old listener when it gets master's SIGHUP).
+const REBIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn listen_tcp_patiently(
+    addr: std::net::SocketAddr,
+    patience: std::time::Duration,
+) -> postern_sys::Result<OwnedFd> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match postern_sys::net::listen_tcp(addr) {
+            Err(e)
+                if e.raw_os_error() == Some(nix::libc::EADDRINUSE) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn bind_inet(
+    cfg: &Config,
+    s: &Service,
+    kept: &mut Kept,
+    patience: std::time::Duration,
+) -> Result<(Vec<OwnedFd>, Vec<String>)> {
     let addrs = postern_server::inet::listen_addresses(cfg, &s.name)
         .with_context(|| format!("master.cf line {}: inet service {}", s.line, s.name))?;
     let mut out = Vec::with_capacity(addrs.len());
+    let mut keys = Vec::with_capacity(addrs.len());
     for addr in addrs {
+        let key = format!("inet:{addr}");
+        if let Some(fd) = kept.remove(&key) {
+            out.push(fd);
+            keys.push(key);
+            continue;
+        }
         // The system error once (its Display already names the cause).
-        let fd = postern_sys::net::listen_tcp(addr).map_err(|e| {
+        let fd = listen_tcp_patiently(addr, patience).map_err(|e| {
             anyhow::anyhow!(
                 "master.cf line {}: service {}: {}",
                 s.line,
@@ -125,31 +201,57 @@ fn bind_inet(cfg: &Config, s: &Service) -> Result<Vec<OwnedFd>> {
             )
         })?;
         out.push(fd);
+        keys.push(key);
     }
-    Ok(out)
+    Ok((out, keys))
 }
 
-/// Builds the run-time table from master.cf. Services master cannot serve
-/// (unix-dgram, fifo, pass) are kept without a listener and logged once.
-pub fn build(cfg: &Config, services: &[Service]) -> Result<Vec<Running>> {
+/// Builds the run-time table from master.cf, reusing `kept` listeners.
+/// Services master cannot serve (unix-dgram, fifo, pass) are kept without a
+/// listener and logged once. A listener that cannot be created is an error
+/// when `strict` (start-up: `postern start` reports it); at a reload that
+/// service alone is left out with a warning and the others run.
+pub fn build(
+    cfg: &Config,
+    services: &[Service],
+    kept: &mut Kept,
+    strict: bool,
+) -> Result<Vec<Running>> {
     let default_limit = cfg.get_int("default_process_limit").unwrap_or(100).max(0) as u32;
     let mut out = Vec::new();
     for s in services {
-        let (listeners, socket_path) = match s.kind {
+        let bound = match s.kind {
             ServiceType::Unix => {
-                let (fd, p) = bind_unix(cfg, s)?;
-                (vec![fd], Some(p))
+                bind_unix(cfg, s, kept).map(|(fd, p, k)| (vec![fd], vec![k], Some(p)))
             }
-            ServiceType::Inet => (bind_inet(cfg, s)?, None),
+            ServiceType::Inet => {
+                let patience = if strict {
+                    std::time::Duration::ZERO
+                } else {
+                    REBIND_PATIENCE
+                };
+                bind_inet(cfg, s, kept, patience).map(|(fds, keys)| (fds, keys, None))
+            }
+            _ => Ok((Vec::new(), Vec::new(), None)),
+        };
+        let (listeners, listen_keys, socket_path) = match bound {
+            Ok(b) => b,
+            Err(e) if strict => return Err(e),
+            Err(e) => {
+                postern_log::warning(format!("{e:#}; service {} is not served", s.name));
+                continue;
+            }
+        };
+        match s.kind {
+            ServiceType::Unix | ServiceType::Inet => {}
             other => {
                 postern_log::info(format!(
                     "{}: {} services are not served by this version; skipped",
                     s.name,
                     kind_name(other)
                 ));
-                (Vec::new(), None)
             }
-        };
+        }
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         set_nonblocking(&r)?;
         let max_proc = s.maxproc.unwrap_or(default_limit);
@@ -161,6 +263,7 @@ pub fn build(cfg: &Config, services: &[Service]) -> Result<Vec<Running>> {
         out.push(Running {
             entry: s.clone(),
             listeners,
+            listen_keys,
             status_read: File::from(r),
             status_write: w,
             max_proc,

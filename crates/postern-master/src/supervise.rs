@@ -22,6 +22,9 @@ struct Master {
     services: Vec<Running>,
     /// Processes of earlier generations still finishing, with their service name/type.
     retiring: std::collections::HashMap<i32, String>,
+    /// Status pipes of earlier generations, kept open while their processes
+    /// finish (their last status write must not fail).
+    old_status: Vec<File>,
     generation: u32,
     exe: PathBuf,
     /// The flow-control pipe every daemon inherits (kept across reloads).
@@ -56,7 +59,7 @@ pub fn run(dir: &Path, detach: bool) -> Result<()> {
     mask.thread_block().context("sigprocmask")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("signalfd")?;
-    let services = service::build(&config, &master_cf.services)?;
+    let services = service::build(&config, &master_cf.services, &mut Default::default(), true)?;
     let exe = std::env::current_exe().context("locate own executable")?;
     let flow = match postern_sys::flow::Flow::new() {
         Ok(f) => Some(f),
@@ -70,6 +73,7 @@ pub fn run(dir: &Path, detach: bool) -> Result<()> {
         config,
         services,
         retiring: Default::default(),
+        old_status: Vec::new(),
         generation: 1,
         exe,
         flow,
@@ -237,6 +241,9 @@ impl Master {
 
     fn child_gone(&mut self, pid: i32, abnormal: Option<String>) {
         if let Some(label) = self.retiring.remove(&pid) {
+            if self.retiring.is_empty() {
+                self.old_status.clear();
+            }
             if let Some(why) = abnormal {
                 postern_log::warning(format!("process {label} pid {pid} {why}"));
             }
@@ -405,7 +412,12 @@ impl Master {
                 return;
             }
         };
-        for s in self.services.drain(..) {
+        let mut kept = service::Kept::new();
+        for mut s in self.services.drain(..) {
+            kept.extend(s.listen_keys.drain(..).zip(s.listeners.drain(..)));
+            if !s.children.is_empty() {
+                self.old_status.push(s.status_read);
+            }
             for (pid, _) in s.children {
                 if let Err(e) = postern_sys::privs::signal(pid, Signal::SIGHUP) {
                     postern_log::warning(format!("signal pid {pid}: {e}"));
@@ -422,10 +434,14 @@ impl Master {
         });
         self.config = config;
         self.generation += 1;
-        match service::build(&self.config, &master_cf.services) {
+        let wanted = service::wanted_keys(&self.config, &master_cf.services);
+        kept.retain(|k, _| wanted.contains(k));
+        match service::build(&self.config, &master_cf.services, &mut kept, false) {
             Ok(s) => self.services = s,
             Err(e) => postern_log::warning(format!("reload: {e:#}")),
         }
+        // Listeners of services that are gone or moved close here.
+        drop(kept);
         postern_log::info(format!(
             "reload -- version {}, configuration {}",
             env!("CARGO_PKG_VERSION"),
@@ -451,6 +467,9 @@ impl Master {
             if let Err(e) = postern_sys::privs::signal(*pid, Signal::SIGKILL) {
                 postern_log::warning(format!("kill pid {pid}: {e}"));
             }
+        }
+        if self.retiring.is_empty() {
+            self.old_status.clear();
         }
     }
 
