@@ -182,6 +182,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listeners_land_at_3_and_7() {
+        let a = crate::net::listen_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = crate::net::listen_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut cmd = Command::new("/bin/sh");
+        // `[` is a builtin: /proc/self is the shell that inherited the fds.
+        cmd.args([
+            "-c",
+            "for f in 3 4 5 6 7 8; do [ -e /proc/self/fd/$f ] && printf '%s ' $f; done; true",
+        ]);
+        place_fds(&mut cmd, &[&a, &b], Some(&w), None);
+        let out = cmd.output().unwrap();
+        drop(r);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "3 4 7 ");
+    }
+
+    #[test]
     fn listener_numbers() {
         assert_eq!(listen_fd(0), 3);
         assert_eq!(listen_fd(1), 7);
