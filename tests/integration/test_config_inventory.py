@@ -42,7 +42,8 @@ inet_interfaces = all
 inet_protocols = all
 """
 # The instance paths kept from `postern init`'s main.cf (the test's only adjustments).
-KEEP = ("queue_directory", "data_directory", "mail_owner", "maillog_file", "mail_spool_directory")
+KEEP = ("queue_directory", "data_directory", "mail_owner", "maillog_file", "maillog_file_prefixes",
+        "mail_spool_directory")
 # Debian's stock main.cf settings that Postern does not implement (all harmless: reported).
 STOCK_UNIMPLEMENTED = {"biff", "readme_directory", "smtp_tls_session_cache_database"}
 MSG = b"From: snd@localhost\nSubject: inventory\n\nhello\n"

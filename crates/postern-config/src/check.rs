@@ -67,6 +67,9 @@ pub fn check_texts(
                     out.push(format!("{main_path}: line {}: {msg}", e.line));
                 }
             }
+            if let Some(msg) = maillog_prefix_problem(&cfg) {
+                out.push(format!("{main_path}: {msg}"));
+            }
             Some(cfg)
         }
         Err(errors) => {
@@ -89,6 +92,26 @@ pub fn check_texts(
         Err(errors) => out.extend(errors.iter().map(|e| fmt(master_path, e))),
     }
     out
+}
+
+/// Postfix's postlogd refuses a `maillog_file` outside `maillog_file_prefixes` (so a
+/// configuration edit cannot make the logger append to an arbitrary file as its owner).
+/// A prefix matches as a string prefix, as in Postfix.
+fn maillog_prefix_problem(cfg: &Config) -> Option<String> {
+    let file = cfg.get("maillog_file");
+    if file.is_empty() {
+        return None;
+    }
+    let prefixes = cfg.get("maillog_file_prefixes");
+    if crate::split_list(&prefixes)
+        .iter()
+        .any(|p| file.starts_with(p.as_str()))
+    {
+        return None;
+    }
+    Some(format!(
+        "maillog_file value '{file}' does not match any prefix in maillog_file_prefixes ({prefixes})"
+    ))
 }
 
 /// Why the value of a typed parameter does not convert, if it does not.
@@ -165,6 +188,18 @@ pub fn format_service(svc: &Service) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maillog_file_must_match_a_prefix() {
+        let check = |main: &str| check_texts(main, "", "main.cf", "master.cf");
+        assert!(check("maillog_file = /var/log/postern.log\n").is_empty());
+        assert!(
+            check("maillog_file = /srv/x/log\nmaillog_file_prefixes = /var, /srv/x\n").is_empty()
+        );
+        let p = check("maillog_file = /etc/passwd\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("does not match any prefix"), "{p:?}");
+    }
 
     #[test]
     fn host_defaults() {

@@ -255,7 +255,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("mail_release_date", Report),
     ("mail_version", Report),
     ("maillog_file_compressor", Report),
-    ("maillog_file_prefixes", Report),
     ("maillog_file_rotate_suffix", Report),
     ("mailq_path", Report),
     ("manpage_directory", Report),

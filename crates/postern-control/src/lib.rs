@@ -235,12 +235,37 @@ fn check(dir: &Path) -> Result<ExitCode> {
                 count += 1;
             }
         }
+        for p in queue_mode_problems(&cfg, &q) {
+            eprintln!("postern/postern-script: warning: {p}");
+            count += 1;
+        }
     }
     Ok(if count == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Owners and modes of the queue tree that differ from Postfix's `postfix-files`
+/// (an instance made before the submission model, a `chmod` by hand): a world-writable
+/// `maildrop` or a foreign-owned queue directory lets local users forge or read mail.
+fn queue_mode_problems(cfg: &postern_config::Config, queue: &Path) -> Vec<String> {
+    let (user, group) = (cfg.get("mail_owner"), cfg.get("setgid_group"));
+    let uid = match postern_sys::privs::lookup_user(&user) {
+        Ok(Some(u)) => u.uid,
+        Ok(None) => return vec![format!("mail_owner {user}: no such account")],
+        Err(e) => return vec![format!("mail_owner {user}: {e}")],
+    };
+    let gid = match postern_sys::privs::lookup_group(&group) {
+        Ok(Some(g)) => g,
+        // A non-root instance names the user as its group (`postern init`); the
+        // user's own group is what its directories carry then.
+        Ok(None) if !postern_sys::privs::is_root() => postern_sys::privs::real_gid(),
+        Ok(None) => return vec![format!("setgid_group {group}: no such group")],
+        Err(e) => return vec![format!("setgid_group {group}: {e}")],
+    };
+    postern_queue::modes::problems(queue, uid, gid)
 }
 
 fn start(dir: &Path) -> Result<ExitCode> {
