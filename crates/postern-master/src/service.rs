@@ -47,6 +47,8 @@ pub struct Running {
     pub next_wakeup: Option<Instant>,
     /// A process was started at least once (for conditional wake-ups).
     pub used: bool,
+    /// When the process-limit warning was last logged.
+    pub busy_warned: Option<Instant>,
     /// Socket path for unix services (removed at shutdown).
     pub socket_path: Option<PathBuf>,
 }
@@ -63,6 +65,52 @@ impl Running {
     /// The listeners as borrowed fds.
     pub fn listen_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.listeners.iter().map(|l| l.as_fd())
+    }
+
+    /// Logs Postfix's warning when every process of a multi-process service
+    /// is busy and no other may start (at most once per 1000 seconds).
+    pub fn warn_if_at_limit(&mut self, now: Instant) {
+        let at_limit = self.max_proc > 1
+            && self.available == 0
+            && self.children.len() as u32 >= self.max_proc
+            && !self.listeners.is_empty()
+            && self.throttled_until.is_none_or(|t| now >= t);
+        if !at_limit
+            || self
+                .busy_warned
+                .is_some_and(|t| now.duration_since(t).as_secs() < 1000)
+        {
+            return;
+        }
+        self.busy_warned = Some(now);
+        postern_log::warning(format!(
+            "service \"{}\" ({}) has reached its process limit \"{}\": new clients may experience noticeable delays",
+            self.entry.name,
+            self.listen_name(),
+            self.max_proc
+        ));
+        postern_log::warning(
+            "to avoid this condition, increase the process count in master.cf or reduce the service time per client",
+        );
+    }
+
+    /// What the service listens on, as Postfix names it in warnings: the
+    /// port of an `inet` service, `private/NAME` or `public/NAME` otherwise.
+    fn listen_name(&self) -> String {
+        match self.entry.kind {
+            ServiceType::Inet => postern_server::inet::split_service(&self.entry.name)
+                .1
+                .to_string(),
+            _ => format!(
+                "{}/{}",
+                if self.entry.private {
+                    "private"
+                } else {
+                    "public"
+                },
+                self.entry.name
+            ),
+        }
     }
 
     /// Human-readable service identity for logs.
@@ -272,6 +320,7 @@ pub fn build(
             throttled_until: None,
             next_wakeup,
             used: false,
+            busy_warned: None,
             socket_path,
         });
     }

@@ -276,6 +276,11 @@ impl Master {
     }
 
     fn on_status(&mut self, i: usize) {
+        self.read_status(i);
+        self.services[i].warn_if_at_limit(Instant::now());
+    }
+
+    fn read_status(&mut self, i: usize) {
         let s = &mut self.services[i];
         let mut buf = [0u8; status::MSG_LEN * 64];
         loop {
