@@ -23,6 +23,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -374,6 +375,33 @@ def test_root_only_tls_key_is_read_before_privileges_drop(root_started):
 
 
 # --------------------------------------------------------------------------- start-fg
+
+
+def test_start_fg_master_survives_a_closed_stderr(root_started):
+    """start-fg under a supervisor that stopped reading: master's stderr is a
+    pipe with no reader; a child's death (a warning) must not kill master."""
+    inst = root_started
+    r, w = os.pipe()
+    p = subprocess.Popen([str(inst.binary), "-c", str(inst.root), "start-fg"], stdin=subprocess.DEVNULL,
+                         stdout=w, stderr=w, env=inst.env(), cwd=inst.base)
+    inst._popens.append(p)
+    os.close(w)
+    try:
+        inst.wait_for(lambda: p.poll() is None and inst.status(), what="start-fg master running")
+        os.close(r)
+        r = -1
+        wait_port(inst.port)
+        smtp_send(inst.port, "before")
+        victim = inst.wait_for(lambda: daemons(inst, "smtpd"), what="an smtpd")[0]
+        os.kill(victim, signal.SIGKILL)
+        line = f"warning: process smtpd pid {victim} killed by signal 9"
+        inst.wait_for(lambda: line in inst.log(), timeout=10, what=line)
+        smtp_send(inst.port, "after")
+        wait_delivered(inst, "after")
+        assert p.poll() is None, inst.log_excerpt(20)
+    finally:
+        if r >= 0:
+            os.close(r)
 
 
 def test_start_fg_purges_unfinished_queue_files(instance):
