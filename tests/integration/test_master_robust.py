@@ -1,7 +1,7 @@
 """master's robustness and availability (issue 10 §1 and §8), in root instances
 started with `postern start` (master detached, daemons dropping to mail_owner):
 
-* kill -9 of one child of each daemon type in turn while mail flows: master
+* kill -9 of one child of each daemon type in turn under SMTP load: master
   survives, logs Postfix's `warning: process NAME pid N killed by signal 9`,
   does not throttle (the process had served), and the next message is
   delivered within seconds;
@@ -9,8 +9,10 @@ started with `postern start` (master detached, daemons dropping to mail_owner):
 * a burst of simultaneous connections right after start: every one greeted;
 * `inet_interfaces` with an IPv4 and an IPv6 address, then `all`: a bare-port
   service accepts on both families (`postern check` passes first);
+* a reload keeps the listeners: no client refused while master reloads;
 * a TLS key readable only by root (0640 root:root) works with STARTTLS;
-* `start-fg` purges unfinished queue files as `start` does.
+* `start-fg` with a stderr pipe nobody reads: a child's death does not kill
+  master; `start-fg` purges unfinished queue files as `start` does.
 """
 
 from __future__ import annotations
