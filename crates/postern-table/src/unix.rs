@@ -38,7 +38,12 @@ impl Unix {
         let db = match name {
             "passwd.byname" => Db::Passwd,
             "group.byname" => Db::Group,
-            _ => return Err(TableError::spec(spec, format!("unknown table: unix:{name}"))),
+            _ => {
+                return Err(TableError::spec(
+                    spec,
+                    format!("unknown table: unix:{name}"),
+                ));
+            }
         };
         Ok(Unix {
             spec: spec.to_string(),
@@ -62,8 +67,8 @@ impl Map for Unix {
         }
         match self.db {
             Db::Passwd => {
-                let Some(u) = nix::unistd::User::from_name(&key)
-                    .map_err(|e| self.error("getpwnam", e))?
+                let Some(u) =
+                    nix::unistd::User::from_name(&key).map_err(|e| self.error("getpwnam", e))?
                 else {
                     return Ok(None);
                 };
@@ -79,8 +84,8 @@ impl Map for Unix {
                 )))
             }
             Db::Group => {
-                let Some(g) = nix::unistd::Group::from_name(&key)
-                    .map_err(|e| self.error("getgrnam", e))?
+                let Some(g) =
+                    nix::unistd::Group::from_name(&key).map_err(|e| self.error("getgrnam", e))?
                 else {
                     return Ok(None);
                 };
@@ -121,7 +126,10 @@ mod tests {
         assert_eq!(m.lookup("no-such-user-here").unwrap(), None);
         let g = open("unix:group.byname", &OpenOptions::default()).unwrap();
         let root = g.lookup("root").unwrap().unwrap();
-        assert!(root.starts_with("root:") && root.split(':').nth(2) == Some("0"), "{root}");
+        assert!(
+            root.starts_with("root:") && root.split(':').nth(2) == Some("0"),
+            "{root}"
+        );
         let err = open("unix:foo", &OpenOptions::default()).unwrap_err();
         assert!(err.to_string().contains("unknown table: unix:foo"), "{err}");
     }
