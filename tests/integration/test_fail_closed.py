@@ -95,7 +95,7 @@ class Battery:
         """One SMTP transaction; (stage, code, text) of the first reply that is
         not a success, or of the end of DATA."""
         with smtplib.SMTP("127.0.0.1", self.inst.port, local_hostname="client.example",
-                          timeout=MAX_WAIT) as c:
+                          timeout=WAIT) as c:
             c.ehlo("client.example")
             code, text = c.mail(sender)
             if code >= 300:
@@ -130,8 +130,9 @@ class Case:
     repair: Callable[[Battery], tuple[str, ...]]
     unset: tuple[str, ...]
     rcpt: str = ""                  # default: USER+<the case's name>@localhost
-    via: str = "sendmail"           # sendmail: expect a deferral; smtp: expect a 4xx
+    via: str = "sendmail"  # sendmail: a deferral; smtp: a 4xx; pickup: kept in maildrop/
     sender: str = "snd@localhost"
+    known: str = ""  # a known fail-closed gap: the case is expected to fail, with this reason
 
     def __post_init__(self) -> None:
         if not self.rcpt:
@@ -194,7 +195,23 @@ CASES: list[Case] = [
          lambda b: (f"transport_maps = proxy:texthash:{b.source('ptransport', 'nomatch.example error:x')}",
                     "proxy_read_maps = proxy:texthash:/dev/null"),
          lambda b: ("proxy_read_maps = $transport_maps",), ("transport_maps", "proxy_read_maps")),
-    # ---- local
+    Case("mydestination",
+         lambda b: (f"mydestination = $myhostname, {missing_db(b, 'mydestination', 'localhost x')}",),
+         lambda b: postmapped(b, "mydestination"), ("mydestination",)),
+    Case("relay_domains",
+         lambda b: (f"relay_domains = {missing_db(b, 'relay_domains', 'relay-fc.example x')}",),
+         lambda b: postmapped(b, "relay_domains"), ("relay_domains",), rcpt="fc-rd@remote.example"),
+    Case("virtual_alias_domains",
+         lambda b: (f"virtual_alias_domains = {missing_file(b, 'valias_domains', 'texthash')}",),
+         restored("valias_domains", "valias-fc.example x\n"), ("virtual_alias_domains",),
+         rcpt="fc-vad@remote.example"),
+    Case("virtual_mailbox_domains",
+         lambda b: (f"virtual_mailbox_domains = {missing_db(b, 'vmailbox_domains', 'vexample.test x')}",),
+         lambda b: postmapped(b, "vmailbox_domains"), ("virtual_mailbox_domains",), rcpt="fc-vmd@vexample.test"),
+    Case("unionmap: with a broken member (transport_maps)",
+         lambda b: (f"transport_maps = unionmap:{{inline:{{nomatch.example=error:x}}, "
+                    f"{missing_db(b, 'utransport', 'localhost local:')}}}",),
+         lambda b: postmapped(b, "utransport"), ("transport_maps",)),
     Case("alias_maps",
          lambda b: (f"alias_maps = {missing_db(b, 'aliases', f'fcalias {USER}')}",),
          lambda b: postmapped(b, "aliases"), ("alias_maps",), rcpt="fcalias@localhost"),
@@ -219,7 +236,9 @@ CASES: list[Case] = [
     Case("virtual_uid_maps",
          lambda b: (f"virtual_uid_maps = {missing_db(b, 'vuid', f'@vexample.test {ensure_user().pw_uid}')}",),
          lambda b: postmapped(b, "vuid"), ("virtual_uid_maps",), rcpt="fc-uid@vexample.test"),
-    # ---- smtp client
+    Case("virtual_gid_maps",
+         lambda b: (f"virtual_gid_maps = {missing_db(b, 'vgid', f'@vexample.test {ensure_user().pw_gid}')}",),
+         lambda b: postmapped(b, "vgid"), ("virtual_gid_maps",), rcpt="fc-gid@vexample.test"),
     Case("smtp_tls_policy_maps",
          lambda b: (f"smtp_tls_policy_maps = {missing_db(b, 'tls_policy', f'[127.0.0.1]:{b.peer.port} none')}",),
          lambda b: postmapped(b, "tls_policy"), ("smtp_tls_policy_maps",), rcpt="fc-tls@remote.example"),
@@ -256,7 +275,20 @@ CASES: list[Case] = [
                     f"masquerade_exceptions = hash:{NOWHERE}/masquerade_exceptions"),
          lambda b: ("masquerade_exceptions = root",), ("masquerade_domains", "masquerade_exceptions"),
          via="smtp", sender="snd@host.example.com"),
-    # ---- smtpd (MAIL/RCPT get 451)
+    Case("recipient_bcc_maps",
+         lambda b: (f"recipient_bcc_maps = {unreadable(b, 'recipient_bcc', '/^nobody@/ root@localhost', 'pcre')}",),
+         lambda b: readable(b, "recipient_bcc"), ("recipient_bcc_maps",), via="smtp"),
+    Case("mime_header_checks",
+         lambda b: (f"mime_header_checks = {missing_file(b, 'mime_header_checks', 'regexp')}",),
+         restored("mime_header_checks", "/^Content-Type: application[/]x-evil/ REJECT\n"),
+         ("mime_header_checks",), via="smtp"),
+    Case("nested_header_checks",
+         lambda b: (f"nested_header_checks = hash:{NOWHERE}/nested_header_checks",),
+         replaced("nested_header_checks", "nested_header_checks", "nomatch DUNNO\n"),
+         ("nested_header_checks",), via="smtp"),
+    Case("header_checks, local submission (pickup)",
+         lambda b: (f"header_checks = {missing_file(b, 'pheader_checks', 'pcre')}",),
+         restored("pheader_checks", "/^Subject: spam/ REJECT\n"), ("header_checks",), via="pickup"),
     Case("check_sender_access",
          lambda b: (f"smtpd_sender_restrictions = check_sender_access "
                     f"{missing_db(b, 'sender_access', 'spammer@example.org REJECT')}",),
@@ -273,6 +305,36 @@ CASES: list[Case] = [
                     f"relay_recipient_maps = {missing_file(b, 'relay_rcpt', 'texthash')}"),
          restored("relay_rcpt", "fc-relay@remote.example x\n"), ("relay_domains", "relay_recipient_maps"),
          via="smtp", rcpt="fc-relay@remote.example"),
+    Case("mydestination (smtpd)",
+         lambda b: (f"mydestination = $myhostname, {missing_file(b, 'smydestination', 'texthash')}",),
+         restored("smydestination", "localhost x\n"), ("mydestination",), via="smtp"),
+    Case("relay_domains (smtpd)",
+         lambda b: (f"relay_domains = {missing_file(b, 'srelay_domains', 'texthash')}",),
+         restored("srelay_domains", "relay-fc.example x\n"), ("relay_domains",), via="smtp",
+         rcpt="fc-srd@remote.example"),
+    Case("virtual_alias_domains (smtpd)",
+         lambda b: (f"virtual_alias_domains = {missing_file(b, 'svalias_domains', 'texthash')}",),
+         restored("svalias_domains", "valias-fc.example x\n"), ("virtual_alias_domains",), via="smtp",
+         rcpt="fc-svad@remote.example"),
+    Case("virtual_mailbox_domains (smtpd)",
+         lambda b: (f"virtual_mailbox_domains = {missing_db(b, 'svmailbox_domains', 'vexample.test x')}",),
+         lambda b: postmapped(b, "svmailbox_domains"), ("virtual_mailbox_domains",), via="smtp",
+         rcpt="fc-svmd@vexample.test"),
+    Case("mynetworks",
+         lambda b: (f"mynetworks = {missing_file(b, 'mynetworks', 'cidr')}",),
+         restored("mynetworks", "127.0.0.0/8 x\n"), ("mynetworks",), via="smtp", rcpt="fc-mynet@remote.example",
+         known="smtpd exits at start-up ('fatal: mynetworks: open database ...'), so clients are never "
+               "greeted instead of getting 451 4.3.0 (postern-smtpd policy/addr.rs mynetworks())"),
+    Case("check_recipient_access",
+         lambda b: (f"smtpd_recipient_restrictions = check_recipient_access {missing_file(b, 'rcpt_access', 'pcre')}",),
+         restored("rcpt_access", "/^nobody@/ REJECT\n"), ("smtpd_recipient_restrictions",), via="smtp"),
+    Case("check_helo_access",
+         lambda b: (f"smtpd_helo_restrictions = check_helo_access {missing_db(b, 'helo_access', 'evil.example REJECT')}",),
+         lambda b: postmapped(b, "helo_access"), ("smtpd_helo_restrictions",), via="smtp"),
+    Case("smtpd_sender_login_maps",
+         lambda b: ("smtpd_sender_restrictions = reject_sender_login_mismatch",
+                    f"smtpd_sender_login_maps = {missing_db(b, 'login', 'nobody@localhost nobody')}"),
+         lambda b: postmapped(b, "login"), ("smtpd_sender_restrictions", "smtpd_sender_login_maps"), via="smtp"),
 ]
 
 
@@ -342,13 +404,30 @@ def _refused_then_accepted(b: Battery, c: Case) -> None:
     b.wait_status(c.rcpt, "sent")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def _kept_then_delivered(b: Battery, c: Case) -> None:
+    """A local submission that cleanup cannot take stays in maildrop/ (pickup
+    retries it); it is neither queued nor bounced."""
+    before = b.inst.log().count("will retry")
+    b.sendmail(c.rcpt, c.name)
+    b.inst.wait_for(lambda: b.inst.log().count("will retry") > before, timeout=WAIT, what="pickup keeps the file")
+    assert [p for p in b.inst.queue_files() if "/maildrop/" in str(p)], b.inst.queue_files()
+    assert not b.lines(c.rcpt), b.lines(c.rcpt)
+    print(f"\n{c.name}: kept in maildrop/")
+    b.configure(c.repair(b))
+    b.wait_status(c.rcpt, "sent")
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c.name, marks=[pytest.mark.xfail(reason=c.known, strict=True)] if c.known else [])
+    for c in CASES])
 def test_broken_table_fails_closed(battery: Battery, case: Case) -> None:
     b = battery
     b.configure(case.broken(b))
     try:
         if case.via == "smtp":
             _refused_then_accepted(b, case)
+        elif case.via == "pickup":
+            _kept_then_delivered(b, case)
         else:
             _deferred_then_delivered(b, case)
         b.inst.wait_for(lambda: not b.inst.postqueue_json(), timeout=WAIT, what="queue empty")
