@@ -1,5 +1,10 @@
-//! VRFY with the recipient checks, and the queue free-space check at MAIL.
+//! VRFY with the recipient checks, the queue free-space check at MAIL, and the domain
+//! syntax check of MAIL and RCPT addresses.
 //!
+//! * MAIL/RCPT: as Postfix, an address whose domain (after the last `@`) is neither a host
+//!   name (not all-numeric) nor a valid address literal is `501 5.1.7 Bad sender address
+//!   syntax` / `501 5.1.3 Bad recipient address syntax`, logged as `warning: Illegal
+//!   address syntax from CLIENT in RCPT command: <addr>`.
 //! * VRFY (unless `disable_vrfy_command`): the address goes through the same checks as
 //!   a RCPT (relay and recipient restrictions, `smtpd_reject_unlisted_recipient`); a
 //!   refusal is the RCPT reply (`550 5.1.1 <x>: Recipient address rejected: User unknown
@@ -19,6 +24,40 @@
 use crate::policy::Stage;
 use crate::session::{Flow, Session, reply};
 use postern_smtp_proto::Reply;
+
+/// Postfix's domain syntax check of MAIL and RCPT addresses: what follows the last `@`
+/// must be a host name (not all-numeric) or a valid address literal.
+pub(crate) fn bad_domain(addr: &str) -> bool {
+    match addr.rfind('@') {
+        None => false,
+        Some(at) => {
+            let d = &addr[at + 1..];
+            if d.starts_with('[') {
+                postern_table::route::literal_addr(d).is_none()
+            } else {
+                !postern_dns::valid_hostname(d)
+            }
+        }
+    }
+}
+
+/// `501 5.1.x Bad <what> address syntax`, logged as Postfix does.
+pub(crate) async fn illegal(
+    sess: &mut Session<'_>,
+    cmd: &str,
+    addr: &str,
+    counter: &'static str,
+    dsn: (u8, u16, u16),
+    what: &str,
+) -> Flow {
+    postern_log::warning(format!(
+        "Illegal address syntax from {} in {cmd} command: <{addr}>",
+        sess.client
+    ));
+    sess.counters.count(counter, false);
+    sess.error(reply(501, dsn, format!("Bad {what} address syntax")))
+        .await
+}
 
 /// Postfix's `smtpd_space_multf`.
 const SPACE_FACTOR: f64 = 1.5;

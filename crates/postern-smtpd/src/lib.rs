@@ -19,8 +19,11 @@
 //! `smtpd_error_sleep_time`, `smtpd_recipient_limit`, `message_size_limit`,
 //! `line_length_limit`, `disable_vrfy_command`, `smtpd_helo_required`,
 //! `strict_rfc821_envelopes`, `smtpd_forbid_bare_newline`,
-//! `smtpd_discard_ehlo_keywords`, `smtputf8_enable`, and the restriction
-//! lists (see [`policy`]).
+//! `smtpd_discard_ehlo_keywords`, `smtputf8_enable`, `queue_minfree` and
+//! `queue_directory` (the free-space check at MAIL, see `checks`), and the
+//! restriction lists with relay control (see [`policy`]: `mynetworks`,
+//! `mynetworks_style`, `inet_interfaces`, `proxy_interfaces`, `relay_domains`,
+//! the routing switches).
 
 pub mod anvil;
 mod checks;

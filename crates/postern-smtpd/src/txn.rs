@@ -62,40 +62,6 @@ async fn refuse(sess: &mut Session<'_>, stage: &str, counter: &'static str, r: R
     sess.error(r).await
 }
 
-/// Postfix's domain syntax check of MAIL and RCPT addresses: what follows the last `@`
-/// must be a host name (not all-numeric) or a valid address literal.
-fn bad_domain(addr: &str) -> bool {
-    match addr.rfind('@') {
-        None => false,
-        Some(at) => {
-            let d = &addr[at + 1..];
-            if d.starts_with('[') {
-                postern_table::route::literal_addr(d).is_none()
-            } else {
-                !postern_dns::valid_hostname(d)
-            }
-        }
-    }
-}
-
-/// `501 5.1.x Bad <what> address syntax`, logged as Postfix does.
-async fn illegal(
-    sess: &mut Session<'_>,
-    cmd: &str,
-    addr: &str,
-    counter: &'static str,
-    dsn: (u8, u16, u16),
-    what: &str,
-) -> Flow {
-    postern_log::warning(format!(
-        "Illegal address syntax from {} in {cmd} command: <{addr}>",
-        sess.client
-    ));
-    sess.counters.count(counter, false);
-    sess.error(reply(501, dsn, format!("Bad {what} address syntax")))
-        .await
-}
-
 /// MAIL FROM.
 pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams) -> Flow {
     sess.set_last("MAIL");
@@ -136,8 +102,8 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(m) => m.internal(),
     };
-    if bad_domain(&sender) {
-        return illegal(sess, "MAIL", &sender, "mail", (5, 1, 7), "sender").await;
+    if crate::checks::bad_domain(&sender) {
+        return crate::checks::illegal(sess, "MAIL", &sender, "mail", (5, 1, 7), "sender").await;
     }
     sess.facts.sender = Some(sender.clone());
     sess.facts.size = params.size.unwrap_or(0);
@@ -179,8 +145,8 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
             .await;
     };
     let addr = to.internal();
-    if bad_domain(&addr) {
-        let f = illegal(sess, "RCPT", &addr, "rcpt", (5, 1, 3), "recipient").await;
+    if crate::checks::bad_domain(&addr) {
+        let f = crate::checks::illegal(sess, "RCPT", &addr, "rcpt", (5, 1, 3), "recipient").await;
         return f;
     }
     if count >= sess.s.recipient_limit {

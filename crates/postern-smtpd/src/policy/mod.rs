@@ -57,6 +57,7 @@ mod addr;
 mod compile;
 mod dns;
 mod eval;
+mod relay;
 mod sasl;
 mod service;
 #[cfg(test)]
