@@ -421,6 +421,30 @@ fn duplicate_filter_and_notify() {
     );
 }
 
+/// A table that cannot be opened defers the recipients that need it (4.3.0) and
+/// nothing is written or passed on: never "continue without the table".
+#[test]
+fn broken_tables_defer() {
+    let d = tempfile::tempdir().unwrap();
+    let broken = vec!["hash:/nonexistent/postern/table".to_string()];
+    type Param = fn(&mut LocalSettings) -> &mut Vec<String>;
+    let cases: [(Param, &str); 3] = [
+        (|s| &mut s.alias_maps, "alias database unavailable"),
+        (|s| &mut s.mailbox_transport_maps, "table lookup failure"),
+        (|s| &mut s.mailbox_command_maps, "table lookup failure"),
+    ];
+    for (param, text) in cases {
+        let mut s = settings(d.path());
+        *param(&mut s) = broken.clone();
+        let fake = Fake::default();
+        let reply = run(&s, &fake, &["bob@localhost"], b"Subject: x\n\nx\n");
+        let want = (Action::Defer, "4.3.0".to_string(), text.to_string());
+        assert_eq!(summary(&reply), [want]);
+        assert!(fake.passed.borrow().is_empty() && fake.cleanup.borrow().is_empty());
+        assert!(!d.path().join("bob").exists());
+    }
+}
+
 #[test]
 fn unknown_user_as_root() {
     let d = tempfile::tempdir().unwrap();

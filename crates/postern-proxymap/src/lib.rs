@@ -230,4 +230,25 @@ mod tests {
         );
         assert_eq!(p.answer(&req("nocolon", "b")).status, ProxyStatus::Bad);
     }
+
+    /// An approved table that cannot be opened answers "retry" (the client defers),
+    /// never "not found", and is opened again at the next request once repaired.
+    #[test]
+    fn broken_table_retries_then_recovers() {
+        let src = std::env::temp_dir().join(format!("postern-proxymap-{}", std::process::id()));
+        std::fs::remove_file(&src).ok();
+        let name = format!("texthash:{}", src.display());
+        let p = Proxy::new(approved_tables(&format!("proxy:{name}")));
+        let req = ProxyRequest {
+            op: ProxyOp::Lookup,
+            table: format!("proxy:{name}"),
+            flags: FLAG_FOLD_CASE,
+            key: "a".into(),
+        };
+        assert_eq!(p.answer(&req).status, ProxyStatus::Retry);
+        std::fs::write(&src, "a 1\n").unwrap();
+        let r = p.answer(&req);
+        std::fs::remove_file(&src).ok();
+        assert_eq!((r.status, r.value.as_str()), (ProxyStatus::Ok, "1"));
+    }
 }
