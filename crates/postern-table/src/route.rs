@@ -46,6 +46,16 @@ pub enum AddrClass {
     Default,
 }
 
+impl AddrClass {
+    /// Mail for it is delivered here (Postfix's `RESOLVE_CLASS_FINAL`): local or virtual.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            AddrClass::Local | AddrClass::VirtualAlias | AddrClass::VirtualMailbox
+        )
+    }
+}
+
 /// A resolved address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {

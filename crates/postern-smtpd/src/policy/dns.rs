@@ -321,14 +321,20 @@ impl Eval<'_> {
         } else {
             &self.f.recipient
         };
-        let Some(domain) = addr
-            .as_deref()
-            .and_then(|a| a.rsplit_once('@'))
-            .map(|(_, d)| d.to_string())
-        else {
+        let Some(addr) = addr.clone().filter(|a| a.contains('@')) else {
             return Step::Dunno;
         };
-        if domain.starts_with('[') {
+        // As Postfix: the address is resolved first; final destinations (local, virtual)
+        // are not looked up, and the domain is the resolved one (`u%d@ours` -> `d`).
+        let domain = match self.p.addrs.resolve(&addr) {
+            Ok(r) if r.class.is_final() => return Step::Dunno,
+            Ok(r) => r.domain,
+            Err(e) => {
+                postern_log::warning(format!("address lookup: {e}"));
+                return Step::Reject(super::eval::lookup_failure(&addr));
+            }
+        };
+        if domain.starts_with('[') || domain.is_empty() {
             return Step::Dunno;
         }
         let mut temp = false;
