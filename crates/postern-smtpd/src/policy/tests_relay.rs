@@ -164,3 +164,40 @@ async fn unimplemented_words_and_broken_tables_fail_closed() {
         Some("451 4.3.0 <u@remote.example>: Temporary lookup failure")
     );
 }
+
+/// `mynetworks` computed from `mynetworks_style` and the interfaces is what Debian's
+/// `postconf -o mynetworks_style=S -o inet_interfaces=I mynetworks` prints on this host
+/// (skipped when Postfix's postconf is not installed).
+#[test]
+fn mynetworks_style_matches_postconf() {
+    let postconf = std::path::Path::new("/usr/sbin/postconf");
+    if !postconf.exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.cf"), "").unwrap();
+    std::fs::write(dir.path().join("master.cf"), "").unwrap();
+    for style in ["host", "subnet", "class"] {
+        for ifaces in ["all", "loopback-only", "127.0.0.1"] {
+            let out = std::process::Command::new(postconf)
+                .arg("-c")
+                .arg(dir.path())
+                .args(["-o", &format!("mynetworks_style={style}")])
+                .args(["-o", &format!("inet_interfaces={ifaces}")])
+                .args(["-o", "inet_protocols=all", "-h", "mynetworks"])
+                .output()
+                .unwrap();
+            let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let text = format!(
+                "mynetworks_style = {style}\ninet_interfaces = {ifaces}\ninet_protocols = all\n"
+            );
+            let cfg = postern_config::Config::new(postern_config::parse_main_cf(&text).unwrap());
+            let ours =
+                postern_table::mynetworks_by_style(style, &super::addr::own(&cfg).inet).unwrap();
+            assert_eq!(
+                ours, theirs,
+                "mynetworks_style={style} inet_interfaces={ifaces}"
+            );
+        }
+    }
+}
