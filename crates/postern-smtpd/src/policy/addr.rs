@@ -59,6 +59,7 @@ impl Maps {
 #[derive(Debug)]
 pub(crate) struct Resolver {
     classes: ClassResolver,
+    inet: Vec<IpAddr>,
     delimiter: String,
     local_recipient_maps: Maps,
     virtual_alias_maps: Maps,
@@ -83,6 +84,7 @@ impl Resolver {
         }
         Resolver {
             classes,
+            inet: own.inet.iter().map(|(ip, _)| *ip).collect(),
             delimiter: cfg.get("recipient_delimiter"),
             local_recipient_maps: Maps::new(cfg, "local_recipient_maps"),
             virtual_alias_maps: Maps::new(cfg, "virtual_alias_maps"),
@@ -91,9 +93,10 @@ impl Resolver {
         }
     }
 
-    /// One of this machine's addresses (`inet_interfaces`, `proxy_interfaces`).
-    pub(crate) fn is_own(&self, ip: IpAddr) -> bool {
-        self.classes.is_own(ip)
+    /// One of the `inet_interfaces` addresses (`permit_inet_interfaces`; Postfix's
+    /// `own_inet_addr`, which leaves out `proxy_interfaces`).
+    pub(crate) fn is_inet_interface(&self, ip: IpAddr) -> bool {
+        self.inet.contains(&ip)
     }
 
     /// `check_relay_domains`: the client host name is in `relay_domains`.

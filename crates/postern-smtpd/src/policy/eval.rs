@@ -402,7 +402,7 @@ impl<'a> Eval<'a> {
                     }
                 }
                 Word::PermitInetInterfaces => match self.f.client_addr {
-                    Some(ip) if self.p.addrs.is_own(ip) => Step::Permit,
+                    Some(ip) if self.p.addrs.is_inet_interface(ip) => Step::Permit,
                     _ => Step::Dunno,
                 },
                 Word::RejectUnauthDestination => self.relay(Some(false)),

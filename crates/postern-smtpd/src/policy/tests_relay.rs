@@ -201,3 +201,34 @@ fn mynetworks_style_matches_postconf() {
         }
     }
 }
+
+#[tokio::test]
+async fn permit_inet_interfaces_is_only_our_addresses() {
+    // CF has inet_interfaces = 127.0.0.1: another loopback address is not ours.
+    let p = policy(&format!(
+        "{CF}proxy_interfaces = 198.51.100.7\nsmtpd_relay_restrictions = permit_inet_interfaces, reject\n"
+    ));
+    for (client, ok) in [
+        ("127.0.0.1", true),
+        ("127.0.0.2", false),
+        ("198.51.100.7", false),
+    ] {
+        let mut f = facts("u@remote.example");
+        f.client_addr = Some(client.parse().unwrap());
+        assert_eq!(
+            p.check(Stage::Rcpt, &f).await.reject.is_none(),
+            ok,
+            "{client}"
+        );
+    }
+    // proxy_interfaces count for address literals, as in Postfix's resolve_local.
+    let p = policy(&format!(
+        "{CF}proxy_interfaces = 198.51.100.7\nsmtpd_relay_restrictions = reject_unauth_destination\n"
+    ));
+    assert_eq!(
+        p.check(Stage::Rcpt, &facts("u@[198.51.100.7]"))
+            .await
+            .reject,
+        None
+    );
+}
