@@ -101,19 +101,28 @@ fn command_ids(ctx: &Context, a: &PipeAttrs) -> Option<(u32, u32)> {
             Err(e) => fatal(e.to_string()),
         },
     };
+    // The mail_owner checks below must not be skipped because the account cannot be
+    // looked up (fail closed, as Postfix's start-up check of mail_owner).
     let owner_name = ctx.config.get("mail_owner");
-    let owner = postern_sys::privs::lookup_user(&owner_name).ok().flatten();
+    let owner = match postern_sys::privs::lookup_user(&owner_name) {
+        Ok(Some(o)) => o,
+        Ok(None) => fatal(format!(
+            "file {}/main.cf: parameter mail_owner: unknown user name value: {owner_name}",
+            ctx.config_dir.display()
+        )),
+        Err(e) => fatal(format!("mail_owner {owner_name}: {e}")),
+    };
     let attr = "user= command-line attribute specifies";
     if pw.uid == 0 {
         fatal(format!("{attr} root privileges"));
     }
-    if owner.as_ref().is_some_and(|o| o.uid == pw.uid) {
+    if owner.uid == pw.uid {
         fatal(format!("{attr} mail system owner {owner_name}"));
     }
     if gid == 0 {
         fatal(format!("{attr} privileged group id 0"));
     }
-    if owner.as_ref().is_some_and(|o| o.gid == gid) {
+    if owner.gid == gid {
         fatal(format!(
             "{attr} mail system owner {owner_name} group id {gid}"
         ));
