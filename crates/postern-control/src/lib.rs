@@ -257,11 +257,12 @@ fn queue_mode_problems(cfg: &postern_config::Config, queue: &Path) -> Vec<String
         Ok(None) => return vec![format!("mail_owner {user}: no such account")],
         Err(e) => return vec![format!("mail_owner {user}: {e}")],
     };
+    // A private instance (mail_owner is the invoking user, nothing set-gid): its
+    // directories carry the user's own group, whatever setgid_group names.
+    let private = !postern_sys::privs::is_root() && uid == postern_sys::privs::real_uid();
     let gid = match postern_sys::privs::lookup_group(&group) {
+        _ if private => postern_sys::privs::real_gid(),
         Ok(Some(g)) => g,
-        // A non-root instance names the user as its group (`postern init`); the
-        // user's own group is what its directories carry then.
-        Ok(None) if !postern_sys::privs::is_root() => postern_sys::privs::real_gid(),
         Ok(None) => return vec![format!("setgid_group {group}: no such group")],
         Err(e) => return vec![format!("setgid_group {group}: {e}")],
     };
