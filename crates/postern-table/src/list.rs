@@ -33,6 +33,12 @@ enum Item {
     Literal(String),
     Network(IpNet),
     Table(BoxMap),
+    /// A table that could not be opened (`NetworkList::new_deferring`): every lookup that
+    /// reaches it fails, as Postfix's surrogate tables do.
+    Broken {
+        table: String,
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -133,6 +139,10 @@ impl DomainList {
             Item::Any => Ok(true),
             Item::Network(_) => Ok(false),
             Item::Literal(pattern) => Ok(name == pattern || self.parent_literal(name, pattern)),
+            Item::Broken { table, message } => Err(TableError::Lookup {
+                table: table.clone(),
+                message: message.clone(),
+            }),
             Item::Table(map) => {
                 let fixed = !map.flags().pattern;
                 for (i, key) in domain_keys(name, self.parent_matches).iter().enumerate() {
@@ -171,6 +181,21 @@ impl NetworkList {
     ///
     /// A malformed network, or a table or list file that cannot be opened.
     pub fn new(value: &str, opts: &OpenOptions) -> Result<Self, TableError> {
+        Self::build(value, opts, false)
+    }
+
+    /// As [`NetworkList::new`], but a table that cannot be opened does not fail: it is kept
+    /// as broken, and a lookup that reaches it fails (Postfix's surrogate table: the
+    /// caller defers the request instead of refusing to start).
+    ///
+    /// # Errors
+    ///
+    /// A malformed network or list file.
+    pub fn new_deferring(value: &str, opts: &OpenOptions) -> Result<Self, TableError> {
+        Self::build(value, opts, true)
+    }
+
+    fn build(value: &str, opts: &OpenOptions, defer: bool) -> Result<Self, TableError> {
         let mut list = Vec::new();
         words(value, false, 0, &mut list)?;
         let entries = list
@@ -181,7 +206,14 @@ impl NetworkList {
                 } else if let Some(net) = parse_network(&word)? {
                     Item::Network(net)
                 } else if is_table(&word) {
-                    Item::Table(open(&word, opts)?)
+                    match open(&word, opts) {
+                        Ok(map) => Item::Table(map),
+                        Err(e) if defer => Item::Broken {
+                            table: word.clone(),
+                            message: e.to_string(),
+                        },
+                        Err(e) => return Err(e),
+                    }
                 } else {
                     return Err(TableError::spec(&word, "bad address pattern"));
                 };
@@ -203,6 +235,12 @@ impl NetworkList {
                 Item::Any => true,
                 Item::Network(net) => net.contains(&ip),
                 Item::Table(map) => map.lookup(&key)?.is_some(),
+                Item::Broken { table, message } => {
+                    return Err(TableError::Lookup {
+                        table: table.clone(),
+                        message: message.clone(),
+                    });
+                }
                 Item::Literal(_) => false,
             };
             if hit {

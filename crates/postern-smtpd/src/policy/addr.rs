@@ -159,6 +159,8 @@ pub(crate) fn mynetworks(cfg: &Config, own: &Own) -> Result<NetworkList, PolicyE
         postern_table::mynetworks_by_style(&cfg.get("mynetworks_style"), &own.inet)
             .map_err(PolicyError)?
     };
-    NetworkList::new(&value, &OpenOptions::default())
+    // A table that cannot be opened defers the clients it would decide (451 4.3.0), as
+    // Postfix's surrogate table; a malformed network still stops smtpd.
+    NetworkList::new_deferring(&value, &OpenOptions::default())
         .map_err(|e| PolicyError(format!("mynetworks: {e}")))
 }

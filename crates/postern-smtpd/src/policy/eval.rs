@@ -388,7 +388,7 @@ impl<'a> Eval<'a> {
                     Step::Dunno
                 }
                 Word::WarnIfReject => Step::Dunno,
-                Word::PermitMynetworks => self.mynetworks(),
+                Word::PermitMynetworks => self.mynetworks(s),
                 Word::PermitSaslAuthenticated => {
                     let anonymous = self
                         .f
@@ -460,15 +460,21 @@ impl<'a> Eval<'a> {
         })
     }
 
-    fn mynetworks(&self) -> Step {
+    fn mynetworks(&self, s: Subject) -> Step {
         let Some(ip) = self.f.client_addr else {
             return Step::Dunno;
         };
         let hit = match self.p.mynetworks.matches(ip) {
             Ok(hit) => hit,
             Err(e) => {
+                // As Postfix: `451 4.3.0 <x>: Temporary lookup failure`.
                 postern_log::warning(format!("mynetworks: {e}"));
-                return Step::Reject(config_error());
+                let (who, _) = self.who(s);
+                let who = who
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string();
+                return Step::Reject(lookup_failure(&who));
             }
         };
         if hit { Step::Permit } else { Step::Dunno }

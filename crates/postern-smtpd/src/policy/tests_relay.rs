@@ -232,3 +232,19 @@ async fn permit_inet_interfaces_is_only_our_addresses() {
         None
     );
 }
+
+#[tokio::test]
+async fn mynetworks_table_that_cannot_be_opened_defers() {
+    // Postfix 3.7: `451 4.3.0 <rcpt>: Temporary lookup failure` when the lookup reaches it.
+    let p = policy(&format!(
+        "{CF}mynetworks = 10.0.0.0/8 cidr:/nonexistent/mynet\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
+    ));
+    let mut f = facts("u@remote.example");
+    f.client_addr = Some("192.0.2.9".parse().unwrap());
+    assert_eq!(
+        text(&p.check(Stage::Rcpt, &f).await).as_deref(),
+        Some("451 4.3.0 <u@remote.example>: Temporary lookup failure")
+    );
+    f.client_addr = Some("10.1.2.3".parse().unwrap());
+    assert_eq!(p.check(Stage::Rcpt, &f).await.reject, None);
+}

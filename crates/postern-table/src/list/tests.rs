@@ -93,3 +93,12 @@ fn network_tables_and_errors() {
     assert!(NetworkList::new("1.2.3.0/33", &opts()).is_err());
     assert!(NetworkList::new("example.com", &opts()).is_err());
 }
+
+#[test]
+fn network_list_with_a_missing_table_defers_instead_of_failing() {
+    assert!(NetworkList::new("127.0.0.1/32 cidr:/nonexistent/x", &opts()).is_err());
+    let list = NetworkList::new_deferring("127.0.0.1/32 cidr:/nonexistent/x", &opts()).unwrap();
+    assert!(list.matches("127.0.0.1".parse().unwrap()).unwrap());
+    assert!(list.matches("127.0.0.2".parse().unwrap()).is_err());
+    assert!(NetworkList::new_deferring("not-a-network", &opts()).is_err());
+}
