@@ -182,3 +182,8 @@ fn pipe_argv() {
         postern_mail::dsn::fuzz(d);
     })
 }
+
+#[test]
+fn relay_address() {
+    run("relay_address", postern_table::fuzz::relay_address);
+}

@@ -1,6 +1,8 @@
-//! Bodies of the fuzz targets `postmap_line` and `alias_line` (`fuzz/fuzz_targets/`):
-//! the table-source parsers must never panic and must keep their output properties on
-//! any input. Also run over the seeds by `fuzz/tests/seeds.rs`.
+//! Bodies of the fuzz targets `postmap_line`, `alias_line` and `relay_address`
+//! (`fuzz/fuzz_targets/`): the table-source parsers and trivial-rewrite's address
+//! resolution (which decides local versus relay for every RCPT an SMTP client sends) must
+//! never panic and must keep their output properties on any input. Also run over the
+//! seeds by `fuzz/tests/seeds.rs`.
 
 /// `postmap_line`: logical lines, then `key whitespace value`.
 pub fn postmap_line(data: &[u8]) {
@@ -30,6 +32,41 @@ pub fn alias_line(data: &[u8]) {
             // Not necessarily identical (Postfix's externalizing is not idempotent for
             // e.g. `[a\]b]`), but it must parse without panicking.
             let _reparsed = crate::parse_alias_line(&format!("x: {value}"));
+        }
+    }
+}
+
+/// `relay_address`: each input line is a recipient address as an SMTP client may send
+/// it (percent hack, bang paths, source routes, quoted local parts, literals), resolved
+/// under permissive and strict routing settings. Properties: no panic, and resolution is
+/// a function of its input (the same answer twice).
+pub fn relay_address(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let settings = |strict: bool| {
+        move |name: &str| -> String {
+            match name {
+                "mydestination" => "localhost, example.com, $myhostname".into(),
+                "myhostname" => "mx.example.com".into(),
+                "myorigin" => "example.com".into(),
+                "relay_domains" => "relay.test, .sub.relay.test".into(),
+                "virtual_alias_domains" => "alias.test".into(),
+                "allow_percent_hack" | "swap_bangpath" | "resolve_dequoted_address" => {
+                    if strict { "no" } else { "yes" }.into()
+                }
+                "resolve_null_domain" | "resolve_numeric_domain" => {
+                    if strict { "yes" } else { "no" }.into()
+                }
+                _ => String::new(),
+            }
+        }
+    };
+    let own = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    for strict in [false, true] {
+        let r = crate::route::ClassResolver::new(&settings(strict), own.clone());
+        for line in text.lines().take(64) {
+            let a = format!("{:?}", r.resolve(line));
+            let b = format!("{:?}", r.resolve(line));
+            assert_eq!(a, b, "{line:?}");
         }
     }
 }
