@@ -57,6 +57,8 @@ pub(crate) struct Params {
     pub implicit_unlisted_recipient: bool,
     pub implicit_unlisted_sender: bool,
     pub allow_untrusted_routing: bool,
+    /// `soft_bounce`: every 5xx refusal is sent (and logged) as 4xx.
+    pub soft_bounce: bool,
     pub null_key: String,
     pub delimiter: String,
     pub access_parent_matches: bool,
@@ -95,6 +97,7 @@ impl Params {
             implicit_unlisted_recipient: b("smtpd_reject_unlisted_recipient", true),
             implicit_unlisted_sender: b("smtpd_reject_unlisted_sender", false),
             allow_untrusted_routing: b("allow_untrusted_routing", false),
+            soft_bounce: b("soft_bounce", false),
             null_key: cfg.get("smtpd_null_access_lookup_key"),
             delimiter: cfg.get("recipient_delimiter"),
             access_parent_matches: postern_table::parent_matches(
@@ -159,7 +162,25 @@ pub(crate) async fn check(p: &Policy, stage: Stage, f: &Facts) -> Verdict {
         Step::Discard => {}
         Step::Permit | Step::Dunno => e.out.reject = e.defer_if_permit.take(),
     }
+    if p.params.soft_bounce
+        && let Some(r) = e.out.reject.as_mut()
+    {
+        soften(r);
+    }
     e.out
+}
+
+/// Postfix's `soft_bounce` for a restriction's refusal: a 5xx reply becomes 4xx and a
+/// 5.x.x enhanced code 4.x.x, so the client keeps the mail and retries.
+pub(crate) fn soften(r: &mut Reply) {
+    if (500..600).contains(&r.code) {
+        r.code -= 100;
+        if let Some(e) = r.enhanced.as_mut()
+            && e.0 == 5
+        {
+            e.0 = 4;
+        }
+    }
 }
 
 impl<'a> Eval<'a> {

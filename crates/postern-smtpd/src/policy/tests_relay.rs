@@ -248,3 +248,20 @@ async fn mynetworks_table_that_cannot_be_opened_defers() {
     f.client_addr = Some("10.1.2.3".parse().unwrap());
     assert_eq!(p.check(Stage::Rcpt, &f).await.reject, None);
 }
+
+/// `soft_bounce = yes`: the relay refusal goes out as 454 4.7.1 (Postfix turns every
+/// 5xx restriction reply into 4xx); a 4xx reply stays as it is.
+#[tokio::test]
+async fn soft_bounce_turns_refusals_into_deferrals() {
+    let p = policy(&format!(
+        "{CF}soft_bounce = yes\nsmtpd_relay_restrictions = reject_unauth_destination\n"
+    ));
+    let got = text(&p.check(Stage::Rcpt, &facts("u@remote.example")).await);
+    assert_eq!(
+        got.as_deref(),
+        Some("454 4.7.1 <u@remote.example>: Relay access denied")
+    );
+    let mut r = super::Reply::new(450, Some((4, 7, 1)), "x");
+    super::eval::soften(&mut r);
+    assert_eq!((r.code, r.enhanced), (450, Some((4, 7, 1))));
+}
