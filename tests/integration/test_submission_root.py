@@ -153,7 +153,16 @@ def test_users_submit_list_and_flush(root_instance, users, postern_bin):
                 input=MSG % (b"cron", b"cron job output"), env=cron_env)
     assert r.returncode == 0, r
     assert r.stderr == b"", r.stderr
+    # sendmail -bs (an SMTP dialogue on stdin, as some mail clients submit): smtpd
+    # stand-alone hands the message to the set-gid postdrop, as sendmail does.
+    dialogue = (b"HELO client\r\nMAIL FROM:<%s@localhost>\r\nRCPT TO:<%s@localhost>\r\nDATA\r\n"
+                b"Subject: via bs\r\n\r\nbody\r\n.\r\nQUIT\r\n") % ((u1.pw_name.encode(),) * 2)
+    r = as_user(u1, [binary, "-c", str(inst.root), "sendmail", "-bs"], input=dialogue)
+    assert r.returncode == 0, r
+    assert b"250 2.0.0 Ok: queued" in r.stdout, r.stdout
     inst.wait_for(lambda: "interactive" in subjects(inst, u1.pw_name), what="u1's mail")
+    inst.wait_for(lambda: "via bs" in subjects(inst, u1.pw_name), what="u1's sendmail -bs mail")
+    assert "ignoring attribute record" not in inst.log()
     inst.wait_for(lambda: "cron job output" in subjects(inst, u2.pw_name), what="u2's mail")
     log = inst.log()
     for u in (u1, u2):

@@ -95,18 +95,11 @@ fn quarantine_foreign_names(q: &Queue) {
     }
 }
 
-/// The attributes a maildrop file may carry (postdrop keeps only these).
-const SUBMISSION_ATTRS: [&str; 4] = ["flags", "envid", "ret", "rewrite_context"];
-
 /// Why a maildrop file is refused, or `None` when its attributes are all
 /// ones a submission may carry.
 fn forbidden(attrs: &[(String, String)]) -> Option<String> {
     attrs.iter().find_map(|(n, v)| {
-        let ok = match n.as_str() {
-            "rewrite_context" => v == "local" || v == "remote",
-            "flags" => v.parse::<u32>().is_ok(),
-            n => SUBMISSION_ATTRS.contains(&n),
-        };
+        let ok = postern_qfile::submission_attr_ok(n, v);
         (!ok).then(|| {
             format!(
                 "forbidden attribute record: {:.100}={:.100}",

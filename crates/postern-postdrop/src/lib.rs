@@ -146,18 +146,6 @@ pub fn read_bounded(r: &mut impl Read, limit: u64) -> Result<Vec<u8>, Fatal> {
     Ok(buf)
 }
 
-/// The attributes a submission may carry: what sendmail and `sendmail -bs`
-/// (smtpd stand-alone) legitimately set. pickup accepts no others.
-pub const SUBMISSION_ATTRS: [&str; 4] = ["flags", "envid", "ret", "rewrite_context"];
-
-/// Whether a submitted attribute is kept (Postfix's postdrop list).
-fn allowed(name: &str, value: &str) -> bool {
-    match name {
-        "rewrite_context" => value == "local" || value == "remote",
-        n => SUBMISSION_ATTRS.contains(&n),
-    }
-}
-
 /// Validates the stream and keeps only the attributes a submission may carry
 /// (pure). Dropped attributes go to `warn`.
 pub fn validate(
@@ -179,7 +167,7 @@ pub fn validate(
         )
     })?;
     qf.attrs.retain(|(n, v)| {
-        let keep = allowed(n, v);
+        let keep = postern_qfile::submission_attr_ok(n, v);
         if !keep {
             warn(format!(
                 "uid={uid}: ignoring attribute record: {:.200}={:.200}",

@@ -47,16 +47,10 @@ pub(crate) fn check(cfg: &Config, mode: &Mode) -> Result<(), Fatal> {
 /// installed for the instance configured in `DIR`. `None`: carry on here
 /// (root, `mail_owner`, a non-root instance, already set-gid).
 pub(crate) fn exec_setgid_copy(cfg: &Config, dir: &Path, args: &Args) -> Option<Fatal> {
-    use std::os::unix::fs::PermissionsExt;
     if postern_sys::privs::is_set_id() || privileged(cfg) {
         return None;
     }
-    let copy = dir.join("bin").join("postqueue");
-    let setgid =
-        std::fs::metadata(&copy).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o2000 != 0);
-    if !setgid {
-        return None;
-    }
+    let copy = postern_server::load::setgid_helper(dir, "postqueue")?;
     let mut argv: Vec<String> = vec!["-c".into(), dir.display().to_string()];
     argv.extend(std::iter::repeat_n("-v".to_string(), args.verbose as usize));
     match &args.mode {

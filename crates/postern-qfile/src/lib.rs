@@ -39,3 +39,19 @@ pub mod statuslog;
 pub use record::{
     MAGIC, QfileError, QueueFile, RecipientRecord, VERSION, encode, mark_done_byte, parse, rec,
 };
+
+/// The attributes a maildrop file (a local submission) may carry: what sendmail and
+/// `sendmail -bs` (smtpd stand-alone) legitimately set. postdrop keeps only these and
+/// pickup refuses a file with any other (a user could otherwise route or re-attribute
+/// their own mail).
+pub const SUBMISSION_ATTRS: [&str; 4] = ["flags", "envid", "ret", "rewrite_context"];
+
+/// Whether `name=value` may stand in a maildrop file ([`SUBMISSION_ATTRS`], with
+/// `rewrite_context` only `local` or `remote` and `flags` a number).
+pub fn submission_attr_ok(name: &str, value: &str) -> bool {
+    match name {
+        "rewrite_context" => value == "local" || value == "remote",
+        "flags" => value.parse::<u32>().is_ok(),
+        n => SUBMISSION_ATTRS.contains(&n),
+    }
+}

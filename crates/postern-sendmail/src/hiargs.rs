@@ -121,15 +121,7 @@ impl HiArgs {
     /// that `postern init` installed; root, and every caller of a non-root
     /// instance (which has no such copy), run this executable.
     pub fn helper(&self, name: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let copy = self.dir.join("bin").join(name);
-        let setgid = std::fs::metadata(&copy)
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o2000 != 0);
-        if self.who.uid != 0 && setgid {
-            copy
-        } else {
-            self.exe.clone()
-        }
+        postern_server::load::setgid_helper(&self.dir, name).unwrap_or_else(|| self.exe.clone())
     }
 
     /// `authorized_submit_users` (checked before the message is read, as

@@ -47,6 +47,21 @@ pub fn config_dir(cli: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The set-gid copy `DIR/bin/NAME` (postdrop, postqueue) that `postern init` installs
+/// in a root instance, when it exists and the caller needs it: an ordinary user cannot
+/// write `maildrop/` or reach `public/` otherwise. `None` for root and for a non-root
+/// instance (which has no set-gid copy): run this executable itself.
+pub fn setgid_helper(dir: &Path, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if postern_sys::privs::real_uid() == 0 {
+        return None;
+    }
+    let copy = dir.join("bin").join(name);
+    std::fs::metadata(&copy)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o2000 != 0)
+        .then_some(copy)
+}
+
 /// A loaded configuration.
 #[derive(Debug, Clone)]
 pub struct Loaded {

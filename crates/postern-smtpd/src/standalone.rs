@@ -50,10 +50,12 @@ pub fn run(ctx: postern_server::skeleton::Context) -> std::process::ExitCode {
 
 /// Hands a message to postdrop as a maildrop file.
 pub async fn postdrop(sess: &mut Session<'_>, dir: &Path, req: CleanupRequest) -> Reply {
+    // Only what a submission may carry (postdrop drops the rest with a warning):
+    // the client attributes of a network session mean nothing for `sendmail -bs`.
     let mut attrs: Vec<(String, String)> = req
         .attrs
         .into_iter()
-        .filter(|(n, _)| n != "rewrite_context")
+        .filter(|(n, v)| n != "rewrite_context" && postern_qfile::submission_attr_ok(n, v))
         .collect();
     attrs.push(("rewrite_context".into(), "local".into()));
     let mut qf = postern_qfile::QueueFile {
@@ -77,9 +79,14 @@ pub async fn postdrop(sess: &mut Session<'_>, dir: &Path, req: CleanupRequest) -
         content_offset: 0,
     };
     let bytes = postern_qfile::encode(&mut qf);
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return reply(451, (4, 3, 0), format!("Error: cannot find postdrop: {e}")),
+    // An ordinary user of a root instance writes maildrop/ only through the
+    // set-gid postdrop, as sendmail does.
+    let exe = match postern_server::load::setgid_helper(dir, "postdrop") {
+        Some(copy) => copy,
+        None => match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => return reply(451, (4, 3, 0), format!("Error: cannot find postdrop: {e}")),
+        },
     };
     let mut cmd = std::process::Command::new(exe);
     cmd.arg0("postdrop")
