@@ -385,3 +385,21 @@ def test_vrfy_and_fail_closed_tables_match_postfix(instance):
     finally:
         pf.close()
     assert not differ, "\n".join(differ)
+
+
+@pytest.mark.parametrize("style", ["host", "subnet", "class"])
+def test_postconf_shows_the_computed_mynetworks_as_postfix(postern_bin, tmp_path, style):
+    """`postconf mynetworks` prints the networks smtpd trusts (mynetworks_style over the
+    interface addresses), the same as Debian's postconf on this host."""
+    if not Path("/usr/sbin/postconf").exists():
+        pytest.skip("Debian's postconf is not installed")
+    (tmp_path / "main.cf").write_text(
+        f"mynetworks_style = {style}\ninet_interfaces = all\ninet_protocols = all\n")
+    (tmp_path / "master.cf").write_text("")
+    ours = subprocess.run([str(postern_bin), "-c", str(tmp_path), "postconf", "mynetworks"],
+                          capture_output=True, text=True, timeout=30)
+    theirs = subprocess.run(["/usr/sbin/postconf", "-c", str(tmp_path), "mynetworks"],
+                            capture_output=True, text=True, timeout=30)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout

@@ -36,6 +36,7 @@ fn load_main(opts: &Options, hostname: &str, err: &mut dyn Write) -> Result<Conf
         cfg.set("config_directory", &opts.config_dir.display().to_string());
     }
     apply_host_defaults(&mut cfg, hostname);
+    crate::host::apply_mynetworks_default(&mut cfg);
     Ok(cfg)
 }
 
@@ -80,6 +81,7 @@ pub(crate) fn params(
     let unused = cfg.unused_main_params(master.as_ref());
     let mut defaults = Config::default();
     apply_host_defaults(&mut defaults, hostname);
+    crate::host::apply_mynetworks_default(&mut defaults);
     let is_unused = |n: &str| unused.iter().any(|u| u.0 == n);
     // name -> whether it exists in this view
     let exists = |n: &str| param(n).is_some() || (!opts.defaults && cfg.is_set(n) && !is_unused(n));
