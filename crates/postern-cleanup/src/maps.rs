@@ -84,8 +84,9 @@ pub struct AddrEnv {
     pub delimiter: String,
     /// `$myorigin`, lower case.
     pub myorigin: String,
-    /// `$mydestination`.
-    pub mydestination: Option<DomainList>,
+    /// `$mydestination`; `Err` (the open error) when it names a table that cannot be
+    /// opened: every question that needs it then fails (defer), never "not local".
+    pub mydestination: Option<Result<DomainList, String>>,
     /// `[address]` forms of `$inet_interfaces` and `$proxy_interfaces`.
     pub interfaces: Vec<String>,
 }
@@ -100,10 +101,10 @@ impl AddrEnv {
         } else {
             let parent = postern_table::parent_matches("mydestination", &pdms);
             match DomainList::new(&dest, parent, &Default::default()) {
-                Ok(l) => Some(l),
+                Ok(l) => Some(Ok(l)),
                 Err(e) => {
                     postern_log::warning(format!("mydestination: {e}"));
-                    None
+                    Some(Err(e.to_string()))
                 }
             }
         };
@@ -124,18 +125,24 @@ impl AddrEnv {
     }
 
     /// Whether `domain` is `$myorigin`, in `$mydestination`, or one of our
-    /// interface addresses (Postfix's `resolve_local`).
-    pub fn is_local(&self, domain: &str) -> bool {
+    /// interface addresses (Postfix's `resolve_local`). `Err` when `$mydestination`
+    /// cannot be opened or queried: the caller defers, as Postfix's cleanup does.
+    pub fn is_local(&self, domain: &str) -> Result<bool, TableError> {
         let d = domain.trim_end_matches('.').to_ascii_lowercase();
         if d.is_empty() || d == self.myorigin {
-            return true;
+            return Ok(true);
         }
         if self.interfaces.iter().any(|i| i.eq_ignore_ascii_case(&d)) {
-            return true;
+            return Ok(true);
         }
-        self.mydestination
-            .as_ref()
-            .is_some_and(|l| l.matches(&d).unwrap_or(false))
+        match &self.mydestination {
+            None => Ok(false),
+            Some(Ok(l)) => l.matches(&d),
+            Some(Err(e)) => Err(TableError::Lookup {
+                table: "mydestination".into(),
+                message: e.clone(),
+            }),
+        }
     }
 }
 
@@ -203,7 +210,13 @@ pub fn map_address(
     propagate: bool,
     env: &AddrEnv,
 ) -> Result<Option<Vec<String>>, TableError> {
-    let is_local = |d: &str| env.is_local(d);
+    // Whether the address's domain is local decides the bare-local-part keys; a
+    // mydestination that cannot be read fails the lookup instead of skipping them.
+    let local = match addr.rfind('@') {
+        Some(at) => env.is_local(&addr[at + 1..])?,
+        None => false,
+    };
+    let is_local = |_: &str| local;
     let Some(m) = postern_table::find_address(&list.maps, addr, &env.delimiter, &is_local)? else {
         return Ok(None);
     };
@@ -291,11 +304,26 @@ pub(crate) mod tests {
         AddrEnv {
             delimiter: "+".into(),
             myorigin: "example.org".into(),
-            mydestination: Some(
-                DomainList::new("localhost, example.org", false, &Default::default()).unwrap(),
-            ),
+            mydestination: Some(Ok(DomainList::new(
+                "localhost, example.org",
+                false,
+                &Default::default(),
+            )
+            .unwrap())),
             interfaces: vec!["[127.0.0.1]".into()],
         }
+    }
+
+    /// A mydestination that cannot be opened fails a bare-local-part lookup (defer)
+    /// instead of answering "not local" and skipping the key.
+    #[test]
+    fn broken_mydestination_fails_the_lookup() {
+        let l = list("inline:{ joe=Joe.Doe@example.org }");
+        let mut e = env();
+        e.mydestination = Some(Err("hash:/nonexistent/x: cannot open".into()));
+        assert!(map_address(&l, "joe@mx.example", true, &e).is_err());
+        // An address without a domain, or with $myorigin, needs no list.
+        assert!(map_address(&l, "joe@example.org", true, &e).is_ok());
     }
 
     #[test]
