@@ -39,6 +39,8 @@ pub struct Conn {
     /// `smtpd_per_record_deadline`: the timeout bounds a whole command line,
     /// not each read (a client dripping a byte at a time cannot hold a session).
     per_record: bool,
+    /// The chat history for the postmaster's error notice.
+    pub transcript: crate::notify::Transcript,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -58,6 +60,7 @@ impl Conn {
             out: Vec::with_capacity(1024),
             timeout,
             per_record: false,
+            transcript: crate::notify::Transcript::default(),
         }
     }
 
@@ -114,6 +117,7 @@ impl Conn {
                 let (used, line) = lr.read_line(self.pending());
                 self.consume(used);
                 if let Some(line) = line {
+                    self.transcript.input(&line.bytes);
                     return Ok(line);
                 }
             }
@@ -152,11 +156,13 @@ impl Conn {
 
     /// Queues a reply.
     pub fn reply(&mut self, r: &Reply) {
+        self.transcript.output(r);
         self.out.extend_from_slice(r.encode().as_bytes());
     }
 
     /// Queues raw reply text (already CRLF-terminated).
     pub fn reply_raw(&mut self, text: &str) {
+        self.transcript.output_raw(text);
         self.out.extend_from_slice(text.as_bytes());
     }
 

@@ -23,12 +23,14 @@
 //! `queue_directory` (the free-space check at MAIL, see `checks`), and the
 //! restriction lists with relay control (see [`policy`]: `mynetworks`,
 //! `mynetworks_style`, `inet_interfaces`, `proxy_interfaces`, `relay_domains`,
-//! the routing switches).
+//! the routing switches); `notify_classes`, `error_notice_recipient` and
+//! `smtpd_history_flush_threshold` (the postmaster's transcript, see [`notify`]).
 
 pub mod anvil;
 mod checks;
 pub mod conn;
 pub mod counters;
+pub mod notify;
 pub mod policy;
 pub mod resolver;
 pub mod sasl;

@@ -125,6 +125,7 @@ impl<'a> Session<'a> {
     /// Runs the session to its end.
     pub async fn run(mut self) {
         postern_log::info(format!("connect from {}", self.client));
+        self.start_transcript();
         if !self.wrapper_tls().await {
             self.conn.close().await;
             postern_log::info(format!(
@@ -168,6 +169,7 @@ impl<'a> Session<'a> {
                         "timeout after {} from {}",
                         self.last_command, self.client
                     ));
+                    self.conn.transcript.abort("timeout");
                     self.conn.reply(&reply(
                         421,
                         (4, 4, 2),
@@ -176,6 +178,7 @@ impl<'a> Session<'a> {
                     break;
                 }
                 Err(ReadError::Eof) => {
+                    self.conn.transcript.abort("lost connection");
                     postern_log::info(format!(
                         "lost connection after {} from {}",
                         self.last_command, self.client
@@ -193,6 +196,9 @@ impl<'a> Session<'a> {
             if self.command(line).await == Flow::Close {
                 break;
             }
+            if self.txn.is_none() {
+                self.chat_reset(self.s.notify.threshold).await;
+            }
             if let Err(e) = self.conn.flush_if_idle().await {
                 postern_log::info(format!(
                     "write error after {} from {}: {e}",
@@ -208,6 +214,7 @@ impl<'a> Session<'a> {
             self.client,
             self.counters.summary()
         ));
+        self.chat_reset(0).await;
     }
 
     /// anvil's connection count and rate limits; `Some(reply)` refuses the client.
@@ -295,7 +302,8 @@ impl<'a> Session<'a> {
     }
 
     /// Logs a refusal in Postfix's format (pflogsumm counts these).
-    pub(crate) fn log_reject(&self, stage: &str, r: &Reply) {
+    pub(crate) fn log_reject(&mut self, stage: &str, r: &Reply) {
+        self.conn.transcript.restriction(r);
         let text = r.encode();
         let text = text.trim_end().replace("\r\n", " ");
         let mut line = format!("NOQUEUE: reject: {stage} from {}: {text};", self.client);
@@ -321,6 +329,7 @@ impl<'a> Session<'a> {
                 "too many errors after {} from {}",
                 self.last_command, self.client
             ));
+            self.conn.transcript.abort("too many errors");
             self.conn.reply(&reply(
                 421,
                 (4, 7, 0),

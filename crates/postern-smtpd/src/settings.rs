@@ -59,6 +59,8 @@ pub struct Settings {
     /// The SASL server when `smtpd_sasl_auth_enable = yes` (set by the
     /// daemon's main, never in stand-alone mode).
     pub sasl: Option<std::sync::Arc<crate::sasl::Sasl>>,
+    /// `notify_classes` and the postmaster's error notice.
+    pub notify: crate::notify::NotifySettings,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -99,6 +101,7 @@ impl Settings {
             tls: crate::tls::TlsPolicy::from_config(cfg).unwrap_or_else(|e| postern_log::fatal(e)),
             tls_server: None,
             sasl: None,
+            notify: crate::notify::NotifySettings::from_config(cfg),
         }
     }
 }
