@@ -300,8 +300,8 @@ fn wrap(line: &str, width: usize, indent: usize) -> Vec<String> {
 /// The notice's header and body, LF line ends (cleanup's content format).
 pub fn compose(n: &NotifySettings, client: &str, t: &Transcript) -> Vec<u8> {
     let mut m = String::new();
-    m.push_str("From: MAILER-DAEMON (Mail Delivery System)\n");
-    m.push_str(&format!("To: {} (Postmaster)\n", n.recipient));
+    m.push_str("From: Mail Delivery System <MAILER-DAEMON>\n");
+    m.push_str(&format!("To: Postmaster <{}>\n", n.recipient));
     m.push_str(&format!(
         "Subject: {} SMTP server: errors from {}\n\n",
         n.mail_name,

@@ -145,8 +145,8 @@ fn notice_has_postfix_shape() {
     t.input(format!("RCPT TO:<{}>", "x".repeat(100)).as_bytes());
     t.abort("lost connection");
     let text = String::from_utf8(compose(&n, "localhost[127.0.0.1]", &t)).unwrap();
-    let want_head = "From: MAILER-DAEMON (Mail Delivery System)\n\
-        To: postmaster (Postmaster)\n\
+    let want_head = "From: Mail Delivery System <MAILER-DAEMON>\n\
+        To: Postmaster <postmaster>\n\
         Subject: Postfix SMTP server: errors from localhost[127.0.0.1]\n\n\
         Transcript of session follows.\n\n \
         Out: 220 mx.example.com ESMTP\n \
