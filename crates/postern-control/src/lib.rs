@@ -417,11 +417,27 @@ fn stop(dir: &Path, abort: bool) -> Result<ExitCode> {
         if running_pid(&cfg)?.is_none()
             || !postern_sys::privs::signal(pid, nix::sys::signal::Signal::SIGCONT)?
         {
+            // master removes its pid file just before it exits: wait for the exit
+            // itself, so that `stop` returning means no Postern process is left.
+            while Instant::now() < deadline && !exited(pid) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("master (pid {pid}) did not stop within 30 seconds")
+}
+
+/// Whether process `pid` has exited: gone, or a zombie waiting for whoever
+/// started it to reap it (`/proc/PID/stat` state `Z`).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
 }
 
 fn signal(dir: &Path, sig: nix::sys::signal::Signal, what: &str) -> Result<ExitCode> {
