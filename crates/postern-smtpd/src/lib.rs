@@ -35,6 +35,7 @@ pub mod policy;
 pub mod resolver;
 pub mod sasl;
 pub mod session;
+mod session_input;
 mod session_tls;
 pub mod settings;
 pub mod standalone;
