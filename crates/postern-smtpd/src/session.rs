@@ -187,6 +187,7 @@ impl<'a> Session<'a> {
                     break;
                 }
                 Err(ReadError::Io(e)) => {
+                    self.conn.transcript.abort("lost connection");
                     postern_log::info(format!(
                         "{e} after {} from {}",
                         self.last_command, self.client
