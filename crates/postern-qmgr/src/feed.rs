@@ -130,15 +130,25 @@ impl Qmgr {
             return false;
         }
         if queue == "deferred" {
-            // Not due yet, or (for a flush) deferred again after the pass
-            // started: a flush tries each message once.
-            let wait = if flags.all {
-                false
-            } else {
-                e.mtime > SystemTime::now()
-            };
-            if wait || (flags.all && e.changed > started) {
-                return false;
+            if !flags.all {
+                if !self.flushed.1.is_empty() {
+                    self.flushed = (SystemTime::UNIX_EPOCH, Default::default());
+                }
+                if e.mtime > SystemTime::now() {
+                    return false; // not due yet
+                }
+            }
+            // A flush tries each message once: one it fed and that came back
+            // deferred during the same pass is left for its retry time. (Not a
+            // time comparison: a message whose deferral finished just after the
+            // flush was asked for must still be tried.)
+            if flags.all {
+                if self.flushed.0 != started {
+                    self.flushed = (started, Default::default());
+                }
+                if !self.flushed.1.insert(id.to_string()) {
+                    return false;
+                }
             }
         }
         match postern_queue_admin::move_file(&self.q, queue, "active", id) {

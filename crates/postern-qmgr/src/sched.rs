@@ -97,6 +97,10 @@ pub(crate) struct Qmgr {
     pub(crate) deferred: Scan,
     /// The last message fed came from incoming (the next turn is deferred's).
     pub(crate) last_fed_incoming: bool,
+    /// The flush pass under way (its start) and the messages it has fed: a flush
+    /// tries each message once, and a message still in delivery when the flush
+    /// was asked for is tried once more when the pass reaches its deferral.
+    pub(crate) flushed: (SystemTime, std::collections::HashSet<String>),
     /// `defer_transports`.
     pub(crate) defer_transports: Vec<String>,
     /// `soft_bounce`.
@@ -139,6 +143,7 @@ pub fn run(ctx: Context) -> ExitCode {
         incoming: Scan::new(&q, "incoming"),
         deferred: Scan::new(&q, "deferred"),
         last_fed_incoming: false,
+        flushed: (UNIX_EPOCH, Default::default()),
         defer_transports: cfg.get_list("defer_transports"),
         soft_bounce: cfg.get_bool("soft_bounce").unwrap_or(false),
         stats: Stats::default(),
