@@ -95,8 +95,8 @@ impl Scan {
         self.flags
     }
 
-    /// When the pass under way started (a flush skips files changed since:
-    /// those were deferred again by this very flush).
+    /// When the pass under way started (it names the pass: qmgr remembers the
+    /// messages a flush pass fed, so the flush tries each once).
     pub fn pass_started(&self) -> SystemTime {
         self.started
     }
