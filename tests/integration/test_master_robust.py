@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from postern import TEST_USER, ensure_user, free_port
+from test_relay_extra import _ipv6_ok
 from test_smtpd_tls import OPENSSL, certdir, mint
 
 RCPT = f"{TEST_USER}@localhost"
@@ -289,17 +290,7 @@ def greeting(host: str, port: int) -> str:
         return s.ehlo()[1].decode()
 
 
-def _ipv6_loopback() -> bool:
-    """Whether ::1 is configured here (socket.has_ipv6 only says Python was built with it)."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not _ipv6_ok(), reason="no IPv6 loopback")
 def test_inet_interfaces_ipv4_ipv6_and_all(root_started):
     inst = root_started
     port = inst.port

@@ -119,22 +119,10 @@ pub fn parse_request(a: &AttrList) -> Option<Format> {
 }
 
 fn serve(ctx: &Context, mut s: UnixStream) {
-    let timeout = client::ipc_timeout(&ctx.config);
-    if let Err(e) = s
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| s.set_write_timeout(Some(timeout)))
-    {
-        postern_log::warning(format!("set socket timeout: {e}"));
+    let Some(request) = skeleton::read_request(ctx, &mut s, REQUEST_LIMIT, "showq request") else {
         return;
-    }
-    let format = match client::read_frame(&mut s, REQUEST_LIMIT) {
-        Ok(Some(a)) => parse_request(&a),
-        Ok(None) => return,
-        Err(e) => {
-            postern_log::warning(format!("showq request: {e}"));
-            return;
-        }
     };
+    let format = parse_request(&request);
     let Some(format) = format else {
         postern_log::warning("showq request: malformed request");
         return;
