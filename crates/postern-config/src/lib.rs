@@ -236,3 +236,10 @@ pub fn parse_master_cf(text: &str) -> Result<MasterCf, Vec<ParseError>> {
 pub fn default_master_cf(smtp_listen: &str) -> String {
     template::render(smtp_listen)
 }
+
+/// The master.cf of a system install (`postern init --system`, the packaged
+/// `/etc/postern/master.cf`): SMTP on port 25, chroot `y` on the services Debian's stock
+/// master.cf runs chrooted.
+pub fn system_master_cf() -> String {
+    template::render_system()
+}

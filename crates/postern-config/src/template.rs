@@ -1,11 +1,22 @@
-//! The master.cf that `postern init` writes.
+//! The master.cf that `postern init` writes, in two variants.
 //!
-//! It lists Postfix's standard services with the same names, types, columns and commands, so
-//! that an administrator's knowledge and scripts carry over. Differences from Debian's file:
-//! the chroot column is `n` everywhere (Postern does not populate a chroot jail by default),
-//! and the SMTP listener is on a configurable endpoint (`smtp_listen`) so that a test instance
-//! can run beside a system MTA. Submission (587) and submissions (465) are provided commented
-//! out, with the usual hardening overrides.
+//! Both list Postfix's standard services with the same names, types, columns and commands,
+//! so that an administrator's knowledge and scripts carry over. Submission (587) and
+//! submissions (465) are provided commented out, with the usual hardening overrides.
+//!
+//! * The instance variant ([`render`], `postern init DIR`): the chroot column is `n`
+//!   everywhere (a test or private instance has no jail to populate), and the SMTP listener
+//!   is on a configurable endpoint (`--smtp-listen`) so that it can run beside a system MTA.
+//! * The system variant ([`render_system`], `postern init --system`, the packaged
+//!   `/etc/postern/master.cf`): SMTP on port 25 (`smtp inet`), and chroot `y` on exactly the
+//!   services that Debian's stock master.cf runs chrooted ([`JAILED`]).
+
+/// The services (by name; `smtp` is both the listener and the client) that run chrooted
+/// in the system variant: those Debian's stock master.cf marks `y`.
+pub(crate) const JAILED: &[&str] = &[
+    "smtp", "pickup", "cleanup", "tlsmgr", "rewrite", "bounce", "defer", "trace", "verify",
+    "flush", "relay", "showq", "error", "retry", "discard", "lmtp", "anvil", "scache",
+];
 
 /// See [`crate::default_master_cf`].
 pub(crate) fn render(smtp_listen: &str) -> String {
@@ -14,12 +25,48 @@ pub(crate) fn render(smtp_listen: &str) -> String {
     } else {
         smtp_listen.trim()
     };
+    render_with(listen, false)
+}
+
+/// See [`crate::system_master_cf`].
+pub(crate) fn render_system() -> String {
+    render_with("smtp", true)
+}
+
+fn render_with(listen: &str, system: bool) -> String {
+    let jail = |name: &str| {
+        if system && JAILED.contains(&name) {
+            "y"
+        } else {
+            "n"
+        }
+    };
     let mut out = String::from(HEADER);
-    out.push_str(&row(listen, "inet", "n", "-", "n", "-", "-", "smtpd"));
-    out.push_str(SUBMISSION);
+    if system {
+        out.push_str(SYSTEM_NOTE);
+    }
+    out.push_str(&row(
+        listen,
+        "inet",
+        "n",
+        "-",
+        jail("smtp"),
+        "-",
+        "-",
+        "smtpd",
+    ));
+    // The commented-out submission services are jailed like smtp.
+    out.push_str(&SUBMISSION.replace('@', jail("smtp")));
     for (name, kind, private, unpriv, wakeup, maxproc, command) in SERVICES {
         out.push_str(&row(
-            name, kind, private, unpriv, "n", wakeup, maxproc, command,
+            name,
+            kind,
+            private,
+            unpriv,
+            jail(name),
+            wakeup,
+            maxproc,
+            command,
         ));
         if *name == "relay" {
             out.push_str("        -o syslog_name=postfix/$service_name\n");
@@ -68,12 +115,20 @@ const HEADER: &str = "\
 # ==========================================================================
 ";
 
+const SYSTEM_NOTE: &str = "\
+# This is the system layout (`postern init --system`): daemons marked \"y\" in the
+# chroot column run with $queue_directory as their root directory once they have
+# opened what they need; local, virtual, pipe, qmgr and proxymap need the whole
+# file system and are not jailed.
+# ==========================================================================
+";
+
 const SUBMISSION: &str = "\
 # Mail submission by authenticated clients, as in Postfix's master.cf
-# (chroot \"n\" here). Remove the leading \"#\" to enable.
+# (chroot column as for smtp). Remove the leading \"#\" to enable.
 # Choose one: enable submission for loopback clients only, or for any client.
-#127.0.0.1:submission inet n -   n       -       -       smtpd
-#submission inet n       -       n       -       -       smtpd
+#127.0.0.1:submission inet n -   @       -       -       smtpd
+#submission inet n       -       @       -       -       smtpd
 #  -o syslog_name=postfix/submission
 #  -o smtpd_tls_security_level=encrypt
 #  -o smtpd_sasl_auth_enable=yes
@@ -90,8 +145,8 @@ const SUBMISSION: &str = "\
 #  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 #  -o milter_macro_daemon_name=ORIGINATING
 # Choose one: enable submissions for loopback clients only, or for any client.
-#127.0.0.1:submissions inet n  -       n       -       -       smtpd
-#submissions     inet  n       -       n       -       -       smtpd
+#127.0.0.1:submissions inet n  -       @       -       -       smtpd
+#submissions     inet  n       -       @       -       -       smtpd
 #  -o syslog_name=postfix/submissions
 #  -o smtpd_tls_wrappermode=yes
 #  -o smtpd_sasl_auth_enable=yes
@@ -210,5 +265,43 @@ mod tests {
         assert!(m.services.iter().all(|s| s.command == "pipe" && !s.unpriv));
         let uucp = m.services.iter().find(|s| s.name == "uucp").unwrap();
         assert!(crate::pipe::parse_attrs(&uucp.args).is_ok());
+    }
+
+    #[test]
+    fn system_variant_jails_debians_services() {
+        let text = super::render_system();
+        let m = parse_master_cf(&text).unwrap();
+        assert_eq!(m.services.len(), 25);
+        assert_eq!(m.services[0].name, "smtp");
+        assert_eq!(m.services[0].kind, ServiceType::Inet);
+        for s in &m.services {
+            assert_eq!(
+                s.chroot,
+                super::JAILED.contains(&s.name.as_str()),
+                "{}",
+                s.name
+            );
+        }
+        for name in [
+            "qmgr",
+            "local",
+            "virtual",
+            "proxymap",
+            "proxywrite",
+            "postlog",
+        ] {
+            assert!(m.services.iter().any(|s| s.name == name && !s.chroot));
+        }
+        // Same services and commands as the instance variant; only the columns differ.
+        let inst = parse_master_cf(&super::render("smtp")).unwrap();
+        let cmds = |m: &crate::MasterCf| {
+            m.services
+                .iter()
+                .map(|s| (s.name.clone(), s.command.clone(), s.unpriv, s.private))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cmds(&m), cmds(&inst));
+        assert!(text.contains("#submission inet n       -       y       -       -       smtpd"));
+        assert!(!super::render("x:1").contains('@'));
     }
 }
