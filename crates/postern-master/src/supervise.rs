@@ -362,7 +362,17 @@ impl Master {
             Some(&s.status_write),
             self.flow.as_ref().map(|f| f.ends()),
         );
-        match cmd.spawn() {
+        // Under AppArmor each daemon enters its own profile (postern-PROGRAM);
+        // a request that cannot be made fails the spawn (fail closed).
+        let spawned = postern_sys::apparmor::exec_into(&mut cmd, &s.entry.command)
+            .map_err(std::io::Error::other)
+            .and_then(|profile| {
+                cmd.spawn().map_err(|e| match profile {
+                    Some(p) => std::io::Error::new(e.kind(), format!("{e} (AppArmor profile {p})")),
+                    None => e,
+                })
+            });
+        match spawned {
             Ok(child) => {
                 let pid = child.id() as i32;
                 s.children.insert(

@@ -14,12 +14,15 @@
 //! * [`lock`]: fcntl and flock locks for mailboxes and pid files.
 //! * [`safeopen`]: descriptor-relative walks (`openat` with `O_NOFOLLOW`) for
 //!   mailbox paths that other users may be able to change.
+//! * [`apparmor`]: the exec transition that puts each daemon master starts
+//!   into its own AppArmor profile.
 //! * `lmdb` (feature `lmdb`): the memory-mapping open of LMDB tables.
 //!
 //! # Security
 //! Every `unsafe` block carries a `// SAFETY:` comment. Every system call's result
 //! is checked and reported with the operation, the object and errno.
 
+pub mod apparmor;
 pub mod durable;
 pub mod fd;
 pub mod flow;
