@@ -309,6 +309,8 @@ fn start(dir: &Path) -> Result<ExitCode> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // Under AppArmor master runs in its own profile (see postern_sys::apparmor).
+    postern_sys::apparmor::exec_into(&mut cmd, "master").context("start master")?;
     let mut child = cmd.spawn().context("start master")?;
     let (tx, rx) = std::sync::mpsc::channel();
     if let Some(mut e) = child.stderr.take() {
@@ -385,12 +387,13 @@ fn start_fg(dir: &Path) -> Result<ExitCode> {
     }
     purge_leftovers(dir)?;
     let exe = std::env::current_exe().context("locate own executable")?;
-    let err = Command::new(exe)
-        .arg0("master")
+    let mut cmd = Command::new(exe);
+    cmd.arg0("master")
         .arg("-c")
         .arg(dir)
-        .env("POSTERN_DAEMON", "1")
-        .exec();
+        .env("POSTERN_DAEMON", "1");
+    postern_sys::apparmor::exec_into(&mut cmd, "master").context("exec master")?;
+    let err = cmd.exec();
     Err(err).context("exec master")
 }
 
