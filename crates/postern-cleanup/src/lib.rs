@@ -81,9 +81,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = skeleton::init("cleanup", &args);
+    // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
+    let (ctx, tables) =
+        skeleton::init_with("cleanup", &args, |ctx| Tables::from_config(&ctx.config));
     let settings = settings(&ctx);
-    let tables = Tables::from_config(&ctx.config);
     flow::init();
     skeleton::single_server(ctx, move |ctx, stream| {
         flow::pace(&ctx.config);

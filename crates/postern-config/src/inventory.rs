@@ -11,11 +11,8 @@
 //!   ([`crate::unimplemented::UNIMPLEMENTED_RESTRICTIONS`]: `reject_unverified_*`,
 //!   `permit_tls_clientcerts`…) in a restriction list or class, in main.cf or a `-o`
 //!   override: refused (`parameter NAME: restriction WORD is not implemented`).
-//! * a master.cf service with chroot `y`: reported, never refused. Postfix's default for the
-//!   column is `n` since 3.0, but Debian's stock master.cf sets `y` on most services, and
-//!   chroot only narrows what a compromised daemon can reach: Postern's daemons behave the
-//!   same without it (they still drop privileges), so refusing would refuse every Debian
-//!   master.cf for no change in what mail is accepted or where it goes.
+//! * (master.cf's chroot column is implemented: a root master runs those daemons in the
+//!   jail; postern-control's `jail` module checks the jail and reports a non-root instance.)
 //! * a service type master does not serve (`unix-dgram`, `fifo`, `pass`: not started) and a
 //!   command Postern does not have (`postscreen`, `spawn`, `tlsproxy`…: it fails when master
 //!   starts it, so nothing is served in its place). Reported. Commands whose work Postern
@@ -113,11 +110,6 @@ fn check_service(base: &Config, svc: &Service, master_path: &str) -> Vec<Finding
         what: format!("{label}: {what}"),
         refuse: false,
     };
-    if svc.chroot {
-        out.push(report(
-            "chroot=y is not implemented (the service runs without chroot)".into(),
-        ));
-    }
     if IN_PROCESS_COMMANDS.contains(&svc.command.as_str()) {
         // Done elsewhere (see the list's doc); nothing is missing.
     } else {
@@ -292,7 +284,6 @@ mod tests {
         assert_eq!(
             got,
             [
-                "x: line 1: service smtp/inet: chroot=y is not implemented (the service runs without chroot)",
                 "x: line 1: service smtp/inet: parameter content_filter= is not implemented",
                 "R x: line 1: service smtp/inet: parameter smtpd_proxy_filter=127.0.0.1:10024 is not implemented",
                 "x: line 4: service policy/unix: command spawn is not implemented",

@@ -16,9 +16,9 @@
 //!   submission, …). When such a parameter is set to anything but Postfix's default,
 //!   `postern check` reports an error and `start`/`start-fg` refuse to run.
 //!
-//! master.cf: the chroot column (`y`) is reported but does not refuse (see
-//! `inventory::check_master`); so are the service types master does not serve (`unix-dgram`,
-//! `fifo`, `pass`) and commands not in [`IMPLEMENTED_COMMANDS`].
+//! master.cf: the service types master does not serve (`unix-dgram`, `fifo`, `pass`) and
+//! commands not in [`IMPLEMENTED_COMMANDS`] are reported but do not refuse (see
+//! `inventory::check_service`).
 //!
 //! # Security
 //!
@@ -150,7 +150,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("connection_cache_ttl_limit", Report),
     ("content_filter", Refuse),
     ("cyrus_sasl_config_path", Report),
-    ("daemon_directory", Report),
     ("daemon_table_open_error_is_fatal", Report),
     ("debug_peer_level", Report),
     ("debug_peer_list", Report),

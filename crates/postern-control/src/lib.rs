@@ -1,5 +1,6 @@
 //! postern-control — the verbs of Postfix's `postfix(1)` command:
-//! `start`, `start-fg`, `stop`, `abort`, `reload`, `status`, `check`, `flush`.
+//! `start`, `start-fg`, `stop`, `abort`, `reload`, `status`, `check`, `flush`,
+//! `set-permissions` (owners and modes of the tree: [`perms`]).
 //!
 //! `start` checks the configuration, makes sure the queue directories exist,
 //! removes writer leftovers that never became ready (a crash before a queue
@@ -17,7 +18,9 @@
 //! # Configuration
 //! `-c DIR` / `MAIL_CONFIG`; `queue_directory`.
 
+mod jail;
 mod listen;
+mod perms;
 
 use anyhow::{Context as _, Result, bail};
 use std::ffi::OsString;
@@ -54,10 +57,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         "start-fg" => start_fg(&dir),
         "stop" => stop(&dir, false),
         "abort" => stop(&dir, true),
-        "reload" => signal(&dir, nix::sys::signal::Signal::SIGHUP, "refreshing"),
+        "reload" => jail::populate(&dir)
+            .and_then(|()| signal(&dir, nix::sys::signal::Signal::SIGHUP, "refreshing")),
         "status" => status(&dir),
         "check" => check(&dir),
         "flush" => flush(&dir),
+        "set-permissions" => perms::set_permissions(&dir),
         other => Err(anyhow::anyhow!("unknown command: '{other}'")),
     };
     match result {
@@ -128,6 +133,7 @@ fn check_problems(dir: &Path) -> Vec<String> {
         }
     }
     problems.extend(listen::problems(dir));
+    problems.extend(jail::problems(dir));
     problems
 }
 
@@ -211,6 +217,7 @@ fn unused_warnings(dir: &Path) -> Vec<String> {
         .filter(|f| !f.refuse)
         .map(|f| f.to_string()),
     );
+    out.extend(jail::warnings(dir));
     out
 }
 
@@ -225,19 +232,17 @@ fn check(dir: &Path) -> Result<ExitCode> {
         eprintln!("postern/postern-script: error: {p}");
     }
     if let Some(cfg) = cfg {
-        let q = PathBuf::from(cfg.get("queue_directory"));
-        for d in postern_queue::ALL_DIRS {
-            if !q.join(d).is_dir() {
-                eprintln!(
-                    "postern/postern-script: warning: missing queue directory {}",
-                    q.join(d).display()
-                );
+        match perms::tree(dir, &cfg) {
+            Ok(t) => {
+                for p in perms::problems(&t) {
+                    eprintln!("postern/postern-script: warning: {p}: {}", t.fix);
+                    count += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("postern/postern-script: warning: {e:#}");
                 count += 1;
             }
-        }
-        for p in queue_mode_problems(&cfg, &q) {
-            eprintln!("postern/postern-script: warning: {p}");
-            count += 1;
         }
     }
     Ok(if count == 0 {
@@ -247,26 +252,18 @@ fn check(dir: &Path) -> Result<ExitCode> {
     })
 }
 
-/// Owners and modes of the queue tree that differ from Postfix's `postfix-files`
-/// (an instance made before the submission model, a `chmod` by hand): a world-writable
-/// `maildrop` or a foreign-owned queue directory lets local users forge or read mail.
-fn queue_mode_problems(cfg: &postern_config::Config, queue: &Path) -> Vec<String> {
-    let (user, group) = (cfg.get("mail_owner"), cfg.get("setgid_group"));
-    let uid = match postern_sys::privs::lookup_user(&user) {
-        Ok(Some(u)) => u.uid,
-        Ok(None) => return vec![format!("mail_owner {user}: no such account")],
-        Err(e) => return vec![format!("mail_owner {user}: {e}")],
+/// A missing or wrong queue directory, with the command that fixes it (start and
+/// start-fg refuse to run on it).
+fn tree_refusal(dir: &Path, cfg: &postern_config::Config) -> Result<()> {
+    let t = perms::tree(dir, cfg)?;
+    let problems = perms::start_problems(&t);
+    let Some((last, rest)) = problems.split_last() else {
+        return Ok(());
     };
-    // A private instance (mail_owner is the invoking user, nothing set-gid): its
-    // directories carry the user's own group, whatever setgid_group names.
-    let private = !postern_sys::privs::is_root() && uid == postern_sys::privs::real_uid();
-    let gid = match postern_sys::privs::lookup_group(&group) {
-        _ if private => postern_sys::privs::real_gid(),
-        Ok(Some(g)) => g,
-        Ok(None) => return vec![format!("setgid_group {group}: no such group")],
-        Err(e) => return vec![format!("setgid_group {group}: {e}")],
-    };
-    postern_queue::modes::problems(queue, uid, gid)
+    for p in rest {
+        postern_log::to_stderr(&format!("postern/postern-script: fatal: {p}: {}", t.fix));
+    }
+    bail!("{last}: {}", t.fix)
 }
 
 fn start(dir: &Path) -> Result<ExitCode> {
@@ -284,18 +281,11 @@ fn start(dir: &Path) -> Result<ExitCode> {
     if let Some(pid) = running_pid(&cfg)? {
         bail!("the Postern mail system is already running (pid {pid})");
     }
-    let queue = postern_queue::Queue::new(cfg.get("queue_directory"));
-    for d in postern_queue::ALL_DIRS {
-        if !queue.dir(d).is_dir() {
-            bail!(
-                "missing queue directory {} (run `postern init` or create it)",
-                queue.dir(d).display()
-            );
-        }
-    }
+    tree_refusal(dir, &cfg)?;
     // Crash leftovers are removed by postsuper -p, the program allowed to delete
     // queue files (master is not running yet, so no cleanup can be writing).
     purge_leftovers(dir)?;
+    jail::populate(dir)?;
     postern_log::info("starting the Postern mail system");
     let exe = std::env::current_exe().context("locate own executable")?;
     // master -w starts its own session and, once every listener is open,
@@ -385,7 +375,9 @@ fn start_fg(dir: &Path) -> Result<ExitCode> {
     if let Some(pid) = running_pid(&cfg)? {
         bail!("the Postern mail system is already running (pid {pid})");
     }
+    tree_refusal(dir, &cfg)?;
     purge_leftovers(dir)?;
+    jail::populate(dir)?;
     let exe = std::env::current_exe().context("locate own executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg0("master")

@@ -19,6 +19,12 @@
 //!
 //! A failed write (full disk, broken stderr, syslog gone) never stops the
 //! program: the line is offered to stderr once, and stderr errors are ignored.
+//! A syslog socket that went away (syslogd restarted) is reconnected once per
+//! failed line, by the name `/dev/log`: inside a chroot jail that is the
+//! jail's `dev/log` (Debian's rsyslog snippet provides it).
+//!
+//! Chroot: the file or socket opened by [`init`] stays open, and
+//! [`prepare_jail`] loads the time zone before the daemon loses `/etc`.
 //!
 //! # Security
 //! Callers never pass message bodies or authentication secrets. Control
@@ -115,10 +121,23 @@ fn open_sink(cfg: &LogConfig) -> Sink {
         }
         return Sink::Stderr;
     }
-    match UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s)) {
+    match connect_syslog() {
         Ok(s) => Sink::Syslog(s),
         Err(_) => Sink::Stderr,
     }
+}
+
+fn connect_syslog() -> std::io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.connect("/dev/log")?;
+    Ok(s)
+}
+
+/// Called by a daemon just before it chroots: loads the time zone of log
+/// timestamps (`TZ` or `/etc/localtime`) while the system's files are reachable.
+/// jiff re-reads it every few minutes, then from the jail's `etc/localtime`.
+pub fn prepare_jail() {
+    let _warm = timestamp(); // only the cached zone matters
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -218,7 +237,14 @@ fn emit(level: Level, text: &dyn Display) {
         Sink::Syslog(s) => {
             let pri = l.cfg.facility.unwrap_or(2) * 8 + level.severity();
             let line = format!("<{pri}>{} {}[{pid}]: {body}", timestamp(), l.tag);
-            s.send(line.as_bytes()).map(|_| ())
+            match s.send(line.as_bytes()) {
+                Ok(_) => Ok(()),
+                // syslogd restarted: its new socket has the same name.
+                Err(_) => connect_syslog().and_then(|fresh| {
+                    *s = fresh;
+                    s.send(line.as_bytes()).map(|_| ())
+                }),
+            }
         }
         Sink::Stderr => {
             if copy {

@@ -333,6 +333,12 @@ impl Master {
         if s.entry.unpriv {
             a.push("-u".into());
         }
+        if s.entry.chroot && postern_sys::privs::is_root() {
+            // The daemon chroots to queue_directory after its pre-init. A master
+            // that is not root (a non-root instance: no privilege changes at all)
+            // cannot; `postern check` and `start` say so (postern-control's jail).
+            a.push("-j".into());
+        }
         if s.listeners.len() > 1 {
             a.push("-s".into());
             a.push(s.listeners.len().to_string());

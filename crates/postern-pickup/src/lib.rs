@@ -43,11 +43,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = skeleton::init("pickup", &args);
-    skeleton::trigger_server(ctx, true, |ctx, _trigger| scan(ctx))
+    // The account database is read before a chroot (master.cf): the jail has none.
+    let (ctx, owner) = skeleton::init_with("pickup", &args, mail_owner_uid);
+    skeleton::trigger_server(ctx, true, move |ctx, _trigger| scan(ctx, owner))
 }
 
-fn scan(ctx: &Context) {
+fn scan(ctx: &Context, owner: Option<u32>) {
     let q = Queue::new(ctx.config.get("queue_directory"));
     quarantine_foreign_names(&q);
     let mut entries = match q.list("maildrop") {
@@ -58,7 +59,6 @@ fn scan(ctx: &Context) {
         }
     };
     entries.sort_by_key(|e| e.mtime);
-    let owner = mail_owner_uid(ctx);
     for e in entries.into_iter().filter(|e| e.ready) {
         if !pick(ctx, &q, &e.id, owner) {
             break; // cleanup is unavailable: try again at the next wake-up

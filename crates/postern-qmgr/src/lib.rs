@@ -78,6 +78,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = skeleton::init("qmgr", &args);
-    sched::run(ctx)
+    // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
+    let (ctx, resolver) = skeleton::init_with("qmgr", &args, |ctx| {
+        resolve::Resolver::from_config(&ctx.config)
+    });
+    sched::run(ctx, resolver)
 }

@@ -122,7 +122,7 @@ pub(crate) fn secs(cfg: &Config, name: &str, dflt: u64) -> u64 {
 }
 
 /// Runs qmgr until master asks it to stop.
-pub fn run(ctx: Context) -> ExitCode {
+pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
     if let Err(e) = postern_sys::signals::install_exit_flags(true) {
         postern_log::fatal(e);
     }
@@ -148,7 +148,7 @@ pub fn run(ctx: Context) -> ExitCode {
         soft_bounce: cfg.get_bool("soft_bounce").unwrap_or(false),
         stats: Stats::default(),
         q,
-        resolver: Resolver::from_config(&cfg),
+        resolver,
         max_running: cfg
             .get_int("default_process_limit")
             .unwrap_or(100)

@@ -1,7 +1,7 @@
 //! The daemon skeletons: process start-up and the server loops.
 //!
-//! master starts a daemon as `PROGRAM -c DIR -n SERVICE -t TYPE [-u] [-g GEN]
-//! [-s COUNT] [-o name=value]... [args]` with the listening socket at
+//! master starts a daemon as `PROGRAM -c DIR -n SERVICE -t TYPE [-u] [-j]
+//! [-g GEN] [-s COUNT] [-o name=value]... [args]` with the listening socket at
 //! descriptor 3 (and, with `-s COUNT`, the other listeners at 7, 8, …), and
 //! the service's status pipe at descriptor 4 (see `postern_sys::fd`).
 //!
@@ -16,8 +16,19 @@
 //! runs as root: it switches to `mail_owner` with setgid → setgroups →
 //! setuid, each checked. [`init_with`] first runs the program's pre-init
 //! hook as root (Postfix's `pre_init`: open root-only files such as TLS
-//! keys), then drops. It then asks the kernel to terminate the daemon when
-//! master dies, sets umask 077, and refuses to run when not started by master.
+//! keys, lookup tables), then drops. It then asks the kernel to terminate the
+//! daemon when master dies, sets umask 077, and refuses to run when not started
+//! by master.
+//!
+//! With `-j` (master.cf's chroot column `y`) the daemon confines itself to
+//! `queue_directory` between the pre-init hook and the privilege drop, as
+//! Postfix's skeletons do (chroot needs root: a daemon that is not root stops
+//! with a fatal error). `mail_owner` is looked up before (the jail has no
+//! passwd file), the log file or syslog socket stays open, and from then on
+//! the context's `queue_directory` is `/`, so queue paths resolve inside the
+//! jail. What a daemon opens later by absolute path must be in the jail: `postern
+//! start` copies the files of `/etc` the daemons read (see postern-control's
+//! `jail` module); tables are opened by the pre-init hooks.
 //!
 //! Between requests every server loop asks `postern_table::changed()` and exits
 //! (`table NAME has changed -- restarting`) when a table file it opened was
@@ -56,8 +67,24 @@ pub struct Context {
     pub generation: u32,
     /// Whether the service is unprivileged.
     pub unprivileged: bool,
+    /// Whether the daemon runs chrooted to the queue directory (`-j`).
+    pub chrooted: bool,
     /// How many listening sockets master passed (`-s`, at least 1).
     pub listeners: usize,
+}
+
+impl Context {
+    /// The configuration as the daemon sees it once it runs: in a chroot jail
+    /// (`-j`) `queue_directory` is `/`. For a pre-init hook that builds what
+    /// names queue paths (sockets under `private/`) before the chroot.
+    pub fn jailed_config(&self) -> Config {
+        if self.chrooted {
+            self.config
+                .with_overrides(&[("queue_directory".to_string(), "/".to_string())])
+        } else {
+            self.config.clone()
+        }
+    }
 }
 
 struct Parsed {
@@ -65,6 +92,7 @@ struct Parsed {
     service: String,
     kind: String,
     unpriv: bool,
+    jail: bool,
     generation: u32,
     listeners: usize,
     overrides: Vec<(String, String)>,
@@ -77,6 +105,7 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
         service: program.to_string(),
         kind: "unix".into(),
         unpriv: false,
+        jail: false,
         generation: 0,
         listeners: 1,
         overrides: Vec::new(),
@@ -102,6 +131,7 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
             "-n" => p.service = val("-n")?,
             "-t" => p.kind = val("-t")?,
             "-u" => p.unpriv = true,
+            "-j" => p.jail = true,
             "-g" => p.generation = val("-g")?.parse().map_err(|_| "bad -g value".to_string())?,
             "-s" => {
                 p.listeners = val("-s")?
@@ -170,11 +200,20 @@ pub fn init_with<T>(
         args: p.rest,
         generation: p.generation,
         unprivileged: p.unpriv,
+        chrooted: p.jail,
         listeners: p.listeners,
     };
+    let mut ctx = ctx;
     let early = pre_init(&ctx);
-    if ctx.unprivileged && postern_sys::privs::is_root() {
-        drop_to_mail_owner(&ctx.config);
+    let owner =
+        (ctx.unprivileged && postern_sys::privs::is_root()).then(|| mail_owner(&ctx.config));
+    if ctx.chrooted {
+        enter_jail(&mut ctx);
+    }
+    if let Some(user) = owner
+        && let Err(e) = postern_sys::privs::drop_to(user.uid, user.gid)
+    {
+        postern_log::fatal(e);
     }
     if let Err(e) = postern_sys::privs::die_with_parent() {
         postern_log::fatal(e);
@@ -182,7 +221,26 @@ pub fn init_with<T>(
     (ctx, early)
 }
 
-fn drop_to_mail_owner(cfg: &Config) {
+/// chroot to `queue_directory` (`-j`); afterwards the queue is `/`.
+fn enter_jail(ctx: &mut Context) {
+    let dir = ctx.config.get("queue_directory");
+    if !postern_sys::privs::is_root() {
+        postern_log::fatal(format!(
+            "chroot({dir}): service {} has chroot=y in master.cf, which needs a master \
+             started as root (set the chroot column to n)",
+            ctx.service
+        ));
+    }
+    // Log timestamps need the time zone: load it while /etc/localtime is reachable.
+    postern_log::prepare_jail();
+    if let Err(e) = postern_sys::privs::chroot_jail(std::path::Path::new(&dir)) {
+        postern_log::fatal(e);
+    }
+    ctx.config = ctx.jailed_config();
+    postern_table::set_queue_directory("/");
+}
+
+fn mail_owner(cfg: &Config) -> postern_sys::privs::UserInfo {
     let owner = cfg.get("mail_owner");
     let user = match postern_sys::privs::lookup_user(&owner) {
         Ok(Some(u)) => u,
@@ -195,9 +253,7 @@ fn drop_to_mail_owner(cfg: &Config) {
     if user.uid == 0 {
         postern_log::fatal(format!("mail_owner {owner} must not be the super-user"));
     }
-    if let Err(e) = postern_sys::privs::drop_to(user.uid, user.gid) {
-        postern_log::fatal(e);
-    }
+    user
 }
 
 struct Inherited {
@@ -419,7 +475,8 @@ mod tests {
         .collect();
         let p = parse_args("smtpd", &a).unwrap();
         assert_eq!(p.service, "smtp");
-        assert!(p.unpriv);
+        assert!(p.unpriv && !p.jail);
+        assert!(parse_args("smtpd", &["-j".to_string()]).unwrap().jail);
         assert_eq!(p.overrides, vec![("a".to_string(), "b = c".to_string())]);
         assert_eq!(p.rest, vec!["-v".to_string()]);
         let pipe: Vec<String> = [

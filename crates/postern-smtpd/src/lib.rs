@@ -58,15 +58,18 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // Postfix's pre_init: the TLS keys and certificates are read before
-    // privileges are dropped (Debian's key is 0640 root:ssl-cert).
-    let (ctx, tls_server) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
+    // privileges are dropped (Debian's key is 0640 root:ssl-cert), and the
+    // restriction tables before a chroot (master.cf); the policy sees the
+    // configuration as it is inside the jail (policy service sockets).
+    let (ctx, (tls_server, policy)) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
         if ctx.args.iter().any(|a| a == "-S") {
-            return None;
+            return (None, None);
         }
-        let policy = tls::TlsPolicy::from_config(&ctx.config).ok()?;
-        policy
-            .use_tls
-            .then(|| tls::TlsServer::load(&ctx.config, &policy))
+        let policy = policy::Policy::from_config(&ctx.jailed_config());
+        let tls = tls::TlsPolicy::from_config(&ctx.config)
+            .ok()
+            .and_then(|tp| tp.use_tls.then(|| tls::TlsServer::load(&ctx.config, &tp)));
+        (tls, Some(policy))
     });
     if ctx.args.iter().any(|a| a == "-S") {
         return standalone::run(ctx);
@@ -88,7 +91,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     let settings = Arc::new(settings);
     let resolver = resolver::from_config(&ctx.config);
-    let policy = match policy::Policy::from_config(&ctx.config) {
+    let policy = policy.unwrap_or_else(|| policy::Policy::from_config(&ctx.config));
+    let policy = match policy {
         Ok(mut p) => {
             if let Some(r) = &resolver {
                 p.set_dns(Arc::new(resolver::PolicyDns(r.clone())));

@@ -7,6 +7,9 @@
 //! (as Postfix's `set_ugid` does). It must be called before any thread is
 //! started: glibc applies set*id to all threads, but only for calls made
 //! through it, and we want the simple single-threaded guarantee.
+//! [`chroot_jail`] (master.cf's chroot column) runs chroot → chdir("/") and
+//! verifies that the new root is the directory it named; it comes before the
+//! drop, since only root may chroot.
 
 use crate::{Result, SysError};
 use nix::unistd::{Gid, Uid, User};
@@ -85,6 +88,27 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<()> {
             "setuid",
             uid.to_string(),
             std::io::Error::other("privileges could be regained after the drop"),
+        ));
+    }
+    Ok(())
+}
+
+/// Confines the process to `dir` (Postfix's chroot column): chroot(dir) then
+/// chdir("/"), each checked, then verifies that "/" is now the directory that
+/// was named (same device and inode as `dir` before the call), so that a path
+/// swapped under us or a no-op chroot cannot pass for a jail. Needs root.
+pub fn chroot_jail(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = dir.display().to_string();
+    let before = std::fs::metadata(dir).map_err(|e| SysError::new("stat", &shown, e))?;
+    nix::unistd::chroot(dir).map_err(|e| SysError::errno("chroot", &shown, e))?;
+    nix::unistd::chdir("/").map_err(|e| SysError::errno("chdir", "/", e))?;
+    let root = std::fs::metadata("/").map_err(|e| SysError::new("stat", "/", e))?;
+    if (root.dev(), root.ino()) != (before.dev(), before.ino()) {
+        return Err(SysError::new(
+            "chroot",
+            shown,
+            std::io::Error::other("the new root directory is not the jail"),
         ));
     }
     Ok(())

@@ -1,0 +1,254 @@
+//! The chroot jail of master.cf's chroot column: what `start`, `start-fg` and `reload`
+//! put into it, and what `check` and `start` report about it.
+//!
+//! A daemon of a service marked `y` chroots to `queue_directory` after its pre-init (see
+//! `postern_server::skeleton`). The system files it still reads by name after that are
+//! copied into the jail, as Debian's Postfix start-up script does: `/etc/localtime`,
+//! `/etc/hosts`, `/etc/resolv.conf`, `/etc/services`, `/etc/nsswitch.conf` and
+//! `/etc/host.conf` (those that exist) go to `QUEUE/etc/`, refreshed at every start and
+//! reload ([`populate`]).
+//!
+//! [`problems`] names every file a chrooted daemon needs that the jail will not hold
+//! (`start` refuses, rather than the daemon failing later with a lookup error):
+//! `etc/resolv.conf` for a chrooted smtp/lmtp client or smtpd without `dns_servers`, the
+//! builtin SASL file of a chrooted smtpd (a path inside the jail), `/etc/passwd` for a
+//! `unix:` table read directly (not through `proxy:`) by a chrooted smtpd. Services whose
+//! work lies outside the jail (local, virtual, pipe: mailboxes and commands; proxymap:
+//! tables opened on request) are refused when marked `y`.
+//!
+//! A master that is not root cannot chroot: [`warnings`] says that those services run
+//! without chroot (a non-root instance makes no privilege changes at all).
+//!
+//! # Security
+//! Only root writes the jail's `etc/` (0755) and its files (0644, root-owned), each
+//! replaced by rename so a running daemon never reads half a file. A jail `etc` that is
+//! a symbolic link or not root's is refused: a copy must never land outside the queue.
+//!
+//! # Configuration
+//! master.cf's chroot column, `queue_directory`, `dns_servers`, `smtpd_sasl_auth_enable`,
+//! `smtpd_sasl_type`, `smtpd_sasl_path`, `local_recipient_maps`.
+
+use anyhow::{Context as _, Result, bail};
+use postern_config::{Config, Service};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The files copied into `QUEUE/etc/` (Debian's Postfix start-up script's list).
+pub const COPIED: &[&str] = &[
+    "localtime",
+    "hosts",
+    "resolv.conf",
+    "services",
+    "nsswitch.conf",
+    "host.conf",
+];
+
+/// Daemons that run in a jail: everything they open by name after the chroot is
+/// under the queue or in [`COPIED`].
+const JAILABLE: &[&str] = &[
+    "anvil", "bounce", "cleanup", "discard", "error", "flush", "lmtp", "pickup", "qmgr", "qmqpd",
+    "showq", "smtp", "smtpd",
+];
+
+/// Daemons whose work is outside any jail.
+const NOT_JAILABLE: &[(&str, &str)] = &[
+    (
+        "local",
+        "it writes mailboxes and runs commands outside the queue",
+    ),
+    ("virtual", "it writes mailboxes outside the queue"),
+    ("pipe", "it runs commands outside the queue"),
+    (
+        "proxymap",
+        "it opens tables on request, by their names outside the queue",
+    ),
+];
+
+/// The services of `dir`'s master.cf with chroot `y`, and the configuration.
+fn chrooted(dir: &Path) -> Option<(Config, Vec<Service>)> {
+    let cfg = postern_server::load::load(dir).ok()?.config;
+    let master = postern_server::load::load_master(dir).ok()?;
+    let jailed: Vec<Service> = master.services.into_iter().filter(|s| s.chroot).collect();
+    (!jailed.is_empty()).then_some((cfg, jailed))
+}
+
+fn label(master: &Path, s: &Service) -> String {
+    format!(
+        "{}: line {}: service {}/{}",
+        master.display(),
+        s.line,
+        s.name,
+        postern_config::service_type_name(s.kind)
+    )
+}
+
+/// A non-root instance with chrooted services: they run without chroot.
+pub fn warnings(dir: &Path) -> Vec<String> {
+    if postern_sys::privs::is_root() {
+        return Vec::new();
+    }
+    let Some((_, jailed)) = chrooted(dir) else {
+        return Vec::new();
+    };
+    let master = dir.join("master.cf");
+    jailed
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: chroot=y needs a master started as root: the service runs without chroot",
+                label(&master, s)
+            )
+        })
+        .collect()
+}
+
+/// Whether the jail will hold `etc/NAME` once [`populate`] ran: it is there, or the
+/// system file it is copied from is a regular file.
+fn will_hold(queue: &Path, name: &str) -> bool {
+    let jailed = queue.join("etc").join(name);
+    jailed.is_file() || (COPIED.contains(&name) && Path::new("/etc").join(name).is_file())
+}
+
+/// Every file a chrooted daemon of a root master needs that its jail lacks, and every
+/// service that cannot run chrooted.
+pub fn problems(dir: &Path) -> Vec<String> {
+    if !postern_sys::privs::is_root() {
+        return Vec::new();
+    }
+    let Some((base, jailed)) = chrooted(dir) else {
+        return Vec::new();
+    };
+    let master = dir.join("master.cf");
+    let mut out = Vec::new();
+    for s in &jailed {
+        let cfg = base.with_overrides(&s.overrides);
+        let queue = PathBuf::from(cfg.get("queue_directory"));
+        let here = label(&master, s);
+        let lacks = |file: &str, why: &str| {
+            format!(
+                "{here}: chroot=y: the jail {} lacks {file} ({why})",
+                queue.display()
+            )
+        };
+        if let Some((_, why)) = NOT_JAILABLE.iter().find(|(c, _)| *c == s.command) {
+            out.push(format!(
+                "{here}: chroot=y is not possible for {}: {why} (set the chroot column to n)",
+                s.command
+            ));
+            continue;
+        }
+        if !JAILABLE.contains(&s.command.as_str()) {
+            continue; // not run by Postern (reported elsewhere)
+        }
+        let dns = matches!(s.command.as_str(), "smtp" | "lmtp" | "smtpd");
+        if dns && cfg.get("dns_servers").trim().is_empty() && !will_hold(&queue, "resolv.conf") {
+            out.push(lacks(
+                "etc/resolv.conf",
+                "DNS lookups read it; /etc/resolv.conf is missing too, or set dns_servers",
+            ));
+        }
+        if s.command == "smtpd" {
+            out.extend(smtpd_problems(&cfg, &queue, &lacks));
+        }
+    }
+    out
+}
+
+fn smtpd_problems(cfg: &Config, queue: &Path, lacks: &dyn Fn(&str, &str) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    let sasl = cfg.get_bool("smtpd_sasl_auth_enable").unwrap_or(false);
+    if sasl && cfg.get("smtpd_sasl_type").trim() == "builtin" {
+        let path = cfg.get("smtpd_sasl_path");
+        let inside = queue.join(path.trim().trim_start_matches('/'));
+        if !inside.is_file() {
+            out.push(lacks(
+                &inside.display().to_string(),
+                "smtpd_sasl_path is read inside the jail",
+            ));
+        }
+    }
+    for item in cfg.get_list("local_recipient_maps") {
+        if item.starts_with("unix:") && !queue.join("etc/passwd").is_file() {
+            out.push(lacks(
+                "etc/passwd",
+                &format!("local_recipient_maps: {item} reads it; use proxy:{item}"),
+            ));
+        }
+    }
+    out
+}
+
+/// Copies [`COPIED`] into the jail of a root master with chrooted services (nothing
+/// otherwise). A system file that does not exist is not copied (and a stale copy of it
+/// stays: Debian's script does the same).
+pub fn populate(dir: &Path) -> Result<()> {
+    if !postern_sys::privs::is_root() {
+        return Ok(());
+    }
+    let Some((cfg, _)) = chrooted(dir) else {
+        return Ok(());
+    };
+    let etc = PathBuf::from(cfg.get("queue_directory")).join("etc");
+    match std::fs::symlink_metadata(&etc) {
+        Ok(m) if m.is_dir() && m.uid() == 0 => {}
+        Ok(_) => bail!(
+            "{}: not a directory owned by root: refusing to copy system files into it",
+            etc.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&etc).with_context(|| format!("mkdir {}", etc.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("stat {}", etc.display())),
+    }
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", etc.display()))?;
+    for name in COPIED {
+        let src = Path::new("/etc").join(name);
+        if !src.is_file() {
+            continue;
+        }
+        let data = std::fs::read(&src).with_context(|| format!("read {}", src.display()))?;
+        install(&etc, name, &data)?;
+    }
+    Ok(())
+}
+
+/// Writes `etc/NAME` atomically: a fresh temporary file, 0644, fsync, rename.
+fn install(etc: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let dest = etc.join(name);
+    let tmp = etc.join(format!(".{name}.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &dest)
+    };
+    if let Err(e) = write() {
+        if let Err(re) = std::fs::remove_file(&tmp)
+            && re.kind() != std::io::ErrorKind::NotFound
+        {
+            postern_log::warning(format!("remove {}: {re}", tmp.display()));
+        }
+        return Err(e).with_context(|| format!("copy {} into the jail", dest.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_implemented_daemon_is_classified() {
+        for c in JAILABLE {
+            assert!(!NOT_JAILABLE.iter().any(|(n, _)| n == c), "{c}");
+        }
+        assert!(COPIED.contains(&"resolv.conf"));
+    }
+}
