@@ -1,0 +1,214 @@
+"""test_chroot.py -- master.cf's chroot column (issue 11 §5), in a root instance under
+`postern start` with Debian's stock master.cf (only the SMTP listener moved to a free
+loopback port; qmgr also marked `y` so that it runs in the jail too).
+
+* every running daemon of a chroot `y` service has the queue directory as its root
+  (`/proc/PID/root`); local, which is `n`, has `/`;
+* `postern start` copied the system files into QUEUE/etc (root's, 0644);
+* mail flows from inside the jail: SMTP in and sendmail/pickup to local delivery; relay to
+  Postfix's smtp-sink through an MX found by the chrooted smtp client with the loopback
+  DNS server named in the jail's etc/resolv.conf (no dns_servers); a DSN from the chrooted
+  error and bounce daemons; `mailq` through the chrooted showq;
+* a jail missing a file a chrooted daemon needs: `check` and `start` refuse, naming it
+  (resolv.conf made unreadable in a private mount namespace; a builtin SASL file outside
+  the jail).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import smtplib
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dnsserver import DnsServer
+from postern import COMMAND_TIMEOUT, free_port
+
+STOCK = Path("/etc/postfix/master.cf")
+if not STOCK.exists():
+    STOCK = Path("/usr/share/postfix/master.cf.dist")
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root"),
+    pytest.mark.skipif(not STOCK.exists(), reason="Debian's postfix master.cf not installed"),
+]
+
+MSG = b"From: %s\nSubject: %s\n\nbody\n"
+
+
+def postconf(inst, *settings: str) -> None:
+    inst.run("postconf", "-e", *settings)
+
+
+def stock_master(inst, chroot_qmgr: bool = True) -> list[str]:
+    """Debian's master.cf with the smtp listener on the instance's port; returns the
+    names of the chroot `y` services."""
+    text = STOCK.read_text()
+    text = re.sub(r"(?m)^smtp(\s+inet)", rf"{inst.listen}\1", text)
+    if chroot_qmgr:
+        text = re.sub(r"(?m)^(qmgr\s+unix\s+\S+\s+\S+\s+)n", r"\1y", text)
+    (inst.root / "master.cf").write_text(text)
+    jailed = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 8 and not line.startswith((" ", "\t", "#")) and f[4] == "y":
+            jailed.append(f[7])
+    return jailed
+
+
+def daemons(inst) -> list[tuple[int, str, str]]:
+    """(pid, program, root directory) of every live daemon of the instance."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            root = os.readlink(f"/proc/{d}/root")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if "-c" in words and words[words.index("-c") + 1:][:1] == [str(inst.root)] and "-n" in words:
+            out.append((int(d), Path(words[0]).name, root))
+    return out
+
+
+def dns_host() -> str:
+    """A random loopback address for a DNS server on port 53 (resolv.conf has no port)."""
+    return f"127.{random.randint(1, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
+
+
+class Sink:
+    """Postfix's smtp-sink on a loopback port, stopped by PID."""
+
+    def __init__(self, port: int):
+        self.p = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{port}", "10"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.close()
+        raise AssertionError("smtp-sink did not start")
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=5)
+
+
+@pytest.mark.skipif(shutil.which("smtp-sink") is None, reason="smtp-sink not installed")
+def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
+    inst = root_instance
+    jailed = stock_master(inst)
+    queue = inst.root / "queue"
+    sink_port, down_port = free_port(), free_port()
+    postconf(inst, f"relayhost = remote.test:{sink_port}",
+             "transport_maps = inline:{ { err.test = error:5.7.1 no mail here }, "
+             f"down.test=smtp:[127.0.0.1]:{down_port} }}",
+             "smtp_connect_timeout = 2s", "minimal_backoff_time = 300s")
+    host = dns_host()
+    zone = {("remote.test", "MX"): [(10, "mx.remote.test")],
+            ("mx.remote.test", "A"): ["127.0.0.1"]}
+    sink = Sink(sink_port)
+    dns = DnsServer(zone, host=host, port=53)
+    try:
+        with dns:
+            r = inst.run("check", check=False)
+            assert r.returncode == 0, r.stderr.decode()
+            inst.start()
+            # start copied the system files into the jail, root's and 0644.
+            for name in ("hosts", "services", "resolv.conf"):
+                f = queue / "etc" / name
+                st = f.stat()
+                assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644), name
+                assert f.read_bytes() == (Path("/etc") / name).read_bytes(), name
+            # The smtp client reads the jail's resolv.conf (not /etc's) when it starts.
+            (queue / "etc" / "resolv.conf").write_text(f"nameserver {host}\n")
+
+            inst.sendmail(["-f", "root@localhost", "root@localhost"], MSG % (b"root", b"picked up"))
+            with smtplib.SMTP("127.0.0.1", inst.port, timeout=COMMAND_TIMEOUT) as s:
+                s.sendmail("root@localhost", ["root@localhost"], MSG % (b"root", b"over smtp"))
+                s.sendmail("root@localhost", ["user@remote.test"], MSG % (b"root", b"relayed"))
+                s.sendmail("root@localhost", ["x@err.test"], MSG % (b"root", b"refused"))
+                s.sendmail("root@localhost", ["y@down.test"], MSG % (b"root", b"deferred"))
+            relayed = inst.wait_for(
+                lambda: [l for l in inst.log().splitlines()
+                         if "to=<user@remote.test>" in l and "status=sent" in l],
+                what="relayed to smtp-sink")
+            assert f"relay=mx.remote.test[127.0.0.1]:{sink_port}" in relayed[0], relayed
+            # The MX came from the server the jail's resolv.conf names.
+            assert [q for q in dns.queries if q[0].rstrip(".").lower() == "remote.test"], dns.queries
+            # 3 local messages: pickup, SMTP, and the DSN for err.test.
+            msgs = inst.wait_for_mail("root", 3)
+            texts = [p.read_bytes() for p in msgs]
+            assert any(b"Subject: picked up" in t for t in texts)
+            assert any(b"Subject: over smtp" in t for t in texts)
+            dsn = [t for t in texts if b"Undelivered Mail Returned to Sender" in t]
+            assert dsn and b"no mail here" in dsn[0], texts
+            inst.wait_for(lambda: "to=<y@down.test>" in inst.log() and "status=deferred" in inst.log(),
+                          what="deferred")
+            listing = inst.run("mailq").stdout.decode()
+            assert "y@down.test" in listing, listing
+
+            procs = daemons(inst)
+            running = {name for _, name, _ in procs}
+            for want in ("smtpd", "cleanup", "pickup", "qmgr", "smtp", "bounce", "error",
+                         "showq", "local"):
+                assert want in running, (want, procs)
+            for pid, name, root in procs:
+                if name in jailed:
+                    assert root == str(queue), (pid, name, root)
+                else:
+                    assert root == "/", (pid, name, root)
+            log = inst.log()
+            assert "fatal" not in log and "warning" not in log.replace(
+                "warning: postlog", ""), inst.log_excerpt()
+    finally:
+        sink.close()
+
+
+def test_jail_missing_a_file_refuses_start(root_instance):
+    inst = root_instance
+    stock_master(inst, chroot_qmgr=False)
+    postconf(inst, "dns_servers =")
+    queue = inst.root / "queue"
+    assert not (queue / "etc" / "resolv.conf").exists()
+    # The system has no resolv.conf to copy (a private mount namespace where it is not a
+    # regular file): the chrooted smtp and smtpd would have no name server.
+    argv = [str(inst.binary), "-c", str(inst.root)]
+    for verb in ("check", "start"):
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            'mount --bind /dev/null /etc/resolv.conf && exec "$@"', "sh",
+                            *argv, verb], capture_output=True, timeout=COMMAND_TIMEOUT,
+                           env=inst.env())
+        err = r.stderr.decode()
+        assert r.returncode == 1, (verb, err)
+        assert f"the jail {queue} lacks etc/resolv.conf" in err, (verb, err)
+        assert "service smtp/unix" in err, err
+    assert inst.master_pid() is None
+    # With dns_servers the jail needs no resolv.conf; a builtin SASL file outside the
+    # jail is named (inside the jail its path is below the queue directory).
+    sasl = inst.root / "sasl-users"
+    sasl.write_text("joe@example.org:{PLAIN}secret\n")
+    postconf(inst, "dns_servers = 127.0.0.1:1", "smtpd_sasl_auth_enable = yes",
+             "smtpd_sasl_type = builtin", f"smtpd_sasl_path = {sasl}")
+    r = inst.run("start", check=False)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert f"lacks {queue}{sasl}" in err and "resolv.conf" not in err, err
+    assert inst.master_pid() is None
