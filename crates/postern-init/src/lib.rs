@@ -1,25 +1,30 @@
-//! postern-init — `postern init DIR [--smtp-listen HOST:PORT] [--force]`.
+//! postern-init — `postern init DIR [--smtp-listen HOST:PORT] [--force] [-o NAME=VALUE]…`
+//! and `postern init --system [DIR] [--config-only]` (see [`system`]).
 //!
 //! Writes a self-contained instance: `DIR/main.cf`, `DIR/master.cf`
 //! (Postfix's standard service list, SMTP listener on `--smtp-listen`,
 //! default 127.0.0.1:2525), the queue under `DIR/queue`, mailboxes under
-//! `DIR/mail/` (Maildir per user) and the log in `DIR/log/maillog`.
+//! `DIR/mail/` (Maildir per user) and the log in `DIR/log/maillog`. `-o NAME=VALUE`
+//! sets a main.cf parameter (replacing the line init would write for it), e.g.
+//! `-o mail_owner=NAME -o setgid_group=NAME`.
 //!
 //! # Security
-//! The queue tree has Postfix's modes (`postfix-files`): `queue/` 0755,
-//! `maildrop/` 0730 and `public/` 2710 owned by `mail_owner` with group
-//! `setgid_group`, every other queue directory 0700 `mail_owner`. Nothing is
-//! world-writable.
+//! The tree follows the manifest of `postern_queue::modes` (Postfix's
+//! `postfix-files`): `queue/` 0755 root, `maildrop/` 0730 and `public/` 2710
+//! owned by `mail_owner` with group `setgid_group`, `pid/` 0755 root, every other
+//! queue directory and `data/` 0700 `mail_owner`. Nothing is world-writable.
 //!
 //! Run by root, `mail_owner` is `postfix` and `setgid_group` is `postdrop`
-//! (both must exist, as for Postfix); daemons drop to `mail_owner`, local
-//! delivers as the recipient. Ordinary users submit and list the queue only
-//! through the set-gid commands init installs: `DIR/bin/postdrop` and
-//! `DIR/bin/postqueue` (one copy of this executable, two names), owned by
-//! root, group `setgid_group`, mode 2755, which sendmail and postqueue run
-//! for non-root callers of the instance whose configuration is in `DIR`. `mail/` is 0755 root (local creates each Maildir), and
-//! `log/maillog` is created 0620 `mail_owner:setgid_group` so that the set-gid
-//! commands can log.
+//! unless `-o` names others; when they do not exist, init creates them (a system
+//! account without login whose home is the queue, and a system group; see
+//! [`accounts`]) and says so, or fails with the commands to run. Daemons drop to
+//! `mail_owner`, local delivers as the recipient. Ordinary users submit and list
+//! the queue only through the set-gid commands init installs: `DIR/bin/postdrop`
+//! and `DIR/bin/postqueue` (one copy of this executable, two names), owned by
+//! root, group `setgid_group`, mode 2755, which sendmail and postqueue run for
+//! non-root callers of the instance whose configuration is in `DIR`. `mail/` is
+//! 0755 root (local creates each Maildir), and `log/maillog` is created 0620
+//! `mail_owner:setgid_group` so that the set-gid commands can log.
 //!
 //! Run by a non-root user, everything belongs to that user and their group
 //! with the same modes, every program runs as that user (`mail_owner` is the
@@ -27,9 +32,13 @@
 //!
 //! # Configuration
 //! The instance sends no DNS query: nothing in it resolves names unless the
-//! administrator configures relaying (a later capability).
+//! administrator configures relaying.
+
+mod accounts;
+mod system;
 
 use anyhow::{Context as _, Result, bail};
+use postern_queue::modes::{self, Ids, Layout};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -38,12 +47,19 @@ use std::process::ExitCode;
 
 /// Entry point; `args[0]` is `init`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    match run(&args) {
-        Ok(dir) => {
+    let result = parse(&args).and_then(|cmd| match cmd {
+        Cmd::Instance(o) => run(&o).map(|dir| {
             println!("postern: instance created in {}", dir.display());
             println!("postern: start it with: postern -c {} start", dir.display());
-            ExitCode::SUCCESS
-        }
+        }),
+        Cmd::System(o) => system::run(&o).map(|()| {
+            if !o.config_only {
+                println!("postern init: start it with: postern start (or systemctl start postern)");
+            }
+        }),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern: fatal: init: {e:#}");
             ExitCode::from(1)
@@ -51,16 +67,27 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: postern init DIR [--smtp-listen HOST:PORT] [--force] [-o NAME=VALUE]...\n       \
+                     postern init --system [DIR] [--config-only]";
+
+enum Cmd {
+    Instance(Opts),
+    System(system::Opts),
+}
+
 struct Opts {
     dir: PathBuf,
     listen: String,
     force: bool,
+    /// `-o NAME=VALUE` main.cf settings.
+    set: Vec<(String, String)>,
 }
 
-fn parse(args: &[OsString]) -> Result<Opts> {
+fn parse(args: &[OsString]) -> Result<Cmd> {
     let mut dir = None;
     let mut listen = "127.0.0.1:2525".to_string();
-    let mut force = false;
+    let (mut force, mut system, mut config_only) = (false, false, false);
+    let mut set = Vec::new();
     let mut it = args
         .iter()
         .skip(1)
@@ -72,7 +99,18 @@ fn parse(args: &[OsString]) -> Result<Opts> {
                 listen = s["--smtp-listen=".len()..].to_string()
             }
             "--force" => force = true,
-            s if s.starts_with('-') => bail!("unknown option {s}"),
+            "--system" => system = true,
+            "--config-only" => config_only = true,
+            "-o" => {
+                let kv = it.next().context("-o needs NAME=VALUE")?;
+                let (k, v) = kv.split_once('=').context("-o needs NAME=VALUE")?;
+                let k = k.trim();
+                if !postern_config::valid_param_name(k) {
+                    bail!("-o {kv}: bad parameter name");
+                }
+                set.push((k.to_string(), v.trim().to_string()));
+            }
+            s if s.starts_with('-') => bail!("unknown option {s}\n{USAGE}"),
             s => {
                 if dir.replace(PathBuf::from(s)).is_some() {
                     bail!("more than one directory given");
@@ -80,9 +118,24 @@ fn parse(args: &[OsString]) -> Result<Opts> {
             }
         }
     }
-    let dir = dir.context("usage: postern init DIR [--smtp-listen HOST:PORT] [--force]")?;
+    if system {
+        if force || !set.is_empty() {
+            bail!("--system never overwrites and takes no -o: edit main.cf instead");
+        }
+        let dir = dir.unwrap_or_else(|| PathBuf::from(system::SYSTEM_CONFIG_DIR));
+        return Ok(Cmd::System(system::Opts { dir, config_only }));
+    }
+    if config_only {
+        bail!("--config-only goes with --system");
+    }
+    let dir = dir.context(USAGE)?;
     validate_listen(&listen)?;
-    Ok(Opts { dir, listen, force })
+    Ok(Cmd::Instance(Opts {
+        dir,
+        listen,
+        force,
+        set,
+    }))
 }
 
 fn validate_listen(l: &str) -> Result<()> {
@@ -95,54 +148,59 @@ fn validate_listen(l: &str) -> Result<()> {
     Ok(())
 }
 
-struct Owner {
-    /// `mail_owner`.
-    user: String,
-    /// `setgid_group`.
-    group: String,
-    /// mail_owner's uid and primary gid.
-    uid: u32,
-    gid: u32,
-    /// setgid_group's gid.
-    setgid: u32,
-    root: bool,
+/// The `-o` value of `name`, else `default`.
+fn setting<'a>(set: &'a [(String, String)], name: &str, default: &'a str) -> &'a str {
+    set.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map_or(default, |(_, v)| v.as_str())
 }
 
-fn owner() -> Result<Owner> {
+/// Who owns the instance: root (with mail_owner and setgid_group, created when
+/// missing) or the invoking user (everything theirs).
+fn ids(set: &[(String, String)], queue: &Path) -> Result<Ids> {
     if postern_sys::privs::is_root() {
-        let u = postern_sys::privs::lookup_user("postfix")?
-            .context("running as root: the mail_owner account `postfix` does not exist (create it, e.g. by installing Postfix, or run init as a non-root user)")?;
-        let setgid = postern_sys::privs::lookup_group("postdrop")?
-            .context("running as root: the setgid_group `postdrop` does not exist (create it with `groupadd --system postdrop`, or install Postfix)")?;
-        return Ok(Owner {
-            user: u.name,
-            group: "postdrop".into(),
-            uid: u.uid,
-            gid: u.gid,
-            setgid,
-            root: true,
+        let user = setting(set, "mail_owner", "postfix");
+        let group = setting(set, "setgid_group", "postdrop");
+        if let Some(msg) = accounts::ensure(user, group, queue)? {
+            println!("postern init: {msg}");
+        }
+        let u = postern_sys::privs::lookup_user(user)?
+            .with_context(|| format!("the mail_owner account '{user}' does not exist"))?;
+        let setgid = postern_sys::privs::lookup_group(group)?
+            .with_context(|| format!("the setgid_group '{group}' does not exist"))?;
+        if u.uid == 0 {
+            bail!("mail_owner '{user}' is root; it must be an unprivileged account");
+        }
+        return Ok(Ids {
+            root_uid: 0,
+            root_gid: 0,
+            mail_owner: u.name,
+            mail_owner_uid: u.uid,
+            mail_owner_gid: u.gid,
+            setgid_group: group.to_string(),
+            setgid_gid: setgid,
         });
     }
     let uid = postern_sys::privs::real_uid();
-    let u = postern_sys::privs::lookup_uid(uid)?;
-    let name = u
-        .as_ref()
-        .map(|u| u.name.clone())
-        .unwrap_or_else(|| uid.to_string());
     let gid = postern_sys::privs::real_gid();
-    Ok(Owner {
-        user: name.clone(),
-        group: name,
-        uid,
-        gid,
-        setgid: gid,
-        root: false,
+    let name = postern_sys::privs::lookup_uid(uid)?
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    Ok(Ids {
+        root_uid: uid,
+        root_gid: gid,
+        mail_owner: name.clone(),
+        mail_owner_uid: uid,
+        mail_owner_gid: gid,
+        setgid_group: name,
+        setgid_gid: gid,
     })
 }
 
-fn main_cf(dir: &Path, o: &Owner) -> String {
+fn main_cf(dir: &Path, ids: &Ids, set: &[(String, String)]) -> String {
     let d = dir.display();
-    format!(
+    let mut text = format!(
         "# main.cf of a Postern instance, written by `postern init`.\n\
          # Syntax and parameter names are Postfix's; see `postern -c {d} postconf -d`.\n\
          compatibility_level = 3.7\n\
@@ -163,24 +221,30 @@ fn main_cf(dir: &Path, o: &Owner) -> String {
          \n\
          maillog_file = {d}/log/maillog\n\
          maillog_file_prefixes = {d}/log\n",
-        user = o.user,
-        group = o.group
-    )
-}
-
-fn mkdir(path: &Path, mode: u32, own: Option<(u32, u32)>) -> Result<()> {
-    match fs::create_dir(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
+        user = ids.mail_owner,
+        group = ids.setgid_group
+    );
+    // -o settings replace init's own line for the same name, or are appended.
+    for (k, v) in set {
+        let prefix = format!("{k} =");
+        let mut found = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&prefix) {
+                    found = true;
+                    format!("{k} = {v}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        text = lines.join("\n") + "\n";
+        if !found {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
     }
-    // chown first: it may clear the set-gid bit that chmod then sets.
-    if let Some((uid, gid)) = own {
-        postern_sys::privs::chown(path, uid, gid)?;
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok(())
+    text
 }
 
 /// Run by root, the daemons run as mail_owner and must be able to reach the
@@ -204,51 +268,34 @@ fn reachable_by_others(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The directories outside the queue: (path under DIR, mode, owned by
-/// root / mail_owner). The queue's own are `postern_queue::modes::QUEUE_DIRS`.
-const TREE: &[(&str, u32, Own)] = &[
-    ("queue", 0o755, Own::Root),
-    ("data", 0o700, Own::MailOwner),
-    ("log", 0o755, Own::MailOwner),
-    ("mail", 0o755, Own::Root),
-];
-
-#[derive(Clone, Copy)]
-enum Own {
-    Root,
-    MailOwner,
-    SetgidGroup,
+/// The layout of an instance in `dir` (set-gid copies in `DIR/bin` when run by root).
+fn layout(dir: &Path) -> Layout {
+    Layout {
+        config_dir: dir.to_path_buf(),
+        queue_dir: dir.join("queue"),
+        data_dir: dir.join("data"),
+        setgid_dir: postern_sys::privs::is_root().then(|| dir.join("bin")),
+    }
 }
 
-fn make_tree(dir: &Path, own: &Owner) -> Result<()> {
-    use postern_queue::modes::{DirOwner, QUEUE_DIRS};
-    let queue_dirs = QUEUE_DIRS.iter().map(|(name, mode, owner)| {
-        let who = match owner {
-            DirOwner::MailOwner => Own::MailOwner,
-            DirOwner::SetgidGroup => Own::SetgidGroup,
-        };
-        (format!("queue/{name}"), *mode, who)
-    });
-    let tree = TREE
-        .iter()
-        .map(|(sub, mode, who)| (sub.to_string(), *mode, *who))
-        .chain(queue_dirs);
-    for (sub, mode, who) in tree {
-        let ids = match (own.root, who) {
-            (false, _) => None, // everything is the invoking user's
-            (true, Own::Root) => Some((0, 0)),
-            (true, Own::MailOwner) => Some((own.uid, own.gid)),
-            (true, Own::SetgidGroup) => Some((own.uid, own.setgid)),
-        };
-        // A non-root instance keeps its spool private to the user.
-        let mode = if !own.root && sub == "mail" {
-            0o700
-        } else {
-            mode
-        };
-        mkdir(&dir.join(sub), mode, ids)?;
+/// Builds the tree of the manifest, then the instance's own `log/` (0755 mail_owner,
+/// with `maillog` 0620 mail_owner:setgid_group when root) and `mail/` (0755 root;
+/// 0700 for a non-root instance, whose spool stays private to the user).
+fn make_tree(dir: &Path, ids: &Ids) -> Result<()> {
+    let exe = std::env::current_exe().context("find own executable")?;
+    for entry in modes::manifest(&layout(dir)) {
+        modes::repair(&entry, ids, &exe)?;
     }
-    if own.root {
+    let root = ids.root_uid == 0;
+    mkdir(
+        &dir.join("log"),
+        0o755,
+        ids.mail_owner_uid,
+        ids.mail_owner_gid,
+    )?;
+    let spool_mode = if root { 0o755 } else { 0o700 };
+    mkdir(&dir.join("mail"), spool_mode, ids.root_uid, ids.root_gid)?;
+    if root {
         // The set-gid commands log too: the log file is writable by their group.
         let log = dir.join("log/maillog");
         fs::OpenOptions::new()
@@ -256,48 +303,26 @@ fn make_tree(dir: &Path, own: &Owner) -> Result<()> {
             .append(true)
             .open(&log)
             .with_context(|| format!("create {}", log.display()))?;
-        postern_sys::privs::chown(&log, own.uid, own.setgid)?;
+        postern_sys::privs::chown(&log, ids.mail_owner_uid, ids.setgid_gid)?;
         fs::set_permissions(&log, fs::Permissions::from_mode(0o620))
             .with_context(|| format!("chmod {}", log.display()))?;
     }
     Ok(())
 }
 
-/// Installs `DIR/bin/postdrop` and `DIR/bin/postqueue`: one copy of this
-/// executable (a copy, never a link to the original, whose mode must not
-/// change), root-owned, group `setgid_gid`, mode 2755.
-fn install_setgid_commands(dir: &Path, setgid_gid: u32) -> Result<()> {
-    let bin = dir.join("bin");
-    mkdir(&bin, 0o755, Some((0, 0)))?;
-    let exe = std::env::current_exe().context("find own executable")?;
-    let tmp = bin.join(".postdrop.new");
-    remove_stale(&tmp)?;
-    fs::copy(&exe, &tmp).with_context(|| format!("copy {} to {}", exe.display(), tmp.display()))?;
-    postern_sys::privs::chown(&tmp, 0, setgid_gid)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o2755))
-        .with_context(|| format!("chmod {}", tmp.display()))?;
-    let postqueue_tmp = bin.join(".postqueue.new");
-    remove_stale(&postqueue_tmp)?;
-    fs::hard_link(&tmp, &postqueue_tmp)
-        .with_context(|| format!("link {}", postqueue_tmp.display()))?;
-    for (from, name) in [(&postqueue_tmp, "postqueue"), (&tmp, "postdrop")] {
-        let to = bin.join(name);
-        fs::rename(from, &to).with_context(|| format!("rename to {}", to.display()))?;
+fn mkdir(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    match fs::create_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("mkdir {}", path.display())),
     }
+    postern_sys::privs::chown(path, uid, gid)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))?;
     Ok(())
 }
 
-/// Removes a leftover of an interrupted earlier run.
-fn remove_stale(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
-    }
-}
-
-fn run(args: &[OsString]) -> Result<PathBuf> {
-    let o = parse(args)?;
+fn run(o: &Opts) -> Result<PathBuf> {
     fs::create_dir_all(&o.dir).with_context(|| format!("mkdir {}", o.dir.display()))?;
     let dir = fs::canonicalize(&o.dir).with_context(|| format!("resolve {}", o.dir.display()))?;
     let main = dir.join("main.cf");
@@ -307,18 +332,16 @@ fn run(args: &[OsString]) -> Result<PathBuf> {
             main.display()
         );
     }
-    let own = owner()?;
-    if own.root {
+    if postern_sys::privs::is_root() {
         reachable_by_others(&dir)?;
     }
-    fs::write(&main, main_cf(&dir, &own)).with_context(|| format!("write {}", main.display()))?;
+    let ids = ids(&o.set, &dir.join("queue"))?;
+    fs::write(&main, main_cf(&dir, &ids, &o.set))
+        .with_context(|| format!("write {}", main.display()))?;
     let master = dir.join("master.cf");
     fs::write(&master, postern_config::default_master_cf(&o.listen))
         .with_context(|| format!("write {}", master.display()))?;
-    make_tree(&dir, &own)?;
-    if own.root {
-        install_setgid_commands(&dir, own.setgid)?;
-    }
+    make_tree(&dir, &ids)?;
     Ok(dir)
 }
 
@@ -332,7 +355,9 @@ mod tests {
             .iter()
             .map(OsString::from)
             .collect();
-        let o = parse(&a).unwrap();
+        let Ok(Cmd::Instance(o)) = parse(&a) else {
+            panic!("not an instance")
+        };
         assert_eq!(o.listen, "127.0.0.1:2600");
         let bad: Vec<OsString> = ["init", "x", "--smtp-listen", "nope"]
             .iter()
@@ -340,5 +365,54 @@ mod tests {
             .collect();
         assert!(parse(&bad).is_err());
         assert!(parse(&[OsString::from("init")]).is_err());
+    }
+
+    #[test]
+    fn o_settings_replace_or_append() {
+        let a: Vec<OsString> = [
+            "init",
+            "x",
+            "-o",
+            "mail_owner=pt1",
+            "-o",
+            "myorigin = example.org",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let Ok(Cmd::Instance(o)) = parse(&a) else {
+            panic!("not an instance")
+        };
+        let ids = Ids {
+            root_uid: 0,
+            root_gid: 0,
+            mail_owner: "pt1".into(),
+            mail_owner_uid: 9,
+            mail_owner_gid: 9,
+            setgid_group: "postdrop".into(),
+            setgid_gid: 8,
+        };
+        let text = main_cf(Path::new("/i"), &ids, &o.set);
+        assert_eq!(text.matches("mail_owner = pt1\n").count(), 1, "{text}");
+        assert!(text.ends_with("myorigin = example.org\n"), "{text}");
+        let bad: Vec<OsString> = ["init", "x", "-o", "no value"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(parse(&bad).is_err());
+        let sys: Vec<OsString> = ["init", "--system", "--config-only"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let Ok(Cmd::System(s)) = parse(&sys) else {
+            panic!("not a system install")
+        };
+        assert_eq!(s.dir, Path::new("/etc/postern"));
+        assert!(s.config_only);
+        let both: Vec<OsString> = ["init", "--system", "--force"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(parse(&both).is_err());
     }
 }

@@ -50,7 +50,7 @@ pub(crate) fn exec_setgid_copy(cfg: &Config, dir: &Path, args: &Args) -> Option<
     if postern_sys::privs::is_set_id() || privileged(cfg) {
         return None;
     }
-    let copy = postern_server::load::setgid_helper(dir, "postqueue")?;
+    let copy = postern_server::load::setgid_helper(dir, cfg, "postqueue")?;
     let mut argv: Vec<String> = vec!["-c".into(), dir.display().to_string()];
     argv.extend(std::iter::repeat_n("-v".to_string(), args.verbose as usize));
     match &args.mode {

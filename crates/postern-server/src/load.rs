@@ -47,19 +47,25 @@ pub fn config_dir(cli: Option<&Path>) -> PathBuf {
     }
 }
 
-/// The set-gid copy `DIR/bin/NAME` (postdrop, postqueue) that `postern init` installs
-/// in a root instance, when it exists and the caller needs it: an ordinary user cannot
-/// write `maildrop/` or reach `public/` otherwise. `None` for root and for a non-root
-/// instance (which has no set-gid copy): run this executable itself.
-pub fn setgid_helper(dir: &Path, name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+/// The set-gid copy of `name` (postdrop, postqueue) that an ordinary user of a root
+/// install needs (an ordinary user cannot write `maildrop/` or reach `public/` otherwise):
+/// `DIR/bin/NAME` in an instance made by `postern init`, else `$daemon_directory/NAME`
+/// (the system layout, made by `postern set-permissions`). Only a root-owned set-gid
+/// regular file counts. `None` for root and when there is no such copy (a non-root
+/// instance): run this executable itself.
+pub fn setgid_helper(dir: &Path, cfg: &Config, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     if postern_sys::privs::real_uid() == 0 {
         return None;
     }
-    let copy = dir.join("bin").join(name);
-    std::fs::metadata(&copy)
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o2000 != 0)
-        .then_some(copy)
+    [
+        dir.join("bin").join(name),
+        Path::new(&cfg.get("daemon_directory")).join(name),
+    ]
+    .into_iter()
+    .find(|copy| {
+        std::fs::metadata(copy).is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o2000 != 0)
+    })
 }
 
 /// A loaded configuration.

@@ -81,7 +81,7 @@ pub async fn postdrop(sess: &mut Session<'_>, dir: &Path, req: CleanupRequest) -
     let bytes = postern_qfile::encode(&mut qf);
     // An ordinary user of a root instance writes maildrop/ only through the
     // set-gid postdrop, as sendmail does.
-    let exe = match postern_server::load::setgid_helper(dir, "postdrop") {
+    let exe = match postern_server::load::setgid_helper(dir, sess.cfg, "postdrop") {
         Some(copy) => copy,
         None => match std::env::current_exe() {
             Ok(e) => e,

@@ -1,6 +1,8 @@
 //! The set-gid entry: what runs first when `postern` was executed set-gid
 //! (the copies `postern init` installs, as root, as `DIR/bin/postdrop` and
-//! `DIR/bin/postqueue`, owned by root, group `setgid_group`, mode 2755).
+//! `DIR/bin/postqueue`, or `postern set-permissions` as
+//! `$daemon_directory/postdrop|postqueue` for the system layout; owned by root,
+//! group `setgid_group`, mode 2755).
 //!
 //! Postfix's postdrop and postqueue are set-gid `postdrop` so that ordinary
 //! users can write `maildrop/` (0730) and reach `public/` (2710) and nothing
@@ -18,10 +20,12 @@
 //!    `alternate_config_directories` (or `multi_instance_directories`), as
 //!    Postfix's `mail_conf_checkdir` does.
 //!
-//! The instance of a set-gid copy is the parent of its `bin/` directory;
-//! both must belong to root and be writable by nobody else (so a hard link
-//! made elsewhere by a user names no instance). The chosen directory is then
-//! passed on as `-c DIR`.
+//! The instance of a set-gid copy is the parent of its `bin/` directory, or,
+//! for the packaged copies in `daemon_directory` (`/usr/lib/postern/postdrop`),
+//! the compiled-in `/etc/postern` whose `daemon_directory` that is; the
+//! directories must belong to root and be writable by nobody else (so a hard
+//! link made elsewhere by a user names no instance). The chosen directory is
+//! then passed on as `-c DIR`.
 //!
 //! # Security
 //! Supplementary groups cannot be dropped without privilege (setgroups needs
@@ -117,22 +121,47 @@ fn check_group(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// The instance this executable belongs to: the parent of its `bin/`.
+/// The instance this executable belongs to: the parent of its `bin/` (a copy that
+/// `postern init` installed), else the compiled-in configuration directory when the
+/// executable lives in that configuration's `daemon_directory` (the packaged copies
+/// that `postern set-permissions` makes).
 fn own_instance() -> Result<PathBuf, String> {
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| format!("cannot find own executable: {e}"))?;
     let bin = exe.parent().ok_or("executable has no directory")?;
-    let inst = bin.parent().ok_or("executable directory has no parent")?;
-    for d in [bin, inst] {
-        let md = std::fs::metadata(d).map_err(|e| format!("stat {}: {e}", d.display()))?;
-        if md.uid() != 0 || md.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{}: a set-gid command must live in a directory owned by root and writable only by root",
-                d.display()
-            ));
-        }
+    root_only(bin)?;
+    if bin.file_name().is_some_and(|n| n == "bin") {
+        let inst = bin.parent().ok_or("executable directory has no parent")?;
+        root_only(inst)?;
+        return Ok(inst.to_path_buf());
     }
-    Ok(inst.to_path_buf())
+    let sys = Path::new(postern_server::load::DEFAULT_CONFIG_DIR);
+    let cfg = postern_server::load::load(sys)
+        .map_err(|e| e.to_string())?
+        .config;
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    if canon(Path::new(&cfg.get("daemon_directory"))) != canon(bin) {
+        return Err(format!(
+            "{}: a set-gid command must be DIR/bin/NAME of an instance or live in the daemon_directory of {}",
+            exe.display(),
+            sys.display()
+        ));
+    }
+    root_only(sys)?;
+    Ok(sys.to_path_buf())
+}
+
+/// A directory holding or naming a set-gid command must be root's and writable only by
+/// root (so a hard link made elsewhere by a user names no instance).
+fn root_only(d: &Path) -> Result<(), String> {
+    let md = std::fs::metadata(d).map_err(|e| format!("stat {}: {e}", d.display()))?;
+    if md.uid() != 0 || md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: a set-gid command must live in a directory owned by root and writable only by root",
+            d.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The configuration directory to use: the instance's own, or `want` when
