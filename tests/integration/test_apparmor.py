@@ -7,6 +7,8 @@ Always (needs `apparmor_parser`, Debian package `apparmor`; the kernel need not 
   * every daemon name master can start (the `daemon()` table of crates/postern/src/main.rs,
     read at test time) has a profile postern-NAME, and postern-master's change_profile rule
     lists exactly those profiles (master's exec request for any other would be refused);
+  * sys_chroot exactly in the profiles of the daemons a chroot jail may hold (the JAILABLE list
+    of crates/postern-control/src/jail.rs);
   * the commands profile `postern` attaches to the one executable and may move master into
     postern-master; the set-gid copies have their own path-attached profiles;
   * the private profile family the enforce test loads (names postern-* -> posterntNNN-*, paths
@@ -146,6 +148,23 @@ def test_every_daemon_has_a_profile_and_master_may_enter_exactly_those():
         text = (DIST / f"postern-{d}").read_text()
         assert re.search(rf"^profile postern-{d} flags=", text, re.M), d
         assert "include <abstractions/postern>" in text, d
+
+
+def test_sys_chroot_exactly_for_the_daemons_a_jail_may_hold():
+    """sys_chroot only where master.cf's chroot column may say y (postern-control's jail
+    module lists them; `postern check` refuses y for the others)."""
+    jail = REPO / "crates" / "postern-control" / "src" / "jail.rs"
+    if not jail.exists():
+        pytest.skip("crates/postern-control/src/jail.rs not present")
+    m = re.search(r"const JAILABLE: &\[&str\] = &\[(.*?)\];", jail.read_text(), re.S)
+    assert m, "JAILABLE not found in jail.rs"
+    jailable = set(re.findall(r'"([a-z]+)"', m.group(1)))
+    for d in master_daemons():
+        if d == "master":
+            continue
+        text = re.sub(r"#.*", "", (DIST / f"postern-{d}").read_text())
+        has = re.search(r"^\s*capability sys_chroot,", text, re.M) is not None
+        assert has == (d in jailable), f"postern-{d}: sys_chroot {has}, jailable {d in jailable}"
 
 
 @needs_parser
