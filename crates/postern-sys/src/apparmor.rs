@@ -226,6 +226,19 @@ mod tests {
     }
 
     #[test]
+    fn request_goes_to_the_first_attribute_file_that_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = CString::new(d.path().join("apparmor/exec").to_str().unwrap()).unwrap();
+        let file = d.path().join("exec");
+        std::fs::write(&file, b"").unwrap();
+        let present = CString::new(file.to_str().unwrap()).unwrap();
+        request_onexec(&[missing.clone(), present], b"exec postern-smtpd").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"exec postern-smtpd");
+        let err = request_onexec(&[missing], b"exec postern-smtpd").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
     fn failed_request_fails_the_spawn() {
         // Without AppArmor (or unconfined in a test run), the kernel refuses the
         // write or the file is missing: the spawn must fail, not run the child.
