@@ -188,8 +188,13 @@ pub fn init_with<T>(
     base.set_default("process_name", program);
     let config = base.with_overrides(&p.overrides);
     postern_log::init(program, load::log_config(&config, false));
-    // `proxy:` tables find the proxymap socket under the queue directory.
-    postern_table::set_queue_directory(config.get("queue_directory"));
+    // `proxy:` tables find the proxymap socket under the queue directory. They connect
+    // at their first lookup, after the chroot (-j), when the queue directory is `/`.
+    postern_table::set_queue_directory(if p.jail {
+        "/".to_string()
+    } else {
+        config.get("queue_directory")
+    });
     postern_sys::privs::set_umask(0o077);
     let ctx = Context {
         program: program.to_string(),
