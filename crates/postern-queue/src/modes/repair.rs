@@ -239,11 +239,11 @@ fn walk(
         }
         if foreign {
             postern_sys::safeopen::chown_fd(&fd, ids.mail_owner_uid, ids.mail_owner_gid)?;
-            done.push(format!(
-                "{}: owned by uid {}: chown done",
-                here.display(),
-                st.uid
-            ));
+            let fault = Fault::Foreign {
+                got: st.uid,
+                who: format!("mail_owner {}", ids.mail_owner),
+            };
+            done.push(format!("{}: {fault}: chown done", here.display()));
         }
         if writable || foreign {
             // chown clears set-id bits; the write bits go in any case.
@@ -252,11 +252,10 @@ fn walk(
                 .set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io("chmod", &here))?;
             if writable {
-                done.push(format!(
-                    "{}: writable by group or others (mode {:04o}): chmod done",
-                    here.display(),
-                    st.mode & 0o7777
-                ));
+                let fault = Fault::Writable {
+                    got: st.mode & 0o7777,
+                };
+                done.push(format!("{}: {fault}: chmod done", here.display()));
             }
         }
         if is_dir && depth > 1 {
