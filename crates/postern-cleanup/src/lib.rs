@@ -82,8 +82,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
-    let (ctx, tables) =
-        skeleton::init_with("cleanup", &args, |ctx| Tables::from_config(&ctx.config));
+    let (ctx, tables) = skeleton::init_with("cleanup", &args, |ctx| {
+        Tables::from_config(&ctx.jailed_config())
+    });
     let settings = settings(&ctx);
     flow::init();
     skeleton::single_server(ctx, move |ctx, stream| {

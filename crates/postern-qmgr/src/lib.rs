@@ -80,7 +80,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
     let (ctx, resolver) = skeleton::init_with("qmgr", &args, |ctx| {
-        resolve::Resolver::from_config(&ctx.config)
+        resolve::Resolver::from_config(&ctx.jailed_config())
     });
     sched::run(ctx, resolver)
 }

@@ -30,11 +30,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = postern_server::skeleton::init("qmqpd", &args);
-    let clients = match postern_table::NetworkList::new(
-        &ctx.config.get("qmqpd_authorized_clients"),
-        &Default::default(),
-    ) {
+    // The client list (it may name tables) is opened before a chroot (master.cf).
+    let (ctx, clients) = postern_server::skeleton::init_with("qmqpd", &args, |ctx| {
+        postern_table::NetworkList::new(
+            &ctx.config.get("qmqpd_authorized_clients"),
+            &Default::default(),
+        )
+    });
+    let clients = match clients {
         Ok(l) => Arc::new(l),
         Err(e) => postern_log::fatal(format!("qmqpd_authorized_clients: {e}")),
     };

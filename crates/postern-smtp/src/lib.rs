@@ -176,7 +176,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     // chroot (master.cf). The resolver is made after it: in a jail it reads the
     // jail's etc/resolv.conf and etc/hosts, as Postfix's smtp does.
     let (ctx, agent) = skeleton::init_with(if lmtp { "lmtp" } else { "smtp" }, &args, |ctx| {
-        AgentConfig::from_config(&ctx.config, lmtp)
+        AgentConfig::from_config(&ctx.jailed_config(), lmtp)
     });
     postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -50,6 +50,15 @@ use std::sync::Arc;
 /// Sessions one process holds before master is asked for another process.
 const SESSIONS_PER_PROCESS: usize = 1000;
 
+/// What smtpd opens before a chroot and the privilege drop.
+struct PreJail {
+    tls: Option<Result<tls::TlsServer, String>>,
+    policy: Result<policy::Policy, policy::PolicyError>,
+    sasl: Result<Option<sasl::Sasl>, sasl::SaslError>,
+    anvil: anvil::Anvil,
+    trusted: xclient::Trusted,
+}
+
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let args: Vec<String> = args
@@ -58,41 +67,46 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // Postfix's pre_init: the TLS keys and certificates are read before
-    // privileges are dropped (Debian's key is 0640 root:ssl-cert), and the
-    // restriction tables before a chroot (master.cf); the policy sees the
-    // configuration as it is inside the jail (policy service sockets).
-    let (ctx, (tls_server, policy)) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
+    // privileges are dropped (Debian's key is 0640 root:ssl-cert), and every
+    // table (restrictions, client lists) before a chroot (master.cf); what names
+    // queue paths (policy and SASL sockets) sees the configuration of the jail.
+    let (ctx, pre) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
         if ctx.args.iter().any(|a| a == "-S") {
-            return (None, None);
+            return None;
         }
-        let policy = policy::Policy::from_config(&ctx.jailed_config());
+        let jailed = ctx.jailed_config();
         let tls = tls::TlsPolicy::from_config(&ctx.config)
             .ok()
             .and_then(|tp| tp.use_tls.then(|| tls::TlsServer::load(&ctx.config, &tp)));
-        (tls, Some(policy))
+        Some(PreJail {
+            tls,
+            policy: policy::Policy::from_config(&jailed),
+            sasl: sasl::Sasl::from_config(&jailed),
+            anvil: anvil::Anvil::new(&jailed, &ctx.service),
+            trusted: xclient::Trusted::from_config(&jailed),
+        })
     });
-    if ctx.args.iter().any(|a| a == "-S") {
+    let Some(pre) = pre else {
         return standalone::run(ctx);
-    }
+    };
     let mut settings = settings::Settings::from_config(&ctx.config);
     settings.tls.service = ctx.service.clone();
     if settings.tls.use_tls {
         // As Postfix: a TLS setup problem is a warning, and the service runs
         // without TLS (STARTTLS not offered; wrapper-mode sessions dropped).
-        match tls_server {
+        match pre.tls {
             Some(Ok(s)) => settings.tls_server = Some(Arc::new(s)),
             Some(Err(e)) => postern_log::warning(e),
             None => {}
         }
     }
-    match sasl::Sasl::from_config(&ctx.config) {
+    match pre.sasl {
         Ok(s) => settings.sasl = s.map(Arc::new),
         Err(e) => postern_log::fatal(e),
     }
     let settings = Arc::new(settings);
     let resolver = resolver::from_config(&ctx.config);
-    let policy = policy.unwrap_or_else(|| policy::Policy::from_config(&ctx.config));
-    let policy = match policy {
+    let policy = match pre.policy {
         Ok(mut p) => {
             if let Some(r) = &resolver {
                 p.set_dns(Arc::new(resolver::PolicyDns(r.clone())));
@@ -101,8 +115,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Err(e) => postern_log::fatal(e),
     };
-    let anvil = Arc::new(anvil::Anvil::new(&ctx.config, &ctx.service));
-    let trusted = Arc::new(xclient::Trusted::from_config(&ctx.config));
+    let anvil = Arc::new(pre.anvil);
+    let trusted = Arc::new(pre.trusted);
     postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
         let (settings, policy, anvil, trusted, resolver) = (
             settings.clone(),
