@@ -4,7 +4,8 @@
 Reads `cargo metadata --format-version 1 --no-deps` for the workspace and checks:
 
   1. Layering of postern-* crates (all dependency kinds: normal, build, dev):
-       layer 0  postern-config, postern-qfile, postern-ipc, postern-mail, postern-smtp-proto
+       layer 0  postern-config, postern-qfile, postern-ipc, postern-mail, postern-smtp-proto,
+                postern-help (the manual: page sources and renderers)
                 -> only other layer-0 crates and the pure allowlist below
                    (normal/build deps); dev-deps may be any external crate
                    except the banned system crates.
@@ -45,7 +46,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto"}
+LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto",
+          "postern-help"}
 LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox"}
 BINARY = "postern"
 UNSAFE_CRATE = "postern-sys"

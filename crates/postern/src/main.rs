@@ -14,8 +14,15 @@
 //!    VERB is a control verb of Postfix's `postfix` command (`start`, `stop`,
 //!    `reload`, `status`, `start-fg`, `check`, `flush`, `abort`), `init`, or one
 //!    of the command names above. A global `-c DIR` is passed on to the command
-//!    (as `-C DIR` for sendmail, which takes `-C`).
+//!    (as `-C DIR` for sendmail, which takes `-C`). `postern help [NAME]` prints
+//!    the manual (the list of pages, or one page) and `postern man DIR` writes it
+//!    as man pages ([`help`]).
+//! 4. `--help` as the only first argument after a command or verb name
+//!    (`sendmail --help`, `postern postqueue --help`, `postern start --help`,
+//!    `postern --help`) prints that part of the manual on stdout and exits 0; every
+//!    other argument, `-h` included, keeps its command's meaning.
 
+mod help;
 mod setgid;
 
 use std::ffi::OsString;
@@ -70,12 +77,12 @@ fn base(arg0: &OsString) -> String {
 }
 
 fn usage() -> ExitCode {
-    eprintln!(
-        "usage: postern [-c config_dir] {{start|start-fg|stop|abort|reload|status|check|flush}}\n       \
-         postern init DIR [--smtp-listen HOST:PORT]\n       \
-         postern [-c config_dir] {{sendmail|mailq|newaliases|postqueue|postsuper|postconf|postcat|postdrop|postmap|postalias}} [args]"
-    );
-    ExitCode::from(64)
+    help::usage()
+}
+
+/// True when the argument after the command name is exactly `--help`.
+fn asks_help(args: &[OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "--help")
 }
 
 fn main() -> ExitCode {
@@ -94,6 +101,9 @@ fn main() -> ExitCode {
         };
     }
     if let Some(f) = command(&name) {
+        if asks_help(&args) {
+            return help::command_help(&name);
+        }
         return f(args);
     }
     // `postern [-c DIR] VERB args…`
@@ -114,6 +124,22 @@ fn main() -> ExitCode {
     let Some(verb) = rest.first().and_then(|v| v.to_str()).map(str::to_string) else {
         return usage();
     };
+    if verb == "--help" {
+        return help::command_help("postern");
+    }
+    if asks_help(&rest) {
+        if command(&verb).is_some() {
+            return help::command_help(&verb);
+        }
+        if let Some(code) = help::verb_help(&verb) {
+            return code;
+        }
+    }
+    match verb.as_str() {
+        "help" => return help::help(&rest[1..]),
+        "man" => return help::man(&rest[1..]),
+        _ => {}
+    }
     if verb == "init" {
         return postern_init::main(rest);
     }
