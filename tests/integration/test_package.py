@@ -246,8 +246,9 @@ def installed(debs):
     cleanup_installation()
     if port_25_taken():
         pytest.skip("port 25 is taken (another MTA runs)")
-    if Path("/etc/postern").exists():
-        pytest.skip("/etc/postern exists without the package: not ours to replace")
+    for d in (CONFIG, QUEUE, Path("/var/lib/postern"), Path("/usr/lib/postern")):
+        if d.exists():
+            pytest.skip(f"{d} exists without the package: not ours to replace")
     postfix_before = run(["/usr/sbin/postconf", "-d", "mail_version"]).stdout
     try:
         dpkg("-i", str(debs["postern"]))
@@ -256,10 +257,11 @@ def installed(debs):
     finally:
         cleanup_installation()
         LOG.unlink(missing_ok=True)
-        # A leftover /etc/postern (a failed purge) would make the next run skip.
-        marker = CONFIG / ".postern-test-install"
-        if marker.exists() and package_state() == "not-installed":
-            shutil.rmtree(CONFIG, ignore_errors=True)
+        # None of these existed before this module (else it skipped): a failed test may
+        # leave one behind without the package, which would make the next run skip.
+        if package_state() == "not-installed":
+            for d in (CONFIG, QUEUE, Path("/var/lib/postern"), Path("/usr/lib/postern")):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -447,6 +449,22 @@ def test_purge_of_running_postern(installed):
     pwd.getpwnam("postfix")  # the shared account stays
     grp.getgrnam("postdrop")
     run(["/usr/sbin/postconf", "-d", "mail_version"])
+
+
+def test_fresh_install_over_an_administrators_configuration(installed, debs):
+    # Never installed (purged), but the administrator has written /etc/postern/main.cf
+    # (say, copied from Postfix): installing keeps it and adds only what is missing.
+    assert package_state() == "not-installed"
+    CONFIG.mkdir(mode=0o755)
+    admin_main = "# the administrator's main.cf\ncompatibility_level = 3.7\n" \
+                 "smtpd_banner = $myhostname ESMTP administrator\n"
+    (CONFIG / "main.cf").write_text(admin_main)
+    dpkg("-i", str(debs["postern"]))
+    assert (CONFIG / "main.cf").read_text() == admin_main
+    assert (CONFIG / "master.cf").read_bytes() == Path("/usr/share/postern/master.cf.dist").read_bytes()
+    assert stat.S_IMODE(os.stat("/usr/lib/postern/postdrop").st_mode) == 0o2755
+    dpkg("--purge", "postern")
+    assert not CONFIG.exists()
 
 
 def test_mta_package(debs):
