@@ -3,7 +3,7 @@
 //! only where they do not exist yet, so an administrator's files are never replaced.
 //! Without `--config-only`, as root, it then creates the `mail_owner` account and the
 //! `setgid_group` group when missing, writes `DIR/aliases` when missing and builds its
-//! database, and runs `postern -c DIR set-permissions`, which makes the queue tree,
+//! database `DIR/aliases.db` when missing (never another alias database), and runs `postern -c DIR set-permissions`, which makes the queue tree,
 //! `data_directory` and the set-gid copies in `daemon_directory`.
 //!
 //! # Security
@@ -139,8 +139,11 @@ pub(crate) fn run(o: &Opts) -> Result<()> {
     let aliases = o.dir.join("aliases");
     write_new(&aliases, ALIASES)?;
     postern(&o.dir, &["set-permissions"])?;
+    // Only DIR/aliases, whatever alias_database says: a main.cf copied from Postfix names
+    // /etc/aliases, whose Berkeley DB file Debian's Postfix still needs.
     if !o.dir.join("aliases.db").exists() {
-        postern(&o.dir, &["newaliases"])?;
+        let table = format!("hash:{}", aliases.display());
+        postern(&o.dir, &["postalias", &table])?;
     }
     Ok(())
 }
