@@ -12,7 +12,8 @@
 //! (`start` refuses, rather than the daemon failing later with a lookup error):
 //! `etc/resolv.conf` for a chrooted smtp/lmtp client or smtpd without `dns_servers`, the
 //! builtin SASL file of a chrooted smtpd (a path inside the jail), `/etc/passwd` for a
-//! `unix:` table read directly (not through `proxy:`) by a chrooted smtpd. Services whose
+//! `unix:` table read directly (not through `proxy:`) by a chrooted smtpd, the MTA-STS cache
+//! directory of a chrooted smtp client (a path inside the jail). Services whose
 //! work lies outside the jail (local, virtual, pipe: mailboxes and commands; proxymap:
 //! tables opened on request) are refused when marked `y`.
 //!
@@ -26,7 +27,8 @@
 //!
 //! # Configuration
 //! master.cf's chroot column, `queue_directory`, `dns_servers`, `smtpd_sasl_auth_enable`,
-//! `smtpd_sasl_type`, `smtpd_sasl_path`, `local_recipient_maps`.
+//! `smtpd_sasl_type`, `smtpd_sasl_path`, `local_recipient_maps`, `smtp_mta_sts_enable`,
+//! `smtp_mta_sts_cache_directory`, `data_directory`.
 
 use anyhow::{Context as _, Result, bail};
 use postern_config::{Config, Service};
@@ -116,15 +118,19 @@ pub fn problems(dir: &Path) -> Vec<String> {
     if !postern_sys::privs::is_root() {
         return Vec::new();
     }
-    let Some((base, jailed)) = chrooted(dir) else {
-        return Vec::new();
-    };
-    let master = dir.join("master.cf");
+    match chrooted(dir) {
+        Some((base, jailed)) => service_problems(&base, &jailed, &dir.join("master.cf")),
+        None => Vec::new(),
+    }
+}
+
+/// [`problems`] of the chrooted services `jailed` of `master`.
+fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for s in &jailed {
+    for s in jailed {
         let cfg = base.with_overrides(&s.overrides);
         let queue = PathBuf::from(cfg.get("queue_directory"));
-        let here = label(&master, s);
+        let here = label(master, s);
         let lacks = |file: &str, why: &str| {
             format!(
                 "{here}: chroot=y: the jail {} lacks {file} ({why})",
@@ -150,6 +156,20 @@ pub fn problems(dir: &Path) -> Vec<String> {
         }
         if s.command == "smtpd" {
             out.extend(smtpd_problems(&cfg, &queue, &lacks));
+        }
+        if s.command == "smtp" && cfg.get_bool("smtp_mta_sts_enable").unwrap_or(false) {
+            let mut cache = cfg.get("smtp_mta_sts_cache_directory").trim().to_string();
+            if cache.is_empty() {
+                cache = format!("{}/mta-sts", cfg.get("data_directory"));
+            }
+            let inside = queue.join(cache.trim_start_matches('/'));
+            if !inside.is_dir() {
+                out.push(lacks(
+                    &inside.display().to_string(),
+                    "the MTA-STS cache directory is used inside the jail; \
+                     create it owned by mail_owner",
+                ));
+            }
         }
     }
     out
@@ -189,11 +209,20 @@ pub fn populate(dir: &Path) -> Result<()> {
     let Some((cfg, _)) = chrooted(dir) else {
         return Ok(());
     };
-    let etc = PathBuf::from(cfg.get("queue_directory")).join("etc");
+    copy_system_files(
+        Path::new("/etc"),
+        &PathBuf::from(cfg.get("queue_directory")),
+    )
+}
+
+/// Copies the [`COPIED`] files of `system` (`/etc`) into `queue/etc`.
+fn copy_system_files(system: &Path, queue: &Path) -> Result<()> {
+    let etc = queue.join("etc");
+    let me = postern_sys::privs::effective_uid();
     match std::fs::symlink_metadata(&etc) {
-        Ok(m) if m.is_dir() && m.uid() == 0 => {}
+        Ok(m) if m.is_dir() && m.uid() == me => {}
         Ok(_) => bail!(
-            "{}: not a directory owned by root: refusing to copy system files into it",
+            "{}: not a directory of uid {me}: refusing to copy system files into it",
             etc.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -204,7 +233,7 @@ pub fn populate(dir: &Path) -> Result<()> {
     std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("chmod {}", etc.display()))?;
     for name in COPIED {
-        let src = Path::new("/etc").join(name);
+        let src = system.join(name);
         if !src.is_file() {
             continue;
         }
@@ -245,10 +274,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_implemented_daemon_is_classified() {
-        for c in JAILABLE {
-            assert!(!NOT_JAILABLE.iter().any(|(n, _)| n == c), "{c}");
+    fn every_daemon_is_classified() {
+        for c in postern_config::unimplemented::IMPLEMENTED_COMMANDS {
+            let jailable = JAILABLE.contains(c);
+            let not = NOT_JAILABLE.iter().any(|(n, _)| n == c);
+            assert!(*c == "master" || jailable != not, "{c}");
         }
-        assert!(COPIED.contains(&"resolv.conf"));
+    }
+
+    #[test]
+    fn copies_what_exists_and_refreshes() {
+        let t = tempfile::tempdir().unwrap();
+        let (system, queue) = (t.path().join("sys"), t.path().join("queue"));
+        std::fs::create_dir_all(&system).unwrap();
+        std::fs::create_dir_all(&queue).unwrap();
+        std::fs::write(system.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::write(system.join("unrelated"), "x").unwrap();
+        copy_system_files(&system, &queue).unwrap();
+        let hosts = queue.join("etc/hosts");
+        assert_eq!(std::fs::read(&hosts).unwrap(), b"127.0.0.1 localhost\n");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode(&hosts), mode(&queue.join("etc"))), (0o644, 0o755));
+        assert!(!queue.join("etc/unrelated").exists() && !queue.join("etc/services").exists());
+        std::fs::write(system.join("hosts"), "::1 localhost\n").unwrap();
+        copy_system_files(&system, &queue).unwrap();
+        assert_eq!(std::fs::read(&hosts).unwrap(), b"::1 localhost\n");
+        let names: Vec<_> = std::fs::read_dir(queue.join("etc")).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left");
+        // A jail etc that is a symbolic link is refused: nothing lands outside the queue.
+        let other = t.path().join("queue2");
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&system, other.join("etc")).unwrap();
+        assert!(copy_system_files(&system, &other).is_err());
+    }
+
+    #[test]
+    fn names_what_the_jail_lacks() {
+        let t = tempfile::tempdir().unwrap();
+        let q = t.path().display().to_string();
+        let main = format!(
+            "queue_directory = {q}\ndns_servers = 127.0.0.1\nsmtpd_sasl_auth_enable = yes\n\
+             smtpd_sasl_type = builtin\nsmtpd_sasl_path = /etc/sasl\n\
+             local_recipient_maps = unix:passwd.byname\nsmtp_mta_sts_enable = yes\n\
+             data_directory = /var/lib/x\n"
+        );
+        let base = Config::new(postern_config::parse_main_cf(&main).unwrap());
+        let master = "smtp inet n - y - - smtpd\nrelay unix - - y - - smtp\n\
+                      local unix - n y - - local\ncleanup unix n - y - 0 cleanup\n";
+        let jailed = postern_config::parse_master_cf(master).unwrap().services;
+        let got = service_problems(&base, &jailed, Path::new("m"));
+        let want = [
+            format!("m: line 1: service smtp/inet: chroot=y: the jail {q} lacks {q}/etc/sasl"),
+            format!("m: line 1: service smtp/inet: chroot=y: the jail {q} lacks etc/passwd"),
+            format!(
+                "m: line 2: service relay/unix: chroot=y: the jail {q} lacks {q}/var/lib/x/mta-sts"
+            ),
+            "m: line 3: service local/unix: chroot=y is not possible for local".to_string(),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(g.starts_with(w.as_str()), "{g} / {w}");
+        }
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/sasl"), "").unwrap();
+        std::fs::write(t.path().join("etc/passwd"), "").unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/x/mta-sts")).unwrap();
+        assert_eq!(
+            service_problems(&base, &jailed[..2], Path::new("m")),
+            Vec::<String>::new()
+        );
     }
 }
