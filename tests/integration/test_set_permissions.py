@@ -204,3 +204,37 @@ def test_accounts_break_and_repair(make_instance, accounts) -> None:
     assert r.returncode == 0, r.stderr
     inst.wait_for_mail("root", count=2)
     assert f"uid={ordinary.pw_uid} " in inst.log()
+
+
+def test_system_layout_in_a_temp_root(postern_bin: Path, accounts, tmp_path: Path) -> None:
+    """`init --system DIR` (not --config-only) with a main.cf whose paths point into a temp
+    dir: accounts, the tree with the set-gid copies in daemon_directory, DIR/aliases.db;
+    the machine's /etc/aliases.db (Debian's Postfix) is not touched."""
+    user, group = accounts
+    base = tmp_path / "root"
+    base.mkdir()
+    base.chmod(0o755)
+    tmp_path.chmod(0o755)
+    etc = base / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text(
+        f"queue_directory = {base}/spool\ndata_directory = {base}/lib\n"
+        f"daemon_directory = {base}/libexec\nmail_owner = {user}\nsetgid_group = {group}\n")
+    aliases_db = Path("/etc/aliases.db")
+    before = aliases_db.stat().st_mtime_ns if aliases_db.exists() else None
+    r = subprocess.run([str(postern_bin), "init", "--system", str(etc)], capture_output=True,
+                       text=True, timeout=COMMAND_TIMEOUT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"kept existing {etc}/main.cf" in r.stdout
+    assert f"created system user {user} and group {group}" in r.stdout
+    assert f"{base}/libexec/postdrop: missing: copied from" in r.stdout
+    for name in ("postdrop", "postqueue"):
+        st = (base / "libexec" / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, grp.getgrnam(group).gr_gid, 0o2755)
+    assert (base / "spool" / "maildrop").stat().st_mode & 0o7777 == 0o730
+    assert (base / "lib").stat().st_uid == pwd.getpwnam(user).pw_uid
+    assert (etc / "aliases.db").is_file()
+    assert (aliases_db.stat().st_mtime_ns if aliases_db.exists() else None) == before
+    r = subprocess.run([str(postern_bin), "-c", str(etc), "check"], capture_output=True,
+                       text=True, timeout=COMMAND_TIMEOUT)
+    assert "set-permissions" not in r.stderr, r.stderr
