@@ -331,24 +331,29 @@ fn daemon_pages_list_what_their_crates_read() {
                 }
             }
         }
-        for n in &exact {
-            assert!(
-                listed.contains(n),
-                "{}: add {n} (read by {:?})",
-                p.name,
-                p.crates
-            );
-        }
-        for n in &listed {
-            let read = exact.contains(n)
-                || prefixed.contains(n)
-                || templates.iter().any(|t| matches_template(t, n));
-            assert!(
-                read,
-                "{}: {n} is listed but {:?} never read it",
-                p.name, p.crates
-            );
-        }
+        let missing: Vec<&String> = exact.iter().filter(|n| !listed.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "pages/{}.{}: add `@params` {missing:?} (read by {:?})",
+            p.name,
+            p.section,
+            p.crates
+        );
+        let unread: Vec<&String> = listed
+            .iter()
+            .filter(|n| {
+                !(exact.contains(*n)
+                    || prefixed.contains(*n)
+                    || templates.iter().any(|t| matches_template(t, n)))
+            })
+            .collect();
+        assert!(
+            unread.is_empty(),
+            "pages/{}.{}: {unread:?} are listed but {:?} never read them",
+            p.name,
+            p.section,
+            p.crates
+        );
     }
     assert!(checked >= 20, "{checked} pages name their crates");
 }
