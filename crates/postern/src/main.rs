@@ -17,7 +17,7 @@
 //!    (as `-C DIR` for sendmail, which takes `-C`). `postern help [NAME]` prints
 //!    the manual (the list of pages, or one page) and `postern man DIR` writes it
 //!    as man pages ([`help`]).
-//! 4. `--help` as the only first argument after a command or verb name
+//! 4. Exactly `--help` as the first argument after a command or verb name
 //!    (`sendmail --help`, `postern postqueue --help`, `postern start --help`,
 //!    `postern --help`) prints that part of the manual on stdout and exits 0; every
 //!    other argument, `-h` included, keeps its command's meaning.
