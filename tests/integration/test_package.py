@@ -20,9 +20,13 @@ in file order):
   * postern-mta: Provides/Conflicts/Replaces mail-transport-agent and the sendmail links
     (checked in the .deb: installing it would remove Postfix; dpkg refuses it beside Postfix).
 
-The only configuration change is `maillog_file = /var/log/postern-test.log` (no syslog
-daemon here). Skipped unless root with dpkg and cargo-deb; skipped when port 25 is taken or
-a `postern` package that this test did not install is present.
+The only configuration change for the mail flow is `maillog_file = /var/log/postern-test.log`
+(no syslog daemon here); the upgrade and reinstall cases edit main.cf and master.cf only to
+see the edits kept. Skipped unless root with dpkg and cargo-deb; skipped when port 25 is
+taken, or when a `postern` package this module did not install, /etc/postern,
+/var/spool/postern, /var/lib/postern or /usr/lib/postern is already there. Everything is
+purged at the end, and every process of the packaged binary is gone (checked in /proc).
+Time: about 6 s for scripts/package, 40 s in all.
 """
 
 from __future__ import annotations
