@@ -10,9 +10,9 @@ creates as root, and the system layout `postern init --system --config-only` wri
   -o setgid_group=postern_gNNN`, so the machine's real postfix account is never touched)
   creates a system user (shell /usr/sbin/nologin, home the queue, not created) and a group,
   and says so; they are removed with userdel/groupdel at the end.
-* Repair: that instance is broken in seven ways (maildrop 0777, a queue directory chowned
+* Repair: that instance is broken in eight ways (maildrop 0777, a queue directory chowned
   to nobody, a world-writable main.cf, bin/postdrop removed, a queue directory removed, a
-  queue file owned by nobody, a world-writable queue file). `check` lists each with the
+  queue file owned by nobody, a world-writable queue file, a world-writable table). `check` lists each with the
   fix, `start` refuses with the set-permissions command, an ordinary user's
   set-permissions is refused, root's repairs (one line per change), `check` is clean, and
   mail flows from root and, through the restored set-gid postdrop, from an ordinary user.
@@ -119,7 +119,8 @@ def accounts():
             subprocess.run(["groupdel", g], capture_output=True, timeout=COMMAND_TIMEOUT)
 
 
-def test_accounts_break_and_repair(make_instance, accounts) -> None:
+def test_accounts_break_and_repair(accounts, make_instance) -> None:
+    # `accounts` first: torn down last, once the instance (processes of the user) is gone.
     user, group = accounts
     inst: Instance = make_instance(user=None, init=False)
     root = inst.root
@@ -135,7 +136,7 @@ def test_accounts_break_and_repair(make_instance, accounts) -> None:
     assert (q / "maildrop").stat().st_gid == gid and (q / "active").stat().st_uid == pw.pw_uid
     assert inst.run("check", check=False).returncode == 0, inst.run("check", check=False).stderr
 
-    # Seven ways to break it.
+    # Eight ways to break it.
     nobody = pwd.getpwnam("nobody").pw_uid
     (q / "maildrop").chmod(0o777)
     os.chown(q / "deferred", nobody, -1)
@@ -149,6 +150,9 @@ def test_accounts_break_and_repair(make_instance, accounts) -> None:
     writable.write_bytes(b"x\n")
     os.chown(writable, pw.pw_uid, -1)
     writable.chmod(0o666)
+    table = root / "virtual"
+    table.write_text("a@example.com b\n")
+    table.chmod(0o646)
 
     fix = FIX.format(root)
     r = inst.run("check", check=False)
@@ -162,6 +166,7 @@ def test_accounts_break_and_repair(make_instance, accounts) -> None:
         f"{q}/hold: missing",
         f"{foreign}: owned by uid {nobody}, not by mail_owner {user}",
         f"{writable}: writable by group or others (mode 0666)",
+        f"{table}: writable by group or others (mode 0646)",
     ]
     lines = [l for l in err.splitlines() if "warning:" in l]
     for e in expected:

@@ -481,8 +481,9 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
 /// a file, directory or symbolic link not owned by `mail_owner` (files in `maildrop/`
 /// belong to their submitter, `pid/` to root, and the sockets and FIFOs of `public/` and
 /// `private/` to master, so none of those is checked for owner), and a regular file
-/// or directory writable by group or others. Symbolic links are not followed; the
-/// entries of the manifest itself are not repeated here.
+/// or directory writable by group or others; also a regular file in the configuration
+/// directory writable by group or others. Symbolic links are not followed; the entries of
+/// the manifest itself are not repeated here.
 pub fn scan_queue(layout: &Layout, ids: &Ids) -> Vec<(PathBuf, Fault)> {
     let mut out = Vec::new();
     for (name, _, who) in QUEUE_DIRS {
@@ -496,6 +497,26 @@ pub fn scan_queue(layout: &Layout, ids: &Ids) -> Vec<(PathBuf, Fault)> {
         );
     }
     scan(&layout.data_dir, ids, true, SCAN_DEPTH, &mut out);
+    out.extend(config_files(layout));
+    out
+}
+
+/// Regular files directly in the configuration directory (tables, aliases) that are
+/// writable by group or others; main.cf and master.cf are manifest entries.
+fn config_files(layout: &Layout) -> Vec<(PathBuf, Fault)> {
+    let Ok(entries) = std::fs::read_dir(&layout.config_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Fault)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.ends_with("main.cf") && !p.ends_with("master.cf"))
+        .filter_map(|p| {
+            let md = std::fs::symlink_metadata(&p).ok()?;
+            let bits = md.mode() & 0o7777;
+            (md.is_file() && bits & 0o022 != 0).then_some((p, Fault::Writable { got: bits }))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 

@@ -179,7 +179,8 @@ fn good_copy(p: &Path, exe: &Path, uid: u32, gid: u32, mode: u32) -> bool {
 
 /// Fixes what [`super::scan_queue`] reports: gives every file and directory in the
 /// mail_owner queue directories (and `data_directory`) to `mail_owner`, and removes the
-/// group- and other-write bits of regular files and directories anywhere in the queue.
+/// group- and other-write bits of regular files and directories anywhere in the queue
+/// and of regular files in the configuration directory (root's, so by path).
 /// Returns one line per change.
 pub fn repair_queue(layout: &Layout, ids: &Ids) -> Result<Vec<String>, RepairError> {
     let mut done = Vec::new();
@@ -197,6 +198,15 @@ pub fn repair_queue(layout: &Layout, ids: &Ids) -> Result<Vec<String>, RepairErr
         }
         let fd = postern_sys::safeopen::open_dir(&top)?;
         walk(&fd, &top, ids, owned, SCAN_DEPTH, &mut done)?;
+    }
+    for (path, fault) in super::config_files(layout) {
+        let md = std::fs::symlink_metadata(&path).map_err(io("lstat", &path))?;
+        if md.is_file() {
+            let mode = md.mode() & 0o7777 & !0o022;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io("chmod", &path))?;
+            done.push(format!("{}: {fault}: chmod done", path.display()));
+        }
     }
     Ok(done)
 }

@@ -116,6 +116,8 @@ fn reports_each_kind_of_damage() {
     std::fs::remove_dir(l.queue_dir.join("flush")).unwrap();
     std::os::unix::fs::symlink("/tmp", l.queue_dir.join("flush")).unwrap();
 
+    std::fs::write(l.config_dir.join("aliases"), b"a: b\n").unwrap();
+    chmod(&l.config_dir.join("aliases"), 0o662);
     let got: Vec<String> = all_faults(&l, &ids, &exe)
         .iter()
         .map(|(p, f)| format!("{}: {f}", p.strip_prefix(d.path()).unwrap().display()))
@@ -128,6 +130,7 @@ fn reports_each_kind_of_damage() {
         "bin/postdrop: missing",
         "bin/postqueue: differs from the running postern executable",
         "queue/active/ABC: writable by group or others (mode 0666)",
+        "etc/aliases: writable by group or others (mode 0662)",
     ];
     assert_eq!(got, want);
 }
