@@ -4,7 +4,8 @@
 //! read.
 //!
 //! "Read" is decided from the production sources of the crates a page names in its
-//! `crates:` header (`crates/NAME/src`, without `#[cfg(test)] mod` blocks and `//` lines):
+//! `crates:` header (`crates/NAME/src`, without test files, `#[cfg(test)] mod` blocks and
+//! `//` lines):
 //!
 //! * every quoted parameter name in those sources must be on the page;
 //! * every parameter on the page must be read: quoted, matched by a `format!` template
@@ -236,6 +237,12 @@ fn production(text: &str) -> String {
         .join("\n")
 }
 
+/// Out-of-line test modules (`tests.rs`, `test.rs`, `*_tests.rs`, `tests_*.rs`).
+fn is_test_file(p: &Path) -> bool {
+    let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    f == "tests.rs" || f == "test.rs" || f.ends_with("_tests.rs") || f.starts_with("tests_")
+}
+
 /// Quoted words of name characters and `{…}` placeholders in a crate's production sources.
 fn quoted(krate: &str) -> BTreeSet<String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -243,7 +250,7 @@ fn quoted(krate: &str) -> BTreeSet<String> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
+            } else if p.extension().is_some_and(|x| x == "rs") && !is_test_file(&p) {
                 out.push(p);
             }
         }
