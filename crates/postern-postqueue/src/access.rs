@@ -43,8 +43,8 @@ pub(crate) fn check(cfg: &Config, mode: &Mode) -> Result<(), Fatal> {
 }
 
 /// An ordinary user of a root instance cannot reach `public/`: postqueue then
-/// replaces itself with the set-gid `DIR/bin/postqueue` that `postern init`
-/// installed for the instance configured in `DIR`. `None`: carry on here
+/// replaces itself with the set-gid copy for the instance configured in `DIR`
+/// (`DIR/bin/postqueue` from `postern init`, else `$daemon_directory/postqueue`). `None`: carry on here
 /// (root, `mail_owner`, a non-root instance, already set-gid).
 pub(crate) fn exec_setgid_copy(cfg: &Config, dir: &Path, args: &Args) -> Option<Fatal> {
     if postern_sys::privs::is_set_id() || privileged(cfg) {

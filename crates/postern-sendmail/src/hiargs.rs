@@ -14,35 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 static LOGGING: AtomicBool = AtomicBool::new(false);
 
-/// A fatal error: a one-line message and a sysexits status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal {
-    /// Exit status.
-    pub code: u8,
-    /// The message, without program name or `fatal:` prefix.
-    pub msg: String,
-}
+pub use postern_server::command::Fatal;
 
-impl Fatal {
-    /// A fatal error with its exit status.
-    pub fn new(code: u8, msg: impl Into<String>) -> Fatal {
-        Fatal {
-            code,
-            msg: msg.into(),
-        }
-    }
-
-    /// Prints `prog: fatal: msg` on stderr, logs it, and gives the status.
-    pub fn report(&self, prog: &str) -> ExitCode {
-        let msg = crate::plain(&self.msg);
-        eprintln!("{prog}: fatal: {msg}");
-        if LOGGING.load(Ordering::Relaxed) {
-            // XXX(postern-log has no fatal-with-status): log at info level so
-            // that the line is written once, with Postfix's "fatal: " text.
-            postern_log::info(format_args!("fatal: {msg}"));
-        }
-        ExitCode::from(self.code)
-    }
+/// Reports `f` as `prog: fatal: …` (logged too once logging is set up) and gives its status.
+pub fn report(f: &Fatal, prog: &str) -> ExitCode {
+    f.report(prog, LOGGING.load(Ordering::Relaxed))
 }
 
 /// `-C` names main.cf's directory or main.cf itself.
@@ -117,9 +93,10 @@ impl HiArgs {
     }
 
     /// The program that runs `name` (postdrop, postqueue) for this caller: in
-    /// a root instance an ordinary user needs the set-gid copy `DIR/bin/NAME`
-    /// that `postern init` installed; root, and every caller of a non-root
-    /// instance (which has no such copy), run this executable.
+    /// a root instance an ordinary user needs the set-gid copy (`DIR/bin/NAME`
+    /// that `postern init` installed, or `$daemon_directory/NAME` of the system
+    /// layout); root, and every caller of a non-root instance (which has no such
+    /// copy), run this executable.
     pub fn helper(&self, name: &str) -> PathBuf {
         postern_server::load::setgid_helper(&self.dir, &self.cfg, name).unwrap_or_else(|| self.exe.clone())
     }
