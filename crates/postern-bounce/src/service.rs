@@ -310,7 +310,7 @@ fn submit(
     notice: &Notice<'_>,
 ) -> Result<String, String> {
     let (to, from, kind) = (notice.to, notice.from, notice.kind);
-    let z = jiff::Zoned::now();
+    let z = postern_log::now();
     let now = z.timestamp().as_second();
     let host = cfg.get("myhostname");
     let message_id = format!(

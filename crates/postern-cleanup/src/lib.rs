@@ -139,7 +139,7 @@ fn serve(ctx: &Context, s: &Settings, t: &Tables, mut stream: UnixStream) {
 }
 
 fn now() -> Now {
-    let z = jiff::Zoned::now();
+    let z = postern_log::now();
     Now {
         secs: z.timestamp().as_second(),
         offset: z.offset().seconds(),

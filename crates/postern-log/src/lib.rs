@@ -24,7 +24,9 @@
 //! jail's `dev/log` (Debian's rsyslog snippet provides it).
 //!
 //! Chroot: the file or socket opened by [`init`] stays open, and
-//! [`prepare_jail`] loads the time zone before the daemon loses `/etc`.
+//! [`prepare_jail`] pins the local time zone ([`time_zone`], [`now`]) before the
+//! daemon loses `/etc` and the zone database, as the C library keeps the zone it
+//! read first.
 //!
 //! # Security
 //! Callers never pass message bodies or authentication secrets. Control
@@ -133,11 +135,26 @@ fn connect_syslog() -> std::io::Result<UnixDatagram> {
     Ok(s)
 }
 
-/// Called by a daemon just before it chroots: loads the time zone of log
-/// timestamps (`TZ` or `/etc/localtime`) while the system's files are reachable.
-/// jiff re-reads it every few minutes, then from the jail's `etc/localtime`.
+static PINNED_TZ: OnceLock<jiff::tz::TimeZone> = OnceLock::new();
+
+/// Called by a daemon just before it chroots: pins the local time zone (`TZ` or
+/// `/etc/localtime`) while the system's files are reachable. Without it jiff
+/// would re-read the zone every few minutes, by names the jail does not hold.
 pub fn prepare_jail() {
-    let _warm = timestamp(); // only the cached zone matters
+    let _first_wins = PINNED_TZ.set(jiff::tz::TimeZone::system());
+}
+
+/// The local time zone: the one pinned by [`prepare_jail`], else the system's.
+pub fn time_zone() -> jiff::tz::TimeZone {
+    PINNED_TZ
+        .get()
+        .cloned()
+        .unwrap_or_else(jiff::tz::TimeZone::system)
+}
+
+/// The current time in [`time_zone`] (log timestamps, header dates).
+pub fn now() -> jiff::Zoned {
+    jiff::Timestamp::now().to_zoned(time_zone())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,8 +195,7 @@ fn sanitize(text: &str) -> String {
 }
 
 fn timestamp() -> String {
-    let now = jiff::Zoned::now();
-    now.strftime("%b %e %H:%M:%S").to_string()
+    now().strftime("%b %e %H:%M:%S").to_string()
 }
 
 /// Writes one line to stderr, ignoring every error: a closed or broken stderr

@@ -83,7 +83,7 @@ pub fn render(cfg: &Config, format: Format) -> Result<String, String> {
     .map_err(|e| postern_log::plain(&e.to_string()))?;
     Ok(match format {
         Format::Json => msgs.iter().map(listing::format_json).collect(),
-        Format::Text => listing::format_text(&msgs, &jiff::tz::TimeZone::system()),
+        Format::Text => listing::format_text(&msgs, &postern_log::time_zone()),
     })
 }
 
