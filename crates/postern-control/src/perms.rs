@@ -176,3 +176,55 @@ pub(crate) fn set_permissions(dir: &Path) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> postern_config::Config {
+        postern_config::Config::new(postern_config::parse_main_cf(text).unwrap())
+    }
+
+    #[test]
+    fn layout_of_an_instance_and_of_the_system() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let me = postern_sys::privs::lookup_uid(postern_sys::privs::real_uid())
+            .unwrap()
+            .unwrap();
+        let group = postern_sys::privs::lookup_uid(0).unwrap().unwrap().name;
+        let inst = cfg(&format!(
+            "queue_directory = {q}/queue\ndata_directory = {q}/data\nmail_owner = {u}\nsetgid_group = {group}\n",
+            q = dir.display(),
+            u = me.name
+        ));
+        let t = tree(dir, &inst).unwrap();
+        assert_eq!(t.layout.queue_dir, dir.join("queue"));
+        assert_eq!(
+            t.fix,
+            format!("run \"postern -c {} set-permissions\"", dir.display())
+        );
+        if me.uid == 0 {
+            // root instance: the set-gid copies live in DIR/bin
+            assert_eq!(t.layout.setgid_dir, Some(dir.join("bin")));
+        } else {
+            // the directory is the user's, who is mail_owner: a private instance
+            assert_eq!(t.layout.setgid_dir, None);
+            assert_eq!(t.ids.root_uid, me.uid);
+        }
+        let sys = cfg(&format!(
+            "queue_directory = /var/spool/x\ndaemon_directory = /usr/lib/x\nmail_owner = {}\nsetgid_group = {group}\n",
+            me.name
+        ));
+        let t = tree(dir, &sys).unwrap();
+        if me.uid == 0 {
+            assert_eq!(t.layout.setgid_dir, Some(PathBuf::from("/usr/lib/x")));
+        }
+        let missing = cfg("mail_owner = no_such_account_x9\n");
+        let err = tree(dir, &missing).err().unwrap().to_string();
+        assert!(
+            err.contains("no such account") && err.contains("useradd --system"),
+            "{err}"
+        );
+    }
+}
