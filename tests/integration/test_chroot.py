@@ -119,8 +119,10 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
     sink_port, down_port = free_port(), free_port()
     postconf(inst, f"relayhost = remote.test:{sink_port}",
              "transport_maps = inline:{ { err.test = error:5.7.1 no mail here }, "
-             f"down.test=smtp:[127.0.0.1]:{down_port} }}",
-             "smtp_connect_timeout = 2s", "minimal_backoff_time = 300s")
+             f"down.test=smtp:[127.0.0.1]:{down_port}, discard.test=discard }}",
+             "smtp_connect_timeout = 2s", "minimal_backoff_time = 300s",
+             # anvil counts loopback clients too; flush keeps a log for down.test.
+             "smtpd_client_event_limit_exceptions =", "fast_flush_domains = down.test")
     host = dns_host()
     zone = {("remote.test", "MX"): [(10, "mx.remote.test")],
             ("mx.remote.test", "A"): ["127.0.0.1"]}
@@ -146,6 +148,7 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
                 s.sendmail("root@localhost", ["user@remote.test"], MSG % (b"root", b"relayed"))
                 s.sendmail("root@localhost", ["x@err.test"], MSG % (b"root", b"refused"))
                 s.sendmail("root@localhost", ["y@down.test"], MSG % (b"root", b"deferred"))
+                s.sendmail("root@localhost", ["z@discard.test"], MSG % (b"root", b"discarded"))
             relayed = inst.wait_for(
                 lambda: [l for l in inst.log().splitlines()
                          if "to=<user@remote.test>" in l and "status=sent" in l],
@@ -164,11 +167,13 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
                           what="deferred")
             listing = inst.run("mailq").stdout.decode()
             assert "y@down.test" in listing, listing
+            inst.wait_for(lambda: "to=<z@discard.test>" in inst.log(), what="discarded")
+            inst.run("postqueue", "-s", "down.test")  # through the chrooted flush
 
             procs = daemons(inst)
             running = {name for _, name, _ in procs}
             for want in ("smtpd", "cleanup", "pickup", "qmgr", "smtp", "bounce", "error",
-                         "showq", "local"):
+                         "discard", "showq", "flush", "anvil", "local"):
                 assert want in running, (want, procs)
             for pid, name, root in procs:
                 if name in jailed:

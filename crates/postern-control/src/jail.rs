@@ -18,7 +18,10 @@
 //! tables opened on request) are refused when marked `y`.
 //!
 //! A master that is not root cannot chroot: [`warnings`] says that those services run
-//! without chroot (a non-root instance makes no privilege changes at all).
+//! without chroot (a non-root instance makes no privilege changes at all). It also warns
+//! when the daemons log through syslog and the jail has no `dev/log`: a jailed daemon
+//! keeps the socket it opened before the chroot, but cannot reconnect after syslogd
+//! restarts (Debian's rsyslog makes the socket with `/etc/rsyslog.d/postern.conf`).
 //!
 //! # Security
 //! Only root writes the jail's `etc/` (0755) and its files (0644, root-owned), each
@@ -85,14 +88,27 @@ fn label(master: &Path, s: &Service) -> String {
     )
 }
 
-/// A non-root instance with chrooted services: they run without chroot.
+/// A non-root instance with chrooted services (they run without chroot); a root one
+/// logging through syslog without a log socket in the jail.
 pub fn warnings(dir: &Path) -> Vec<String> {
-    if postern_sys::privs::is_root() {
-        return Vec::new();
-    }
-    let Some((_, jailed)) = chrooted(dir) else {
+    let Some((cfg, jailed)) = chrooted(dir) else {
         return Vec::new();
     };
+    if postern_sys::privs::is_root() {
+        let queue = PathBuf::from(cfg.get("queue_directory"));
+        let socket = queue.join("dev/log");
+        let syslog = cfg.get("maillog_file").trim().is_empty();
+        return if syslog && std::fs::symlink_metadata(&socket).is_err() {
+            vec![format!(
+                "chroot jail {}: no {}: a chrooted daemon cannot reconnect to syslog after \
+                 syslogd restarts (Debian: /etc/rsyslog.d/postern.conf adds the socket)",
+                queue.display(),
+                socket.display()
+            )]
+        } else {
+            Vec::new()
+        };
+    }
     let master = dir.join("master.cf");
     jailed
         .iter()
