@@ -36,8 +36,12 @@ pub(crate) struct Tree {
     pub fix: String,
 }
 
-/// The command that repairs the tree of `dir`.
+/// The command that repairs the tree of `dir` (without `-c` for the compiled-in
+/// `/etc/postern`).
 pub(crate) fn fix_command(dir: &Path) -> String {
+    if dir == Path::new(postern_server::load::DEFAULT_CONFIG_DIR) {
+        return "run \"postern set-permissions\"".into();
+    }
     format!("run \"postern -c {} set-permissions\"", dir.display())
 }
 
