@@ -5,7 +5,9 @@ loopback port; qmgr also marked `y` so that it runs in the jail too).
 * every running daemon of a chroot `y` service has the queue directory as its root
   (`/proc/PID/root`); local, which is `n`, has `/`;
 * `postern start` copied the system files into QUEUE/etc (root's, 0644);
-* mail flows from inside the jail: SMTP in and sendmail/pickup to local delivery; relay to
+* mail flows from inside the jail: SMTP in (STARTTLS with a key only root reads, unknown
+  local users refused through proxy:unix:passwd.byname) and sendmail/pickup to local
+  delivery; relay to
   Postfix's smtp-sink through an MX found by the chrooted smtp client with the loopback
   DNS server named in the jail's etc/resolv.conf (no dns_servers); a DSN from the chrooted
   error and bounce daemons; `mailq` through the chrooted showq;
@@ -22,6 +24,7 @@ import re
 import shutil
 import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -123,6 +126,17 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
              "smtp_connect_timeout = 2s", "minimal_backoff_time = 300s",
              # anvil counts loopback clients too; flush keeps a log for down.test.
              "smtpd_client_event_limit_exceptions =", "fast_flush_domains = down.test")
+    # A TLS key only root reads (Debian's is 0640 root:ssl-cert): read before the chroot.
+    tls = inst.base / "tls"
+    tls.mkdir()
+    key, cert = tls / "key.pem", tls / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", "/CN=mx.localhost"], check=True, capture_output=True, timeout=60)
+    key.chmod(0o600)
+    postconf(inst, f"smtpd_tls_cert_file = {cert}", f"smtpd_tls_key_file = {key}",
+             "smtpd_tls_security_level = may",
+             "local_recipient_maps = proxy:unix:passwd.byname")
     host = dns_host()
     zone = {("remote.test", "MX"): [(10, "mx.remote.test")],
             ("mx.remote.test", "A"): ["127.0.0.1"]}
@@ -144,6 +158,13 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
 
             inst.sendmail(["-f", "root@localhost", "root@localhost"], MSG % (b"root", b"picked up"))
             with smtplib.SMTP("127.0.0.1", inst.port, timeout=COMMAND_TIMEOUT) as s:
+                tls_ctx = ssl.create_default_context()
+                tls_ctx.check_hostname, tls_ctx.verify_mode = False, ssl.CERT_NONE
+                s.starttls(context=tls_ctx)
+                with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                    s.sendmail("root@localhost", ["no-such-user@localhost"], b"x\n")
+                code, text = refused.value.recipients["no-such-user@localhost"]
+                assert (code, b"User unknown in local recipient table" in text) == (550, True), text
                 s.sendmail("root@localhost", ["root@localhost"], MSG % (b"root", b"over smtp"))
                 s.sendmail("root@localhost", ["user@remote.test"], MSG % (b"root", b"relayed"))
                 s.sendmail("root@localhost", ["x@err.test"], MSG % (b"root", b"refused"))
@@ -172,8 +193,9 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
 
             procs = daemons(inst)
             running = {name for _, name, _ in procs}
+            assert re.search(r"disconnect from localhost.* starttls=1 ", inst.log()), inst.log_excerpt()
             for want in ("smtpd", "cleanup", "pickup", "qmgr", "smtp", "bounce", "error",
-                         "discard", "showq", "flush", "anvil", "local"):
+                         "discard", "showq", "flush", "anvil", "proxymap", "local"):
                 assert want in running, (want, procs)
             for pid, name, root in procs:
                 if name in jailed:
