@@ -23,7 +23,7 @@ pub const REQUESTS: &[&str] = &[
     ".TH", ".SH", ".PP", ".TP", ".nf", ".fi", ".sp", ".ad", ".nh",
 ];
 
-/// Escapes text for roff: backslash and hyphen, with break points (`\:`) after `,`, `/`, `?`, `;`
+/// Escapes text for roff: backslash and hyphen, with break points (`\:`) after `,`, `?`, `;`
 /// and `}`; a leading `.` or `'` is protected by the
 /// caller through [`line`].
 fn escape(s: &str) -> String {
@@ -32,9 +32,9 @@ fn escape(s: &str) -> String {
         match c {
             '\\' => out.push_str("\\e"),
             '-' => out.push_str("\\-"),
-            // A break point after list and path separators, so that a long default
+            // A break point after list separators, so that a long default
             // value (`a,b,c,…`) can wrap instead of overflowing the line.
-            ',' | '/' | '}' | '?' | ';' => {
+            ',' | '}' | '?' | ';' => {
                 out.push(c);
                 out.push_str("\\:");
             }
