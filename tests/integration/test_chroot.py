@@ -226,10 +226,12 @@ def test_jail_missing_a_file_refuses_start(root_instance):
     # The system has no resolv.conf to copy (a private mount namespace where it is not a
     # regular file): the chrooted smtp and smtpd would have no name server.
     argv = [str(inst.binary), "-c", str(inst.root)]
-    for verb in ("check", "start"):
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            'mount --bind /dev/null /etc/resolv.conf && exec "$@"', "sh",
-                            *argv, verb], capture_output=True, timeout=COMMAND_TIMEOUT,
+    hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind /dev/null /etc/resolv.conf && exec "$@"', "sh"]
+    # (A container without CAP_SYS_ADMIN cannot: then only the SASL case below runs.)
+    can_hide = subprocess.run([*hide, "true"], capture_output=True, timeout=30).returncode == 0
+    for verb in ("check", "start") if can_hide else ():
+        r = subprocess.run([*hide, *argv, verb], capture_output=True, timeout=COMMAND_TIMEOUT,
                            env=inst.env())
         err = r.stderr.decode()
         assert r.returncode == 1, (verb, err)
