@@ -15,8 +15,12 @@ Reads `cargo metadata --format-version 1 --no-deps` for the workspace and checks
                 (no program depends on another program)
        binary   `postern`                    -> anything
   2. Layer 0 never depends on tokio, libc, nix, rustix, socket2 (any kind), and its
-     sources (src/**/*.rs, outside a trailing #[cfg(test)] module) never mention
-     std::fs, std::net, std::process, std::env or tokio.
+     sources (src/**/*.rs, outside #[cfg(test)] items and the files of
+     `#[cfg(test)] mod NAME;`) never name std::fs, std::net, std::process, std::env,
+     std::os, std::thread or tokio (also inside nested groups such as
+     `use std::{io::{Read}, fs}`), never read the clock (`SystemTime::now`,
+     `Instant::now`) and never read stdin (`stdin()`, `std::io::Stdin`).
+     Code after a #[cfg(test)] item is checked like any other.
   3. `unsafe` only in postern-sys: no `unsafe {`, `unsafe fn`, `unsafe impl`,
      `unsafe trait`, `unsafe extern` or `#[unsafe(...)]` in any other crate's
      .rs files; every layer-0 lib.rs has `#![forbid(unsafe_code)]`; every
@@ -68,15 +72,21 @@ QUEUE_ADMIN_USERS = {
     "postern-postsuper", "postern-flush", BINARY,
 }
 
-# Mentions that make a layer-0 source impure.
+# std paths that make a layer-0 source impure (a path equal to one of these or below it),
+# found also inside nested use groups (see std_paths).
+IMPURE_STD = ["fs", "net", "process", "env", "os", "thread", "io::stdin", "io::Stdin"]
+# Other mentions that make a layer-0 source impure: (pattern, message).
 IMPURE = [
-    (re.compile(r"\bstd\s*::\s*(fs|net|process|env)\b"), "std::{}"),
-    (re.compile(r"\bstd\s*::\s*\{[^}]*\b(fs|net|process|env)\b"), "std::{}"),
-    (re.compile(r"\b(tokio)\b"), "{}"),
+    (re.compile(r"\b(tokio)\b"), "layer 0 must not use {}"),
+    (re.compile(r"\b((?:SystemTime|Instant)\s*::\s*now)\b"), "layer 0 must not read the clock ({})"),
+    (re.compile(r"\b(stdin)\s*\("), "layer 0 must not read {}"),
 ]
+# Documented allowances: (crate, file relative to the crate, message prefix) that the
+# purity check accepts. Keep each narrow and say why.
+IMPURE_ALLOW: list[tuple[str, str, str]] = []
 UNSAFE = re.compile(r"\bunsafe\s*(\{|fn\b|impl\b|trait\b|extern\b|\()")
 FORBID = re.compile(r"#!\s*\[\s*forbid\s*\([^)]*\bunsafe_code\b[^)]*\)\s*\]")
-CFG_TEST = re.compile(r"^\s*#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]")
+CFG_TEST_ANY = re.compile(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]")
 
 
 def layer_of(name: str) -> int | None:
@@ -159,18 +169,141 @@ def rust_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def without_trailing_test_module(code: str) -> str:
-    """Cuts everything from the first `#[cfg(test)]` line on (tests sit at the bottom).
+def _item_end(code: str, i: int) -> int:
+    """End (exclusive) of the item starting at or after `i` in stripped code: skips
+    further attributes, then runs to the `;` that ends a braceless item (`mod x;`,
+    `use a::b;`) or to the brace closing the item's first `{`."""
+    n = len(code)
+    while True:
+        m = re.compile(r"\s*#\s*!?\s*\[").match(code, i)
+        if not m:
+            break
+        j, depth = m.end(), 1
+        while j < n and depth:
+            depth += {"[": 1, "]": -1}.get(code[j], 0)
+            j += 1
+        i = j
+    depth = 0
+    while i < n:
+        c = code[i]
+        if c == ";" and depth == 0:
+            return i + 1
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth <= 0:
+                return i + 1
+        i += 1
+    return n
 
-    Tests of a pure crate may read golden files; the purity rule is about the
-    library itself. Code placed after a test module escapes this check: keep the
-    test module last, as rustfmt and convention do.
+
+def without_test_items(code: str) -> tuple[str, list[str]]:
+    """Blanks every `#[cfg(test)]` item (keeping newlines, so line numbers stay right) and
+    returns the rest plus the names of `#[cfg(test)] mod NAME;` declarations.
+
+    Tests of a pure crate may read golden files; the purity rule is about the library
+    itself. Only the item the attribute applies to is cut: code after a test module is
+    checked like any other.
     """
-    lines = code.split("\n")
-    for idx, line in enumerate(lines):
-        if CFG_TEST.match(line):
-            return "\n".join(lines[:idx])
-    return code
+    out, names, i = [], [], 0
+    for m in CFG_TEST_ANY.finditer(code):
+        if m.start() < i:
+            continue
+        end = _item_end(code, m.end())
+        decl = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", code[m.end():end])
+        if decl:
+            names.append(decl.group(1))
+        out.append(code[i:m.start()])
+        out.append("\n" * code.count("\n", m.start(), end))
+        i = end
+    out.append(code[i:])
+    return "".join(out), names
+
+
+def test_module_files(f: Path, names: list[str]) -> set[Path]:
+    """The files of `#[cfg(test)] mod NAME;` declared in `f` (NAME.rs or NAME/mod.rs next
+    to a lib.rs/main.rs/mod.rs, else under the directory named after `f`)."""
+    base = f.parent if f.name in ("lib.rs", "main.rs", "mod.rs") else f.parent / f.stem
+    return {q for n in names for q in (base / f"{n}.rs", base / n / "mod.rs")}
+
+
+_IDENT = re.compile(r"\s*(r#)?([A-Za-z_][A-Za-z0-9_]*)")
+_SEP = re.compile(r"\s*::\s*")
+
+
+def _use_tree(code: str, i: int, depth: int = 0) -> list[tuple[int, str]]:
+    """Parses a path or `{group}` at `i`: (offset of the leaf, path text) for each leaf."""
+    ws = re.compile(r"\s*").match(code, i)
+    i = ws.end() if ws else i
+    if depth > 32 or i >= len(code):
+        return []
+    if code[i] == "{":
+        leaves, i = [], i + 1
+        while i < len(code):
+            sub_start = i
+            leaves.extend(_use_tree(code, i, depth + 1))
+            # skip to the next `,` or the closing `}` at this level
+            d = 0
+            while i < len(code):
+                c = code[i]
+                if c == "{":
+                    d += 1
+                elif c == "}":
+                    if d == 0:
+                        return leaves
+                    d -= 1
+                elif c == "," and d == 0:
+                    i += 1
+                    break
+                i += 1
+            if i == sub_start:
+                break
+        return leaves
+    m = _IDENT.match(code, i)
+    if not m:
+        return []
+    sep = _SEP.match(code, m.end())
+    if sep:  # `name::rest`
+        rest = _use_tree(code, sep.end(), depth + 1)
+        return [(o, f"{m.group(2)}::{p}") for o, p in rest] or [(m.start(2), m.group(2))]
+    return [(m.start(2), m.group(2))]
+
+
+def std_paths(code: str) -> list[tuple[int, str]]:
+    """Every path under `std::` in stripped code, nested use groups expanded:
+    `use std::{io::{Read}, fs}` gives `io::Read` and `fs` (with their offsets)."""
+    found = []
+    for m in re.finditer(r"\bstd\s*::\s*", code):
+        found.extend(_use_tree(code, m.end()))
+    return found
+
+
+def impure_std(path: str) -> str | None:
+    """The banned std path that `path` (relative to std) is or lies under."""
+    for bad in IMPURE_STD:
+        if path == bad or path.startswith(bad + "::"):
+            return bad
+    return None
+
+
+def impurities(name: str, rel: Path, lib_code: str) -> list[str]:
+    """The purity violations of one layer-0 source (its library code), allowances applied."""
+    hits: list[tuple[int, str]] = []
+    for off, path in std_paths(lib_code):
+        bad = impure_std(path)
+        if bad:
+            hits.append((lib_code.count("\n", 0, off) + 1, f"layer 0 must not use std::{bad}"))
+    for pat, fmt in IMPURE:
+        for m in pat.finditer(lib_code):
+            what = re.sub(r"\s+", "", m.group(1))
+            hits.append((lib_code.count("\n", 0, m.start()) + 1, fmt.format(what)))
+    out = []
+    for lineno, msg in sorted(set(hits)):
+        if any(c == name and Path(fr) == rel and msg.startswith(pre) for c, fr, pre in IMPURE_ALLOW):
+            continue
+        out.append(f"{name}: {rel}:{lineno}: {msg}")
+    return out
 
 
 def dep_kind(dep: dict) -> str:
@@ -245,25 +378,26 @@ def check(meta: dict) -> tuple[list[str], int]:
                     problems.append(f"{name}: {lib.relative_to(crate_dir)} lacks #![forbid(unsafe_code)]")
             except OSError as e:
                 problems.append(f"{name}: cannot read {lib}: {e}")
+        codes: dict[Path, str] = {}
         for f in files:
             try:
-                code = strip_code(f.read_text(errors="replace"))
+                codes[f] = strip_code(f.read_text(errors="replace"))
             except OSError as e:
                 problems.append(f"{name}: cannot read {f}: {e}")
-                continue
+        # Library code of each file, and the files of `#[cfg(test)] mod NAME;` (tests).
+        lib_codes: dict[Path, str] = {}
+        test_files: set[Path] = set()
+        for f, code in codes.items():
+            lib_codes[f], test_mods = without_test_items(code)
+            test_files |= test_module_files(f, test_mods)
+        for f, code in codes.items():
             rel = f.relative_to(crate_dir)
             if name != UNSAFE_CRATE:
                 for lineno, line in enumerate(code.split("\n"), 1):
                     if UNSAFE.search(line):
                         problems.append(f"{name}: {rel}:{lineno}: `unsafe` outside {UNSAFE_CRATE}")
-            if layer == 0 and rel.parts[0] == "src":
-                for lineno, line in enumerate(without_trailing_test_module(code).split("\n"), 1):
-                    for pat, fmt in IMPURE:
-                        m = pat.search(line)
-                        if m:
-                            what = fmt.format(m.group(1))
-                            problems.append(f"{name}: {rel}:{lineno}: layer 0 must not use {what}")
-                            break
+            if layer == 0 and rel.parts[0] == "src" and f not in test_files:
+                problems.extend(impurities(name, rel, lib_codes[f]))
     return problems, len(pkgs)
 
 
@@ -283,13 +417,17 @@ def cargo_metadata(manifest_dir: Path) -> dict:
 
 def _fake_workspace(root: Path) -> dict:
     """A small fake workspace on disk plus its metadata, with known violations."""
-    def crate(name: str, deps: list[tuple[str, str | None]], src: str, lints: bool = True) -> dict:
+    def crate(name: str, deps: list[tuple[str, str | None]], src: str, lints: bool = True,
+              extra: dict[str, str] | None = None) -> dict:
         d = root / name
         (d / "src").mkdir(parents=True)
         (d / "Cargo.toml").write_text(
             f'[package]\nname = "{name}"\n' + ("[lints]\nworkspace = true\n" if lints else "")
         )
         (d / "src" / "lib.rs").write_text(src)
+        for rel, text in (extra or {}).items():
+            (d / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / "src" / rel).write_text(text)
         return {
             "name": name, "id": f"path+file://{d}#{name}@0.1.0",
             "manifest_path": str(d / "Cargo.toml"),
@@ -303,6 +441,26 @@ def _fake_workspace(root: Path) -> dict:
         crate("postern-config", [("jiff", None), ("postern-log", None), ("tokio", "dev")],
               "//! no forbid here\nuse std::{collections::HashMap, fs};\n"
               "#[cfg(test)]\nmod tests { use std::fs; }\n"),
+        # The holes closed in issue 12: nested use groups, std::os, code after a test module.
+        crate("postern-qfile", [], "#![forbid(unsafe_code)]\n"
+              "use std::{io::{Read, Write}, fs};\n"                       # 2: fs in a nested group
+              "use std::{collections::{HashMap}, os::unix::fs::MetadataExt};\n"  # 3: std::os
+              "use std::{\n    io::{self, BufRead},\n    net::TcpStream,\n};\n"  # 6: net, multi-line
+              "#[cfg(test)]\nmod tests {\n    use std::fs;\n}\n"        # 8-11: test module: fine
+              "fn after() { let _ = std::env::var(\"X\"); }\n"          # 12: after the tests
+              "#[cfg(test)]\nmod golden;\n"                               # a test file: fine
+              "mod inner;\n",
+              extra={"golden.rs": "use std::fs;\n", "inner.rs": "use std::process::Command;\n"}),
+        # Clock, stdin, threads.
+        crate("postern-mail", [], "#![forbid(unsafe_code)]\n"
+              "fn t() -> u64 { std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_secs()) }\n"
+              "fn i() { let _ = Instant :: now(); }\n"                   # 3: imported Instant
+              "fn r() { let _ = std::io::stdin(); }\n"                   # 4: std::io::stdin
+              "use std::io::{self, stdin};\nfn s() { let _ = stdin(); }\n"  # 5 and 6
+              "fn th() { std::thread::spawn(|| ()); }\n"                 # 7: threads
+              "// SystemTime::now() in a comment, \"Instant::now\" in a string\n"
+              "fn ok() -> std::time::Duration { std::time::Duration::ZERO }\n"
+              "fn sin() -> std::io::Result<()> { let s = \"stdin()\"; Ok(()) }\n"),
         crate("postern-log", [("postern-config", None), ("jiff", None)],
               "fn f() { let r = 'a'; unsafe { core::hint::unreachable_unchecked() } }\n"),
         crate("postern-sys", [("libc", None)], "unsafe fn ok() {}\n", lints=False),
@@ -331,6 +489,18 @@ EXPECTED = [
     "postern-local -> postern-testkit (normal): a testkit crate may only be a dev-dependency",
     "postern-local: src/lib.rs:1: `unsafe` outside postern-sys",
     "postern-cleanup -> postern (normal): nothing may depend on the binary crate",
+    "postern-qfile: src/lib.rs:2: layer 0 must not use std::fs",
+    "postern-qfile: src/lib.rs:3: layer 0 must not use std::os",
+    "postern-qfile: src/lib.rs:6: layer 0 must not use std::net",
+    "postern-qfile: src/lib.rs:12: layer 0 must not use std::env",
+    "postern-qfile: src/inner.rs:1: layer 0 must not use std::process",
+    "postern-mail: src/lib.rs:2: layer 0 must not read the clock (SystemTime::now)",
+    "postern-mail: src/lib.rs:3: layer 0 must not read the clock (Instant::now)",
+    "postern-mail: src/lib.rs:4: layer 0 must not use std::io::stdin",
+    "postern-mail: src/lib.rs:4: layer 0 must not read stdin",
+    "postern-mail: src/lib.rs:5: layer 0 must not use std::io::stdin",
+    "postern-mail: src/lib.rs:6: layer 0 must not read stdin",
+    "postern-mail: src/lib.rs:7: layer 0 must not use std::thread",
 ]
 NOT_EXPECTED = [
     "postern-ipc",            # pure crate: comment and string mentions do not count
@@ -339,6 +509,11 @@ NOT_EXPECTED = [
     "postern-log ->",         # layer 1 -> layer 0 is fine
     "postern-config: src/lib.rs:4",  # the #[cfg(test)] module may use std::fs
     "postern ->",             # the binary may depend on anything
+    "postern-qfile: src/lib.rs:10",   # inside the #[cfg(test)] module
+    "postern-qfile: src/golden.rs",   # the file of `#[cfg(test)] mod golden;`
+    "postern-mail: src/lib.rs:8",     # comment and string mentions
+    "postern-mail: src/lib.rs:9",     # std::time::Duration is pure
+    "postern-mail: src/lib.rs:10",    # std::io::Result is pure; "stdin()" is a string
 ]
 
 
