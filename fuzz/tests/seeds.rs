@@ -156,6 +156,11 @@ fn local_lists() {
 }
 
 #[test]
+fn mac_expand() {
+    run("mac_expand", postern_config::mac_expand::fuzz)
+}
+
+#[test]
 fn smtp_tls_policy() {
     run("smtp_tls_policy", postern_smtp::policy::fuzz)
 }

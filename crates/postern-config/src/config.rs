@@ -8,12 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::expand::{self, Lookup};
+use crate::mac_expand::{self as expand, Options};
 use crate::{Config, MainCf, MasterCf, ParamKind, ServiceType, ValueError, param};
 
-impl Lookup for Config {
-    fn lookup(&self, name: &str) -> Option<String> {
-        self.raw(name)
+impl Config {
+    /// `text` expanded in main.cf mode against this configuration's raw values.
+    fn expand_main(&self, text: &str) -> String {
+        expand::mac_expand(text, &Options::main_cf(), &mut |n: &str, _| self.raw(n)).text
     }
 }
 
@@ -77,9 +78,9 @@ impl Config {
         match self.raw(name) {
             // Expanding the reference (not the value) puts `name` on the cycle-detection stack.
             Some(_) if name.bytes().all(expand::is_name_byte) => {
-                expand::expand(self, &format!("${{{name}}}"))
+                self.expand_main(&format!("${{{name}}}"))
             }
-            Some(v) => expand::expand(self, &v),
+            Some(v) => self.expand_main(&v),
             None => String::new(),
         }
     }
@@ -138,7 +139,7 @@ impl Config {
 
     /// Expands `$name`-style references in arbitrary text against this configuration.
     pub fn expand(&self, text: &str) -> String {
-        expand::expand(self, text)
+        self.expand_main(text)
     }
 
     /// Names set in main.cf that are not in the parameter table and not referenced by

@@ -15,6 +15,7 @@
 //! Additions beyond the contract: [`check_texts`] (every problem of a main.cf/master.cf pair,
 //! one line each, for `postern check`), [`apply_host_defaults`] (myhostname/mydomain from a
 //! host name), [`format_service`] (one master.cf service in `postconf -M` layout),
+//! [`mac_expand`] (THE `$name` expander, also for local(8)'s patterns),
 //! [`pipe`] (a pipe(8) service's master.cf attributes and `$macro` templates),
 //! [`not_implemented`] (the recognised but unimplemented settings of a main.cf/master.cf
 //! pair, with [`unimplemented`], the inventory they come from),
@@ -34,8 +35,8 @@
 
 mod check;
 mod config;
-mod expand;
 mod inventory;
+pub mod mac_expand;
 mod master;
 mod params;
 mod parse_main;
@@ -49,10 +50,11 @@ use std::fmt;
 
 pub use check::{apply_host_defaults, check_texts, format_service};
 pub use config::split_list;
-pub use expand::{
-    MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, referenced_names,
-};
 pub use inventory::{Finding, at_default, not_implemented};
+pub use mac_expand::{
+    MAX_DEPTH as MAX_EXPANSION_DEPTH, MAX_OUTPUT as MAX_EXPANSION_OUTPUT, mac_expand,
+    referenced_names,
+};
 pub use master::type_name as service_type_name;
 pub use parse_main::{MAX_LOGICAL_LINE, valid_param_name};
 
