@@ -51,29 +51,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit statuses.
-pub mod exit {
-    /// A file could not be shown (Postfix's postcat uses 1).
-    pub const FAIL: u8 = 1;
-    /// Usage error.
-    pub const USAGE: u8 = 64;
-}
-
-/// A fatal error: message and exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal {
-    /// Exit status.
-    pub code: u8,
-    /// One-line message.
-    pub msg: String,
-}
-
-fn fatal(code: u8, msg: impl Into<String>) -> Fatal {
-    Fatal {
-        code,
-        msg: msg.into(),
-    }
-}
+use postern_server::command::fatal;
+pub use postern_server::command::{Fatal, exit};
 
 /// What to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,11 +275,7 @@ pub use postern_log::plain;
 pub fn main(args: Vec<OsString>) -> ExitCode {
     match parse_args(&args).and_then(|a| run(&a, &mut std::io::stdout().lock())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            let msg = plain(&f.msg);
-            eprintln!("postcat: fatal: {msg}");
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.report("postcat", false),
     }
 }
 

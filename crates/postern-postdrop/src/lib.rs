@@ -51,37 +51,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// sysexits(3) status codes used here.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Usage error.
-    pub const USAGE: u8 = 64;
-    /// Invalid input.
-    pub const DATAERR: u8 = 65;
-    /// Temporary failure.
-    pub const TEMPFAIL: u8 = 75;
-    /// Permission denied.
-    pub const NOPERM: u8 = 77;
-    /// Configuration error.
-    pub const CONFIG: u8 = 78;
-}
-
-/// A fatal error: message and exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal {
-    /// Exit status.
-    pub code: u8,
-    /// One-line message.
-    pub msg: String,
-}
-
-fn fatal(code: u8, msg: impl Into<String>) -> Fatal {
-    Fatal {
-        code,
-        msg: msg.into(),
-    }
-}
+use postern_server::command::fatal;
+pub use postern_server::command::{Fatal, exit};
 
 /// Command-line options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -294,14 +265,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let result = parse_args(&args).and_then(|a| run(&a, &mut std::io::stdin().lock()));
     match result {
         Ok(_) => ExitCode::SUCCESS,
-        Err(f) => {
-            let msg = plain(&f.msg);
-            eprintln!("postdrop: fatal: {msg}");
-            // XXX(postern-log has no fatal-with-status): logged at info level
-            // with Postfix's "fatal: " text; a no-op before the logger exists.
-            postern_log::info(format_args!("fatal: {msg}"));
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.report("postdrop", true),
     }
 }
 

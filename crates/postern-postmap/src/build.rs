@@ -1,7 +1,7 @@
 //! Building and incrementally updating tables from source lines.
 
 use crate::args::Prog;
-use crate::{Ctx, Fatal};
+use crate::{Ctx, Fatal, fail, table_fatal};
 use base64::Engine;
 use postern_table::indexed::{self, Contents, DbKind, Dup, Inserted, WriteOptions};
 use std::io::Read;
@@ -32,9 +32,9 @@ fn file_value(value: &str) -> Result<String, Fatal> {
         if i > 0 {
             data.push(b'\n');
         }
-        let mut f = std::fs::File::open(path).map_err(|e| Fatal(format!("open {path}: {e}")))?;
+        let mut f = std::fs::File::open(path).map_err(|e| fail(format!("open {path}: {e}")))?;
         f.read_to_end(&mut data)
-            .map_err(|e| Fatal(format!("read {path}: {e}")))?;
+            .map_err(|e| fail(format!("read {path}: {e}")))?;
     }
     Ok(base64::engine::general_purpose::STANDARD.encode(data))
 }
@@ -53,7 +53,7 @@ pub(crate) fn add_lines(
         let (key, value) = match ctx.args.prog {
             Prog::Postmap => {
                 let (k, v) = postern_table::parse_entry(text)
-                    .map_err(|e| Fatal(format!("{label}, line {lineno}: {e}")))?;
+                    .map_err(|e| fail(format!("{label}, line {lineno}: {e}")))?;
                 let v = if ctx.args.base64 {
                     file_value(v)?
                 } else {
@@ -64,7 +64,7 @@ pub(crate) fn add_lines(
             Prog::Postalias => match postern_table::parse_alias_line(text) {
                 Ok(Some(kv)) => kv,
                 Ok(None) => continue,
-                Err(e) => return Err(Fatal(format!("{label}, line {lineno}: {e}"))),
+                Err(e) => return Err(fail(format!("{label}, line {lineno}: {e}"))),
             },
         };
         let key = fold_key(ctx, &key);
@@ -100,7 +100,7 @@ fn sentinels(ctx: &Ctx, contents: &mut Contents) {
 
 fn kind_of(kind: &str) -> Result<DbKind, Fatal> {
     DbKind::from_type(kind).ok_or_else(|| {
-        Fatal(format!(
+        fail(format!(
             "unsupported dictionary type: {kind} does not support bulk-mode creation."
         ))
     })
@@ -118,29 +118,30 @@ pub(crate) fn build(ctx: &Ctx, map: &str) -> Result<(), Fatal> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| Fatal(format!("read standard input: {e}")))?;
-        let lines = postern_table::source_lines("-", &text)?;
+            .map_err(|e| fail(format!("read standard input: {e}")))?;
+        let lines = postern_table::source_lines("-", &text).map_err(table_fatal)?;
         let explicit_nul = ctx.args.nul;
         return indexed::update(kind, name, true, &opts, |c| {
             if let Some(n) = explicit_nul {
                 c.stored_nul = Some(n);
             }
             add_lines(ctx, kind, name, "-", &lines, c).map(|()| true)
-        })?;
+        })
+        .map_err(table_fatal)?;
     }
-    let meta = std::fs::metadata(name).map_err(|e| Fatal(format!("open {name}: {e}")))?;
+    let meta = std::fs::metadata(name).map_err(|e| fail(format!("open {name}: {e}")))?;
     if ctx.args.save_perm {
         opts.mode = 0o600 | (meta.mode() & 0o044);
     }
     if ctx.args.as_owner && postern_sys::privs::is_root() && meta.uid() != 0 {
-        postern_sys::privs::drop_to(meta.uid(), meta.gid()).map_err(|e| Fatal(e.to_string()))?;
+        postern_sys::privs::drop_to(meta.uid(), meta.gid()).map_err(|e| fail(e.to_string()))?;
     }
     let lines = postern_table::read_source(name).map_err(|e| match e {
-        postern_table::TableError::Open { path, source } => Fatal(format!("open {path}: {source}")),
-        other => Fatal::from(other),
+        postern_table::TableError::Open { path, source } => fail(format!("open {path}: {source}")),
+        other => crate::table_fatal(other),
     })?;
     let mut contents = Contents::new();
     add_lines(ctx, kind, name, name, &lines, &mut contents)?;
-    indexed::write(kind, name, &contents, &opts)?;
+    indexed::write(kind, name, &contents, &opts).map_err(table_fatal)?;
     Ok(())
 }

@@ -55,14 +55,17 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// A fatal error: the one-line message after `postmap: fatal: `.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal(pub String);
+pub use postern_server::command::Fatal;
+use postern_server::command::exit;
 
-impl From<postern_table::TableError> for Fatal {
-    fn from(e: postern_table::TableError) -> Self {
-        Fatal(postern_log::plain(&e.to_string()))
-    }
+/// A fatal error (exit status 1, as Postfix's postmap and postalias).
+pub(crate) fn fail(msg: impl Into<String>) -> Fatal {
+    postern_server::command::fatal(exit::FAIL, msg)
+}
+
+/// A table error as a fatal error.
+pub(crate) fn table_fatal(e: postern_table::TableError) -> Fatal {
+    fail(e.to_string())
 }
 
 /// What a run needs besides its arguments.
@@ -145,17 +148,10 @@ fn entry(prog: Prog, args: Vec<OsString>) -> ExitCode {
     let result = ops::run(&ctx, &mut out).and_then(|code| {
         out.flush()
             .map(|()| code)
-            .map_err(|e| Fatal(format!("write standard output: {e}")))
+            .map_err(|e| fail(format!("write standard output: {e}")))
     });
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(Fatal(msg)) => {
-            let msg = postern_log::plain(&msg);
-            eprintln!("{name}: fatal: {msg}");
-            if ctx.log {
-                postern_log::error(format!("fatal: {msg}"));
-            }
-            ExitCode::from(1)
-        }
+        Err(f) => f.report(name, ctx.log),
     }
 }

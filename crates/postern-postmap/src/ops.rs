@@ -2,14 +2,14 @@
 
 use crate::args::{Mode, Prog};
 use crate::build::{build, fold_key};
-use crate::{Ctx, Fatal};
+use crate::{Ctx, Fatal, fail, table_fatal};
 use base64::Engine;
 use postern_table::indexed::{self, Contents, DbKind, WriteOptions};
 use postern_table::{BoxMap, OpenOptions};
 use std::io::Write;
 
 fn write_err(e: std::io::Error) -> Fatal {
-    Fatal(format!("write standard output: {e}"))
+    fail(format!("write standard output: {e}"))
 }
 
 /// Runs the operation; returns the exit status.
@@ -41,7 +41,7 @@ pub(crate) fn run(ctx: &Ctx, out: &mut impl Write) -> Result<u8, Fatal> {
 fn read_stdin() -> Result<String, Fatal> {
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut text)
-        .map_err(|e| Fatal(format!("read standard input: {e}")))?;
+        .map_err(|e| fail(format!("read standard input: {e}")))?;
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
@@ -88,7 +88,7 @@ fn open_map(ctx: &Ctx, map: &str) -> Result<BoxMap, Fatal> {
         fold_case: ctx.args.fold,
         ..OpenOptions::default()
     };
-    let m = postern_table::open(&format!("{kind}:{name}"), &opts)?;
+    let m = postern_table::open(&format!("{kind}:{name}"), &opts).map_err(table_fatal)?;
     for w in m.warnings() {
         ctx.warn(&postern_log::plain(&w.to_string()));
     }
@@ -126,7 +126,7 @@ fn shown(ctx: &Ctx, map: &BoxMap, key: &str, value: String) -> Option<String> {
 fn lookup(ctx: &Ctx, map: &BoxMap, key: &str) -> Result<Option<String>, Fatal> {
     let found = map
         .lookup(key)
-        .map_err(|e| Fatal(format!("table {}: query error: {e}", map.name())))?;
+        .map_err(|e| fail(format!("table {}: query error: {e}", map.name())))?;
     Ok(found.and_then(|v| shown(ctx, map, key, v)))
 }
 
@@ -172,14 +172,14 @@ fn queries(ctx: &Ctx, keys: &[String], out: &mut impl Write) -> Result<u8, Fatal
 fn indexed_kind(ctx: &Ctx, map: &str, op: &str) -> Result<(DbKind, String), Fatal> {
     let (kind, name) = ctx.split(map);
     if kind == "proxy" && op == "sequence" {
-        return Err(Fatal("can't sequence maps via the proxy service".into()));
+        return Err(fail("can't sequence maps via the proxy service"));
     }
     match DbKind::from_type(kind) {
         Some(k) => Ok((k, name.to_string())),
-        None if op == "sequence" => Err(Fatal(format!(
+        None if op == "sequence" => Err(fail(format!(
             "table {kind}:{name}: sequence operation is not supported"
         ))),
-        None => Err(Fatal(format!(
+        None => Err(fail(format!(
             "{kind}:{name} map requires O_RDONLY access mode"
         ))),
     }
@@ -190,7 +190,7 @@ fn sequence(ctx: &Ctx, out: &mut impl Write) -> Result<u8, Fatal> {
         return Ok(1);
     };
     let (kind, name) = indexed_kind(ctx, map, "sequence")?;
-    let contents = Contents::load(kind, &name)?;
+    let contents = Contents::load(kind, &name).map_err(table_fatal)?;
     for (k, v) in contents.iter() {
         let key = String::from_utf8_lossy(k);
         let mut value = String::from_utf8_lossy(v).into_owned();
@@ -219,7 +219,8 @@ fn delete(ctx: &Ctx, keys: &[String]) -> Result<u8, Fatal> {
             }
             found |= any;
             Ok::<bool, Fatal>(any)
-        })??;
+        })
+        .map_err(table_fatal)??;
     }
     Ok(if found { 0 } else { 1 })
 }

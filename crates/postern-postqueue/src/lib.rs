@@ -57,23 +57,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// sysexits(3) status codes used here.
-pub mod exit {
-    /// Usage error.
-    pub const USAGE: u8 = 64;
-    /// Service unavailable.
-    pub const UNAVAILABLE: u8 = 69;
-    /// Output error.
-    pub const IOERR: u8 = 74;
-    /// Internal software error.
-    pub const SOFTWARE: u8 = 70;
-    /// Temporary failure.
-    pub const TEMPFAIL: u8 = 75;
-    /// Permission denied.
-    pub const NOPERM: u8 = 77;
-    /// Configuration error.
-    pub const CONFIG: u8 = 78;
-}
+use postern_server::command::fatal;
+pub use postern_server::command::{Fatal, exit};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,22 +88,6 @@ pub struct Args {
 
 const USAGE_TEXT: &str =
     "usage: postqueue -f | postqueue -i queueid | postqueue -j | postqueue -p | postqueue -s site";
-
-/// A fatal error: message and exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal {
-    /// Exit status.
-    pub code: u8,
-    /// One-line message.
-    pub msg: String,
-}
-
-fn fatal(code: u8, msg: impl Into<String>) -> Fatal {
-    Fatal {
-        code,
-        msg: msg.into(),
-    }
-}
 
 fn set_mode(slot: &mut Option<Mode>, m: Mode) -> Result<(), Fatal> {
     if slot.is_some() {
@@ -291,13 +260,7 @@ pub use postern_log::plain;
 pub fn main(args: Vec<OsString>) -> ExitCode {
     match parse_args(&args).and_then(|a| run(&a)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            let msg = plain(&f.msg);
-            eprintln!("postqueue: fatal: {msg}");
-            // XXX(postern-log has no fatal-with-status): info level, "fatal: " text.
-            postern_log::info(format_args!("fatal: {msg}"));
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.report("postqueue", true),
     }
 }
 

@@ -55,33 +55,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// sysexits(3) status codes used here.
-pub mod exit {
-    /// Usage error.
-    pub const USAGE: u8 = 64;
-    /// Temporary failure.
-    pub const TEMPFAIL: u8 = 75;
-    /// Permission denied.
-    pub const NOPERM: u8 = 77;
-    /// Configuration error.
-    pub const CONFIG: u8 = 78;
-}
-
-/// A fatal error: message and exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fatal {
-    /// Exit status.
-    pub code: u8,
-    /// One-line message.
-    pub msg: String,
-}
-
-fn fatal(code: u8, msg: impl Into<String>) -> Fatal {
-    Fatal {
-        code,
-        msg: msg.into(),
-    }
-}
+use postern_server::command::fatal;
+pub use postern_server::command::{Fatal, exit};
 
 /// Output to stderr and the log, as Postfix's postsuper does.
 struct Console;
@@ -229,13 +204,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     let parsed = args::parse(&argv).map_err(|e| fatal(exit::USAGE, e.0));
     match parsed.and_then(|a| run(&a, &mut std::io::stdin().lock(), &mut Console)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            let msg = plain(&f.msg);
-            eprintln!("postsuper: fatal: {msg}");
-            // XXX(postern-log has no fatal-with-status): info level, "fatal: " text.
-            postern_log::info(format_args!("fatal: {msg}"));
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.report("postsuper", true),
     }
 }
 

@@ -98,7 +98,8 @@ impl HiArgs {
     /// layout); root, and every caller of a non-root instance (which has no such
     /// copy), run this executable.
     pub fn helper(&self, name: &str) -> PathBuf {
-        postern_server::load::setgid_helper(&self.dir, &self.cfg, name).unwrap_or_else(|| self.exe.clone())
+        postern_server::load::setgid_helper(&self.dir, &self.cfg, name)
+            .unwrap_or_else(|| self.exe.clone())
     }
 
     /// `authorized_submit_users` (checked before the message is read, as

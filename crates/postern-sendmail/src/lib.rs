@@ -57,31 +57,7 @@ use lowargs::{LowArgs, Mode};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-/// sysexits(3) status codes.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Command-line usage error.
-    pub const USAGE: u8 = 64;
-    /// Data format error.
-    pub const DATAERR: u8 = 65;
-    /// Addressee unknown.
-    pub const NOUSER: u8 = 67;
-    /// Service unavailable.
-    pub const UNAVAILABLE: u8 = 69;
-    /// Internal software error.
-    pub const SOFTWARE: u8 = 70;
-    /// System error (cannot fork/exec).
-    pub const OSERR: u8 = 71;
-    /// Input/output error.
-    pub const IOERR: u8 = 74;
-    /// Temporary failure; the user is invited to retry.
-    pub const TEMPFAIL: u8 = 75;
-    /// Permission denied.
-    pub const NOPERM: u8 = 77;
-    /// Configuration error.
-    pub const CONFIG: u8 = 78;
-}
+pub use postern_server::command::exit;
 
 /// Postfix-style error text (see `postern_log::plain`).
 pub use postern_log::plain;
@@ -91,11 +67,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let prog = lowargs::program_name(args.first());
     let low = match LowArgs::parse(&args) {
         Ok(low) => low,
-        Err(e) => return Fatal::new(exit::USAGE, e.to_string()).report(&prog),
+        Err(e) => return hiargs::report(&Fatal::new(exit::USAGE, e.to_string()), &prog),
     };
     match run(low) {
         Ok(code) => ExitCode::from(code),
-        Err(f) => f.report(&prog),
+        Err(f) => hiargs::report(&f, &prog),
     }
 }
 

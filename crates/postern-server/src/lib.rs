@@ -14,6 +14,8 @@
 //! * [`status`]: the child → master status messages.
 //! * [`agent`]: the `deliver/1` server loop and result logging shared by
 //!   delivery agents (virtual, pipe, discard, error).
+//! * [`command`]: the user commands' edge: sysexits statuses, [`command::Fatal`]
+//!   and its `PROG: fatal: MESSAGE` report.
 //! * [`client`]: connect to a service socket, send a trigger, or exchange one
 //!   request and reply frame (`postern-ipc` attribute lists).
 //!
@@ -23,6 +25,7 @@
 pub mod acl;
 pub mod agent;
 pub mod client;
+pub mod command;
 pub mod event;
 pub mod inet;
 pub mod load;
