@@ -9,7 +9,8 @@ creates as root, and the system layout `postern init --system --config-only` wri
 * Accounts: a root `init` naming accounts that do not exist (`-o mail_owner=postern_tNNN
   -o setgid_group=postern_gNNN`, so the machine's real postfix account is never touched)
   creates a system user (shell /usr/sbin/nologin, home the queue, not created) and a group,
-  and says so; they are removed with userdel/groupdel at the end.
+  and says so; they are removed with userdel/groupdel at the end. When useradd refuses
+  (a ':' in the home directory), init fails with the exact command still to run.
 * Repair: that instance is broken in eight ways (maildrop 0777, a queue directory chowned
   to nobody, a world-writable main.cf, bin/postdrop removed, a queue directory removed, a
   queue file owned by nobody, a world-writable queue file, a world-writable table). `check` lists each with the
@@ -243,3 +244,23 @@ def test_system_layout_in_a_temp_root(postern_bin: Path, accounts, tmp_path: Pat
     r = subprocess.run([str(postern_bin), "-c", str(etc), "check"], capture_output=True,
                        text=True, timeout=COMMAND_TIMEOUT)
     assert "set-permissions" not in r.stderr, r.stderr
+
+
+def test_account_creation_failure_names_the_command(postern_bin: Path, accounts) -> None:
+    """useradd refuses the home directory (a ':' in the path): init fails with the exact
+    command still to run."""
+    user, group = accounts
+    base = Path(tempfile.mkdtemp(prefix="postern-it-a:"))
+    try:
+        base.chmod(0o755)
+        r = subprocess.run([str(postern_bin), "init", str(base / "i"), "-o", f"mail_owner={user}",
+                            "-o", f"setgid_group={group}"], capture_output=True, text=True,
+                           timeout=COMMAND_TIMEOUT)
+        assert r.returncode == 1
+        want = (f"create the accounts with: useradd --system --no-create-home --home-dir {base}/i/queue "
+                f"--shell /usr/sbin/nologin --user-group {user}")
+        assert want in r.stderr, r.stderr
+        with pytest.raises(KeyError):
+            pwd.getpwnam(user)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

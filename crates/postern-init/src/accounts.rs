@@ -65,6 +65,11 @@ fn commands(
 /// Makes sure `user` and `group` exist; returns what was created, e.g. "created system
 /// user postfix and group postdrop", or `None` when both existed.
 pub(crate) fn ensure(user: &str, group: &str, home: &Path) -> Result<Option<String>> {
+    if user == group {
+        bail!(
+            "mail_owner and setgid_group must differ (both are '{user}'): the set-gid group must give no access to the queue beyond maildrop/ and public/"
+        );
+    }
     let need_user = postern_sys::privs::lookup_user(user)?.is_none();
     let need_group = postern_sys::privs::lookup_group(group)?.is_none();
     if !need_user && !need_group {
@@ -77,19 +82,25 @@ pub(crate) fn ensure(user: &str, group: &str, home: &Path) -> Result<Option<Stri
     }
     let user_group_exists = postern_sys::privs::lookup_group(user)?.is_some();
     let cmds = commands(user, group, home, need_user, need_group, user_group_exists);
-    let manual = || {
-        cmds.iter()
+    // The commands still to run when command `i` fails.
+    let manual = |i: usize| {
+        cmds[i..]
+            .iter()
             .map(|c| c.join(" "))
             .collect::<Vec<_>>()
             .join(" && ")
     };
-    for c in &cmds {
+    for (i, c) in cmds.iter().enumerate() {
         let prog = ["/usr/sbin", "/sbin", "/usr/bin"]
             .iter()
             .map(|d| Path::new(d).join(&c[0]))
             .find(|p| p.is_file());
         let Some(prog) = prog else {
-            bail!("{} not found: create the accounts with: {}", c[0], manual());
+            bail!(
+                "{} not found: create the accounts with: {}",
+                c[0],
+                manual(i)
+            );
         };
         let out = Command::new(&prog).args(&c[1..]).output();
         match out {
@@ -99,12 +110,12 @@ pub(crate) fn ensure(user: &str, group: &str, home: &Path) -> Result<Option<Stri
                 c.join(" "),
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim(),
-                manual()
+                manual(i)
             ),
             Err(e) => bail!(
                 "run {}: {e}; create the accounts with: {}",
                 prog.display(),
-                manual()
+                manual(i)
             ),
         }
     }
