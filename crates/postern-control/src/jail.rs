@@ -98,16 +98,23 @@ pub fn warnings(dir: &Path) -> Vec<String> {
         let queue = PathBuf::from(cfg.get("queue_directory"));
         let socket = queue.join("dev/log");
         let syslog = cfg.get("maillog_file").trim().is_empty();
-        return if syslog && std::fs::symlink_metadata(&socket).is_err() {
-            vec![format!(
+        let mut out = Vec::new();
+        if syslog && std::fs::symlink_metadata(&socket).is_err() {
+            out.push(format!(
                 "chroot jail {}: no {}: a chrooted daemon cannot reconnect to syslog after \
                  syslogd restarts (Debian: /etc/rsyslog.d/postern.conf adds the socket)",
                 queue.display(),
                 socket.display()
-            )]
-        } else {
-            Vec::new()
-        };
+            ));
+        }
+        let master = dir.join("master.cf");
+        for s in jailed.iter().filter(|s| s.command == "smtpd") {
+            out.extend(
+                dovecot_socket(&cfg.with_overrides(&s.overrides), &queue)
+                    .map(|w| format!("{}: chroot=y: {w}", label(&master, s))),
+            );
+        }
+        return out;
     }
     let master = dir.join("master.cf");
     jailed
@@ -119,6 +126,28 @@ pub fn warnings(dir: &Path) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A Dovecot SASL socket named by an absolute path is reached inside the jail, below the
+/// queue (Postfix's convention is `private/auth`); it may not exist yet (Dovecot not
+/// running), so this is a warning.
+fn dovecot_socket(cfg: &Config, queue: &Path) -> Option<String> {
+    let sasl = cfg.get_bool("smtpd_sasl_auth_enable").unwrap_or(false);
+    let path = cfg.get("smtpd_sasl_path");
+    let path = path.trim();
+    let path = path.strip_prefix("unix:").unwrap_or(path);
+    if !sasl || cfg.get("smtpd_sasl_type").trim() != "dovecot" || !path.starts_with('/') {
+        return None;
+    }
+    let inside = queue.join(path.trim_start_matches('/'));
+    (std::fs::symlink_metadata(&inside).is_err()).then(|| {
+        format!(
+            "smtpd_sasl_path {path} is reached inside the jail as {}, which does not exist \
+             (let Dovecot listen on {}/private/auth and set smtpd_sasl_path = private/auth)",
+            inside.display(),
+            queue.display()
+        )
+    })
 }
 
 /// Whether the jail will hold `etc/NAME` once [`populate`] ran: it is there, or the
@@ -322,6 +351,24 @@ mod tests {
         std::fs::create_dir_all(&other).unwrap();
         std::os::unix::fs::symlink(&system, other.join("etc")).unwrap();
         assert!(copy_system_files(&system, &other).is_err());
+    }
+
+    #[test]
+    fn dovecot_socket_outside_the_jail_is_named() {
+        let cfg = |path: &str| {
+            let main = format!(
+                "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {path}\n"
+            );
+            Config::new(postern_config::parse_main_cf(&main).unwrap())
+        };
+        let q = Path::new("/nonexistent/queue");
+        let w = dovecot_socket(&cfg("/run/dovecot/auth-client"), q).unwrap();
+        assert!(
+            w.contains("as /nonexistent/queue/run/dovecot/auth-client"),
+            "{w}"
+        );
+        assert_eq!(dovecot_socket(&cfg("private/auth"), q), None);
+        assert_eq!(dovecot_socket(&cfg("inet:127.0.0.1:12345"), q), None);
     }
 
     #[test]

@@ -59,8 +59,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let ctx = skeleton::init("flush", &args);
-    let service = Service::new(&ctx.config);
+    // fast_flush_domains may name tables: opened before a chroot (master.cf).
+    let (ctx, service) = skeleton::init_with("flush", &args, |ctx| Service::new(&ctx.config));
     skeleton::single_server(ctx, move |ctx, stream| service.serve(ctx, stream))
 }
 
