@@ -187,6 +187,13 @@ fn ids(set: &[(String, String)], queue: &Path) -> Result<Ids> {
     let name = postern_sys::privs::lookup_uid(uid)?
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string());
+    for p in ["mail_owner", "setgid_group"] {
+        if setting(set, p, &name) != name {
+            bail!(
+                "-o {p}=...: a non-root instance runs as its user ({name}); other accounts need root"
+            );
+        }
+    }
     Ok(Ids {
         root_uid: uid,
         root_gid: gid,
