@@ -19,8 +19,9 @@
 //! ([`Options::filter`], local(8)). The [`Lookup`] callback learns whether a name is only
 //! tested (`?`/`:`) or inserted ([`Mode`]), as local(8) needs for `$extension`.
 //!
-//! Malformed references (an unclosed bracket, an empty name, an unknown operator, text after
-//! a closing brace) are copied literally and mark the result [`Expansion::error`].
+//! Malformed references mark the result [`Expansion::error`]: an unclosed bracket ends the
+//! expansion there (what came before it is kept), as Postfix does; an empty name, an unknown
+//! operator or text after a closing brace is copied literally.
 //!
 //! # Security
 //!
@@ -108,7 +109,7 @@ pub struct Expansion {
     pub text: String,
     /// A name was inserted that has no value (`MAC_PARSE_UNDEF`).
     pub undefined: bool,
-    /// Bad syntax or nesting too deep (`MAC_PARSE_ERROR`); the bad part is copied literally.
+    /// Bad syntax or nesting too deep (`MAC_PARSE_ERROR`).
     pub error: bool,
     /// The result was cut at [`Options::max_output`].
     pub truncated: bool,
@@ -271,9 +272,9 @@ impl<L: Lookup> Expander<'_, '_, L> {
                         i = close + 1;
                     }
                     None => {
+                        // A truncated reference ends the expansion (Postfix's mac_parse).
                         self.res.error = true;
-                        self.push(out, "$");
-                        i = next;
+                        return;
                     }
                 },
                 Some(&c) if is_name_byte(c) => {

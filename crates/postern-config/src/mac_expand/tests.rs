@@ -53,7 +53,10 @@ fn malformed_is_literal_and_an_error() {
         let r = exr(&m, t);
         assert!(r.error, "{t}: {r:?}");
     }
-    assert_eq!(ex(&m, "${a"), "${a");
+    // A truncated reference ends the expansion; what came before stays.
+    assert_eq!(ex(&m, "x $a ${a"), "x A ");
+    assert_eq!(ex(&m, "$a$(a"), "A");
+    assert_eq!(lx(&m, "x$a${a?{b}", None).text, "xA");
     assert_eq!(ex(&m, "x${}y"), "x${}y");
     assert_eq!(ex(&m, "${a!x} $a"), "${a!x} A");
     assert_eq!(ex(&m, "${a?{x}y}"), "${a?{x}y}");
