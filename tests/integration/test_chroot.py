@@ -13,7 +13,8 @@ loopback port; qmgr also marked `y` so that it runs in the jail too).
   error and bounce daemons; `mailq` through the chrooted showq;
 * a jail missing a file a chrooted daemon needs: `check` and `start` refuse, naming it
   (resolv.conf made unreadable in a private mount namespace; a builtin SASL file outside
-  the jail).
+  the jail);
+* a daemon told to chroot (`-j`) that is not root stops with a fatal error, as Postfix's.
 """
 
 from __future__ import annotations
@@ -249,3 +250,16 @@ def test_jail_missing_a_file_refuses_start(root_instance):
     assert r.returncode == 1, err
     assert f"lacks {queue}{sasl}" in err and "resolv.conf" not in err, err
     assert inst.master_pid() is None
+
+
+def test_chroot_needs_root(root_instance):
+    """A daemon given -j without root privileges stops before serving anything."""
+    inst = root_instance
+    r = subprocess.run(["pickup", "-c", str(inst.root), "-n", "pickup", "-t", "unix", "-u", "-j"],
+                       executable=str(inst.binary), user=65534, group=65534, extra_groups=[],
+                       capture_output=True, timeout=COMMAND_TIMEOUT,
+                       env={**inst.env(), "POSTERN_DAEMON": "1"})
+    err = r.stderr.decode()
+    assert r.returncode != 0, err
+    assert f"fatal: chroot({inst.root}/queue): service pickup has chroot=y in master.cf, " \
+           "which needs a master started as root" in err, err
