@@ -21,7 +21,9 @@
 //! without chroot (a non-root instance makes no privilege changes at all). It also warns
 //! when the daemons log through syslog and the jail has no `dev/log`: a jailed daemon
 //! keeps the socket it opened before the chroot, but cannot reconnect after syslogd
-//! restarts (Debian's rsyslog makes the socket with `/etc/rsyslog.d/postern.conf`).
+//! restarts (Debian's rsyslog makes the socket with `/etc/rsyslog.d/postern.conf`), and
+//! when a chrooted smtpd names a Dovecot SASL socket by an absolute path that the jail
+//! does not hold (Postfix's convention is `private/auth`; Dovecot may just be down).
 //!
 //! # Security
 //! Only root writes the jail's `etc/` (0755) and its files (0644, root-owned), each
