@@ -99,8 +99,8 @@ def dns_server(zone: dict) -> tuple[DnsServer, str]:
 class Sink:
     """Postfix's smtp-sink on a loopback port, stopped by PID."""
 
-    def __init__(self, port: int):
-        self.p = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{port}", "10"],
+    def __init__(self, port: int, *flags: str):
+        self.p = subprocess.Popen(["smtp-sink", "-u", "postfix", *flags, f"127.0.0.1:{port}", "10"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -126,10 +126,11 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
     inst = root_instance
     jailed = stock_master(inst)
     queue = inst.root / "queue"
-    sink_port, down_port = free_port(), free_port()
+    sink_port, down_port, lmtp_port = free_port(), free_port(), free_port()
     postconf(inst, f"relayhost = remote.test:{sink_port}",
              "transport_maps = inline:{ { err.test = error:5.7.1 no mail here }, "
-             f"down.test=smtp:[127.0.0.1]:{down_port}, discard.test=discard }}",
+             f"down.test=smtp:[127.0.0.1]:{down_port}, discard.test=discard, "
+             f"lmtp.test=lmtp:[127.0.0.1]:{lmtp_port} }}",
              "smtp_connect_timeout = 2s", "minimal_backoff_time = 300s",
              # anvil counts loopback clients too; flush keeps a log for down.test.
              "smtpd_client_event_limit_exceptions =", "fast_flush_domains = down.test")
@@ -147,9 +148,9 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
     zone = {("remote.test", "MX"): [(10, "mx.remote.test")],
             ("mx.remote.test", "A"): ["127.0.0.1"]}
     dns, host = dns_server(zone)
-    sink = None
+    sink = lmtp_sink = None
     try:
-        sink = Sink(sink_port)
+        sink, lmtp_sink = Sink(sink_port), Sink(lmtp_port, "-L")
         with dns:
             r = inst.run("check", check=False)
             assert r.returncode == 0, r.stderr.decode()
@@ -177,6 +178,7 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
                 s.sendmail("root@localhost", ["x@err.test"], MSG % (b"root", b"refused"))
                 s.sendmail("root@localhost", ["y@down.test"], MSG % (b"root", b"deferred"))
                 s.sendmail("root@localhost", ["z@discard.test"], MSG % (b"root", b"discarded"))
+                s.sendmail("root@localhost", ["l@lmtp.test"], MSG % (b"root", b"over lmtp"))
             relayed = inst.wait_for(
                 lambda: [l for l in inst.log().splitlines()
                          if "to=<user@remote.test>" in l and "status=sent" in l],
@@ -196,13 +198,15 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
             listing = inst.run("mailq").stdout.decode()
             assert "y@down.test" in listing, listing
             inst.wait_for(lambda: "to=<z@discard.test>" in inst.log(), what="discarded")
+            inst.wait_for(lambda: re.search(r"lmtp\[\d+\]: \w+: to=<l@lmtp.test>.*status=sent",
+                                            inst.log()), what="delivered over LMTP")
             inst.run("postqueue", "-s", "down.test")  # through the chrooted flush
 
             procs = daemons(inst)
             running = {name for _, name, _ in procs}
             assert re.search(r"disconnect from localhost.* starttls=1 ", inst.log()), inst.log_excerpt()
             for want in ("smtpd", "cleanup", "pickup", "qmgr", "smtp", "bounce", "error",
-                         "discard", "showq", "flush", "anvil", "proxymap", "local"):
+                         "discard", "lmtp", "showq", "flush", "anvil", "proxymap", "local"):
                 assert want in running, (want, procs)
             # (A process master starts at this moment is not jailed yet: look again.)
             def wrong() -> list:
@@ -214,8 +218,9 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
                 "warning: postlog", ""), inst.log_excerpt()
     finally:
         dns.close()
-        if sink is not None:
-            sink.close()
+        for p in (sink, lmtp_sink):
+            if p is not None:
+                p.close()
 
 
 def test_jail_missing_a_file_refuses_start(root_instance):
