@@ -4,7 +4,8 @@ loopback port; qmgr also marked `y` so that it runs in the jail too).
 
 * every running daemon of a chroot `y` service has the queue directory as its root
   (`/proc/PID/root`); local, which is `n`, has `/`;
-* `postern start` copied the system files into QUEUE/etc (root's, 0644);
+* `postern start` copied the system files into QUEUE/etc (root's, 0644); `reload` refreshes
+  them and the new generation of daemons is jailed too;
 * mail flows from inside the jail: SMTP in (STARTTLS with a key only root reads, unknown
   local users refused through proxy:unix:passwd.byname) and sendmail/pickup to local
   delivery; relay to
@@ -212,6 +213,17 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
             def wrong() -> list:
                 return [p for p in daemons(inst) if (p[2] == str(queue)) != (p[1] in jailed)
                         or p[2] not in (str(queue), "/")]
+            inst.wait_for(lambda: not wrong(), timeout=5, what=f"jailed daemons: {wrong()}")
+
+            # reload refreshes the jail's copies, and the new daemons are jailed again.
+            (queue / "etc" / "hosts").write_text("# stale\n")
+            before = inst.log().count("reload -- version")
+            inst.reload()
+            inst.wait_for(lambda: inst.log().count("reload -- version") > before, what="reloaded")
+            assert (queue / "etc" / "hosts").read_bytes() == Path("/etc/hosts").read_bytes()
+            with smtplib.SMTP("127.0.0.1", inst.port, timeout=COMMAND_TIMEOUT) as s:
+                s.sendmail("root@localhost", ["root@localhost"], MSG % (b"root", b"after reload"))
+            inst.wait_for_mail("root", 4)
             inst.wait_for(lambda: not wrong(), timeout=5, what=f"jailed daemons: {wrong()}")
             log = inst.log()
             assert "fatal" not in log and "warning" not in log.replace(
