@@ -14,7 +14,7 @@ loopback port; qmgr also marked `y` so that it runs in the jail too).
   error and bounce daemons; `mailq` through the chrooted showq;
 * a jail missing a file a chrooted daemon needs: `check` and `start` refuse, naming it
   (resolv.conf made unreadable in a private mount namespace; a builtin SASL file outside
-  the jail);
+  the jail); `y` on local, whose mailboxes lie outside the queue, is refused;
 * a daemon told to chroot (`-j`) that is not root stops with a fatal error, as Postfix's.
 """
 
@@ -266,6 +266,14 @@ def test_jail_missing_a_file_refuses_start(root_instance):
     err = r.stderr.decode()
     assert r.returncode == 1, err
     assert f"lacks {queue}{sasl}" in err and "resolv.conf" not in err, err
+    assert inst.master_pid() is None
+    # local delivers outside the queue: it cannot be jailed.
+    postconf(inst, "smtpd_sasl_auth_enable = no")
+    master = inst.root / "master.cf"
+    master.write_text(re.sub(r"(?m)^(local\s+unix\s+\S+\s+\S+\s+)n", r"\1y", master.read_text()))
+    r = inst.run("start", check=False)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "service local/unix: chroot=y is not possible for local" in err, err
     assert inst.master_pid() is None
 
 
