@@ -42,6 +42,7 @@ pub mod hdr_addr;
 pub mod maps;
 pub mod masquerade;
 pub mod mime;
+pub mod normalise;
 pub mod process;
 pub mod tables;
 pub mod virtual_alias;
@@ -62,6 +63,7 @@ pub fn fuzz(data: &[u8]) {
     checks::fuzz(data);
     hdr_addr::fuzz(data);
     mime::fuzz(data);
+    normalise::fuzz(data);
     let text = String::from_utf8_lossy(data);
     let ctx = addr::Context {
         origin: "example.org",
@@ -81,10 +83,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
-    let (ctx, tables) = skeleton::init_with("cleanup", &args, |ctx| {
-        Tables::from_config(&ctx.jailed_config())
-    });
+    // The tables are opened before a chroot (master.cf), as Postfix's pre_jail_init.
+    let (ctx, (), tables) = skeleton::init_open(
+        "cleanup",
+        &args,
+        |_| (),
+        |ctx| Tables::from_config(&ctx.jailed_config()),
+    );
     let settings = settings(&ctx);
     flow::init();
     skeleton::single_server(ctx, move |ctx, stream| {
@@ -104,6 +109,7 @@ fn settings(ctx: &Context) -> Settings {
         hopcount_limit: c.get_int("hopcount_limit").unwrap_or(50).max(0) as u64,
         duplicate_filter_limit: c.get_int("duplicate_filter_limit").unwrap_or(1000).max(0) as usize,
         always_add_missing_headers: c.get_bool("always_add_missing_headers").unwrap_or(false),
+        undisclosed_recipients_header: c.get("undisclosed_recipients_header"),
     }
 }
 
@@ -242,6 +248,15 @@ fn write(
                 }
                 Err(r) => return refuse(r),
             }
+        }
+        (Err(r), None)
+            if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0
+                && reject.is_none()
+                && r.status.is_permanent() =>
+        {
+            // A local submission was acknowledged already: bounce, never lose it.
+            drop(newfile);
+            return write(ctx, s, t, &header_only(req, s), Some(r));
         }
         (Err(r), None) => return refuse(r),
     };

@@ -1,20 +1,25 @@
 //! The message transformation cleanup applies before queueing (pure).
 //!
-//! * removes `Return-Path:` (local adds it at delivery) and, for local
-//!   submissions, `Bcc:` (after recipients were extracted from it);
+//! * removes `Return-Path:` (local adds it at delivery), `Bcc:` and
+//!   `Resent-Bcc:` (after recipients were extracted from them);
 //! * extracts recipients from `To:`/`Cc:`/`Bcc:` (or their `Resent-` forms
 //!   when the message has any `Resent-` header) for `sendmail -t`;
 //! * rewrites envelope and header addresses ([`crate::envelope`],
 //!   [`crate::hdr_addr`]): qualification, canonical maps, masquerading,
 //!   virtual aliases, automatic BCC;
 //! * applies header and body checks ([`crate::checks`], [`crate::mime`]);
-//! * adds the missing `From:`, `Date:`, `Message-Id:` headers, and
-//!   `To: undisclosed-recipients:;` when there is no destination header, to a
-//!   local submission, to mail from an SMTP client that matches
-//!   `local_header_rewrite_clients`, or to all mail with
-//!   `always_add_missing_headers = yes` (Postfix 2.6+); and a `Received:` header;
+//! * normalises the message first ([`crate::normalise`]: CRs, a leading
+//!   `From ` line, NUL in the header, `Name :`, `header_size_limit` per header);
+//! * adds the missing `Message-Id:`, `Date:` and `From:` headers (their
+//!   `Resent-` forms when the message has a `Resent-` header), in that order,
+//!   and `undisclosed_recipients_header` (empty by default) when there is no
+//!   `To:`/`Cc:`, to a local submission, to mail from an SMTP client that
+//!   matches `local_header_rewrite_clients`, or to all mail with
+//!   `always_add_missing_headers = yes` (Postfix 2.6+); and a `Received:`
+//!   header; dates in Postfix's format (`Sun,  6 Dec 2026 00:26:53 +0000 (UTC)`);
+//! * a message that ends inside its header gets no empty line;
 //! * counts `Received:`/`Delivered-To:` hops against `hopcount_limit`;
-//! * enforces `message_size_limit` and `header_size_limit`.
+//! * enforces `message_size_limit`.
 
 use crate::checks::{self, Edit, LogCtx, Verdict};
 use crate::envelope::{Envelope, Mode};
@@ -45,6 +50,9 @@ pub struct Settings {
     /// `always_add_missing_headers`: add missing headers to mail from every client, not
     /// only to local submissions and clients of `local_header_rewrite_clients`.
     pub always_add_missing_headers: bool,
+    /// `undisclosed_recipients_header`: the header added when a message has no
+    /// `To:`/`Cc:` (or `Resent-` form); empty (the default) adds nothing.
+    pub undisclosed_recipients_header: String,
 }
 
 /// Time facts for header generation.
@@ -339,23 +347,31 @@ fn rewrite_message(
     v: &mut Verdict,
     trail: &mut Trail,
 ) -> Result<Vec<u8>, Refusal> {
-    let content = &req.content;
+    let limit = usize::try_from(s.header_size_limit).unwrap_or(usize::MAX);
+    let content = &crate::normalise::content(&req.content, limit);
     let end = header::header_end(content);
-    if end.header_len as u64 > s.header_size_limit {
-        return Err(Refusal {
-            status: CleanupStatus::Reject,
-            reason: "5.3.4 Message header too big".into(),
-        });
-    }
     let hctx = header_context(req, s, t);
     let map_ok = req.flags & cleanup_flags::NO_ADDRESS_MAPPINGS == 0;
     let mut out = Vec::with_capacity(content.len() + 512);
     out.extend_from_slice(received(req, s, queue_id, now, local).as_bytes());
     let have = |name: &str| header::has_header(content, name);
-    let (has_from, has_date, has_mid) = (have("From"), have("Date"), have("Message-Id"));
-    let has_dest = ["To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"]
-        .iter()
-        .any(|n| have(n));
+    // With any Resent- header the added headers are the Resent- forms (as Postfix).
+    let resent = header::fields(content).any(|f| {
+        f.name
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"resent-"))
+    });
+    let prefix = if resent { "Resent-" } else { "" };
+    let seen = |n: &str| have(&format!("{prefix}{n}"));
+    let missing = Missing {
+        prefix,
+        from: !seen("From"),
+        date: !seen("Date"),
+        mid: !seen("Message-Id"),
+        dest: !["To", "Cc", "Resent-To", "Resent-Cc"]
+            .iter()
+            .any(|n| have(n)),
+    };
     let mut ctype = None;
     for f in header::fields(content) {
         let raw_text = String::from_utf8_lossy(f.raw);
@@ -380,7 +396,10 @@ fn rewrite_message(
             Edit::Keep => {}
         }
         let name = text.split(':').next().unwrap_or("").trim().to_string();
-        if name.eq_ignore_ascii_case("Return-Path") || (local && name.eq_ignore_ascii_case("Bcc")) {
+        if ["Return-Path", "Bcc", "Resent-Bcc"]
+            .iter()
+            .any(|d| name.eq_ignore_ascii_case(d))
+        {
             continue;
         }
         if name.eq_ignore_ascii_case("Content-Type") {
@@ -407,18 +426,13 @@ fn rewrite_message(
         || s.always_add_missing_headers
         || local_header_context(req, t)
     {
-        add_missing(
-            &mut out,
-            req,
-            s,
-            sender,
-            queue_id,
-            now,
-            (has_from, has_date, has_mid, has_dest),
-        );
+        add_missing(&mut out, req, s, sender, queue_id, now, &missing);
     }
-    out.push(b'\n');
     let body = &content[end.body_start.min(content.len())..];
+    // A message that ends inside its header gets no empty line (as Postfix).
+    if end.body_start > end.header_len || !body.is_empty() {
+        out.push(b'\n');
+    }
     if v.done || !t.checks.has_body_work() {
         out.extend_from_slice(body);
     } else {
@@ -434,6 +448,18 @@ fn rewrite_message(
     Ok(out)
 }
 
+/// Which headers a message lacks, and the prefix (`Resent-` or none) of the
+/// ones to add.
+struct Missing {
+    prefix: &'static str,
+    from: bool,
+    date: bool,
+    mid: bool,
+    dest: bool,
+}
+
+/// Adds the missing headers in Postfix's order: Message-Id, Date, From, and
+/// `undisclosed_recipients_header` when it is set.
 fn add_missing(
     out: &mut Vec<u8>,
     req: &CleanupRequest,
@@ -441,22 +467,14 @@ fn add_missing(
     sender: &str,
     queue_id: &str,
     now: &Now,
-    (has_from, has_date, has_mid, has_dest): (bool, bool, bool, bool),
+    m: &Missing,
 ) {
-    if !has_date {
-        out.extend_from_slice(
-            format!(
-                "Date: {}\n",
-                postern_mail::date::rfc2822(now.secs, now.offset)
-            )
-            .as_bytes(),
-        );
-    }
-    if !has_mid {
+    let p = m.prefix;
+    if m.mid {
         let stamp = postern_mail::date::civil(now.secs, 0);
         out.extend_from_slice(
             format!(
-                "Message-Id: <{:04}{:02}{:02}{:02}{:02}{:02}.{queue_id}@{}>\n",
+                "{p}Message-Id: <{:04}{:02}{:02}{:02}{:02}{:02}.{queue_id}@{}>\n",
                 stamp.year,
                 stamp.month,
                 stamp.day,
@@ -468,11 +486,19 @@ fn add_missing(
             .as_bytes(),
         );
     }
-    if !has_from {
-        out.extend_from_slice(from_header(req, sender).as_bytes());
+    if m.date {
+        let date = postern_mail::date::mail_date(now.secs, now.offset, &now.zone);
+        out.extend_from_slice(format!("{p}Date: {date}\n").as_bytes());
     }
-    if !has_dest {
-        out.extend_from_slice(b"To: undisclosed-recipients:;\n");
+    if m.from {
+        out.extend_from_slice(format!("{p}{}", from_header(req, sender)).as_bytes());
+    }
+    let undisclosed = s.undisclosed_recipients_header.trim();
+    if m.dest
+        && !undisclosed.is_empty()
+        && header::header_name_len(undisclosed.as_bytes()).is_some()
+    {
+        out.extend_from_slice(format!("{undisclosed}\n").as_bytes());
     }
 }
 
@@ -487,15 +513,21 @@ fn from_header(req: &CleanupRequest, sender: &str) -> String {
         .chars()
         .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
         .collect();
-    if name.trim().is_empty() {
+    let name = name.trim();
+    // header_from_format = standard: the name as a phrase, quoted only when
+    // it has characters an unquoted phrase cannot hold.
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
+    if name.is_empty() {
         format!("From: {addr}\n")
+    } else if name.chars().all(atom) {
+        format!("From: {name} <{addr}>\n")
     } else {
-        format!("From: \"{}\" <{addr}>\n", name.trim())
+        format!("From: \"{name}\" <{addr}>\n")
     }
 }
 
 fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local: bool) -> String {
-    let date = postern_mail::date::rfc2822(now.secs, now.offset);
+    let date = postern_mail::date::mail_date(now.secs, now.offset, &now.zone);
     let attr = |n: &str| {
         req.attrs
             .iter()
@@ -535,19 +567,19 @@ fn received(req: &CleanupRequest, s: &Settings, queue_id: &str, now: &Now, local
         if req.recipients.len() == 1 {
             h.push_str(&format!("\n\tfor <{}>", req.recipients[0].address));
         }
-        h.push_str(&format!("; {date} ({})\n", now.zone));
+        h.push_str(&format!("; {date}\n"));
         return h;
     }
     if local && req.flags & cleanup_flags::BOUNCE == 0 {
         let uid = attr("origin_uid").unwrap_or("unknown");
         format!(
-            "Received: by {} ({}, from userid {uid})\n\tid {queue_id}; {date} ({})\n",
-            s.myhostname, s.mail_name, now.zone
+            "Received: by {} ({}, from userid {uid})\n\tid {queue_id}; {date}\n",
+            s.myhostname, s.mail_name
         )
     } else {
         format!(
-            "Received: by {} ({})\n\tid {queue_id}; {date} ({})\n",
-            s.myhostname, s.mail_name, now.zone
+            "Received: by {} ({})\n\tid {queue_id}; {date}\n",
+            s.myhostname, s.mail_name
         )
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! * [`rfc2822`]: `Sun, 22 Nov 2026 22:40:48 +0000` (RFC 5322 `date-time`; the
 //!   day of month is not padded).
+//! * [`mail_date`]: `Sun,  6 Dec 2026 00:26:53 +0000 (UTC)`, Postfix's format
+//!   for the `Date:` and `Received:` headers it writes.
 //! * [`mbox_from_date`]: `Sun Nov 22 22:40:48 2026`, the 24 characters of
 //!   `ctime(3)` that mbox `From ` lines carry (day padded with a space).
 //!
@@ -84,10 +86,14 @@ fn offset_text(utc_offset_secs: i32) -> String {
 /// An RFC 5322 date: `Sun, 22 Nov 2026 22:40:48 +0000`.
 pub fn rfc2822(unix_secs: i64, utc_offset_secs: i32) -> String {
     let c = civil(unix_secs, utc_offset_secs);
+    let day = c.day.to_string();
+    rfc5322_with_day(&c, &day, utc_offset_secs)
+}
+
+fn rfc5322_with_day(c: &Civil, day: &str, utc_offset_secs: i32) -> String {
     format!(
-        "{}, {} {} {:04} {:02}:{:02}:{:02} {}",
+        "{}, {day} {} {:04} {:02}:{:02}:{:02} {}",
         day_name(c.weekday),
-        c.day,
         month_name(c.month),
         c.year,
         c.hms.0,
@@ -95,6 +101,23 @@ pub fn rfc2822(unix_secs: i64, utc_offset_secs: i32) -> String {
         c.hms.2,
         offset_text(utc_offset_secs)
     )
+}
+
+/// The date Postfix's cleanup writes in `Date:` and `Received:` headers
+/// (its `mail_date()`): `Sun,  6 Dec 2026 00:26:53 +0000 (UTC)`, the day of
+/// month padded with a space and the zone abbreviation `zone` as a comment
+/// (left out when empty).
+pub fn mail_date(unix_secs: i64, utc_offset_secs: i32, zone: &str) -> String {
+    let c = civil(unix_secs, utc_offset_secs);
+    let mut s = rfc5322_with_day(&c, &format!("{:>2}", c.day), utc_offset_secs);
+    let zone: String = zone
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !"()\\".contains(*c))
+        .collect();
+    if !zone.is_empty() {
+        s.push_str(&format!(" ({zone})"));
+    }
+    s
 }
 
 /// A `ctime(3)`-style date for mbox `From ` lines: `Sun Nov  1 02:03:04 2026`.
@@ -116,6 +139,7 @@ pub fn mbox_from_date(unix_secs: i64, utc_offset_secs: i32) -> String {
 pub fn fuzz(unix_secs: i64, utc_offset_secs: i32) {
     let _a = rfc2822(unix_secs, utc_offset_secs);
     let _b = mbox_from_date(unix_secs, utc_offset_secs);
+    let _c = mail_date(unix_secs, utc_offset_secs, "UTC");
 }
 
 #[cfg(test)]
@@ -134,6 +158,23 @@ mod tests {
         assert_eq!(rfc2822(4_107_542_400, 0), "Mon, 1 Mar 2100 00:00:00 +0000");
         assert_eq!(rfc2822(-1, 0), "Wed, 31 Dec 1969 23:59:59 +0000");
         assert_eq!(mbox_from_date(1_000_000_000, 0), "Sun Sep  9 01:46:40 2001");
+    }
+
+    #[test]
+    fn postfix_mail_date() {
+        assert_eq!(
+            mail_date(1_796_516_813, 0, "UTC"),
+            "Sun,  6 Dec 2026 00:26:53 +0000 (UTC)"
+        );
+        assert_eq!(
+            mail_date(1_795_387_248, 3600, "CET"),
+            "Sun, 22 Nov 2026 23:40:48 +0100 (CET)"
+        );
+        assert_eq!(mail_date(0, 0, ""), "Thu,  1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            mail_date(0, 0, "a)b"),
+            "Thu,  1 Jan 1970 00:00:00 +0000 (ab)"
+        );
     }
 
     #[test]

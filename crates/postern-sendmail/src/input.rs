@@ -1,9 +1,10 @@
 //! The message on standard input → queue-file content.
 //!
 //! Reading is bounded (see [`raw_cap`]); the transformation is pure
-//! ([`normalize`]): CR is stripped before LF, a line with a single `.` ends
-//! the message unless `-i`/`-oi` was given, and a final line without LF gets
-//! one. Nothing else is changed: header fixing and size policy beyond the
+//! ([`normalize`]): a mailbox-format `From ` line at the start is dropped
+//! (as Postfix's sendmail does), CR is stripped before LF, a line with a
+//! single `.` ends the message unless `-i`/`-oi` was given, and a final line
+//! without LF gets one. Nothing else is changed: header fixing and size policy beyond the
 //! limit are cleanup's.
 
 use std::io::Read;
@@ -44,10 +45,13 @@ pub fn read_message(r: &mut impl Read, dot_ends: bool, limit: u64) -> Result<Vec
     Ok(content)
 }
 
-/// CRLF → LF, optional dot termination, final LF.
+/// Leading `From ` line dropped, CRLF → LF, optional dot termination, final LF.
 pub fn normalize(raw: &[u8], dot_ends: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 1);
-    for line in raw.split_inclusive(|&b| b == b'\n') {
+    for (n, line) in raw.split_inclusive(|&b| b == b'\n').enumerate() {
+        if n == 0 && line.starts_with(b"From ") {
+            continue;
+        }
         let body = line.strip_suffix(b"\n").unwrap_or(line);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         if dot_ends && body == b"." {
@@ -69,6 +73,18 @@ mod tests {
         assert_eq!(normalize(b"a\nb", true), b"a\nb\n");
         assert_eq!(normalize(b"a\rb\n", true), b"a\rb\n");
         assert_eq!(normalize(b"", true), b"");
+    }
+
+    #[test]
+    fn leading_mailbox_from_line_is_dropped() {
+        assert_eq!(
+            normalize(
+                b"From a@b Sat Dec  5 10:00:00 2026\nSubject: x\n\nFrom c\n",
+                true
+            ),
+            b"Subject: x\n\nFrom c\n"
+        );
+        assert_eq!(normalize(b"From: a@b\n", true), b"From: a@b\n");
     }
 
     #[test]

@@ -13,6 +13,7 @@ fn settings() -> Settings {
         hopcount_limit: 3,
         duplicate_filter_limit: 1000,
         always_add_missing_headers: false,
+        undisclosed_recipients_header: String::new(),
     }
 }
 
@@ -79,12 +80,106 @@ fn adds_missing_headers_and_qualifies() {
         "Message-Id: <",
         ".ABC123@mx.example.org>",
         "From: joe@example.org",
-        "To: undisclosed-recipients:;",
     ] {
         assert!(text.contains(h), "missing {h} in {text}");
     }
+    // undisclosed_recipients_header is empty by default (Postfix 3.x).
+    assert!(!text.contains("To:"), "{text}");
     assert!(!text.contains("Return-Path"));
     assert!(text.ends_with("\n\nbody\n"));
+    // Postfix's order and date format: Message-Id, then Date with a padded day
+    // and the zone comment (1_795_000_000 is Wed, 18 Nov 2026 11:06:40 UTC).
+    let mid = text.find("\nMessage-Id: <20261118110640.ABC123@mx.example.org>\n");
+    let date = text.find("\nDate: Wed, 18 Nov 2026 11:06:40 +0000 (UTC)\n");
+    assert!(mid.is_some() && date.is_some() && mid < date, "{text}");
+    assert!(
+        text.contains("; Wed, 18 Nov 2026 11:06:40 +0000 (UTC)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn undisclosed_recipients_header_when_configured() {
+    let mut s = settings();
+    s.undisclosed_recipients_header = "To: undisclosed-recipients:;".into();
+    let mut trail = Trail::default();
+    let t = tables("");
+    let built = build(
+        &req("Subject: x\n\nb\n"),
+        &s,
+        &t,
+        "ABC123",
+        &now(),
+        &mut trail,
+    );
+    let text = String::from_utf8(built.unwrap().qf.content).unwrap();
+    assert!(text.contains("\nTo: undisclosed-recipients:;\n"), "{text}");
+    let built = build(&req("Cc: a@b\n\nb\n"), &s, &t, "ABC123", &now(), &mut trail);
+    let text = String::from_utf8(built.unwrap().qf.content).unwrap();
+    assert!(!text.contains("undisclosed"), "{text}");
+}
+
+#[test]
+fn resent_headers_and_full_name() {
+    let mut r = req("Resent-From: r@example.org\nSubject: x\n\nb\n");
+    r.fullname = "Joe User".into();
+    let text = String::from_utf8(b(&r).unwrap().content).unwrap();
+    for h in ["\nResent-Message-Id: <", "\nResent-Date: "] {
+        assert!(text.contains(h), "missing {h:?}: {text}");
+    }
+    assert!(
+        !text.contains("\nDate:") && !text.contains("\nMessage-Id:"),
+        "{text}"
+    );
+    let mut r = req("Subject: x\n\nb\n");
+    r.fullname = "Joe User".into();
+    let text = String::from_utf8(b(&r).unwrap().content).unwrap();
+    assert!(
+        text.contains("\nFrom: Joe User <joe@example.org>\n"),
+        "{text}"
+    );
+    r.fullname = "Joe (the) User".into();
+    let text = String::from_utf8(b(&r).unwrap().content).unwrap();
+    assert!(
+        text.contains("\nFrom: \"Joe (the) User\" <joe@example.org>\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn normalisation_and_header_only_messages() {
+    // Only a header: no empty line is added; a big header block is kept.
+    let text = String::from_utf8(b(&req("Subject: x\nFrom: a@b")).unwrap().content).unwrap();
+    assert!(!text.contains("\n\n"), "{text}");
+    let many: String = (0..3000)
+        .map(|i| format!("X-{i}: {}\n", "v".repeat(60)))
+        .collect();
+    let mut s = settings();
+    s.message_size_limit = 0;
+    let mut trail = Trail::default();
+    let built = build(
+        &req(&format!("{many}\nbody\n")),
+        &s,
+        &tables(""),
+        "ABC123",
+        &now(),
+        &mut trail,
+    );
+    let text = String::from_utf8(built.unwrap().qf.content).unwrap();
+    assert!(text.contains(&many) && text.ends_with("\n\nbody\n"));
+    // A leading From_ line becomes a header; the headers after it stay headers.
+    let text = String::from_utf8(
+        b(&req(
+            "From a@b Sat Dec  5 10:00:00 2026\nSubject : s\n\nb\n",
+        ))
+        .unwrap()
+        .content,
+    )
+    .unwrap();
+    assert!(
+        text.contains("\nX-Mailbox-Line: From a@b Sat Dec  5 10:00:00 2026\nSubject: s\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -98,6 +193,11 @@ fn extracts_recipients_and_hides_bcc() {
     assert!(!text.contains("Bcc"));
     // Header addresses are qualified in the local context.
     assert!(text.contains("To: A <a@x.org>, b@example.org\n"), "{text}");
+    // Bcc and Resent-Bcc are dropped from every message, as Postfix does.
+    let mut r = req("To: a@x.org\nBcc: c@y.org\nResent-Bcc: d@y.org\n\nb\n");
+    r.attrs[0].1 = "remote".into();
+    let text = String::from_utf8(b(&r).unwrap().content).unwrap();
+    assert!(!text.contains("Bcc"), "{text}");
 }
 
 #[test]
@@ -234,12 +334,7 @@ fn missing_headers_for_local_header_clients_only() {
     // permit_inet_interfaces (the default) covers loopback clients.
     r.attrs[1].1 = "127.0.0.1".into();
     let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
-    for h in [
-        "Date: ",
-        "Message-Id: <",
-        "From: joe@example.org",
-        "To: undisclosed",
-    ] {
+    for h in ["Date: ", "Message-Id: <", "From: joe@example.org"] {
         assert!(text.contains(h), "missing {h}: {text}");
     }
     r.attrs[1].1 = "192.0.2.1".into();
