@@ -5,7 +5,8 @@ loopback port; qmgr also marked `y` so that it runs in the jail too).
 * every running daemon of a chroot `y` service has the queue directory as its root
   (`/proc/PID/root`); local, which is `n`, has `/`;
 * `postern start` copied the system files into QUEUE/etc (root's, 0644); `reload` refreshes
-  them and the new generation of daemons is jailed too;
+  them and the new generation of daemons is jailed too; a table only root can read fails
+  closed in the jailed cleanup (tables are opened with the daemon's rights);
 * mail flows from inside the jail: SMTP in (STARTTLS with a key only root reads, unknown
   local users refused through proxy:unix:passwd.byname) and sendmail/pickup to local
   delivery; relay to
@@ -225,9 +226,25 @@ def test_stock_master_cf_runs_chrooted_and_mail_flows(root_instance):
                 s.sendmail("root@localhost", ["root@localhost"], MSG % (b"root", b"after reload"))
             inst.wait_for_mail("root", 4)
             inst.wait_for(lambda: not wrong(), timeout=5, what=f"jailed daemons: {wrong()}")
+
             log = inst.log()
             assert "fatal" not in log and "warning" not in log.replace(
                 "warning: postlog", ""), inst.log_excerpt()
+
+            # Tables are opened with the daemon's own rights before the chroot: one only
+            # root reads fails closed in the jailed cleanup, as it does unjailed.
+            secret = inst.base / "canonical"
+            secret.write_text("/^nobody@/ x@y\n")
+            secret.chmod(0o600)
+            postconf(inst, f"sender_canonical_maps = regexp:{secret}")
+            before = inst.log().count("reload -- version")
+            inst.reload()
+            inst.wait_for(lambda: inst.log().count("reload -- version") > before, what="reloaded")
+            with smtplib.SMTP("127.0.0.1", inst.port, timeout=COMMAND_TIMEOUT) as s:
+                with pytest.raises(smtplib.SMTPDataError) as refused:
+                    s.sendmail("root@localhost", ["root@localhost"], MSG % (b"root", b"unread"))
+            assert refused.value.smtp_code == 451, refused.value
+            assert "sender_canonical_maps" in inst.log() and "Permission denied" in inst.log()
     finally:
         dns.close()
         for p in (sink, lmtp_sink):

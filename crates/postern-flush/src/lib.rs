@@ -60,7 +60,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // fast_flush_domains may name tables: opened before a chroot (master.cf).
-    let (ctx, service) = skeleton::init_with("flush", &args, |ctx| Service::new(&ctx.config));
+    let (ctx, (), service) =
+        skeleton::init_open("flush", &args, |_| (), |ctx| Service::new(&ctx.config));
     skeleton::single_server(ctx, move |ctx, stream| service.serve(ctx, stream))
 }
 

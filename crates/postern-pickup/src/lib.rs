@@ -44,7 +44,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // The account database is read before a chroot (master.cf): the jail has none.
-    let (ctx, owner) = skeleton::init_with("pickup", &args, mail_owner_uid);
+    let (ctx, (), owner) = skeleton::init_open("pickup", &args, |_| (), mail_owner_uid);
     skeleton::trigger_server(ctx, true, move |ctx, _trigger| scan(ctx, owner))
 }
 

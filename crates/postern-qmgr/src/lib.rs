@@ -79,8 +79,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
-    let (ctx, resolver) = skeleton::init_with("qmgr", &args, |ctx| {
-        resolve::Resolver::from_config(&ctx.jailed_config())
-    });
+    let (ctx, (), resolver) = skeleton::init_open(
+        "qmgr",
+        &args,
+        |_| (),
+        |ctx| resolve::Resolver::from_config(&ctx.jailed_config()),
+    );
     sched::run(ctx, resolver)
 }

@@ -31,12 +31,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // The client list (it may name tables) is opened before a chroot (master.cf).
-    let (ctx, clients) = postern_server::skeleton::init_with("qmqpd", &args, |ctx| {
-        postern_table::NetworkList::new(
-            &ctx.config.get("qmqpd_authorized_clients"),
-            &Default::default(),
-        )
-    });
+    let (ctx, (), clients) = postern_server::skeleton::init_open(
+        "qmqpd",
+        &args,
+        |_| (),
+        |ctx| {
+            postern_table::NetworkList::new(
+                &ctx.config.get("qmqpd_authorized_clients"),
+                &Default::default(),
+            )
+        },
+    );
     let clients = match clients {
         Ok(l) => Arc::new(l),
         Err(e) => postern_log::fatal(format!("qmqpd_authorized_clients: {e}")),

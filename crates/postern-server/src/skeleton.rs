@@ -16,7 +16,8 @@
 //! runs as root: it switches to `mail_owner` with setgid → setgroups →
 //! setuid, each checked. [`init_with`] first runs the program's pre-init
 //! hook as root (Postfix's `pre_init`: open root-only files such as TLS
-//! keys, lookup tables), then drops. It then asks the kernel to terminate the
+//! keys), then drops; [`init_open`] adds a hook for what the daemon opens with
+//! its own rights (lookup tables). It then asks the kernel to terminate the
 //! daemon when master dies, sets umask 077, and refuses to run when not started
 //! by master.
 //!
@@ -28,7 +29,8 @@
 //! the context's `queue_directory` is `/`, so queue paths resolve inside the
 //! jail. What a daemon opens later by absolute path must be in the jail: `postern
 //! start` copies the files of `/etc` the daemons read (see postern-control's
-//! `jail` module); tables are opened by the pre-init hooks.
+//! `jail` module); tables are opened by the `open` hook of [`init_open`], with
+//! `mail_owner`'s effective ids, before the chroot.
 //!
 //! Between requests every server loop asks `postern_table::changed()` and exits
 //! (`table NAME has changed -- restarting`) when a table file it opened was
@@ -169,6 +171,22 @@ pub fn init_with<T>(
     args: &[String],
     pre_init: impl FnOnce(&Context) -> T,
 ) -> (Context, T) {
+    let (ctx, early, ()) = init_open(program, args, pre_init, |_| ());
+    (ctx, early)
+}
+
+/// [`init_with`] plus an `open` hook for what the daemon opens with its own
+/// account's rights (lookup tables, client lists): it runs after the privilege
+/// drop, or, when the daemon is chrooted (`-j`), just before the chroot with
+/// `mail_owner`'s effective ids (then root's again for the chroot and the
+/// drop), so a chrooted daemon reads exactly the files it reads unchrooted.
+/// It sees the jail's configuration through [`Context::jailed_config`].
+pub fn init_open<T, U>(
+    program: &str,
+    args: &[String],
+    pre_init: impl FnOnce(&Context) -> T,
+    open: impl FnOnce(&Context) -> U,
+) -> (Context, T, U) {
     if let Err(e) = postern_sys::signals::unblock_all() {
         postern_log::fatal(format!("{program}: {e}"));
     }
@@ -212,18 +230,46 @@ pub fn init_with<T>(
     let early = pre_init(&ctx);
     let owner =
         (ctx.unprivileged && postern_sys::privs::is_root()).then(|| mail_owner(&ctx.config));
-    if ctx.chrooted {
+    let opened = if ctx.chrooted {
+        let opened = open_as(owner.as_ref(), &ctx, open);
         enter_jail(&mut ctx);
+        drop_to(owner.as_ref());
+        opened
+    } else {
+        drop_to(owner.as_ref());
+        open(&ctx)
+    };
+    if let Err(e) = postern_sys::privs::die_with_parent() {
+        postern_log::fatal(e);
     }
+    (ctx, early, opened)
+}
+
+/// Runs `open` with `owner`'s effective ids (root's when `None`), then root's again.
+fn open_as<U>(
+    owner: Option<&postern_sys::privs::UserInfo>,
+    ctx: &Context,
+    open: impl FnOnce(&Context) -> U,
+) -> U {
+    let ids = owner.map(|u| match postern_sys::privs::EffectiveIds::switch(u) {
+        Ok(ids) => ids,
+        Err(e) => postern_log::fatal(e),
+    });
+    let opened = open(ctx);
+    if let Some(ids) = ids
+        && let Err(e) = ids.finish()
+    {
+        postern_log::fatal(e);
+    }
+    opened
+}
+
+fn drop_to(owner: Option<&postern_sys::privs::UserInfo>) {
     if let Some(user) = owner
         && let Err(e) = postern_sys::privs::drop_to(user.uid, user.gid)
     {
         postern_log::fatal(e);
     }
-    if let Err(e) = postern_sys::privs::die_with_parent() {
-        postern_log::fatal(e);
-    }
-    (ctx, early)
 }
 
 /// chroot to `queue_directory` (`-j`); afterwards the queue is `/`.

@@ -172,12 +172,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Postfix's pre_init: tables, trust anchors and client keys are read before a
-    // chroot (master.cf). The resolver is made after it: in a jail it reads the
-    // jail's etc/resolv.conf and etc/hosts, as Postfix's smtp does.
-    let (ctx, agent) = skeleton::init_with(if lmtp { "lmtp" } else { "smtp" }, &args, |ctx| {
-        AgentConfig::from_config(&ctx.jailed_config(), lmtp)
-    });
+    // Tables and trust anchors are read before a chroot (master.cf). The resolver
+    // is made after it: in a jail it reads the jail's etc/resolv.conf and
+    // etc/hosts, as Postfix's smtp does.
+    let program = if lmtp { "lmtp" } else { "smtp" };
+    let (ctx, (), agent) = skeleton::init_open(
+        program,
+        &args,
+        |_| (),
+        |ctx| AgentConfig::from_config(&ctx.jailed_config(), lmtp),
+    );
     postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -50,9 +50,8 @@ use std::sync::Arc;
 /// Sessions one process holds before master is asked for another process.
 const SESSIONS_PER_PROCESS: usize = 1000;
 
-/// What smtpd opens before a chroot and the privilege drop.
-struct PreJail {
-    tls: Option<Result<tls::TlsServer, String>>,
+/// What smtpd opens with its own rights, before a chroot.
+struct Opened {
     policy: Result<policy::Policy, policy::PolicyError>,
     sasl: Result<Option<sasl::Sasl>, sasl::SaslError>,
     anvil: anvil::Anvil,
@@ -67,26 +66,30 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     // Postfix's pre_init: the TLS keys and certificates are read before
-    // privileges are dropped (Debian's key is 0640 root:ssl-cert), and every
-    // table (restrictions, client lists) before a chroot (master.cf); what names
-    // queue paths (policy and SASL sockets) sees the configuration of the jail.
-    let (ctx, pre) = postern_server::skeleton::init_with("smtpd", &args, |ctx| {
-        if ctx.args.iter().any(|a| a == "-S") {
-            return None;
-        }
-        let jailed = ctx.jailed_config();
-        let tls = tls::TlsPolicy::from_config(&ctx.config)
-            .ok()
-            .and_then(|tp| tp.use_tls.then(|| tls::TlsServer::load(&ctx.config, &tp)));
-        Some(PreJail {
-            tls,
-            policy: policy::Policy::from_config(&jailed),
-            sasl: sasl::Sasl::from_config(&jailed),
-            anvil: anvil::Anvil::new(&jailed, &ctx.service),
-            trusted: xclient::Trusted::from_config(&jailed),
-        })
-    });
-    let Some(pre) = pre else {
+    // privileges are dropped (Debian's key is 0640 root:ssl-cert); every table
+    // (restrictions, client lists) is opened with smtpd's own rights, before a
+    // chroot (master.cf); what names queue paths (policy and SASL sockets) sees
+    // the configuration of the jail.
+    let standalone = |ctx: &postern_server::skeleton::Context| ctx.args.iter().any(|a| a == "-S");
+    let (ctx, tls, opened) = postern_server::skeleton::init_open(
+        "smtpd",
+        &args,
+        |ctx| {
+            let tp = tls::TlsPolicy::from_config(&ctx.config).ok();
+            tp.filter(|tp| tp.use_tls && !standalone(ctx))
+                .map(|tp| tls::TlsServer::load(&ctx.config, &tp))
+        },
+        |ctx| {
+            let jailed = ctx.jailed_config();
+            (!standalone(ctx)).then(|| Opened {
+                policy: policy::Policy::from_config(&jailed),
+                sasl: sasl::Sasl::from_config(&jailed),
+                anvil: anvil::Anvil::new(&jailed, &ctx.service),
+                trusted: xclient::Trusted::from_config(&jailed),
+            })
+        },
+    );
+    let Some(opened) = opened else {
         return standalone::run(ctx);
     };
     let mut settings = settings::Settings::from_config(&ctx.config);
@@ -94,19 +97,19 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if settings.tls.use_tls {
         // As Postfix: a TLS setup problem is a warning, and the service runs
         // without TLS (STARTTLS not offered; wrapper-mode sessions dropped).
-        match pre.tls {
+        match tls {
             Some(Ok(s)) => settings.tls_server = Some(Arc::new(s)),
             Some(Err(e)) => postern_log::warning(e),
             None => {}
         }
     }
-    match pre.sasl {
+    match opened.sasl {
         Ok(s) => settings.sasl = s.map(Arc::new),
         Err(e) => postern_log::fatal(e),
     }
     let settings = Arc::new(settings);
     let resolver = resolver::from_config(&ctx.config);
-    let policy = match pre.policy {
+    let policy = match opened.policy {
         Ok(mut p) => {
             if let Some(r) = &resolver {
                 p.set_dns(Arc::new(resolver::PolicyDns(r.clone())));
@@ -115,8 +118,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
         Err(e) => postern_log::fatal(e),
     };
-    let anvil = Arc::new(pre.anvil);
-    let trusted = Arc::new(pre.trusted);
+    let anvil = Arc::new(opened.anvil);
+    let trusted = Arc::new(opened.trusted);
     postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
         let (settings, policy, anvil, trusted, resolver) = (
             settings.clone(),
