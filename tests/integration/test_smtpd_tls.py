@@ -239,7 +239,7 @@ def test_pipelined_plaintext_after_starttls_is_discarded(instance):
     code, text = c.cmd("EHLO client.example")
     assert code == 250 and "STARTTLS" not in text, text
     # Had the injected MAIL been run, this one would be "nested"; had RCPT, DATA would work.
-    assert c.cmd("DATA") == (503, "503 5.5.1 Error: need MAIL command")
+    assert c.cmd("DATA") == (503, "503 5.5.1 Error: need RCPT command")
     assert c.cmd("MAIL FROM:<good@example.org>") == (250, "250 2.1.0 Ok")
     assert c.cmd("QUIT")[0] == 221
     c.close()

@@ -17,9 +17,12 @@
 //! # Differences from Postfix (deliberate, stricter)
 //!
 //! Postfix parses envelope addresses with its RFC 822 tokenizer and accepts, for
-//! example, `<<a@b>>`, `a@b>`, `<u(comment)@d>`, `<u @d>`, `<a\b@c>`, `<a@b@c>`,
+//! example, `<<a@b>>`, `a@b>`, `<u(comment)@d>`, `<u @d>`, `<a\b@c>`,
 //! `<@d>`, `<@a:@b:u@d>` and control bytes. These are rejected here as bad address
-//! syntax: none comes from a real MTA, and several are relay-test tricks.
+//! syntax: none comes from a real MTA, and several are relay-test tricks. Two forms
+//! Postfix accepts are accepted as Postfix does: more than one unquoted `@` (the domain
+//! follows the last one: `a@b@c` is `"a@b"@c`) and an empty quoted local part (`""@d`,
+//! internal form `@d`); relay control sees the real domain in both.
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
@@ -77,7 +80,7 @@ impl Mailbox {
     /// Wire form inside angle brackets, quoting the local part where needed.
     pub fn to_smtp(&self) -> String {
         let mut s = String::from("<");
-        if self.local.bytes().all(is_unquoted_byte) {
+        if !self.local.is_empty() && self.local.bytes().all(is_unquoted_byte) {
             s.push_str(&self.local);
         } else {
             s.push('"');
@@ -172,8 +175,9 @@ pub(crate) fn parse_path(path: &str) -> Result<Option<Mailbox>, ()> {
         return Ok(None);
     }
     let mailbox = strip_source_route(path)?;
-    let (local, domain) = split_mailbox(mailbox)?;
-    if domain.is_some_and(|d| !valid_domain(d)) || local.is_empty() {
+    let (local, domain, quoted) = split_mailbox(mailbox)?;
+    // `""@domain` (an empty quoted local part) is an address Postfix accepts.
+    if domain.is_some_and(|d| !valid_domain(d)) || (local.is_empty() && !quoted) {
         return Err(());
     }
     Ok(Some(Mailbox {
@@ -196,22 +200,28 @@ fn strip_source_route(path: &str) -> Result<&str, ()> {
     Ok(&path[colon + 1..])
 }
 
-/// Split into unquoted local part and domain text.
-fn split_mailbox(s: &str) -> Result<(String, Option<&str>), ()> {
-    let (local, rest) = if let Some(q) = s.strip_prefix('"') {
+/// Split into unquoted local part, domain text, and whether the local part was quoted.
+/// Unquoted, the domain follows the last `@` (as Postfix: `user@host@other` is local
+/// part `user@host` in domain `other`, the same address as `"user@host"@other`).
+fn split_mailbox(s: &str) -> Result<(String, Option<&str>, bool), ()> {
+    let (local, rest, quoted) = if let Some(q) = s.strip_prefix('"') {
         let (local, used) = unquote(q)?;
-        (local, &q[used..])
+        (local, &q[used..], true)
     } else {
-        let end = s.find('@').unwrap_or(s.len());
+        let end = s.rfind('@').unwrap_or(s.len());
         let local = &s[..end];
-        if !local.bytes().all(is_unquoted_byte) {
+        let atoms = local.split('@');
+        if local.starts_with('@') || atoms.clone().any(str::is_empty) && local.contains('@') {
             return Err(());
         }
-        (local.to_owned(), &s[end..])
+        if !atoms.flat_map(str::bytes).all(is_unquoted_byte) {
+            return Err(());
+        }
+        (local.to_owned(), &s[end..], false)
     };
     match rest.strip_prefix('@') {
-        Some(d) => Ok((local, Some(d))),
-        None if rest.is_empty() => Ok((local, None)),
+        Some(d) => Ok((local, Some(d), quoted)),
+        None if rest.is_empty() => Ok((local, None, quoted)),
         None => Err(()),
     }
 }
@@ -310,6 +320,10 @@ mod tests {
             ("< >", ""),
             ("<ü@d>", "ü@d"),
             ("<u@bücher.example>", "u@bücher.example"),
+            // As Postfix 3.7.11 (oracle): more than one `@`, an empty quoted local part.
+            ("<a@b@c>", "a@b@c"),
+            ("<user@host@other.example>", "user@host@other.example"),
+            ("<\"\"@d>", "@d"),
         ];
         for (arg, want) in ok {
             assert_eq!(internal(arg).as_deref(), Ok(*want), "{arg}");
@@ -335,7 +349,6 @@ mod tests {
             "<u@d->",
             "<u(c)@d>",
             "<a\\b@c>",
-            "<a@b@c>",
             "<@a:@b:u@d>",
             "<:u@d>",
             "<@a,u@d>",
@@ -343,8 +356,9 @@ mod tests {
             "x<u@d>",
             "<\"a\x01\"@b>",
             "<a\x01@b>",
-            "<\"\"@d>",
             "<\"unterminated@d>",
+            "<a@@c>",
+            "<@a@c>",
         ];
         for arg in bad {
             assert_eq!(internal(arg), Err(()), "{arg:?}");

@@ -175,9 +175,8 @@ fn words(s: &str) -> impl Iterator<Item = &str> + Clone {
 
 /// Parse one command line (terminator already removed).
 pub fn parse_command(line: &[u8], len: &Leniency) -> Result<Command, CommandError> {
-    if line.contains(&0) {
-        return Err(CommandError::BadSyntax);
-    }
+    // As Postfix (its command tokenizer works on a C string): a NUL ends the line.
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let line = std::str::from_utf8(line).map_err(|_| CommandError::BadUtf8)?;
     let line = line
         .trim_start_matches(is_blank)
@@ -299,10 +298,12 @@ fn vrfy(args: &str) -> Result<Command, CommandError> {
     let smtputf8 = match w.next() {
         None => false,
         Some(s) if s.eq_ignore_ascii_case("SMTPUTF8") => true,
-        Some(_) => return Err(CommandError::VrfySyntax),
+        // Postfix joins further words into the address, which then does not parse
+        // (oracle 3.7.11: `VRFY a b c` is 501 5.1.3).
+        Some(_) => return Err(CommandError::BadRecipient),
     };
     if w.next().is_some() {
-        return Err(CommandError::VrfySyntax);
+        return Err(CommandError::BadRecipient);
     }
     Ok(Command::Vrfy { address, smtputf8 })
 }

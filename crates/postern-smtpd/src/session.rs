@@ -10,7 +10,9 @@ use crate::anvil::Anvil;
 use crate::conn::{Conn, ReadError};
 use crate::counters::Counters;
 use crate::policy::{Facts, MessageAction, Policy, Stage};
-use crate::session_input::{raw_argument, verb_name};
+use crate::session_input::{
+    KNOWN_VERBS, first_word, is_header_name, printable, raw_argument, verb_name,
+};
 use crate::settings::Settings;
 use crate::txn::{self, Txn};
 use crate::xclient::{self as xc, Trusted};
@@ -163,6 +165,21 @@ impl<'a> Session<'a> {
             return self.lost(&e.to_string());
         }
         loop {
+            // As Postfix: the limit is checked before the next command is read, so the
+            // error that reaches it still gets its own reply, then this one.
+            if self.errors >= self.s.hard_error_limit {
+                postern_log::info(format!(
+                    "too many errors after {} from {}",
+                    self.last_command, self.client
+                ));
+                self.conn.transcript.abort("too many errors");
+                self.conn.reply(&reply(
+                    421,
+                    (4, 7, 0),
+                    format!("{} Error: too many errors", self.s.myhostname),
+                ));
+                break;
+            }
             let line = match self.conn.read_line(&mut self.lines).await {
                 Ok(l) => l,
                 Err(ReadError::Timeout) => {
@@ -322,23 +339,11 @@ impl<'a> Session<'a> {
         postern_log::info(line);
     }
 
-    /// Sends an error reply with the error-count policy. Returns Close when the
-    /// hard limit is reached.
+    /// Sends an error reply and counts the error. As Postfix, the reply is delayed by
+    /// `smtpd_error_sleep_time` once earlier errors reached `smtpd_soft_error_limit`;
+    /// the session ends at `smtpd_hard_error_limit` before the next command is read.
+    /// Returns Close only when the connection broke.
     pub(crate) async fn error(&mut self, r: Reply) -> Flow {
-        self.errors += 1;
-        if self.errors >= self.s.hard_error_limit.max(1) {
-            postern_log::info(format!(
-                "too many errors after {} from {}",
-                self.last_command, self.client
-            ));
-            self.conn.transcript.abort("too many errors");
-            self.conn.reply(&reply(
-                421,
-                (4, 7, 0),
-                format!("{} Error: too many errors", self.s.myhostname),
-            ));
-            return Flow::Close;
-        }
         if self.errors >= self.s.soft_error_limit {
             if let Err(e) = self.conn.flush().await {
                 self.lost(&e.to_string());
@@ -346,8 +351,27 @@ impl<'a> Session<'a> {
             }
             tokio::time::sleep(self.s.error_sleep).await;
         }
+        self.errors += 1;
         self.conn.reply(&r);
         Flow::Continue
+    }
+
+    /// A message was queued: as Postfix, the error and junk counts start again.
+    pub(crate) fn delivered(&mut self) {
+        self.errors = 0;
+        self.junk = 0;
+    }
+
+    /// Postfix's junk-command rule (HELO, EHLO, RSET, NOOP, VRFY, ETRN): past
+    /// `smtpd_junk_command_limit` of them each one also counts as an error.
+    fn count_junk(&mut self, verb: &[u8]) {
+        let junk = ["HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"];
+        if junk.iter().any(|j| verb.eq_ignore_ascii_case(j.as_bytes())) {
+            if self.junk > self.s.junk_command_limit {
+                self.errors += 1;
+            }
+            self.junk = self.junk.saturating_add(1);
+        }
     }
 
     async fn command(&mut self, line: postern_smtp_proto::Line) -> Flow {
@@ -358,19 +382,65 @@ impl<'a> Session<'a> {
                 self.client
             ));
         }
-        self.note_pipelining(&line.bytes);
-        self.raw_arg = raw_argument(&line.bytes);
-        let cmd = match parse_command(&line.bytes, &self.leniency) {
-            Ok(c) => c,
+        // As Postfix, whose tokenizer reads a C string: a NUL ends the command.
+        let bytes = line.bytes.split(|&b| b == 0).next().unwrap_or_default();
+        self.note_pipelining(bytes);
+        self.raw_arg = raw_argument(bytes);
+        let verb = first_word(bytes);
+        if self.non_smtp(verb) {
+            postern_log::warning(format!(
+                "non-SMTP command from {}: {}",
+                self.client,
+                printable(bytes, 100)
+            ));
+            self.last_command = "UNKNOWN";
+            self.counters.count("unknown", false);
+            self.conn.transcript.abort("non-SMTP command");
+            self.conn.reply(&reply(
+                221,
+                (2, 7, 0),
+                "Error: I can break rules, too. Goodbye.",
+            ));
+            return Flow::Close;
+        }
+        let flow = match parse_command(bytes, &self.leniency) {
+            Ok(c) => self.dispatch(c).await,
             Err(e) => {
-                self.last_command = verb_name(&line.bytes);
+                self.last_command = verb_name(bytes);
                 self.counters.count(self.last_command, false);
                 let close = e.closes_session();
-                let f = self.error(reply_for(&e)).await;
-                return if close { Flow::Close } else { f };
+                let r = match e {
+                    // As Postfix: DATA checks the transaction before its syntax.
+                    postern_smtp_proto::CommandError::DataSyntax => {
+                        txn::data_state(self).unwrap_or_else(|| reply_for(&e))
+                    }
+                    _ => reply_for(&e),
+                };
+                let f = self.error(r).await;
+                if close { Flow::Close } else { f }
             }
         };
-        self.dispatch(cmd).await
+        self.count_junk(verb);
+        flow
+    }
+
+    /// Postfix's non-SMTP commands: a verb it does not know that looks like a header
+    /// name (`Subject:`) or matches `smtpd_forbidden_commands` (by default CONNECT,
+    /// GET, POST and anything not starting with a letter).
+    fn non_smtp(&self, verb: &[u8]) -> bool {
+        if verb.is_empty()
+            || KNOWN_VERBS
+                .iter()
+                .any(|k| verb.eq_ignore_ascii_case(k.as_bytes()))
+        {
+            return false;
+        }
+        if is_header_name(verb) {
+            return true;
+        }
+        let text = String::from_utf8_lossy(verb);
+        // A lookup failure answers "no": the command is then refused as unknown.
+        self.s.forbidden_commands.matches(&text).unwrap_or(false)
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
@@ -385,7 +455,7 @@ impl<'a> Session<'a> {
         match cmd {
             Command::Helo(h) => self.helo(h, false).await,
             Command::Ehlo(h) => self.helo(h, true).await,
-            Command::Lhlo(_) => self.junk_command("LHLO").await,
+            Command::Lhlo(_) => self.unknown_command("UNKNOWN").await,
             Command::Mail { from, params } => txn::mail(self, from, params).await,
             Command::Rcpt { to, params } => txn::rcpt(self, to, params).await,
             Command::Data => txn::data(self).await,
@@ -418,22 +488,16 @@ impl<'a> Session<'a> {
             Command::Xclient(attrs) => xc::xclient(self, attrs).await,
             Command::Xforward(attrs) => xc::xforward(self, attrs).await,
             Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => {
-                self.junk_command("UNKNOWN").await
+                self.unknown_command("UNKNOWN").await
             }
         }
     }
 
-    async fn junk_command(&mut self, name: &'static str) -> Flow {
+    /// A verb Postfix's smtpd does not implement (EXPN, HELP, LHLO, anything else).
+    async fn unknown_command(&mut self, name: &'static str) -> Flow {
         self.last_command = name;
         self.counters.count("unknown", false);
-        self.junk += 1;
-        if self.junk > self.s.junk_command_limit {
-            // Postfix treats junk past the limit as an error, slowing the client down.
-            return self
-                .error(reply(502, (5, 5, 2), "Error: command not recognized"))
-                .await;
-        }
-        self.error(reply(502, (5, 5, 2), "Error: command not recognized"))
+        self.error(reply(500, (5, 5, 2), "Error: command not recognized"))
             .await
     }
 
@@ -509,7 +573,7 @@ impl<'a> Session<'a> {
         if self.txn.is_some() {
             self.counters.count("etrn", false);
             return self
-                .error(reply(503, (5, 5, 1), "Error: MAIL transaction in progress"))
+                .error(Reply::new(503, None, "Error: MAIL transaction in progress"))
                 .await;
         }
         // As Postfix: one leading non-alphanumeric (`@`, `#`) is dropped.

@@ -1,6 +1,8 @@
 //! What smtpd notes about a command line before parsing it: the verb name for
-//! logs and counters, the first argument as sent (VRFY echoes it), and Postfix's
-//! "improper command pipelining" mark (`reject_unauth_pipelining`).
+//! logs and counters, the first argument as sent (VRFY echoes it), Postfix's
+//! "improper command pipelining" mark (`reject_unauth_pipelining`), and what makes a
+//! line non-SMTP (a header-like first word; `smtpd_forbidden_commands` is matched by
+//! the session).
 //!
 //! # Security
 //! Reads only the bytes already received; the logged excerpt of pending input is
@@ -33,19 +35,7 @@ impl Session<'_> {
             );
         if must_wait && verb != "BDAT" {
             self.facts.improper_pipelining = true;
-            let next: String = self
-                .conn
-                .pending()
-                .iter()
-                .take(100)
-                .map(|&b| {
-                    if b.is_ascii_graphic() || b == b' ' {
-                        b as char
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
+            let next = printable(self.conn.pending(), 100);
             postern_log::info(format!(
                 "improper command pipelining after {} from {}: {next}",
                 if verb_text.is_empty() {
@@ -88,4 +78,43 @@ pub(crate) fn raw_argument(line: &[u8]) -> String {
         Some((a, kw)) if kw.eq_ignore_ascii_case("SMTPUTF8") => a.trim_end().to_string(),
         _ => rest.to_string(),
     }
+}
+
+/// The verbs Postfix's smtpd implements; any other is unknown (500) or, when it looks
+/// like a header or is forbidden, non-SMTP (221, the session ends).
+pub(crate) const KNOWN_VERBS: &[&str] = &[
+    "HELO", "EHLO", "XCLIENT", "XFORWARD", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP",
+    "VRFY", "ETRN", "QUIT", "STARTTLS",
+];
+
+/// The first word of a command line (Postfix's `argv[0]`): leading blanks skipped.
+pub(crate) fn first_word(line: &[u8]) -> &[u8] {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = line.iter().position(|b| !blank(b)).unwrap_or(line.len());
+    let rest = &line[start..];
+    let end = rest.iter().position(blank).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Postfix's `is_header()`: printable non-blank bytes other than `:`, then `:`.
+pub(crate) fn is_header_name(word: &[u8]) -> bool {
+    match word.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => word[..colon].iter().all(|&b| b.is_ascii_graphic()),
+        _ => false,
+    }
+}
+
+/// At most `max` bytes made printable (`?` for the others), for logs.
+pub(crate) fn printable(bytes: &[u8], max: usize) -> String {
+    bytes
+        .iter()
+        .take(max)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }

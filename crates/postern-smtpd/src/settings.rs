@@ -61,6 +61,9 @@ pub struct Settings {
     pub sasl: Option<std::sync::Arc<crate::sasl::Sasl>>,
     /// `notify_classes` and the postmaster's error notice.
     pub notify: crate::notify::NotifySettings,
+    /// `smtpd_forbidden_commands`: verbs (and tables of verbs) that end the session as
+    /// non-SMTP, as header-like lines do.
+    pub forbidden_commands: std::sync::Arc<postern_table::DomainList>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -102,6 +105,17 @@ impl Settings {
             tls_server: None,
             sasl: None,
             notify: crate::notify::NotifySettings::from_config(cfg),
+            forbidden_commands: forbidden_commands(cfg),
         }
+    }
+}
+
+/// `smtpd_forbidden_commands` as a match list (words compared case-insensitively, tables
+/// looked up with the verb). A list that cannot be opened is fatal (fail closed).
+fn forbidden_commands(cfg: &Config) -> std::sync::Arc<postern_table::DomainList> {
+    let value = cfg.get("smtpd_forbidden_commands");
+    match postern_table::DomainList::new(&value, false, &postern_table::OpenOptions::default()) {
+        Ok(l) => std::sync::Arc::new(l),
+        Err(e) => postern_log::fatal(format!("smtpd_forbidden_commands: {e}")),
     }
 }

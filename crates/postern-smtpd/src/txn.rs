@@ -144,6 +144,12 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
             .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
             .await;
     };
+    if sess.txn.as_ref().is_some_and(|t| t.bdat.is_some()) {
+        sess.counters.count("rcpt", false);
+        return sess
+            .error(reply(503, (5, 5, 1), "Error: RCPT after BDAT"))
+            .await;
+    }
     let addr = to.internal();
     if crate::checks::bad_domain(&addr) {
         let f = crate::checks::illegal(sess, "RCPT", &addr, "rcpt", (5, 1, 3), "recipient").await;
@@ -192,27 +198,24 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
     Flow::Continue
 }
 
+/// Postfix's state check at DATA and at the first BDAT: no transaction is `503 need
+/// RCPT command`, a transaction without an accepted recipient `554 no valid recipients`.
+pub(crate) fn data_state(sess: &Session<'_>) -> Option<Reply> {
+    match sess.txn.as_ref() {
+        None => Some(reply(503, (5, 5, 1), "Error: need RCPT command")),
+        Some(t) if t.rcpts.is_empty() => Some(reply(554, (5, 5, 1), "Error: no valid recipients")),
+        Some(_) => None,
+    }
+}
+
 async fn data_checks(
     sess: &mut Session<'_>,
     verb: &'static str,
     counter: &'static str,
 ) -> Option<Flow> {
-    match sess.txn.as_ref() {
-        None => {
-            sess.counters.count(counter, false);
-            return Some(
-                sess.error(reply(503, (5, 5, 1), "Error: need MAIL command"))
-                    .await,
-            );
-        }
-        Some(t) if t.rcpts.is_empty() => {
-            sess.counters.count(counter, false);
-            return Some(
-                sess.error(reply(503, (5, 5, 1), "Error: need RCPT command"))
-                    .await,
-            );
-        }
-        Some(_) => {}
+    if let Some(r) = data_state(sess) {
+        sess.counters.count(counter, false);
+        return Some(sess.error(r).await);
     }
     let v = sess.policy.check(Stage::Data, &sess.facts).await;
     sess.log_lines(&v.log);
@@ -288,11 +291,17 @@ pub async fn data(sess: &mut Session<'_>) -> Flow {
         }
     }
     if let Err(e) = reader.result() {
-        let r = e.reply(&sess.s.myhostname, 550);
+        let r = match e {
+            // As Postfix's smtpd, which counts the bytes itself during DATA.
+            postern_smtp_proto::DataError::TooBig => {
+                reply(552, (5, 3, 4), "Error: message file too big")
+            }
+            e => e.reply(&sess.s.myhostname, 550),
+        };
         sess.txn = None;
         return refuse(sess, "END-OF-MESSAGE", "data", r).await;
     }
-    finish(sess, content, "data").await
+    finish(sess, content, None).await
 }
 
 fn cap(sess: &Session<'_>) -> usize {
@@ -317,6 +326,18 @@ pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
         if let Some(t) = sess.txn.as_mut() {
             t.bdat = Some((BdatReader::new(cfg), Vec::new()));
         }
+    }
+    let so_far = sess
+        .txn
+        .as_ref()
+        .and_then(|t| t.bdat.as_ref())
+        .map_or(0, |(_, c)| c.len() as u64);
+    if sess.s.message_size_limit > 0 && so_far.saturating_add(size) > sess.s.message_size_limit {
+        // As Postfix: refused before the chunk is read; the chunk is skipped.
+        skip_chunk(sess, size).await;
+        sess.txn = None;
+        let r = reply(552, (5, 3, 4), "Chunk exceeds message size limit");
+        return refuse(sess, "BDAT", "bdat", r).await;
     }
     let cap = cap(sess);
     let Some((mut reader, mut content)) = sess.txn.as_mut().and_then(|t| t.bdat.take()) else {
@@ -368,7 +389,20 @@ pub async fn bdat(sess: &mut Session<'_>, size: u64, last: bool) -> Flow {
         )
         .await;
     }
-    finish(sess, content, "bdat").await
+    let bytes = wire_size(&content);
+    finish(sess, content, Some(bytes)).await
+}
+
+/// The message size as Postfix's BDAT reply counts it: every line with a CRLF, the
+/// last one too when the client did not end it.
+fn wire_size(content: &[u8]) -> usize {
+    content
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| {
+            let text = l.strip_suffix(b"\n").unwrap_or(l);
+            text.strip_suffix(b"\r").unwrap_or(text).len() + 2
+        })
+        .sum()
 }
 
 async fn skip_chunk(sess: &mut Session<'_>, mut left: u64) {
@@ -382,8 +416,10 @@ async fn skip_chunk(sess: &mut Session<'_>, mut left: u64) {
     }
 }
 
-/// End of message: end-of-data checks, hand-off to cleanup, the reply.
-async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str) -> Flow {
+/// End of message: end-of-data checks, hand-off to cleanup, the reply (`bdat`: the
+/// byte count a BDAT reply names; `None` for DATA).
+async fn finish(sess: &mut Session<'_>, content: Vec<u8>, bdat: Option<usize>) -> Flow {
+    let counter = if bdat.is_some() { "bdat" } else { "data" };
     sess.facts.size = content.len() as u64;
     let v = sess.policy.check(Stage::EndOfData, &sess.facts).await;
     sess.log_lines(&v.log);
@@ -397,10 +433,11 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str)
             .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
             .await;
     };
-    let r = queue(sess, txn, content).await;
+    let r = queue(sess, txn, content, bdat).await;
     let ok = r.code == 250;
     sess.counters.count(counter, ok);
     if ok {
+        sess.delivered();
         sess.conn.reply(&r);
         Flow::Continue
     } else {
@@ -408,7 +445,12 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, counter: &'static str)
     }
 }
 
-async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply {
+async fn queue(
+    sess: &mut Session<'_>,
+    txn: Txn,
+    mut content: Vec<u8>,
+    bdat: Option<usize>,
+) -> Reply {
     let mut flags =
         cleanup_flags::from_receive_override_options(&sess.cfg.get("receive_override_options"));
     let mut rcpts = txn.rcpts;
@@ -508,7 +550,14 @@ async fn queue(sess: &mut Session<'_>, txn: Txn, mut content: Vec<u8>) -> Reply 
                 sess.client,
                 crate::sasl::smtp::log_fields(sess, sasl_sender.as_deref())
             ));
-            reply(250, (2, 0, 0), format!("Ok: queued as {}", r.queue_id))
+            match bdat {
+                Some(n) => reply(
+                    250,
+                    (2, 0, 0),
+                    format!("Ok: {n} bytes queued as {}", r.queue_id),
+                ),
+                None => reply(250, (2, 0, 0), format!("Ok: queued as {}", r.queue_id)),
+            }
         }
         Ok(r) => {
             let (code, enh, text) = match r.status {

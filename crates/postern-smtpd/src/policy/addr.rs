@@ -61,6 +61,8 @@ pub(crate) struct Resolver {
     classes: ClassResolver,
     inet: Vec<IpAddr>,
     delimiter: String,
+    /// `double_bounce_sender`, lowercased (one of the local parts never refused).
+    double_bounce: String,
     local_recipient_maps: Maps,
     virtual_alias_maps: Maps,
     virtual_mailbox_maps: Maps,
@@ -86,6 +88,7 @@ impl Resolver {
             classes,
             inet: own.inet.iter().map(|(ip, _)| *ip).collect(),
             delimiter: cfg.get("recipient_delimiter"),
+            double_bounce: cfg.get("double_bounce_sender").to_lowercase(),
             local_recipient_maps: Maps::new(cfg, "local_recipient_maps"),
             virtual_alias_maps: Maps::new(cfg, "virtual_alias_maps"),
             virtual_mailbox_maps: Maps::new(cfg, "virtual_mailbox_maps"),
@@ -129,6 +132,14 @@ impl Resolver {
         keys
     }
 
+    fn always_known(&self, local: &str) -> bool {
+        let local = local.to_lowercase();
+        local.is_empty()
+            || local == "postmaster"
+            || local == "mailer-daemon"
+            || local == self.double_bounce
+    }
+
     /// `Ok(Some(table description))` when the recipient is unknown to its class's
     /// tables, e.g. `local recipient table`.
     pub(crate) fn unlisted(&self, r: &Resolved) -> Result<Option<&'static str>, String> {
@@ -136,6 +147,10 @@ impl Resolver {
         let (maps, what) = match r.class {
             Class::Default => return Ok(None),
             Class::Local if self.local_recipient_maps.is_empty() => return Ok(None),
+            // As Postfix (oracle 3.7.11): postmaster, MAILER-DAEMON and the double-bounce
+            // address in a local domain are never unknown; an empty local part (`""@d`)
+            // is MAILER-DAEMON.
+            Class::Local if self.always_known(&r.local) => return Ok(None),
             Class::Local => (&self.local_recipient_maps, "local recipient table"),
             Class::VirtualAlias => (&self.virtual_alias_maps, "virtual alias table"),
             Class::VirtualMailbox => (&self.virtual_mailbox_maps, "virtual mailbox table"),
