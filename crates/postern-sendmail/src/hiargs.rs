@@ -211,7 +211,12 @@ impl HiArgs {
         let env_name = std::env::var("NAME")
             .ok()
             .filter(|n| !n.chars().any(char::is_control));
-        let fullname = self.low.fullname.clone().or(env_name);
+        let fullname = self
+            .low
+            .fullname
+            .clone()
+            .or(env_name)
+            .or_else(passwd_full_name);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -244,6 +249,25 @@ pub fn newaliases_tables(alias_database: &str) -> Vec<String> {
         .filter(|e| !e.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The submitter's full name from the password file, as Postfix's sendmail
+/// takes it when there is no `-F` and no `$NAME`: the GECOS field up to the
+/// first comma, with `&` standing for the login name (first letter upper case).
+fn passwd_full_name() -> Option<String> {
+    let pw = postern_sys::privs::lookup_uid(postern_sys::privs::real_uid()).ok()??;
+    gecos_name(&pw.gecos, &pw.name)
+}
+
+fn gecos_name(gecos: &str, login: &str) -> Option<String> {
+    let mut cap = login.chars();
+    let login: String = cap
+        .next()
+        .map(|c| c.to_uppercase().chain(cap).collect())
+        .unwrap_or_default();
+    let name = gecos.split(',').next()?.replace('&', &login);
+    let name = name.trim();
+    (!name.is_empty() && !name.chars().any(char::is_control)).then(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -281,5 +305,17 @@ mod tests {
             crate::plain("open x: No such file or directory (os error 2): more (os error x)"),
             "open x: No such file or directory: more (os error x)"
         );
+    }
+
+    #[test]
+    fn full_name_from_gecos() {
+        assert_eq!(gecos_name("root", "root").as_deref(), Some("root"));
+        assert_eq!(
+            gecos_name("Joe User,Room 1,555", "joe").as_deref(),
+            Some("Joe User")
+        );
+        assert_eq!(gecos_name("& Smith", "joe").as_deref(), Some("Joe Smith"));
+        assert_eq!(gecos_name(",,,", "joe"), None);
+        assert_eq!(gecos_name("", "joe"), None);
     }
 }

@@ -28,6 +28,8 @@ pub struct UserInfo {
     pub home: String,
     /// Login shell.
     pub shell: String,
+    /// The GECOS field (full name, comma-separated extras), as text.
+    pub gecos: String,
 }
 
 impl From<User> for UserInfo {
@@ -38,6 +40,7 @@ impl From<User> for UserInfo {
             gid: u.gid.as_raw(),
             home: u.dir.display().to_string(),
             shell: u.shell.display().to_string(),
+            gecos: u.gecos.to_string_lossy().into_owned(),
         }
     }
 }
