@@ -1,5 +1,5 @@
-//! VRFY with the recipient checks, the queue free-space check at MAIL, and the domain
-//! syntax check of MAIL and RCPT addresses.
+//! VRFY with the recipient checks, ETRN, the queue free-space check at MAIL, and the
+//! domain syntax check of MAIL and RCPT addresses.
 //!
 //! * MAIL/RCPT: as Postfix, an address whose domain (after the last `@`) is neither a host
 //!   name (not all-numeric) nor a valid address literal is `501 5.1.7 Bad sender address
@@ -9,6 +9,10 @@
 //!   a RCPT (relay and recipient restrictions, `smtpd_reject_unlisted_recipient`); a
 //!   refusal is the RCPT reply (`550 5.1.1 <x>: Recipient address rejected: User unknown
 //!   in local recipient table`), else `252 2.0.0 <argument as sent>`, as Postfix answers.
+//! * ETRN: outside a transaction (inside one: `503 Error: MAIL transaction in progress`,
+//!   without enhanced code, as Postfix), a valid site name, `smtpd_etrn_restrictions`,
+//!   then flush: `250 Queuing started`, `459 <site>: service unavailable`, `458 Unable to
+//!   queue messages`.
 //! * MAIL: as Postfix's `smtpd_check_queue`, `452 4.3.1 Insufficient system storage`
 //!   when the queue file system's free space (blocks available to unprivileged users)
 //!   is not above `queue_minfree`, or is less than 1.5 × `message_size_limit`, with
@@ -123,6 +127,68 @@ pub(crate) fn queue_space(sess: &Session<'_>) -> Option<Reply> {
         free.saturating_mul(block)
     ));
     Some(reply(452, (4, 3, 1), "Insufficient system storage"))
+}
+
+/// ETRN: the site is checked (`smtpd_etrn_restrictions`) and handed to flush.
+pub(crate) async fn etrn(sess: &mut Session<'_>, domain: String) -> Flow {
+    sess.set_last("ETRN");
+    if sess.txn.is_some() {
+        sess.counters.count("etrn", false);
+        return sess
+            .error(Reply::new(503, None, "Error: MAIL transaction in progress"))
+            .await;
+    }
+    // As Postfix: one leading non-alphanumeric (`@`, `#`) is dropped.
+    let site = match domain.chars().next() {
+        Some(c) if !c.is_ascii_alphanumeric() => domain[c.len_utf8()..].to_string(),
+        _ => domain,
+    };
+    if !postern_dns::valid_hostname(&site) {
+        sess.counters.count("etrn", false);
+        return sess
+            .error(Reply::new(501, None, "Error: invalid parameter syntax"))
+            .await;
+    }
+    sess.facts.etrn_domain = Some(site.clone());
+    let v = sess.policy.check(Stage::Etrn, &sess.facts).await;
+    sess.log_lines(&v.log);
+    if let Some(r) = v.reject {
+        sess.log_reject("ETRN", &r);
+        sess.counters.count("etrn", false);
+        return sess.error(r).await;
+    }
+    let (cfg, req) = (
+        sess.cfg.clone(),
+        postern_ipc::flush::FlushRequest {
+            op: postern_ipc::flush::FlushOp::SendSite,
+            site: site.clone(),
+            queue_id: String::new(),
+        },
+    );
+    let status =
+        tokio::task::spawn_blocking(move || postern_server::client::flush(&cfg, &req)).await;
+    use postern_ipc::flush::FlushStatus;
+    let r = match status {
+        Ok(Ok(FlushStatus::Ok)) => {
+            sess.counters.count("etrn", true);
+            sess.conn.reply(&Reply::new(250, None, "Queuing started"));
+            return Flow::Continue;
+        }
+        Ok(Ok(FlushStatus::Deny)) => {
+            postern_log::warning(format!("reject: ETRN {site}... from {}", sess.client));
+            Reply::new(459, None, format!("<{site}>: service unavailable"))
+        }
+        Ok(Ok(FlushStatus::Bad)) => {
+            postern_log::warning(format!("bad ETRN {site}... from {}", sess.client));
+            Reply::new(458, None, "Unable to queue messages")
+        }
+        _ => {
+            postern_log::warning("unable to talk to fast flush service");
+            Reply::new(458, None, "Unable to queue messages")
+        }
+    };
+    sess.counters.count("etrn", false);
+    sess.error(r).await
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@ use crate::anvil::Anvil;
 use crate::conn::{Conn, ReadError};
 use crate::counters::Counters;
 use crate::policy::{Facts, MessageAction, Policy, Stage};
-use crate::session_input::{
-    KNOWN_VERBS, first_word, is_header_name, printable, raw_argument, verb_name,
-};
+use crate::session_input::{first_word, printable, raw_argument, verb_name};
 use crate::settings::Settings;
 use crate::txn::{self, Txn};
 use crate::xclient::{self as xc, Trusted};
@@ -52,8 +50,8 @@ pub struct Session<'a> {
     pub(crate) client: String,
     pub(crate) esmtp: bool,
     pub(crate) txn: Option<Txn>,
-    errors: u32,
-    junk: u32,
+    pub(crate) errors: u32,
+    pub(crate) junk: u32,
     pub(crate) counters: Counters,
     leniency: Leniency,
     pub(crate) lines: LineReader,
@@ -168,31 +166,13 @@ impl<'a> Session<'a> {
             // As Postfix: the limit is checked before the next command is read, so the
             // error that reaches it still gets its own reply, then this one.
             if self.errors >= self.s.hard_error_limit {
-                postern_log::info(format!(
-                    "too many errors after {} from {}",
-                    self.last_command, self.client
-                ));
-                self.conn.transcript.abort("too many errors");
-                self.conn.reply(&reply(
-                    421,
-                    (4, 7, 0),
-                    format!("{} Error: too many errors", self.s.myhostname),
-                ));
+                self.goodbye("too many errors", (4, 7, 0));
                 break;
             }
             let line = match self.conn.read_line(&mut self.lines).await {
                 Ok(l) => l,
                 Err(ReadError::Timeout) => {
-                    postern_log::info(format!(
-                        "timeout after {} from {}",
-                        self.last_command, self.client
-                    ));
-                    self.conn.transcript.abort("timeout");
-                    self.conn.reply(&reply(
-                        421,
-                        (4, 4, 2),
-                        format!("{} Error: timeout exceeded", self.s.myhostname),
-                    ));
+                    self.goodbye("timeout exceeded", (4, 4, 2));
                     break;
                 }
                 Err(ReadError::Eof) => {
@@ -234,6 +214,19 @@ impl<'a> Session<'a> {
             self.counters.summary()
         ));
         self.chat_reset(0).await;
+    }
+
+    /// The session ends on our side: `<why> after <command>` logged (Postfix's reason:
+    /// `too many errors`, `timeout`), the transcript closed, `421 … Error: <why>` sent.
+    fn goodbye(&mut self, why: &str, enh: (u8, u16, u16)) {
+        let reason = why.strip_suffix(" exceeded").unwrap_or(why);
+        postern_log::info(format!(
+            "{reason} after {} from {}",
+            self.last_command, self.client
+        ));
+        self.conn.transcript.abort(reason);
+        let text = format!("{} Error: {why}", self.s.myhostname);
+        self.conn.reply(&reply(421, enh, text));
     }
 
     /// anvil's connection count and rate limits; `Some(reply)` refuses the client.
@@ -362,18 +355,6 @@ impl<'a> Session<'a> {
         self.junk = 0;
     }
 
-    /// Postfix's junk-command rule (HELO, EHLO, RSET, NOOP, VRFY, ETRN): past
-    /// `smtpd_junk_command_limit` of them each one also counts as an error.
-    fn count_junk(&mut self, verb: &[u8]) {
-        let junk = ["HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"];
-        if junk.iter().any(|j| verb.eq_ignore_ascii_case(j.as_bytes())) {
-            if self.junk > self.s.junk_command_limit {
-                self.errors += 1;
-            }
-            self.junk = self.junk.saturating_add(1);
-        }
-    }
-
     async fn command(&mut self, line: postern_smtp_proto::Line) -> Flow {
         if line.kind == LineKind::TooLong {
             // As Postfix: the first line_length_limit bytes are the command; the rest is dropped.
@@ -424,25 +405,6 @@ impl<'a> Session<'a> {
         flow
     }
 
-    /// Postfix's non-SMTP commands: a verb it does not know that looks like a header
-    /// name (`Subject:`) or matches `smtpd_forbidden_commands` (by default CONNECT,
-    /// GET, POST and anything not starting with a letter).
-    fn non_smtp(&self, verb: &[u8]) -> bool {
-        if verb.is_empty()
-            || KNOWN_VERBS
-                .iter()
-                .any(|k| verb.eq_ignore_ascii_case(k.as_bytes()))
-        {
-            return false;
-        }
-        if is_header_name(verb) {
-            return true;
-        }
-        let text = String::from_utf8_lossy(verb);
-        // A lookup failure answers "no": the command is then refused as unknown.
-        self.s.forbidden_commands.matches(&text).unwrap_or(false)
-    }
-
     async fn dispatch(&mut self, cmd: Command) -> Flow {
         if self.access_denied && cmd != Command::Quit {
             self.counters.count("unknown", false);
@@ -480,7 +442,7 @@ impl<'a> Session<'a> {
                 Flow::Close
             }
             Command::Vrfy { address, .. } => crate::checks::vrfy(self, address.internal()).await,
-            Command::Etrn(domain) => self.etrn(domain).await,
+            Command::Etrn(domain) => crate::checks::etrn(self, domain).await,
             Command::StartTls => self.starttls().await,
             Command::Auth { mechanism, initial } => {
                 crate::sasl::smtp::auth(self, mechanism, initial).await
@@ -568,67 +530,6 @@ impl<'a> Session<'a> {
         Flow::Continue
     }
 
-    async fn etrn(&mut self, domain: String) -> Flow {
-        self.last_command = "ETRN";
-        if self.txn.is_some() {
-            self.counters.count("etrn", false);
-            return self
-                .error(Reply::new(503, None, "Error: MAIL transaction in progress"))
-                .await;
-        }
-        // As Postfix: one leading non-alphanumeric (`@`, `#`) is dropped.
-        let site = match domain.chars().next() {
-            Some(c) if !c.is_ascii_alphanumeric() => domain[c.len_utf8()..].to_string(),
-            _ => domain,
-        };
-        if !postern_dns::valid_hostname(&site) {
-            self.counters.count("etrn", false);
-            return self
-                .error(Reply::new(501, None, "Error: invalid parameter syntax"))
-                .await;
-        }
-        self.facts.etrn_domain = Some(site.clone());
-        let v = self.policy.check(Stage::Etrn, &self.facts).await;
-        self.log_lines(&v.log);
-        if let Some(r) = v.reject {
-            self.log_reject("ETRN", &r);
-            self.counters.count("etrn", false);
-            return self.error(r).await;
-        }
-        let (cfg, req) = (
-            self.cfg.clone(),
-            postern_ipc::flush::FlushRequest {
-                op: postern_ipc::flush::FlushOp::SendSite,
-                site: site.clone(),
-                queue_id: String::new(),
-            },
-        );
-        let status =
-            tokio::task::spawn_blocking(move || postern_server::client::flush(&cfg, &req)).await;
-        use postern_ipc::flush::FlushStatus;
-        let r = match status {
-            Ok(Ok(FlushStatus::Ok)) => {
-                self.counters.count("etrn", true);
-                self.conn.reply(&Reply::new(250, None, "Queuing started"));
-                return Flow::Continue;
-            }
-            Ok(Ok(FlushStatus::Deny)) => {
-                postern_log::warning(format!("reject: ETRN {site}... from {}", self.client));
-                Reply::new(459, None, format!("<{site}>: service unavailable"))
-            }
-            Ok(Ok(FlushStatus::Bad)) => {
-                postern_log::warning(format!("bad ETRN {site}... from {}", self.client));
-                Reply::new(458, None, "Unable to queue messages")
-            }
-            _ => {
-                postern_log::warning("unable to talk to fast flush service");
-                Reply::new(458, None, "Unable to queue messages")
-            }
-        };
-        self.counters.count("etrn", false);
-        self.error(r).await
-    }
-
     /// Recomputes `name[addr]` after XCLIENT.
     pub(crate) fn refresh_client_label(&mut self) {
         let addr = self
@@ -651,3 +552,7 @@ impl<'a> Session<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -14,6 +14,37 @@
 use crate::session::Session;
 
 impl Session<'_> {
+    /// Postfix's junk-command rule (HELO, EHLO, RSET, NOOP, VRFY, ETRN): past
+    /// `smtpd_junk_command_limit` of them each one also counts as an error.
+    pub(crate) fn count_junk(&mut self, verb: &[u8]) {
+        let junk = ["HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"];
+        if junk.iter().any(|j| verb.eq_ignore_ascii_case(j.as_bytes())) {
+            if self.junk > self.s.junk_command_limit {
+                self.errors += 1;
+            }
+            self.junk = self.junk.saturating_add(1);
+        }
+    }
+
+    /// Postfix's non-SMTP commands: a verb it does not know that looks like a header
+    /// name (`Subject:`) or matches `smtpd_forbidden_commands` (by default CONNECT,
+    /// GET, POST and anything not starting with a letter).
+    pub(crate) fn non_smtp(&self, verb: &[u8]) -> bool {
+        if verb.is_empty()
+            || KNOWN_VERBS
+                .iter()
+                .any(|k| verb.eq_ignore_ascii_case(k.as_bytes()))
+        {
+            return false;
+        }
+        if is_header_name(verb) {
+            return true;
+        }
+        let text = String::from_utf8_lossy(verb);
+        // A lookup failure answers "no": the command is then refused as unknown.
+        self.s.forbidden_commands.matches(&text).unwrap_or(false)
+    }
+
     /// Postfix's "improper command pipelining" mark, kept for the rest of the
     /// session: input is already waiting behind a command after which the client
     /// must wait for our reply (anything before EHLO; EHLO, HELO, DATA, QUIT,
