@@ -2,7 +2,6 @@
 
 use crate::args::Prog;
 use crate::{Ctx, Fatal, fail, table_fatal};
-use base64::Engine;
 use postern_table::indexed::{self, Contents, DbKind, Dup, Inserted, WriteOptions};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -21,25 +20,9 @@ pub(crate) fn fold_key(ctx: &Ctx, key: &str) -> String {
     postern_table::fold(key, ctx.args.fold).into_owned()
 }
 
-/// `-F`: the files named in `value` (comma/space separated), joined by newlines, base64.
-fn file_value(value: &str) -> Result<String, Fatal> {
-    let mut data = Vec::new();
-    for (i, path) in value
-        .split(|c: char| c == ',' || c.is_ascii_whitespace())
-        .filter(|p| !p.is_empty())
-        .enumerate()
-    {
-        if i > 0 {
-            data.push(b'\n');
-        }
-        let mut f = std::fs::File::open(path).map_err(|e| fail(format!("open {path}: {e}")))?;
-        f.read_to_end(&mut data)
-            .map_err(|e| fail(format!("read {path}: {e}")))?;
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(data))
-}
-
-/// Adds the logical `lines` of source `label` to `contents`.
+/// Adds the logical `lines` of source `label` to `contents`. A line that is not an entry,
+/// or (`-F`) names a file that cannot be read, is fatal when building (the old table stays);
+/// with `-i` it is skipped with Postfix's warning, as Postfix does (`stdin, line N: …`).
 pub(crate) fn add_lines(
     ctx: &Ctx,
     kind: DbKind,
@@ -49,13 +32,31 @@ pub(crate) fn add_lines(
     contents: &mut Contents,
 ) -> Result<(), Fatal> {
     let dup = ctx.args.dup;
+    let lenient = ctx.args.incremental;
     for (lineno, text) in lines {
         let (key, value) = match ctx.args.prog {
             Prog::Postmap => {
-                let (k, v) = postern_table::parse_entry(text)
-                    .map_err(|e| fail(format!("{label}, line {lineno}: {e}")))?;
+                let (k, v) = match postern_table::parse_entry(text) {
+                    Ok(kv) => kv,
+                    Err(e) if lenient => {
+                        let tail = match e {
+                            postern_table::EntryError::Unbalanced(_) => " -- ignoring this line",
+                            _ => "",
+                        };
+                        ctx.warn(&format!("{label}, line {lineno}: {e}{tail}"));
+                        continue;
+                    }
+                    Err(e) => return Err(fail(format!("{label}, line {lineno}: {e}"))),
+                };
                 let v = if ctx.args.base64 {
-                    file_value(v)?
+                    match postern_table::file_value(v) {
+                        Ok(v) => v,
+                        Err(e) if lenient => {
+                            ctx.warn(&format!("{label}, line {lineno}: {e}: skipping this entry"));
+                            continue;
+                        }
+                        Err(e) => return Err(fail(e)),
+                    }
                 } else {
                     v.to_string()
                 };
@@ -119,13 +120,13 @@ pub(crate) fn build(ctx: &Ctx, map: &str) -> Result<(), Fatal> {
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| fail(format!("read standard input: {e}")))?;
-        let lines = postern_table::source_lines("-", &text).map_err(table_fatal)?;
+        let lines = postern_table::source_lines("stdin", &text).map_err(table_fatal)?;
         let explicit_nul = ctx.args.nul;
         return indexed::update(kind, name, true, &opts, |c| {
             if let Some(n) = explicit_nul {
                 c.stored_nul = Some(n);
             }
-            add_lines(ctx, kind, name, "-", &lines, c).map(|()| true)
+            add_lines(ctx, kind, name, "stdin", &lines, c).map(|()| true)
         })
         .map_err(table_fatal)?;
     }

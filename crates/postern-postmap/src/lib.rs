@@ -152,6 +152,11 @@ fn entry(prog: Prog, args: Vec<OsString>) -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(f) => f.report(name, ctx.log),
+        Err(f) => {
+            // Like Postfix, a fatal error loses what is still buffered for standard output
+            // (`-q -` answers before a failed lookup are not printed).
+            drop(out.into_parts());
+            f.report(name, ctx.log)
+        }
     }
 }

@@ -77,7 +77,8 @@ pub(crate) fn message_keys(text: &str, header: bool, body: bool) -> Vec<String> 
         }
     }
     if body {
-        keys.extend(lines.iter().skip(split + 1).map(|l| l.to_string()));
+        // The empty line that ends the headers is the first body line, as in Postfix.
+        keys.extend(lines.iter().skip(split).map(|l| l.to_string()));
     }
     keys
 }
@@ -86,6 +87,7 @@ fn open_map(ctx: &Ctx, map: &str) -> Result<BoxMap, Fatal> {
     let (kind, name) = ctx.split(map);
     let opts = OpenOptions {
         fold_case: ctx.args.fold,
+        rhs_is_file: ctx.args.base64,
         ..OpenOptions::default()
     };
     let m = postern_table::open(&format!("{kind}:{name}"), &opts).map_err(table_fatal)?;
@@ -95,7 +97,8 @@ fn open_map(ctx: &Ctx, map: &str) -> Result<BoxMap, Fatal> {
     Ok(m)
 }
 
-/// A found value as printed: `-F` decodes base64; an empty value counts as not found.
+/// A found value as printed: `-F` decodes base64. An empty value is printed (and found)
+/// with Postfix's two warnings.
 fn shown(ctx: &Ctx, map: &BoxMap, key: &str, value: String) -> Option<String> {
     if value.is_empty() {
         ctx.warn(&format!(
@@ -106,7 +109,7 @@ fn shown(ctx: &Ctx, map: &BoxMap, key: &str, value: String) -> Option<String> {
             "table {} should return NO RESULT in case of NOT FOUND",
             map.name()
         ));
-        return None;
+        return Some(value);
     }
     if !ctx.args.base64 {
         return Some(value);
@@ -124,9 +127,10 @@ fn shown(ctx: &Ctx, map: &BoxMap, key: &str, value: String) -> Option<String> {
 }
 
 fn lookup(ctx: &Ctx, map: &BoxMap, key: &str) -> Result<Option<String>, Fatal> {
-    let found = map
-        .lookup(key)
-        .map_err(|e| fail(format!("table {}: query error: {e}", map.name())))?;
+    let found = map.lookup(key).map_err(|e| match e {
+        e @ postern_table::TableError::Lookup { .. } => table_fatal(e),
+        e => fail(format!("table {}: query error: {e}", map.name())),
+    })?;
     Ok(found.and_then(|v| shown(ctx, map, key, v)))
 }
 
@@ -149,16 +153,16 @@ fn separator(ctx: &Ctx) -> &'static str {
 }
 
 fn queries(ctx: &Ctx, keys: &[String], out: &mut impl Write) -> Result<u8, Fatal> {
-    let mut maps: Vec<Option<BoxMap>> = ctx.args.maps.iter().map(|_| None).collect();
+    // Every table is opened before the first lookup, as Postfix does.
+    let maps = ctx
+        .args
+        .maps
+        .iter()
+        .map(|spec| open_map(ctx, spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut found = false;
     for key in keys {
-        for (i, spec) in ctx.args.maps.iter().enumerate() {
-            if maps[i].is_none() {
-                maps[i] = Some(open_map(ctx, spec)?);
-            }
-            let Some(map) = maps[i].as_ref() else {
-                continue;
-            };
+        for map in &maps {
             if let Some(v) = lookup(ctx, map, key)? {
                 writeln!(out, "{key}{}{v}", separator(ctx)).map_err(write_err)?;
                 found = true;
@@ -185,10 +189,44 @@ fn indexed_kind(ctx: &Ctx, map: &str, op: &str) -> Result<(DbKind, String), Fata
     }
 }
 
+/// `-s` of a table that is not an indexed file (texthash, inline, …): its own listing.
+fn sequence_open(ctx: &Ctx, spec: &str, out: &mut impl Write) -> Result<u8, Fatal> {
+    let map = open_map(ctx, spec)?;
+    let records = match map.sequence() {
+        Ok(Some(records)) => records,
+        Ok(None) => {
+            return Err(fail(format!(
+                "table {}: sequence operation is not supported",
+                map.name()
+            )));
+        }
+        Err(postern_table::TableError::Lookup { table, message }) => {
+            return Err(fail(format!("table {table}: sequence error: {message}")));
+        }
+        Err(e) => return Err(table_fatal(e)),
+    };
+    for (key, value) in records {
+        let value = if ctx.args.base64 {
+            match base64::engine::general_purpose::STANDARD.decode(value.as_bytes()) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => value,
+            }
+        } else {
+            value
+        };
+        writeln!(out, "{key}{}{value}", separator(ctx)).map_err(write_err)?;
+    }
+    Ok(0)
+}
+
 fn sequence(ctx: &Ctx, out: &mut impl Write) -> Result<u8, Fatal> {
     let Some(map) = ctx.args.maps.first() else {
         return Ok(1);
     };
+    let (kind, name) = ctx.split(map);
+    if kind != "proxy" && DbKind::from_type(kind).is_none() {
+        return sequence_open(ctx, &format!("{kind}:{name}"), out);
+    }
     let (kind, name) = indexed_kind(ctx, map, "sequence")?;
     let contents = Contents::load(kind, &name).map_err(table_fatal)?;
     for (k, v) in contents.iter() {
@@ -236,7 +274,7 @@ mod tests {
             message_keys(m, true, false),
             vec!["Subject: hi\n there", "From: a"]
         );
-        assert_eq!(message_keys(m, false, true), vec!["body1", "body2"]);
+        assert_eq!(message_keys(m, false, true), vec!["", "body1", "body2"]);
         assert_eq!(message_keys("a\nb\n", false, false), vec!["a", "b"]);
     }
 }

@@ -22,11 +22,11 @@ pub(crate) struct Cidr {
 
 impl Cidr {
     pub(crate) fn open(spec: &str, name: &str, opts: &OpenOptions) -> Result<Self, TableError> {
-        let (file, lines) = source_lines(spec, name)?;
+        let (file, lines) = source_lines("cidr", spec, name)?;
         let mut w = Warnings::new(&file, opts.strict);
         let mut program = Program::new();
         for line in lines {
-            parse_line(&line, &mut program, &mut w)?;
+            parse_line(&line, opts, &mut program, &mut w)?;
         }
         let program = program.finish(&mut w)?;
         Ok(Cidr {
@@ -38,23 +38,36 @@ impl Cidr {
 }
 
 /// The logical lines of a file, or of an inline `{ {rule}, {rule} }` spec, with the name
-/// used in warnings. Shared with the regexp/pcre tables.
-pub(crate) fn source_lines(spec: &str, name: &str) -> Result<(String, Vec<Line>), TableError> {
-    let Some(body) = braced(spec, name)? else {
+/// used in warnings (Postfix's `KIND map NAME`). Shared with the regexp/pcre tables.
+pub(crate) fn source_lines(
+    kind: &str,
+    spec: &str,
+    name: &str,
+) -> Result<(String, Vec<Line>), TableError> {
+    let label = format!("{kind} map {name}");
+    let missing = |_| TableError::bad_spec(spec, format!("{kind} map: missing '}}' in \"{name}\""));
+    let Some(body) = braced(spec, name).map_err(missing)? else {
         let text = read_file(name)?;
-        return Ok((name.to_string(), logical_lines(name, &text)?));
+        return Ok((label, logical_lines(name, &text)?));
     };
     let mut lines = Vec::new();
-    for (i, token) in tokens(spec, &body)?.into_iter().enumerate() {
+    for (i, token) in tokens(spec, &body)
+        .map_err(missing)?
+        .into_iter()
+        .enumerate()
+    {
         let rule = unbrace(token).ok_or_else(|| {
-            TableError::spec(spec, format!("no '{{' at start of text in \"{token}\""))
+            TableError::bad_spec(
+                spec,
+                format!("{kind} map: no '{{' at start of text in \"{token}\""),
+            )
         })?;
         lines.push(Line {
             number: i + 1,
             text: rule.to_string(),
         });
     }
-    Ok((spec.to_string(), lines))
+    Ok((label, lines))
 }
 
 /// Splits `if`/`endif` keywords off a rule line (case-insensitive, as Postfix).
@@ -88,8 +101,28 @@ pub(crate) fn negation(mut text: &str) -> (bool, &str) {
     (negate, text)
 }
 
+/// A rule's result: the text, or with [`OpenOptions::rhs_is_file`] the base64 of the files
+/// it names (`None` after a warning: the rule is skipped).
+pub(crate) fn rhs(
+    value: &str,
+    line: usize,
+    opts: &OpenOptions,
+    w: &mut Warnings,
+) -> Result<Option<String>, TableError> {
+    if !opts.rhs_is_file {
+        return Ok(Some(value.to_string()));
+    }
+    match crate::source::file_value(value) {
+        Ok(v) => Ok(Some(v)),
+        Err(message) => w
+            .warn(line, format!("{message}: skipping this rule"))
+            .map(|()| None),
+    }
+}
+
 fn parse_line(
     line: &Line,
+    opts: &OpenOptions,
     program: &mut Program<Net, String>,
     w: &mut Warnings,
 ) -> Result<(), TableError> {
@@ -101,7 +134,7 @@ fn parse_line(
                     format!("ignoring extra text after ENDIF: \"{extra}\""),
                 )?;
             }
-            program.endif(line.number, w)
+            program.endif(line.number, w, "ENDIF without IF: skipping this rule")
         }
         Keyword::If(rest) => {
             let (negate, rest) = negation(rest);
@@ -124,7 +157,9 @@ fn parse_line(
             if value.is_empty() {
                 return w.warn(line.number, "no lookup result: skipping this rule");
             }
-            program.rule(Net::new(net), negate, value.to_string());
+            if let Some(value) = rhs(value, line.number, opts, w)? {
+                program.rule(Net::new(net), negate, value);
+            }
             Ok(())
         }
     }
@@ -176,17 +211,24 @@ fn parse_pattern(pattern: &str) -> Result<IpNet, String> {
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
         None => max,
-        Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => {
-            l.parse::<u8>().map_err(|_| bad())?
+        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+            match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => {
+                    return Err(format!(
+                        "bad mask length in \"{pattern}\": skipping this rule"
+                    ));
+                }
+            }
         }
         Some(_) => {
             return Err(format!(
-                "bad net/mask pattern: \"{pattern}\": skipping this rule"
+                "bad mask value in \"{pattern}\": skipping this rule"
             ));
         }
     };
     let net = IpNet::new(ip, len)
-        .map_err(|_| format!("bad net/mask pattern: \"{pattern}\": skipping this rule"))?;
+        .map_err(|_| format!("bad mask length in \"{pattern}\": skipping this rule"))?;
     if net.trunc() != net {
         return Err(format!(
             "non-null host address bits in \"{pattern}\", perhaps you should use \"{}/{len}\" instead: skipping this rule",

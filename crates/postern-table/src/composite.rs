@@ -21,9 +21,14 @@ impl Composite {
         opts: &OpenOptions,
         depth: usize,
     ) -> Result<Self, TableError> {
-        let need = || TableError::spec(spec, format!("need \"{kind}:{{type:name...}}\""));
-        let body = braced(spec, name)?.ok_or_else(need)?;
-        let specs = tokens(spec, &body)?;
+        let need = || {
+            TableError::bad_spec(
+                spec,
+                format!("bad syntax: \"{spec}\"; need \"{kind}:{{type:name...}}\""),
+            )
+        };
+        let body = braced(spec, name).ok().flatten().ok_or_else(need)?;
+        let specs = tokens(spec, &body).map_err(|_| need())?;
         if specs.is_empty() {
             return Err(need());
         }

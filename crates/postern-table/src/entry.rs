@@ -1,9 +1,10 @@
 //! The `key whitespace value` line of a postmap(1) source file (and of `texthash:`).
 //!
-//! A key may contain whitespace when it is (partly) enclosed in double quotes; inside the
-//! quotes a backslash escapes the next character. The quotes and backslashes stay part of
-//! the key, exactly as Postfix stores them (`"a b"@example` is looked up with its quotes),
-//! so only the split point between key and value depends on them.
+//! A key may contain whitespace when it is (partly) enclosed in double quotes or when the
+//! whitespace is escaped with a backslash (`key\ with\ space`); a backslash escapes the
+//! next character inside and outside quotes. The quotes and backslashes stay part of the
+//! key, exactly as Postfix stores them (`"a b"@example` is looked up with its quotes), so
+//! only the split point between key and value depends on them.
 //!
 //! # Security
 //! The input is configuration text; the parser does no I/O, allocates at most two copies of
@@ -34,7 +35,7 @@ pub fn parse_entry(line: &str) -> Result<(&str, &str), EntryError> {
     for (i, c) in line.char_indices() {
         if escaped {
             escaped = false;
-        } else if quoted && c == '\\' {
+        } else if c == '\\' {
             escaped = true;
         } else if c == '"' {
             quoted = !quoted;
@@ -69,6 +70,9 @@ mod tests {
         assert_eq!(parse_entry("\"x\"y v4"), Ok(("\"x\"y", "v4")));
         assert_eq!(parse_entry("\"\" v5"), Ok(("\"\"", "v5")));
         assert_eq!(parse_entry("\"e\\\\f\"\tv6"), Ok(("\"e\\\\f\"", "v6")));
+        assert_eq!(parse_entry("k\\ w\\ s v7"), Ok(("k\\ w\\ s", "v7")));
+        assert_eq!(parse_entry("k\\tt v8"), Ok(("k\\tt", "v8")));
+        assert_eq!(parse_entry("k\\\" v9"), Ok(("k\\\"", "v9")));
     }
 
     #[test]

@@ -16,8 +16,9 @@ pub enum TableError {
         /// What is wrong, in Postfix's words where Postfix has them.
         message: String,
     },
-    /// A malformed `type:name` spec (bad braces, empty name, …).
-    #[error("bad table spec \"{spec}\": {message}")]
+    /// A malformed `type:name` spec (bad braces, empty name, …). Display is the message
+    /// alone: Postfix's text where Postfix has one, else `bad table spec "SPEC": …`.
+    #[error("{message}")]
     Spec {
         /// The spec as given.
         spec: String,
@@ -75,6 +76,14 @@ pub enum TableError {
 
 impl TableError {
     pub(crate) fn spec(spec: &str, message: impl Into<String>) -> Self {
+        TableError::Spec {
+            spec: spec.to_string(),
+            message: format!("bad table spec \"{spec}\": {}", message.into()),
+        }
+    }
+
+    /// A spec error whose whole text is `message` (Postfix's wording).
+    pub(crate) fn bad_spec(spec: &str, message: impl Into<String>) -> Self {
         TableError::Spec {
             spec: spec.to_string(),
             message: message.into(),

@@ -15,7 +15,7 @@
 //!
 //! Supported types: `hash`, `btree`, `cdb`, `lmdb` (indexed files built by postmap, see
 //! [`indexed`]), `texthash`, `inline`, `static`, `cidr`, `regexp`, `pcre`, `fail`,
-//! `unionmap`, `pipemap`, `unix` (`passwd.byname`, `group.byname`) and `proxy:TYPE:NAME`
+//! `unionmap`, `pipemap`, `randmap`, `unix` (`passwd.byname`, `group.byname`) and `proxy:TYPE:NAME`
 //! (through the proxymap service). Network
 //! tables are not implemented; opening one returns [`TableError::UnsupportedType`].
 //!
@@ -72,7 +72,7 @@ pub use list::{DomainList, NetworkList, OwnAddr, mynetworks_by_style, parent_mat
 pub use mailaddr::{AddrMatch, find_address};
 pub use query::{lookup_address, lookup_client, lookup_domain};
 pub use registry::changed;
-pub use source::{read_source, source_lines};
+pub use source::{file_value, read_source, source_lines};
 
 /// Largest table source file we read (texthash/regexp/pcre/cidr).
 pub const MAX_SOURCE_BYTES: u64 = 512 * 1024 * 1024;
@@ -106,6 +106,11 @@ pub trait Map: Send + Sync + std::fmt::Debug {
     fn warnings(&self) -> &[TableError] {
         &[]
     }
+    /// Every record, for `postmap -s`: `Ok(None)` when the type cannot list its records
+    /// (pattern tables); `Err` when the listing failed (`fail:`).
+    fn sequence(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
+        Ok(None)
+    }
 }
 
 /// A boxed, shareable map, as returned by [`open`].
@@ -124,6 +129,11 @@ pub struct OpenOptions {
     /// `$queue_directory/private/proxymap`). `None`: the one given to
     /// [`set_queue_directory`], if any.
     pub queue_directory: Option<PathBuf>,
+    /// Postfix's `-F` (`DICT_FLAG_SRC_RHS_IS_FILE`): the right-hand side of every rule or
+    /// entry of a texthash, cidr, regexp, pcre, inline or static table names files (comma
+    /// or blank separated), read at open time; the value is the base64 of their contents
+    /// joined by newlines. Default false.
+    pub rhs_is_file: bool,
 }
 
 impl Default for OpenOptions {
@@ -132,6 +142,7 @@ impl Default for OpenOptions {
             fold_case: true,
             strict: false,
             queue_directory: None,
+            rhs_is_file: false,
         }
     }
 }
@@ -201,7 +212,8 @@ fn open_kind(
     match kind {
         "texthash" => Ok(Box::new(texthash::TextHash::open(spec, name, opts)?)),
         "inline" => Ok(Box::new(simple::Inline::open(spec, name, opts)?)),
-        "static" => Ok(Box::new(simple::Static::open(spec, name)?)),
+        "static" => Ok(Box::new(simple::Static::open(spec, name, opts)?)),
+        "randmap" => Ok(Box::new(simple::Static::random(spec, name)?)),
         "fail" => Ok(Box::new(simple::Fail::new(spec))),
         "cidr" => Ok(Box::new(cidr::Cidr::open(spec, name, opts)?)),
         "regexp" => Ok(Box::new(pattern::PatternMap::open(

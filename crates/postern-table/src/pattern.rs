@@ -14,7 +14,7 @@
 //! and `X` are accepted and ignored (the pcre2 crate exposes no switch for `E`; Postfix
 //! built with PCRE2 ignores `X` too).
 
-use crate::cidr::{Keyword, keyword, negation, source_lines};
+use crate::cidr::{Keyword, keyword, negation, rhs, source_lines};
 use crate::program::Program;
 use crate::source::{Line, Warnings};
 use crate::{MAX_RESULT_BYTES, Map, MapFlags, OpenOptions, TableError};
@@ -37,10 +37,18 @@ enum Part {
     Group(usize),
 }
 
+/// One pattern test: `re` matches and, in regexp's `/pat1/!/pat2/` form, `unless` does
+/// not. `$n` refer to the groups of `re`.
+#[derive(Debug)]
+pub(crate) struct Pat {
+    re: Matcher,
+    unless: Option<Matcher>,
+}
+
 #[derive(Debug)]
 pub(crate) struct PatternMap {
     spec: String,
-    program: Program<Matcher, Vec<Part>>,
+    program: Program<Pat, Vec<Part>>,
     warnings: Vec<TableError>,
 }
 
@@ -51,11 +59,15 @@ impl PatternMap {
         opts: &OpenOptions,
         dialect: Dialect,
     ) -> Result<Self, TableError> {
-        let (file, lines) = source_lines(spec, name)?;
+        let kind = match dialect {
+            Dialect::Posix => "regexp",
+            Dialect::Pcre => "pcre",
+        };
+        let (file, lines) = source_lines(kind, spec, name)?;
         let mut w = Warnings::new(&file, opts.strict);
         let mut program = Program::new();
         for line in lines {
-            parse_line(&line, dialect, &mut program, &mut w)?;
+            parse_line(&line, dialect, opts, &mut program, &mut w)?;
         }
         let program = program.finish(&mut w)?;
         Ok(PatternMap {
@@ -76,7 +88,8 @@ impl PatternMap {
 fn parse_line(
     line: &Line,
     dialect: Dialect,
-    program: &mut Program<Matcher, Vec<Part>>,
+    opts: &OpenOptions,
+    program: &mut Program<Pat, Vec<Part>>,
     w: &mut Warnings,
 ) -> Result<(), TableError> {
     let n = line.number;
@@ -85,30 +98,57 @@ fn parse_line(
             if !extra.is_empty() {
                 w.warn(n, format!("ignoring extra text after ENDIF: \"{extra}\""))?;
             }
-            program.endif(n, w)
+            program.endif(n, w, "ignoring ENDIF without matching IF")
         }
         Keyword::If(rest) => {
             let (negate, rest) = negation(rest);
-            let (matcher, extra) = match compile(rest, dialect) {
+            let (matcher, extra) = match compile(rest, dialect, false) {
                 Ok(parsed) => parsed,
                 Err(message) => return w.warn(n, message),
             };
+            let extra = extra.trim();
             if !extra.is_empty() {
                 w.warn(n, format!("ignoring extra text after IF: \"{extra}\""))?;
             }
-            program.open_if(n, matcher, negate, w)
+            let pat = Pat {
+                re: matcher,
+                unless: None,
+            };
+            program.open_if(n, pat, negate, w)
         }
         Keyword::None => {
             let (negate, rest) = negation(&line.text);
-            let (matcher, result) = match compile(rest, dialect) {
+            let (matcher, mut result) = match compile(rest, dialect, false) {
                 Ok(parsed) => parsed,
                 Err(message) => return w.warn(n, message),
             };
+            // regexp's `/pat1/!/pat2/`: the `!` follows the first pattern's flags directly.
+            let mut unless = None;
+            if let Some(second) = result.strip_prefix('!') {
+                match compile(second.trim_start(), dialect, true) {
+                    Ok((m, after)) => {
+                        unless = Some(m);
+                        result = after;
+                    }
+                    Err(message) => return w.warn(n, message),
+                }
+            }
+            let result = result.trim_start();
             if result.is_empty() {
                 w.warn(n, "no replacement text: using empty string")?;
             }
-            match parse_result(result, negate, groups(&matcher)) {
-                Ok(parts) => program.rule(matcher, negate, parts),
+            let Some(result) = rhs(result, n, opts, w)? else {
+                return Ok(());
+            };
+            match parse_result(&result, negate, groups(&matcher)) {
+                Ok(parts) => program.rule(
+                    Pat {
+                        re: matcher,
+                        unless,
+                    },
+                    negate,
+                    parts,
+                ),
                 Err(message) => w.warn(n, format!("{message}: skipping this rule"))?,
             }
             Ok(())
@@ -116,16 +156,16 @@ fn parse_line(
     }
 }
 
-/// Parses `/pattern/flags rest`; returns the compiled pattern and `rest` (blank-trimmed).
-fn compile(text: &str, dialect: Dialect) -> Result<(Matcher, &str), String> {
+/// Parses `/pattern/flags…`; returns the compiled pattern and the text after the flags.
+/// Flags end at a blank, and for regexp also at the `!` of `/pat1/!/pat2/`.
+/// A rule or `if` must start with a punctuation delimiter (else Postfix ignores the line as
+/// an unrecognized request); the second pattern of `/pat1/!/pat2/` may use any character.
+fn compile(text: &str, dialect: Dialect, second: bool) -> Result<(Matcher, &str), String> {
     let mut chars = text.char_indices();
     let delim = match chars.next() {
-        Some((_, d)) if !d.is_alphanumeric() && !d.is_whitespace() && d != '\\' => d,
-        _ => {
-            return Err(format!(
-                "no pattern delimiter in \"{text}\": skipping this rule"
-            ));
-        }
+        Some((_, d)) if second || (!d.is_alphanumeric() && !d.is_whitespace() && d != '\\') => d,
+        Some(_) => return Err("ignoring unrecognized request".to_string()),
+        None => return Err("no regexp pattern: skipping this rule".to_string()),
     };
     let start = delim.len_utf8();
     let mut end = None;
@@ -140,19 +180,19 @@ fn compile(text: &str, dialect: Dialect) -> Result<(Matcher, &str), String> {
             break;
         }
     }
-    let end = end
-        .ok_or_else(|| format!("no closing pattern delimiter in \"{text}\": skipping this rule"))?;
+    let end =
+        end.ok_or_else(|| format!("no closing regexp delimiter \"{delim}\": skipping this rule"))?;
     let pattern = &text[start..end];
     let after = &text[end + delim.len_utf8()..];
     let flag_end = after
-        .find(|c: char| c.is_ascii_whitespace())
+        .find(|c: char| c.is_ascii_whitespace() || (c == '!' && dialect == Dialect::Posix))
         .unwrap_or(after.len());
     let (flags, rest) = after.split_at(flag_end);
     let matcher = match dialect {
         Dialect::Posix => compile_posix(pattern, flags)?,
         Dialect::Pcre => compile_pcre(pattern, flags)?,
     };
-    Ok((matcher, rest.trim()))
+    Ok((matcher, rest))
 }
 
 fn unknown_flag(c: char) -> String {
@@ -169,15 +209,41 @@ fn compile_posix(pattern: &str, flags: &str) -> Result<Matcher, String> {
             other => return Err(unknown_flag(other)),
         }
     }
-    let translated = crate::posix::translate(pattern, extended)
-        .map_err(|e| format!("{e}: skipping this rule"))?;
+    let translated = crate::posix::translate(pattern, extended).map_err(|e| regerror(&e))?;
     regex::RegexBuilder::new(&translated)
         .case_insensitive(icase)
         .multi_line(multi)
         .dot_matches_new_line(!multi)
         .build()
         .map(Matcher::Posix)
-        .map_err(|e| format!("bad regular expression \"{pattern}\": {e}: skipping this rule"))
+        .map_err(|e| regerror(&e.to_string()))
+}
+
+/// glibc's regerror() text for a pattern error, as Postfix logs it (no "skipping" suffix).
+fn regerror(detail: &str) -> String {
+    const TEXTS: &[(&str, &str)] = &[
+        ("unclosed group", "Unmatched ( or \\("),
+        ("unopened group", "Unmatched ) or \\)"),
+        ("not balanced", "Unmatched [, [^, [:, [., or [="),
+        ("unclosed character class", "Unmatched [, [^, [:, [., or [="),
+        ("trailing backslash", "Trailing backslash"),
+        ("character class", "Invalid character class name"),
+        (
+            "repetition operator missing expression",
+            "Invalid preceding regular expression",
+        ),
+        ("repetition", "Invalid content of \\{\\}"),
+        ("decimal", "Invalid content of \\{\\}"),
+        ("back-reference", "Invalid back reference"),
+        ("collation", "Invalid collation character"),
+        ("range", "Invalid range end"),
+    ];
+    let lower = detail.to_ascii_lowercase();
+    TEXTS
+        .iter()
+        .find(|(key, _)| lower.contains(key))
+        .map_or("Invalid regular expression", |(_, text)| text)
+        .to_string()
 }
 
 fn compile_pcre(pattern: &str, flags: &str) -> Result<Matcher, String> {
@@ -216,7 +282,15 @@ fn compile_pcre(pattern: &str, flags: &str) -> Result<Matcher, String> {
         .jit_if_available(true)
         .build(&full)
         .map(Matcher::Pcre)
-        .map_err(|e| format!("pcre map: {e}: skipping this rule"))
+        .map_err(|e| {
+            // Display is "PCRE2: error compiling pattern at offset N: MESSAGE".
+            let text = e.to_string();
+            let message = text.rsplit_once(": ").map_or(text.as_str(), |(_, m)| m);
+            match e.offset() {
+                Some(at) => format!("error in regex at offset {at}: {message}"),
+                None => format!("error in regex: {message}"),
+            }
+        })
 }
 
 /// Number of capturing groups, not counting the whole match.
@@ -296,16 +370,24 @@ fn expand(parts: &[Part], group: impl Fn(usize) -> Option<String>) -> Option<Str
 
 impl Map for PatternMap {
     fn lookup(&self, key: &str) -> Result<Option<String>, TableError> {
-        let test = |m: &Matcher| match m {
-            Matcher::Posix(re) => Ok(Some(re.is_match(key))),
+        let is_match = |m: &Matcher| match m {
+            Matcher::Posix(re) => Ok(re.is_match(key)),
             Matcher::Pcre(re) => re
                 .is_match(key.as_bytes())
-                .map(Some)
                 .map_err(|e| self.query_error(e.to_string())),
         };
-        let Some((matcher, parts)) = self.program.first(test)? else {
+        let test = |p: &Pat| {
+            let hit = is_match(&p.re)?
+                && match &p.unless {
+                    Some(m) => !is_match(m)?,
+                    None => true,
+                };
+            Ok(Some(hit))
+        };
+        let Some((pat, parts)) = self.program.first(test)? else {
             return Ok(None);
         };
+        let matcher = &pat.re;
         let needs_groups = parts.iter().any(|p| matches!(p, Part::Group(_)));
         let result = match matcher {
             _ if !needs_groups => expand(parts, |_| None),

@@ -60,13 +60,20 @@ impl<M, V> Program<M, V> {
         Ok(())
     }
 
-    pub(crate) fn endif(&mut self, line: usize, w: &mut Warnings) -> Result<(), TableError> {
+    /// Closes the innermost `if`; an `endif` without one is skipped with warning `stray`
+    /// (the table type's own wording, as in Postfix).
+    pub(crate) fn endif(
+        &mut self,
+        line: usize,
+        w: &mut Warnings,
+        stray: &str,
+    ) -> Result<(), TableError> {
         match self.open_ifs.pop() {
             Some((index, _)) => {
                 self.close(index);
                 Ok(())
             }
-            None => w.warn(line, "ignoring ENDIF without matching IF"),
+            None => w.warn(line, stray),
         }
     }
 
@@ -134,10 +141,10 @@ mod tests {
         p.open_if(1, 'a', false, &mut w).unwrap();
         p.open_if(2, 'b', true, &mut w).unwrap();
         p.rule('c', false, "in-not-b");
-        p.endif(4, &mut w).unwrap();
+        p.endif(4, &mut w, "stray").unwrap();
         p.rule('a', false, "a");
-        p.endif(6, &mut w).unwrap();
-        p.endif(7, &mut w).unwrap();
+        p.endif(6, &mut w, "stray").unwrap();
+        p.endif(7, &mut w, "stray").unwrap();
         p.rule('z', true, "not-z");
         let p = p.finish(&mut w).unwrap();
         assert_eq!(w.list.len(), 1);

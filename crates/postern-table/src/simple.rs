@@ -1,4 +1,7 @@
-//! `inline:{…}`, `static:…` and `fail:…`: tables that live entirely in their spec.
+//! `inline:{…}`, `static:…`, `randmap:{…}` and `fail:…`: tables that live entirely in
+//! their spec. With [`OpenOptions::rhs_is_file`] (postmap's `-F`) the values of `inline:`
+//! and `static:` name files whose contents (base64) are the values, read at open time; a
+//! file that cannot be read fails the open, as in Postfix.
 
 use crate::spec::{braced, tokens, unbrace};
 use crate::{Map, MapFlags, OpenOptions, TableError, fold};
@@ -14,19 +17,36 @@ pub(crate) struct Inline {
 
 impl Inline {
     pub(crate) fn open(spec: &str, name: &str, opts: &OpenOptions) -> Result<Self, TableError> {
-        let need = "need \"inline:{name=value...}\"";
-        let body = braced(spec, name)?.ok_or_else(|| TableError::spec(spec, need))?;
-        let items = tokens(spec, &body)?;
+        let what = if opts.rhs_is_file {
+            "filename"
+        } else {
+            "value"
+        };
+        let need = |why: &str| {
+            TableError::bad_spec(
+                spec,
+                format!("{why}: \"{spec}\"; need \"inline:{{name={what}...}}\""),
+            )
+        };
+        let body = braced(spec, name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| need("bad syntax"))?;
+        let items = tokens(spec, &body).map_err(|_| need("bad syntax"))?;
         if items.is_empty() {
-            return Err(TableError::spec(spec, need));
+            return Err(need("bad syntax"));
         }
         let mut entries = HashMap::new();
         for item in items {
             let text = unbrace(item).unwrap_or(item);
-            let (key, value) = split_nameval(text).ok_or_else(|| {
-                TableError::spec(spec, format!("missing '=' after attribute name; {need}"))
-            })?;
-            entries.insert(fold(key, opts.fold_case).into_owned(), value.to_string());
+            let (key, value) =
+                split_nameval(text).ok_or_else(|| need("missing '=' after attribute name"))?;
+            let value = if opts.rhs_is_file {
+                crate::source::file_value(value).map_err(|e| need(&e))?
+            } else {
+                value.to_string()
+            };
+            entries.insert(fold(key, opts.fold_case).into_owned(), value);
         }
         Ok(Inline {
             spec: spec.to_string(),
@@ -62,26 +82,77 @@ impl Map for Inline {
     }
 }
 
-/// `static:value` or `static:{value with spaces}`: every key finds the value.
+/// `static:value` or `static:{value with spaces}`: every key finds the value; and
+/// `randmap:{value, …}` (Postfix's randmap(5), for spreading mail over transports): every
+/// key finds one of the values, chosen at random per lookup, taken as written (braces
+/// included).
 #[derive(Debug)]
 pub(crate) struct Static {
     spec: String,
-    value: String,
+    values: Vec<String>,
 }
 
 impl Static {
-    pub(crate) fn open(spec: &str, name: &str) -> Result<Self, TableError> {
-        let value = braced(spec, name)?.unwrap_or_else(|| name.to_string());
+    pub(crate) fn open(spec: &str, name: &str, opts: &OpenOptions) -> Result<Self, TableError> {
+        let value = braced(spec, name)
+            .map_err(|_| {
+                let why = if crate::spec::tokens(spec, name).is_err() {
+                    "missing '}'"
+                } else {
+                    "syntax error after '}'"
+                };
+                TableError::bad_spec(spec, format!("bad static:name syntax: {why} in \"{name}\""))
+            })?
+            .unwrap_or_else(|| name.to_string());
+        let value = if opts.rhs_is_file {
+            crate::source::file_value(&value).map_err(|e| TableError::bad_spec(spec, e))?
+        } else {
+            value
+        };
         Ok(Static {
             spec: spec.to_string(),
-            value,
+            values: vec![value],
+        })
+    }
+
+    /// `randmap:{value, …}`.
+    pub(crate) fn random(spec: &str, name: &str) -> Result<Self, TableError> {
+        let need = || {
+            TableError::bad_spec(
+                spec,
+                format!("bad syntax: \"{spec}\"; need \"randmap:{{value...}}\""),
+            )
+        };
+        let body = braced(spec, name).ok().flatten().ok_or_else(need)?;
+        let values: Vec<String> = tokens(spec, &body)
+            .map_err(|_| need())?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if values.is_empty() {
+            return Err(need());
+        }
+        Ok(Static {
+            spec: spec.to_string(),
+            values,
         })
     }
 }
 
 impl Map for Static {
     fn lookup(&self, _key: &str) -> Result<Option<String>, TableError> {
-        Ok(Some(self.value.clone()))
+        let index = match self.values.len() {
+            0 | 1 => 0,
+            n => {
+                use std::hash::{BuildHasher, Hasher};
+                // Each RandomState has fresh random keys: its hash of nothing is random.
+                let r = std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish();
+                usize::try_from(r % n as u64).unwrap_or(0)
+            }
+        };
+        Ok(self.values.get(index).cloned())
     }
     fn name(&self) -> &str {
         &self.spec
@@ -120,6 +191,12 @@ impl Fail {
 
 impl Map for Fail {
     fn lookup(&self, _key: &str) -> Result<Option<String>, TableError> {
+        Err(TableError::Lookup {
+            table: self.spec.clone(),
+            message: self.message.clone(),
+        })
+    }
+    fn sequence(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
         Err(TableError::Lookup {
             table: self.spec.clone(),
             message: self.message.clone(),
@@ -175,6 +252,39 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn inline_error_texts_are_postfix() {
+        let e = |spec: &str| open(spec, &OpenOptions::default()).unwrap_err().to_string();
+        assert_eq!(
+            e("inline:{a=1, {b=2}"),
+            "bad syntax: \"inline:{a=1, {b=2}\"; need \"inline:{name=value...}\""
+        );
+        assert_eq!(
+            e("unionmap:{inline:{a=1, b}}"),
+            "missing '=' after attribute name: \"inline:{a=1, b}\"; need \"inline:{name=value...}\""
+        );
+        assert_eq!(
+            e("static:{a}b"),
+            "bad static:name syntax: syntax error after '}' in \"{a}b\""
+        );
+    }
+
+    #[test]
+    fn randmap_picks_one_value() {
+        let m = open("randmap:{a, b, {c}}", &OpenOptions::default()).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(m.lookup("k").unwrap().unwrap());
+        }
+        let want: std::collections::HashSet<String> =
+            ["a", "b", "{c}"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(seen, want);
+        for bad in ["randmap:x", "randmap:{}", "randmap:{a"] {
+            let e = open(bad, &OpenOptions::default()).unwrap_err().to_string();
+            assert!(e.starts_with("bad syntax: "), "{e}");
         }
     }
 

@@ -91,6 +91,51 @@ pub fn read_source(path: &str) -> Result<Vec<(usize, String)>, TableError> {
     source_lines(path, &read_file(path)?)
 }
 
+/// The system error text as strerror gives it (without std's ` (os error N)`).
+pub(crate) fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Postfix's `-F` values: the files named in `list` (separated by commas or blanks), their
+/// contents joined by newlines, base64-encoded. Each file is bounded by
+/// [`MAX_SOURCE_BYTES`].
+///
+/// # Errors
+/// Postfix's text for a file that cannot be read (`open NAME: No such file or directory`),
+/// or `empty pathname list: >>LIST<<'`.
+pub fn file_value(list: &str) -> Result<String, String> {
+    use base64::Engine;
+    let mut data = Vec::new();
+    let mut any = false;
+    for path in list
+        .split([',', ' ', '\t', '\r', '\n'])
+        .filter(|p| !p.is_empty())
+    {
+        if any {
+            data.push(b'\n');
+        }
+        any = true;
+        let file =
+            std::fs::File::open(path).map_err(|e| format!("open {path}: {}", strerror(&e)))?;
+        file.take(MAX_SOURCE_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("read {path}: {}", strerror(&e)))?;
+        if data.len() as u64 > MAX_SOURCE_BYTES {
+            return Err(format!(
+                "read {path}: file is larger than {MAX_SOURCE_BYTES} bytes"
+            ));
+        }
+    }
+    if !any {
+        return Err(format!("empty pathname list: >>{list}<<'"));
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(data))
+}
+
 fn too_long(path: &str, line: usize) -> TableError {
     TableError::TooLarge {
         path: path.to_string(),

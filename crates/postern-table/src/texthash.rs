@@ -34,7 +34,19 @@ impl TextHash {
                 warnings.warn(line.number, format!("duplicate entry: \"{key}\""))?;
                 continue;
             }
-            entries.insert(key, value.trim_start().to_string());
+            let value = value.trim_start();
+            let value = if opts.rhs_is_file {
+                match crate::source::file_value(value) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warnings.warn(line.number, format!("{e}: skipping this entry"))?;
+                        continue;
+                    }
+                }
+            } else {
+                value.to_string()
+            };
+            entries.insert(key, value);
         }
         Ok(TextHash {
             spec: spec.to_string(),
@@ -63,6 +75,15 @@ impl Map for TextHash {
     }
     fn warnings(&self) -> &[TableError] {
         &self.warnings
+    }
+    fn sequence(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
+        let mut all: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        Ok(Some(all))
     }
 }
 

@@ -31,7 +31,7 @@ fn regexp_substitution_and_flags() {
 fn regexp_warnings_match_postfix() {
     let map = open(RE, &OpenOptions::default()).unwrap();
     let w: Vec<String> = map.warnings().iter().map(|e| e.to_string()).collect();
-    let spec = RE;
+    let spec = format!("regexp map {}", RE.strip_prefix("regexp:").unwrap());
     assert_eq!(
         w,
         vec![
@@ -97,4 +97,67 @@ fn pcre_bad_pattern_is_skipped() {
 #[test]
 fn inline_rules_must_be_braced() {
     assert!(open("regexp:{ /a/ x }", &OpenOptions::default()).is_err());
+}
+
+#[test]
+fn regexp_unless_form() {
+    // Postfix's `/pat1/!/pat2/`: pat1 matches and pat2 does not; `$n` are pat1's groups.
+    let spec = "regexp:{ {/^a(.*)/!/^ab/ A $1}, {/^c/!/d/!/e/ rest}, {/^q/! xz} }";
+    assert_eq!(get(spec, "axy").as_deref(), Some("A xy"));
+    assert_eq!(get(spec, "aby"), None);
+    assert_eq!(get(spec, "c").as_deref(), Some("!/e/ rest"));
+    let map = open(spec, &OpenOptions::default()).unwrap();
+    let w: Vec<String> = map.warnings().iter().map(|e| e.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].ends_with("line 3: no closing regexp delimiter \"x\": skipping this rule"));
+    // pcre has no such form: the `!` is an unknown flag.
+    let map = open("pcre:{ {/a/!/b/ x} }", &OpenOptions::default()).unwrap();
+    assert!(
+        map.warnings()[0]
+            .to_string()
+            .ends_with("unknown regexp option \"!\": skipping this rule")
+    );
+}
+
+#[test]
+fn rhs_is_file_reads_files_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let f1 = dir.path().join("f1");
+    std::fs::write(&f1, "hello\n").unwrap();
+    let opts = OpenOptions {
+        rhs_is_file: true,
+        ..OpenOptions::default()
+    };
+    let missing = dir.path().join("missing");
+    let spec = format!(
+        "regexp:{{ {{/^a/ {}, {}}}, {{/^b/ {}}} }}",
+        f1.display(),
+        f1.display(),
+        missing.display()
+    );
+    let map = open(&spec, &opts).unwrap();
+    assert_eq!(
+        map.lookup("a").unwrap().as_deref(),
+        Some("aGVsbG8KCmhlbGxvCg==")
+    );
+    assert_eq!(map.lookup("b").unwrap(), None);
+    let w = map.warnings()[0].to_string();
+    assert!(
+        w.ends_with(": No such file or directory: skipping this rule"),
+        "{w}"
+    );
+}
+
+#[test]
+fn glibc_error_texts() {
+    let map = open("regexp:{ {/(/ x}, {/a{2,1}/ y} }", &OpenOptions::default()).unwrap();
+    let w: Vec<String> = map.warnings().iter().map(|e| e.to_string()).collect();
+    assert!(w[0].ends_with("line 1: Unmatched ( or \\("), "{w:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
+    let map = open("pcre:{ {/(/ x} }", &OpenOptions::default()).unwrap();
+    let w = map.warnings()[0].to_string();
+    assert!(
+        w.ends_with("line 1: error in regex at offset 1: missing closing parenthesis"),
+        "{w}"
+    );
 }
