@@ -301,3 +301,52 @@ pub fn setgid_hygiene(keep: &dyn Fn(&str) -> bool, set: &[(&str, &str)]) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Runs in a child process (see `chroot_confines_to_the_directory`): chroots to
+    /// `POSTERN_TEST_JAIL` and checks that `/` is that directory.
+    #[test]
+    #[ignore = "run by chroot_confines_to_the_directory in a child process"]
+    fn chroot_child() {
+        let dir = std::env::var("POSTERN_TEST_JAIL").unwrap();
+        chroot_jail(Path::new(&dir)).unwrap();
+        assert!(Path::new("/inside-the-jail").exists());
+        assert_eq!(std::env::current_dir().unwrap(), Path::new("/"));
+    }
+
+    #[test]
+    fn chroot_confines_to_the_directory() {
+        let jail = tempfile::tempdir().unwrap();
+        std::fs::write(jail.path().join("inside-the-jail"), "").unwrap();
+        if !is_root() {
+            // Only root may chroot: the call fails with the operation and path named.
+            let e = chroot_jail(jail.path()).unwrap_err();
+            assert_eq!(
+                (e.op, e.what),
+                ("chroot", jail.path().display().to_string())
+            );
+            return;
+        }
+        let st = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "privs::tests::chroot_child",
+                "--ignored",
+                "--quiet",
+            ])
+            .env("POSTERN_TEST_JAIL", jail.path())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        assert!(
+            String::from_utf8_lossy(&st.stdout).contains("1 passed"),
+            "{st:?}"
+        );
+        let e = chroot_jail(&jail.path().join("missing")).unwrap_err();
+        assert_eq!(e.op, "stat");
+    }
+}
