@@ -84,6 +84,28 @@ CORPUS: dict[str, bytes] = {
             b"part\n--XX--\n",
     "header-then-text": b"From: alice@example.com\nSubject: x\nthis line is not a header\nTo: b@example.com\n",
     "crlf-input": b"From: alice@example.com\r\nTo: b@example.com\r\nSubject: crlf\r\n\r\nbody\r\n",
+    "leading-empty-line": b"\nSubject: in body\n\nbody\n",
+    "bad-header-name": b"From: alice@example.com\nX-Bad Name: x\nSubject: y\n\nbody\n",
+    "eight-bit-name": "From: alice@example.com\nTést: x\nSubject: y\n\nbody\n".encode(),
+    "whitespace-only-continuation": b"From: alice@example.com\nSubject: a\n \n\t\nTo: b@example.com\n\nbody\n",
+    "no-space-after-colon": b"From:alice@example.com\nTo:b@example.com\nSubject:tight\n\nbody\n",
+    "empty-from": b"From:\nTo: b@example.com\nSubject: empty from\n\nbody\n",
+    "folded-from": b"From: Alice\n <alice@example.com>\nTo: b@example.com,\n\tc@example.com\nSubject: f\n\nb\n",
+    "addresses": b"From: \"A, B\" <a@example.com> (comment)\nTo: group: x@example.com, y;, \"q u\"@example.com\n"
+                 b"Reply-To: <@r1.example,@r2.example:u@example.com>\nCc: bob (Bob), <carol>\nSubject: a\n\nb\n",
+    "duplicate-ids": b"From: a@example.com\nMessage-ID: <1@x>\nMessage-ID: <2@x>\nDate: x\nDate: y\nSubject: d\n\nb\n",
+    "from-quoted-body": b"From: a@example.com\nSubject: gt\n\nFrom the start\n>From quoted\n",
+    "mailbox-line-crlf": b"From a@example.com Sat Dec  5 10:00:00 2026\r\nSubject: x\r\n\r\nb\r\n",
+    "many-tokens": b"From: a@example.com\nTo: " + b", ".join(b"u%d@example.com" % i for i in range(4000))
+                   + b"\nSubject: tokens\n\nb\n",
+    "long-to": b"From: a@example.com\nTo: " + b", ".join(b"u%d@example.com" % i for i in range(100))
+               + b"\nSubject: long to\n\nb\n",
+    "long-to-rewritten": b"From: a@example.com\nTo: " + b", ".join(b"u%d@example.com" % i for i in range(100))
+                         + b", local\nSubject: long to\n\nb\n",
+    "colon-line": b"From: a@example.com\n:\nSubject: after colon line\n\nb\n",
+    "content-length": b"From: a@example.com\nContent-Length: 5\nSubject: cl\n\nbody longer than five\n",
+    "mime-8bit-cte": b"From: a@example.com\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+                     b"Content-Transfer-Encoding: 8bit\nSubject: m\n\n\xc3\xa4\n",
 }
 
 # Known differences, listed in docs/compatibility.md ("Message handling"): none so far.

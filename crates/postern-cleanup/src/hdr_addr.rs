@@ -6,7 +6,8 @@
 //! nested comments, specials). Each list element's address is the text between
 //! `<` and `>` (after an obsolete route `@a,@b:`), or, without angle brackets,
 //! the element's tokens outside comments. Only the byte span of an address is
-//! replaced, and only when the rewrite changed it.
+//! replaced, and only when the rewrite changed it or it had a source route
+//! (which is dropped, as Postfix does: `<@a,@b:u@c>` → `<u@c>`).
 //!
 //! # Security
 //! Linear scan, comment nesting counted (not recursed), no panics on any
@@ -126,21 +127,24 @@ fn internal(v: &str, toks: &[Tok]) -> String {
     out
 }
 
-/// The address spans of a header value: token ranges of each address.
-fn addresses(toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
+/// The address spans of a header value: for each address the token range
+/// of the address and the first token to replace (before an obsolete source
+/// route `@a,@b:`, which a rewrite drops, as Postfix's trivial-rewrite does).
+fn addresses(toks: &[Tok]) -> Vec<(std::ops::Range<usize>, usize)> {
     let mut out = Vec::new();
     let mut plain_start: Option<usize> = None;
     let mut plain_end = 0;
-    let mut angle: Option<std::ops::Range<usize>> = None;
+    let mut angle: Option<(std::ops::Range<usize>, usize)> = None;
     let mut in_angle: Option<usize> = None;
+    let mut angle_open = 0;
     let finish = |out: &mut Vec<_>,
-                  angle: &mut Option<std::ops::Range<usize>>,
+                  angle: &mut Option<(std::ops::Range<usize>, usize)>,
                   ps: &mut Option<usize>,
                   pe: usize| {
         match (angle.take(), ps.take()) {
-            (Some(r), _) if !r.is_empty() => out.push(r),
+            (Some((r, open)), _) if !r.is_empty() => out.push((r, open)),
             (Some(_), _) => {}
-            (None, Some(s)) => out.push(s..pe),
+            (None, Some(s)) => out.push((s..pe, s)),
             (None, None) => {}
         }
     };
@@ -148,7 +152,7 @@ fn addresses(toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
         if let Some(start) = in_angle {
             match t.kind {
                 Kind::Special('>') => {
-                    angle = Some(start..i);
+                    angle = Some((start..i, angle_open));
                     in_angle = None;
                 }
                 Kind::Special(':') => in_angle = Some(i + 1),
@@ -164,7 +168,10 @@ fn addresses(toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
                 plain_start = None;
                 angle = None;
             }
-            Kind::Special('<') => in_angle = Some(i + 1),
+            Kind::Special('<') => {
+                in_angle = Some(i + 1);
+                angle_open = i + 1;
+            }
             _ => {
                 if plain_start.is_none() {
                     plain_start = Some(i);
@@ -174,7 +181,7 @@ fn addresses(toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
         }
     }
     if let Some(start) = in_angle {
-        angle = Some(start..toks.len());
+        angle = Some((start..toks.len(), angle_open));
     }
     finish(&mut out, &mut angle, &mut plain_start, plain_end);
     out
@@ -185,11 +192,11 @@ fn addresses(toks: &[Tok]) -> Vec<std::ops::Range<usize>> {
 pub fn rewrite_value(value: &str, f: &mut dyn FnMut(&str) -> String) -> Option<String> {
     let toks = tokenize(value);
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for r in addresses(&toks) {
+    for (r, open) in addresses(&toks) {
         let Some(span) = toks.get(r.clone()) else {
             continue;
         };
-        let (Some(first), Some(last)) = (span.first(), span.last()) else {
+        let (Some(first), Some(last)) = (toks.get(open.min(r.start)), span.last()) else {
             continue;
         };
         let old = internal(value, span);
@@ -197,7 +204,7 @@ pub fn rewrite_value(value: &str, f: &mut dyn FnMut(&str) -> String) -> Option<S
             continue;
         }
         let new = f(&old);
-        if new != old {
+        if new != old || open < r.start {
             let ext = if new.is_empty() {
                 String::new()
             } else {
@@ -218,10 +225,84 @@ pub fn rewrite_value(value: &str, f: &mut dyn FnMut(&str) -> String) -> Option<S
     Some(out)
 }
 
-/// Fuzz entry point: never panics, and rewriting with the identity changes nothing.
+/// `header_address_token_limit`: the value cut after its first `limit`
+/// tokens (comments and white space are not tokens), or `None` when it has
+/// no more than `limit`.
+pub fn truncate_tokens(value: &str, limit: usize) -> Option<&str> {
+    let toks = tokenize(value);
+    if toks.len() <= limit {
+        return None;
+    }
+    let end = limit
+        .checked_sub(1)
+        .and_then(|i| toks.get(i))
+        .map_or(0, |t| t.end);
+    value.get(..end)
+}
+
+/// Postfix's layout of a rewritten address header `name: value`: the list
+/// elements one after another, separated by a space after each comma; an
+/// element that would make the line 70 bytes or longer (the TAB of a
+/// continuation line not counted) starts a new line, indented by a TAB.
+/// Line breaks inside an element become one space.
+pub fn fold(name: &str, value: &str) -> String {
+    let mut elems = Vec::new();
+    let mut start = 0;
+    for t in tokenize(value) {
+        if t.kind == Kind::Special(',') {
+            elems.push(value.get(start..t.end).unwrap_or(""));
+            start = t.end;
+        }
+    }
+    elems.push(value.get(start..).unwrap_or(""));
+    let mut out = format!("{name}:");
+    let mut line_len: Option<usize> = None;
+    for e in elems {
+        let e = unfold(e);
+        if e.is_empty() {
+            continue;
+        }
+        match line_len {
+            Some(len) if len + 1 + e.len() >= 70 => {
+                out.push_str("\n\t");
+                line_len = Some(e.len());
+            }
+            Some(len) => {
+                out.push(' ');
+                line_len = Some(len + 1 + e.len());
+            }
+            None => {
+                out.push(' ');
+                line_len = Some(out.len() + e.len());
+            }
+        }
+        out.push_str(&e);
+    }
+    out
+}
+
+/// `e` trimmed, each line break with the white space around it made one space.
+fn unfold(e: &str) -> String {
+    let mut out = String::with_capacity(e.len());
+    for (i, line) in e.trim().split('\n').enumerate() {
+        if i > 0 {
+            out.truncate(out.trim_end().len());
+            out.push(' ');
+        }
+        out.push_str(if i > 0 { line.trim_start() } else { line });
+    }
+    out
+}
+
+/// Fuzz entry point: never panics, and rewriting with the identity changes
+/// nothing but source routes (so a second identity rewrite changes nothing).
 pub fn fuzz(data: &[u8]) {
     let v = String::from_utf8_lossy(data);
-    assert!(rewrite_value(&v, &mut |a| a.to_string()).is_none());
+    if let Some(once) = rewrite_value(&v, &mut |a| a.to_string()) {
+        assert!(rewrite_value(&once, &mut |a| a.to_string()).is_none());
+    }
+    let _ = fold("To", &v);
+    let _ = truncate_tokens(&v, 3);
     let _ = rewrite_value(&v, &mut |a| format!("{a}.x"));
 }
 
@@ -252,7 +333,7 @@ mod tests {
         );
         assert_eq!(
             up(" <@r1,@r2:u@old.example>").as_deref(),
-            Some(" <@r1,@r2:u@new.example>")
+            Some(" <u@new.example>")
         );
         assert_eq!(up(" nobody@else.example"), None);
         assert_eq!(up(" undisclosed-recipients:;"), None);
@@ -284,5 +365,34 @@ mod tests {
         ] {
             fuzz(v.as_bytes());
         }
+    }
+
+    #[test]
+    fn source_routes_are_dropped() {
+        assert_eq!(
+            rewrite_value(" <@r1.example,@r2.example:u@example.com>", &mut |a| a
+                .to_string())
+            .as_deref(),
+            Some(" <u@example.com>")
+        );
+        assert_eq!(
+            up(" A <@r:joe@old.example>").as_deref(),
+            Some(" A <Joe.Doe@new.example>")
+        );
+        fuzz(b"<@a,@b:c@d>, <:>, <a:b:c>");
+    }
+
+    #[test]
+    fn postfix_folding_and_token_limit() {
+        let v: Vec<String> = (0..8).map(|i| format!("u{i}@example.com")).collect();
+        assert_eq!(
+            fold("To", &format!(" {}", v.join(",\n  "))),
+            "To: u0@example.com, u1@example.com, u2@example.com, u3@example.com,\n\
+             \tu4@example.com, u5@example.com, u6@example.com, u7@example.com"
+        );
+        assert_eq!(fold("Cc", " A\n <a@b>, (c) d@e,"), "Cc: A <a@b>, (c) d@e,");
+        assert_eq!(truncate_tokens(" a@b.c, d@e.f", 11), None);
+        assert_eq!(truncate_tokens(" a@b.c, d@e.f", 4), Some(" a@b."));
+        assert_eq!(truncate_tokens(" (x) a", 0), Some(""));
     }
 }

@@ -106,6 +106,10 @@ fn settings(ctx: &Context) -> Settings {
         mail_name: c.get("mail_name"),
         message_size_limit: c.get_int("message_size_limit").unwrap_or(10_240_000).max(0) as u64,
         header_size_limit: c.get_int("header_size_limit").unwrap_or(102_400).max(0) as u64,
+        header_address_token_limit: c
+            .get_int("header_address_token_limit")
+            .unwrap_or(10_240)
+            .max(0) as usize,
         hopcount_limit: c.get_int("hopcount_limit").unwrap_or(50).max(0) as u64,
         duplicate_filter_limit: c.get_int("duplicate_filter_limit").unwrap_or(1000).max(0) as usize,
         always_add_missing_headers: c.get_bool("always_add_missing_headers").unwrap_or(false),

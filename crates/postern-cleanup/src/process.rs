@@ -1,7 +1,7 @@
 //! The message transformation cleanup applies before queueing (pure).
 //!
-//! * removes `Return-Path:` (local adds it at delivery), `Bcc:` and
-//!   `Resent-Bcc:` (after recipients were extracted from them);
+//! * removes `Return-Path:` (local adds it at delivery), `Content-Length:`,
+//!   `Bcc:` and `Resent-Bcc:` (after recipients were extracted from them);
 //! * extracts recipients from `To:`/`Cc:`/`Bcc:` (or their `Resent-` forms
 //!   when the message has any `Resent-` header) for `sendmail -t`;
 //! * rewrites envelope and header addresses ([`crate::envelope`],
@@ -43,6 +43,8 @@ pub struct Settings {
     pub message_size_limit: u64,
     /// `header_size_limit`.
     pub header_size_limit: u64,
+    /// `header_address_token_limit`.
+    pub header_address_token_limit: usize,
     /// `hopcount_limit`.
     pub hopcount_limit: u64,
     /// `duplicate_filter_limit`.
@@ -300,13 +302,16 @@ const RECIPIENT_HEADERS: [&str; 8] = [
     "To",
 ];
 
-/// Rewrites the addresses of one address header, if it is one.
+/// Rewrites the addresses of one address header, if it is one. A header that
+/// changed (or was cut at `header_address_token_limit` tokens) is laid out
+/// again as Postfix does ([`hdr_addr::fold`]).
 fn rewrite_address_header(
     text: &str,
     t: &Tables,
     env: &Envelope<'_>,
     ctx: &(String, String),
     map_ok: bool,
+    token_limit: usize,
     trail: &mut Trail,
 ) -> Option<String> {
     let (name, value) = text.split_once(':')?;
@@ -322,6 +327,10 @@ fn rewrite_address_header(
         origin: &ctx.0,
         domain: &ctx.1,
     };
+    let (value, cut) = match hdr_addr::truncate_tokens(value, token_limit) {
+        Some(v) => (v, true),
+        None => (value, false),
+    };
     let new = hdr_addr::rewrite_value(value, &mut |a| {
         let a = addr::rewrite(&t.rules, &rctx, a);
         if map_ok {
@@ -329,8 +338,13 @@ fn rewrite_address_header(
         } else {
             a
         }
-    })?;
-    Some(format!("{name}:{new}"))
+    });
+    let new = match new {
+        Some(n) => n,
+        None if cut => value.to_string(),
+        None => return None,
+    };
+    Some(hdr_addr::fold(name, &new))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -396,7 +410,7 @@ fn rewrite_message(
             Edit::Keep => {}
         }
         let name = text.split(':').next().unwrap_or("").trim().to_string();
-        if ["Return-Path", "Bcc", "Resent-Bcc"]
+        if ["Return-Path", "Bcc", "Resent-Bcc", "Content-Length"]
             .iter()
             .any(|d| name.eq_ignore_ascii_case(d))
         {
@@ -406,7 +420,15 @@ fn rewrite_message(
             ctype = text.split_once(':').map(|(_, v)| v.to_string());
         }
         if let Some(ctx) = &hctx
-            && let Some(new) = rewrite_address_header(&text, t, env, ctx, map_ok, trail)
+            && let Some(new) = rewrite_address_header(
+                &text,
+                t,
+                env,
+                ctx,
+                map_ok,
+                s.header_address_token_limit,
+                trail,
+            )
         {
             text = new;
             changed = true;

@@ -10,6 +10,7 @@ fn settings() -> Settings {
         mail_name: "Postfix".into(),
         message_size_limit: 1000,
         header_size_limit: 102400,
+        header_address_token_limit: 10240,
         hopcount_limit: 3,
         duplicate_filter_limit: 1000,
         always_add_missing_headers: false,
