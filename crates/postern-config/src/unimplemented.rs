@@ -176,7 +176,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("fork_delay", Report),
     ("hash_queue_depth", Report),
     ("hash_queue_names", Report),
-    ("header_address_token_limit", Report),
     ("header_from_format", Report),
     ("helpful_warnings", Report),
     ("html_directory", Report),
