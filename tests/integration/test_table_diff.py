@@ -149,6 +149,24 @@ def cases() -> list[tuple[str, dict[str, str], list[tuple[list[str], str]]]]:
         (["-bq", "-", "static:{}"], msg), (["-q", "-", "static:{}"], msg),
         (["-bq", "-", "inline:{body1=yes}"], msg), (["-hq", "-", "inline:{from: a=yes}"], msg),
     ]))
+    more_re = "/^(a)(b)?$/ [$1][$2]\nIF !/^z/\n/^y(.*)/ y $1\nENDIF extra\n/^w/ ${1}\n/^v/ $(x)\n/^u/ $\n/^t/ ok $$ $\n"
+    out.append(("regexp-more", {"re": more_re}, [
+        (["-q", "-", "regexp:re"], "ab\na\nyes\nzy\nw\nv\nt\nu\n"),
+        (["-q", "-", "pcre:re"], "ab\na\nyes\nzy\nw\nv\nt\nu\n"),
+    ]))
+    cidr_more = "192.168.0.0/16 a\n::ffff:10.0.0.0/104 mapped\n[2001:db8::]/32 br6\n10.0.0.0/8\tb\n0.0.0.0/0 any\n::/0 any6\n"
+    out.append(("cidr-more", {"ci": cidr_more}, [
+        (["-q", "-", "cidr:ci"], "192.168.1.1\n::ffff:10.1.1.1\n2001:db8::5\n10.1.1.1\n[10.1.1.1]\n::1\n1.2.3\n"
+         "01.2.3.4\n1.2.3.4\n2001:db8::1%eth0\n"),
+    ]))
+    th = "Foo bar\nfoo dup\n  cont\n\"x y\" q\nlast value with  spaces  \n"
+    out.append(("texthash-more", {"th": th}, [
+        (["-q", "-", "texthash:th"], "foo\nFOO\n\"x y\"\nlast\n"), (["-f", "-q", "Foo", "texthash:th"], ""),
+        (["-f", "-q", "foo", "texthash:th"], ""), (["-s", "-f", "texthash:th"], ""),
+        (["-q", "Foo", "inline:{Foo=1}"], ""), (["-f", "-q", "foo", "inline:{Foo=1}"], ""),
+        (["-s", "inline:{a=1, b=2}"], ""), (["-s", "static:x"], ""), (["-s", "regexp:th"], ""),
+        (["-s", "cidr:th"], ""),
+    ]))
     return out
 
 

@@ -129,17 +129,14 @@ fn parse_line(
     match keyword(&line.text) {
         Keyword::Endif(extra) => {
             if !extra.is_empty() {
-                w.warn(
-                    line.number,
-                    format!("ignoring extra text after ENDIF: \"{extra}\""),
-                )?;
+                return w.warn(line.number, "garbage after ENDIF: skipping this rule");
             }
             program.endif(line.number, w, "ENDIF without IF: skipping this rule")
         }
         Keyword::If(rest) => {
             let (negate, rest) = negation(rest);
-            let pattern = rest.split_ascii_whitespace().next().unwrap_or("");
-            match parse_pattern(pattern) {
+            // The whole rest is the pattern, as in Postfix (extra text makes it bad).
+            match parse_pattern(rest.trim()) {
                 Ok(net) => program.open_if(line.number, Net::new(net), negate, w),
                 Err(message) => w.warn(line.number, message),
             }

@@ -64,6 +64,10 @@ pub enum TableError {
         #[source]
         source: io::Error,
     },
+    /// A warning that Postfix logs without a file and line (its `$name` parser's, e.g.
+    /// `empty macro name: "TEXT"`); it is followed by a [`TableError::Syntax`] for the line.
+    #[error("{0}")]
+    Note(String),
     /// The lookup could not be answered now (e.g. `fail:`, a PCRE match limit): defer.
     #[error("table {table}: query error: {message}")]
     Lookup {

@@ -260,6 +260,18 @@ pub fn open_or_surrogate(spec: &str, opts: &OpenOptions) -> (BoxMap, Option<Tabl
     }
 }
 
+/// The records of an in-memory table in key order (what `postmap -s` lists).
+pub(crate) fn sorted_records(
+    entries: &std::collections::HashMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = entries
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    all.sort();
+    all
+}
+
 /// Applies the map's case folding to a key (used by maps, postmap and tests). Only ASCII
 /// letters are folded: Debian's Postfix 3.7 stores `ÄÖÜ@Example.COM` as `ÄÖÜ@example.com`
 /// and finds `straße` for `STRAßE`, and tables must give the same answers here.

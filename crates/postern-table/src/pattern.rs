@@ -96,7 +96,7 @@ fn parse_line(
     match keyword(&line.text) {
         Keyword::Endif(extra) => {
             if !extra.is_empty() {
-                w.warn(n, format!("ignoring extra text after ENDIF: \"{extra}\""))?;
+                w.warn(n, "ignoring extra text after ENDIF")?;
             }
             program.endif(n, w, "ignoring ENDIF without matching IF")
         }
@@ -108,7 +108,14 @@ fn parse_line(
             };
             let extra = extra.trim();
             if !extra.is_empty() {
-                w.warn(n, format!("ignoring extra text after IF: \"{extra}\""))?;
+                w.warn(
+                    n,
+                    format!("ignoring extra text after IF statement: \"{extra}\""),
+                )?;
+                w.warn(
+                    n,
+                    "do not prepend whitespace to statements between IF and ENDIF",
+                )?;
             }
             let pat = Pat {
                 re: matcher,
@@ -149,7 +156,14 @@ fn parse_line(
                     negate,
                     parts,
                 ),
-                Err(message) => w.warn(n, format!("{message}: skipping this rule"))?,
+                Err(notes) => {
+                    for note in notes {
+                        match note {
+                            Note::Line(m) => w.warn(n, m)?,
+                            Note::Raw(m) => w.note(m)?,
+                        }
+                    }
+                }
             }
             Ok(())
         }
@@ -301,8 +315,23 @@ fn groups(m: &Matcher) -> usize {
     }
 }
 
+/// Why a rule's result is refused: the warnings to log, in order.
+enum Note {
+    /// With the map's `NAME, line N:` prefix.
+    Line(String),
+    /// Without it (Postfix's `$name` parser).
+    Raw(String),
+}
+
+fn bad_syntax(first: Note) -> Vec<Note> {
+    vec![
+        first,
+        Note::Line("bad replacement syntax: skipping this rule".to_string()),
+    ]
+}
+
 /// Splits a result into text and `$n` references, checking them as Postfix does.
-fn parse_result(text: &str, negate: bool, groups: usize) -> Result<Vec<Part>, String> {
+fn parse_result(text: &str, negate: bool, groups: usize) -> Result<Vec<Part>, Vec<Note>> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = text;
@@ -317,7 +346,9 @@ fn parse_result(text: &str, negate: bool, groups: usize) -> Result<Vec<Part>, St
             }
             Some(open @ ('{' | '(')) => {
                 let close = if open == '{' { '}' } else { ')' };
-                let end = after.find(close).ok_or("bad replacement syntax")?;
+                let end = after.find(close).ok_or_else(|| {
+                    bad_syntax(Note::Raw(format!("truncated macro reference: \"{text}\"")))
+                })?;
                 (&after[1..end], &after[end + 1..])
             }
             _ => {
@@ -328,17 +359,25 @@ fn parse_result(text: &str, negate: bool, groups: usize) -> Result<Vec<Part>, St
             }
         };
         if name.is_empty() {
-            return Err("bad replacement syntax".to_string());
+            return Err(bad_syntax(Note::Raw(format!(
+                "empty macro name: \"{text}\""
+            ))));
         }
         if !name.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("non-numeric replacement index \"{name}\""));
+            return Err(bad_syntax(Note::Line(format!(
+                "non-numeric replacement index \"{name}\""
+            ))));
         }
         let index = name.parse::<usize>().unwrap_or(usize::MAX);
         if negate {
-            return Err("$number found in negative match replacement text".to_string());
+            return Err(vec![Note::Line(
+                "$number found in negative match replacement text: skipping this rule".to_string(),
+            )]);
         }
         if index == 0 || index > groups {
-            return Err(format!("out of range replacement index \"{name}\""));
+            return Err(vec![Note::Line(format!(
+                "out of range replacement index \"{name}\": skipping this rule"
+            ))]);
         }
         if !literal.is_empty() {
             parts.push(Part::Text(std::mem::take(&mut literal)));

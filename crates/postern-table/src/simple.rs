@@ -71,6 +71,9 @@ impl Map for Inline {
             .get(fold(key, self.fold_case).as_ref())
             .cloned())
     }
+    fn sequence(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
+        Ok(Some(crate::sorted_records(&self.entries)))
+    }
     fn name(&self) -> &str {
         &self.spec
     }

@@ -167,7 +167,15 @@ impl Warnings {
         line: usize,
         message: impl Into<String>,
     ) -> Result<(), TableError> {
-        let err = TableError::syntax(&self.file, line, message);
+        self.push(TableError::syntax(&self.file, line, message))
+    }
+
+    /// Records a problem that Postfix reports without the file and line.
+    pub(crate) fn note(&mut self, message: impl Into<String>) -> Result<(), TableError> {
+        self.push(TableError::Note(message.into()))
+    }
+
+    fn push(&mut self, err: TableError) -> Result<(), TableError> {
         if self.strict {
             return Err(err);
         }

@@ -77,13 +77,7 @@ impl Map for TextHash {
         &self.warnings
     }
     fn sequence(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
-        let mut all: Vec<(String, String)> = self
-            .entries
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.sort();
-        Ok(Some(all))
+        Ok(Some(crate::sorted_records(&self.entries)))
     }
 }
 

@@ -40,6 +40,7 @@ fn regexp_warnings_match_postfix() {
                 "{spec}, line 3: $number found in negative match replacement text: skipping this rule"
             ),
             format!("{spec}, line 8: no replacement text: using empty string"),
+            "empty macro name: \"tail $\"".to_string(),
             format!("{spec}, line 9: bad replacement syntax: skipping this rule"),
         ]
     );
