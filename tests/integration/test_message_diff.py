@@ -4,8 +4,10 @@ Issue 13 ("message handling"): every message of a corpus of edge cases (below,
 CORPUS) is submitted to a private Postfix 3.7 instance and to a Postern instance
 configured alike (same myhostname, mydomain, myorigin, local delivery to
 Maildir under mail_spool_directory), once over SMTP (a raw client, so bare CR,
-NUL and missing final newlines reach the server as written) and once through
-each MTA's `sendmail`. The delivered Maildir files are compared after removing
+NUL and missing final newlines reach the server as written), once through
+each MTA's `sendmail`, and once more over SMTP after both were given an empty
+`local_header_rewrite_clients` (the loopback client is then "remote": no headers
+added, no header address rewriting). The delivered Maildir files are compared after removing
 what each MTA adds legitimately:
   * queue IDs (learned from each message's own Received header);
   * the digits of dates (the date *format* -- day padding, zone comment -- is
@@ -110,9 +112,13 @@ CORPUS: dict[str, bytes] = {
 
 # Known differences, listed in docs/compatibility.md ("Message handling"): none so far.
 KNOWN_DIFFERENT: set[tuple[str, str]] = set()
-NOT_SENT = {("empty", "smtp")}  # DATA with an empty message: not a message handling case
-# Cases whose normalised deliveries must be identical (path "smtp" or "sendmail").
-EXPECTED_SAME = {(c, p) for c in CORPUS for p in ("smtp", "sendmail")} - KNOWN_DIFFERENT - NOT_SENT
+# DATA with an empty message: not a message handling case.
+NOT_SENT = {("empty", "smtp"), ("empty", "remote")}
+# Cases whose normalised deliveries must be identical: path "smtp" (a loopback client,
+# which matches local_header_rewrite_clients), "sendmail", "remote" (SMTP again with
+# local_header_rewrite_clients empty on both).
+PATHS = ("smtp", "sendmail", "remote")
+EXPECTED_SAME = {(c, p) for c in CORPUS for p in PATHS} - KNOWN_DIFFERENT - NOT_SENT
 
 
 def smtp_send(port: int, sender: str, rcpt: str, data: bytes) -> str:
@@ -190,7 +196,7 @@ def normalise(raw: bytes) -> bytes:
 
 
 def case_of(raw: bytes) -> tuple[str, str] | None:
-    m = re.match(rb"Return-Path: <c(\d+)-(smtp|sendmail)@example\.com>", raw)
+    m = re.match(rb"Return-Path: <c(\d+)-(smtp|sendmail|remote)@example\.com>", raw)
     if not m:
         return None
     return list(CORPUS)[int(m.group(1))], m.group(2).decode()
@@ -234,6 +240,25 @@ def test_message_handling_matches_postfix(root_instance):
                     pfx.sendmail(["-f", sender, f"{RCPT}@localhost"], msg)
                     inst.sendmail(["-f", sender, f"{RCPT}@localhost"], msg)
                 sent += 1
+        # Second round: the same messages from an SMTP client that does not match
+        # local_header_rewrite_clients (empty on both): no headers added, no rewriting.
+        r = subprocess.run(["postconf", "-c", str(pfx.conf), "-e", "local_header_rewrite_clients ="],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        pfx.postfix("reload")
+        inst.run("postconf", "-e", "local_header_rewrite_clients =")
+        inst.reload()
+        time.sleep(1.5)  # old smtpd processes of both finish exiting
+        for i, (name, msg) in enumerate(CORPUS.items()):
+            if (name, "remote") in NOT_SENT:
+                continue
+            sender = f"c{i}-remote@example.com"
+            a = smtp_send(pfx.port, sender, f"{RCPT}@localhost", msg)
+            b = smtp_send(inst.port, sender, f"{RCPT}@localhost", msg)
+            if a[:3] != "250" or b[:3] != "250":
+                refused[(name, "remote")] = (a.strip(), b.strip())
+                continue
+            sent += 1
         got_p = wait_until(lambda: (d := pfx.delivered()) and len(d) >= sent and d, "Postfix deliveries", pfx)
         deadline = time.monotonic() + 15  # a message Postern lost counts as "(missing)"
         while len(got_q := inst.new_messages(RCPT)) < sent and time.monotonic() < deadline:
