@@ -5,7 +5,10 @@
 //! * A mailbox-format `From ` line at the very start of the message becomes
 //!   the header `X-Mailbox-Line: From …` (Postfix's sendmail drops it before
 //!   cleanup sees it; over SMTP it arrives here), so that the real header
-//!   lines after it stay header lines.
+//!   lines after it stay header lines; it takes no continuation lines.
+//! * Where the header ends at a line that is not a header line, an empty line
+//!   is inserted before it, so that the result reads the same to
+//!   [`postern_mail::header`].
 //! * In the header: a line is cut at its first NUL byte; white space between
 //!   a header name and its colon is removed (`Subject :` → `Subject:`).
 //! * `header_size_limit` applies to each header separately: a header is cut
@@ -18,7 +21,7 @@
 //!
 //! # Security
 //! No I/O, no panics on any input, one linear pass; the output is never longer
-//! than the input plus the `X-Mailbox-Line: ` prefix.
+//! than the input plus the `X-Mailbox-Line: ` prefix and one empty line.
 //!
 //! # Configuration
 //! `header_size_limit` (passed in).
@@ -43,19 +46,16 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
             .iter()
             .map(|&b| if b == b'\r' { b' ' } else { b })
             .collect();
-        if n == 0 && line.starts_with(b"From ") {
+        let mailbox_line = n == 0 && line.starts_with(b"From ");
+        if mailbox_line {
             line.splice(0..0, MAILBOX_LINE.iter().copied());
         }
         if in_header {
-            if let Some(nul) = line.iter().position(|&b| b == 0) {
-                line.truncate(nul);
-            }
+            let cont = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
             if line.is_empty() && has_lf {
                 in_header = false;
-            } else if line.first().is_some_and(|&b| b == b' ' || b == b'\t') && cur.is_some() {
-                let Some((len, dropping)) = cur.as_mut() else {
-                    continue;
-                };
+            } else if let (true, Some((len, dropping))) = (cont, cur.as_mut()) {
+                cut_at_nul(&mut line);
                 if *dropping || *len + 1 + line.len() > header_limit {
                     *dropping = true;
                     continue;
@@ -63,10 +63,15 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
                 *len += 1 + line.len();
             } else if let Some((name_len, colon_end)) = header_name_len(&line) {
                 line.drain(name_len..colon_end - 1);
+                cut_at_nul(&mut line);
                 line.truncate(header_limit.max(name_len + 1));
-                cur = Some((line.len(), false));
+                // X-Mailbox-Line takes no continuation lines (as Postfix).
+                cur = (!mailbox_line).then_some((line.len(), false));
             } else {
+                // The header ends at a line that is not a header: make the
+                // separating empty line explicit, so that the result parses alike.
                 in_header = false;
+                out.push(b'\n');
             }
         }
         out.extend_from_slice(&line);
@@ -77,10 +82,16 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
     out
 }
 
+fn cut_at_nul(line: &mut Vec<u8>) {
+    if let Some(nul) = line.iter().position(|&b| b == 0) {
+        line.truncate(nul);
+    }
+}
+
 /// Fuzz entry point.
 pub fn fuzz(data: &[u8]) {
     let out = content(data, 64);
-    assert!(out.len() <= data.len() + MAILBOX_LINE.len());
+    assert!(out.len() <= data.len() + MAILBOX_LINE.len() + 1);
 }
 
 #[cfg(test)]
@@ -105,8 +116,13 @@ mod tests {
             n(b"From a@b Sat Dec  5 10:00:00 2026\nSubject: x\n\nFrom me\n"),
             b"X-Mailbox-Line: From a@b Sat Dec  5 10:00:00 2026\nSubject: x\n\nFrom me\n"
         );
-        // Only the first line.
-        assert_eq!(n(b"Subject: x\nFrom a b\n"), b"Subject: x\nFrom a b\n");
+        // Only the first line; the header ends before a line that is not one.
+        assert_eq!(n(b"Subject: x\nFrom a b\n"), b"Subject: x\n\nFrom a b\n");
+        // It takes no continuation line.
+        assert_eq!(
+            n(b"From a\n cont\nSubject: x\n"),
+            b"X-Mailbox-Line: From a\n\n cont\nSubject: x\n"
+        );
     }
 
     #[test]
@@ -115,7 +131,7 @@ mod tests {
             n(b"Subject : a\nX-T\t: b\nX-N: ab\0cd\n\nab\0cd\n"),
             b"Subject: a\nX-T: b\nX-N: ab\n\nab\0cd\n"
         );
-        assert_eq!(n(b"text\nSubject : a\n"), b"text\nSubject : a\n");
+        assert_eq!(n(b"text\0x\nSubject : a\n"), b"\ntext\0x\nSubject : a\n");
         assert_eq!(n(b""), b"");
         assert_eq!(n(b"Subject: x"), b"Subject: x");
     }
