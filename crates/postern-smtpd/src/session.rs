@@ -2,9 +2,13 @@
 //!
 //! States: connected → greeted (HELO/EHLO) → in a transaction (MAIL) → with
 //! recipients (RCPT) → DATA/BDAT. A command out of sequence gets `503 5.5.1`.
-//! Every 4xx/5xx reply counts as an error: past `smtpd_soft_error_limit` each
-//! further error sleeps `smtpd_error_sleep_time` before the reply, at
-//! `smtpd_hard_error_limit` the session ends with `421 4.7.0`.
+//! Every 4xx/5xx reply counts as an error, as do junk commands past
+//! `smtpd_junk_command_limit`; a queued message starts the count again. As Postfix:
+//! once the errors reached `smtpd_soft_error_limit`, every command waits
+//! `smtpd_error_sleep_time` before it is answered; when they reach
+//! `smtpd_hard_error_limit` the session ends with `421 4.7.0` before the next command
+//! is read. Unknown verbs are `500 5.5.2`; non-SMTP lines end the session with `221
+//! 2.7.0` (see [`crate::session_input`]).
 
 use crate::anvil::Anvil;
 use crate::conn::{Conn, ReadError};
@@ -192,6 +196,14 @@ impl<'a> Session<'a> {
                     break;
                 }
             };
+            if self.errors >= self.s.soft_error_limit {
+                // Postfix's "sleep on anything": past the soft limit every reply waits.
+                if let Err(e) = self.conn.flush().await {
+                    self.lost(&e.to_string());
+                    break;
+                }
+                tokio::time::sleep(self.s.error_sleep).await;
+            }
             if self.command(line).await == Flow::Close {
                 break;
             }
@@ -332,18 +344,9 @@ impl<'a> Session<'a> {
         postern_log::info(line);
     }
 
-    /// Sends an error reply and counts the error. As Postfix, the reply is delayed by
-    /// `smtpd_error_sleep_time` once earlier errors reached `smtpd_soft_error_limit`;
-    /// the session ends at `smtpd_hard_error_limit` before the next command is read.
-    /// Returns Close only when the connection broke.
+    /// Sends an error reply and counts the error (the delay past the soft limit and
+    /// the end at the hard limit belong to the command loop, as in Postfix).
     pub(crate) async fn error(&mut self, r: Reply) -> Flow {
-        if self.errors >= self.s.soft_error_limit {
-            if let Err(e) = self.conn.flush().await {
-                self.lost(&e.to_string());
-                return Flow::Close;
-            }
-            tokio::time::sleep(self.s.error_sleep).await;
-        }
         self.errors += 1;
         self.conn.reply(&r);
         Flow::Continue
