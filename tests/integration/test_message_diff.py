@@ -113,6 +113,9 @@ CORPUS: dict[str, bytes] = {
     "from-line-then-body": b"From a@example.com Sat Dec  5 10:00:00 2026\n\nbody only\n",
     "from-line-continued": b"From a@example.com Sat Dec  5 10:00:00 2026\n cont\nSubject: x\n\nb\n",
     "giant-line": b"From: a@example.com\nSubject: " + b"x" * 150000 + b"\nTo: b@example.com\n\nb\n",
+    "resent-no-from": b"From: a@example.com\nResent-To: r@example.com\nSubject: resent to\n\nb\n",
+    "sender-no-from": b"Sender: s@example.com\nTo: b@example.com\nSubject: sender\n\nb\n",
+    "return-path-in": b"Return-Path: <evil@example.com>\nFrom: a@example.com\nSubject: rp\n\nb\n",
     "colon-line": b"From: a@example.com\n:\nSubject: after colon line\n\nb\n",
     "content-length": b"From: a@example.com\nContent-Length: 5\nSubject: cl\n\nbody longer than five\n",
     "mime-8bit-cte": b"From: a@example.com\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
