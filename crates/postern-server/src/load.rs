@@ -52,20 +52,25 @@ pub fn config_dir(cli: Option<&Path>) -> PathBuf {
 /// `DIR/bin/NAME` in an instance made by `postern init`, else `$daemon_directory/NAME`
 /// (the system layout, made by `postern set-permissions`). Only a root-owned set-gid
 /// regular file counts. `None` for root and when there is no such copy (a non-root
-/// instance): run this executable itself.
+/// instance): run this executable itself. The `$daemon_directory` copy serves only a
+/// queue whose `maildrop/` the caller does not own: a non-root instance keeps using
+/// this executable even where a system install's copies exist.
 pub fn setgid_helper(dir: &Path, cfg: &Config, name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    if postern_sys::privs::real_uid() == 0 {
+    let caller = postern_sys::privs::real_uid();
+    if caller == 0 {
         return None;
     }
-    [
-        dir.join("bin").join(name),
-        Path::new(&cfg.get("daemon_directory")).join(name),
-    ]
-    .into_iter()
-    .find(|copy| {
-        std::fs::metadata(copy).is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o2000 != 0)
-    })
+    let maildrop = Path::new(&cfg.get("queue_directory")).join("maildrop");
+    let system_copy = std::fs::metadata(&maildrop)
+        .is_ok_and(|m| m.uid() != caller)
+        .then(|| Path::new(&cfg.get("daemon_directory")).join(name));
+    std::iter::once(dir.join("bin").join(name))
+        .chain(system_copy)
+        .find(|copy| {
+            std::fs::metadata(copy)
+                .is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o2000 != 0)
+        })
 }
 
 /// A loaded configuration.
