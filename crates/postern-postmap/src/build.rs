@@ -55,7 +55,7 @@ pub(crate) fn add_lines(
                             ctx.warn(&format!("{label}, line {lineno}: {e}: skipping this entry"));
                             continue;
                         }
-                        Err(e) => return Err(fail(e)),
+                        Err(e) => return Err(fail(format!("{label}, line {lineno}: {e}"))),
                     }
                 } else {
                     v.to_string()

@@ -24,13 +24,19 @@
 //! or without a terminating NUL; `-r` replaces duplicate keys, `-w` ignores them silently
 //! (by default the first is kept with a `duplicate entry` warning). `-F` stores the
 //! base64-encoded contents of the files a value names (as `tls_server_sni_maps` wants)
-//! and decodes values when querying or listing.
+//! and decodes values when querying or listing; for texthash, cidr, regexp, pcre, inline
+//! and static tables the right-hand sides name files, read when the table is opened (a
+//! rule whose file cannot be read is skipped with a warning). `-s` lists indexed files and
+//! also texthash and inline tables. An empty result is printed, with Postfix's two
+//! warnings (`empty string result is not allowed`).
 //!
 //! # Differences from Postfix
-//! A source line that is not `key whitespace value` (postalias: `name: value`) is fatal:
+//! When building a table, a source line that is not `key whitespace value` (postalias:
+//! `name: value`), and with `-F` a file that cannot be read, is fatal:
 //! `postmap: fatal: FILE, line N: expected format: key whitespace value`, exit status 1,
 //! and the old table is left in place. (Postfix warns, skips the line and exits 0; a
-//! silently missing entry is worse than a failed rebuild.) `-s` also works for `cdb`. `-m`
+//! silently missing entry is worse than a failed rebuild.) With `-i` such lines are
+//! skipped with Postfix's warnings (`stdin, line N: …`), as Postfix does. `-s` also works for `cdb`. `-m`
 //! (MIME parsing with `-b`/`-h`) and `-u`/`-U` (UTF-8 checks) are accepted and ignored.
 //!
 //! # Security

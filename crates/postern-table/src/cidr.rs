@@ -23,7 +23,17 @@ pub(crate) struct Cidr {
 impl Cidr {
     pub(crate) fn open(spec: &str, name: &str, opts: &OpenOptions) -> Result<Self, TableError> {
         let (file, lines) = source_lines("cidr", spec, name)?;
-        let mut w = Warnings::new(&file, opts.strict);
+        Self::from_lines(spec, &file, lines, opts)
+    }
+
+    /// The table from its logical lines; `file` names it in warnings.
+    pub(crate) fn from_lines(
+        spec: &str,
+        file: &str,
+        lines: Vec<Line>,
+        opts: &OpenOptions,
+    ) -> Result<Self, TableError> {
+        let mut w = Warnings::new(file, opts.strict);
         let mut program = Program::new();
         for line in lines {
             parse_line(&line, opts, &mut program, &mut w)?;

@@ -1,5 +1,5 @@
-//! Bodies of the fuzz targets `postmap_line`, `alias_line` and `relay_address`
-//! (`fuzz/fuzz_targets/`): the table-source parsers and trivial-rewrite's address
+//! Bodies of the fuzz targets `postmap_line`, `alias_line`, `table_source` and
+//! `relay_address` (`fuzz/fuzz_targets/`): the table-source parsers and trivial-rewrite's address
 //! resolution (which decides local versus relay for every RCPT an SMTP client sends) must
 //! never panic and must keep their output properties on any input. Also run over the
 //! seeds by `fuzz/tests/seeds.rs`.
@@ -32,6 +32,66 @@ pub fn alias_line(data: &[u8]) {
             // Not necessarily identical (Postfix's externalizing is not idempotent for
             // e.g. `[a\]b]`), but it must parse without panicking.
             let _reparsed = crate::parse_alias_line(&format!("x: {value}"));
+        }
+    }
+}
+
+/// `table_source`: the input as the source of a `regexp:`, `pcre:` and `cidr:` table (in
+/// Postfix and strict mode), then as the text of `inline:{…}`, `static:{…}`, `randmap:{…}`
+/// and `regexp:{…}` specs (tables that do no I/O); each line of the input is then looked up.
+/// Properties: no panic; a result is bounded by [`crate::MAX_RESULT_BYTES`]; a warning names
+/// a line of the source.
+pub fn table_source(data: &[u8]) {
+    use crate::pattern::{Dialect, PatternMap};
+    use crate::{BoxMap, Map, OpenOptions};
+    let text = String::from_utf8_lossy(data);
+    let Ok(lines) = crate::source::logical_lines("fuzz", &text) else {
+        return;
+    };
+    let last = lines.last().map_or(0, |l| l.number);
+    let keys: Vec<&str> = text.lines().take(16).collect();
+    // `max_line`: the last source line for a map read from the text (a spec's rules are
+    // numbered by position instead).
+    let check = |map: &dyn Map, max_line: usize| {
+        for w in map.warnings() {
+            if let crate::TableError::Syntax { line, .. } = w {
+                assert!(*line >= 1 && *line <= max_line, "{w}");
+            }
+        }
+        for key in &keys {
+            if let Ok(Some(v)) = map.lookup(key) {
+                assert!(v.len() <= crate::MAX_RESULT_BYTES + key.len());
+            }
+        }
+    };
+    for strict in [false, true] {
+        let opts = OpenOptions {
+            strict,
+            ..OpenOptions::default()
+        };
+        let copy = || {
+            lines
+                .iter()
+                .map(|l| crate::source::Line {
+                    number: l.number,
+                    text: l.text.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        for dialect in [Dialect::Posix, Dialect::Pcre] {
+            if let Ok(m) = PatternMap::from_lines("fuzz", "fuzz", copy(), &opts, dialect) {
+                check(&m, last.max(1));
+            }
+        }
+        if let Ok(m) = crate::cidr::Cidr::from_lines("fuzz", "fuzz", copy(), &opts) {
+            check(&m, last.max(1));
+        }
+    }
+    for kind in ["inline", "static", "randmap", "regexp", "cidr"] {
+        let spec = format!("{kind}:{{{text}}}");
+        if let Ok(m) = crate::open(&spec, &OpenOptions::default()) {
+            let m: BoxMap = m;
+            check(m.as_ref(), usize::MAX);
         }
     }
 }
@@ -76,6 +136,8 @@ mod tests {
     #[test]
     fn seeds_like_inputs() {
         super::postmap_line(b"key value\n\"quoted key\" v\n  cont\nbad\n\"x v\n");
+        super::table_source(b"/^a(.*)/!/^ab/ x $1\nif /b/\n/(c)/ ${1}\nendif x\n10.0.0.0/8 y\n");
+        super::table_source(b"{a=1, {b = 2}}, x=\n/$/ $\n");
         super::alias_line(b"root: a, b\n\"q n\": x\n  , y\nu: |\"/bin/p -a\", (c) [1.2]\n");
     }
 }

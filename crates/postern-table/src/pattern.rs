@@ -64,7 +64,18 @@ impl PatternMap {
             Dialect::Pcre => "pcre",
         };
         let (file, lines) = source_lines(kind, spec, name)?;
-        let mut w = Warnings::new(&file, opts.strict);
+        Self::from_lines(spec, &file, lines, opts, dialect)
+    }
+
+    /// The table from its logical lines; `file` names it in warnings.
+    pub(crate) fn from_lines(
+        spec: &str,
+        file: &str,
+        lines: Vec<Line>,
+        opts: &OpenOptions,
+        dialect: Dialect,
+    ) -> Result<Self, TableError> {
+        let mut w = Warnings::new(file, opts.strict);
         let mut program = Program::new();
         for line in lines {
             parse_line(&line, dialect, opts, &mut program, &mut w)?;
