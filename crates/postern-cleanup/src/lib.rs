@@ -34,6 +34,7 @@
 //! `queue_directory`, `ipc_timeout`, and the rewriting and checking
 //! parameters listed in [`tables`].
 
+pub mod added;
 pub mod addr;
 pub mod checks;
 pub mod envelope;
