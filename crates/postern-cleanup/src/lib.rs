@@ -8,10 +8,13 @@
 //! fsync), and only then answers with the queue ID. Finally it wakes qmgr.
 //!
 //! When the submitter has no client to tell (local submission, flag
-//! `BOUNCE_ON_REJECT`), a permanent refusal (message too big, no recipients)
-//! is queued anyway, header only, marked with a `cleanup_reject` attribute:
+//! `BOUNCE_ON_REJECT`), every permanent refusal (message too big, no
+//! recipients, a content check's REJECT, …) is queued anyway, header only,
+//! marked with a `cleanup_reject` attribute:
 //! qmgr then bounces it to the sender with that reason, as Postfix's cleanup
-//! does for pickup.
+//! does for pickup: nothing `sendmail` acknowledged is lost. The header
+//! itself is never a reason to refuse: `header_size_limit` truncates each
+//! header ([`normalise`]).
 //!
 //! Address rewriting (canonical maps, masquerading, virtual aliases,
 //! automatic BCC: [`envelope`], [`hdr_addr`]) and content checks
