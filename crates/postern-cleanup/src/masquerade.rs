@@ -6,7 +6,7 @@
 //! alone, a parent-domain match replaces the domain, and a `!domain` entry
 //! (an exception) leaves it alone. Local parts in `masquerade_exceptions` (a
 //! list of names or `type:table` lookups) are never masqueraded. Which
-//! addresses are masqueraded is `masquerade_classes` (see [`crate::classes`]).
+//! addresses are masqueraded is `masquerade_classes` (see [`crate::tables::classes`]).
 //!
 //! # Security
 //! Pure string work; the exception tables see only the local part.
