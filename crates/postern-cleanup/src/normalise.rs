@@ -38,14 +38,14 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
     // Length of the current header so far (lines joined by LF), and whether
     // its remaining continuation lines are being dropped.
     let mut cur: Option<(usize, bool)> = None;
+    let mut line_buf = Vec::new();
     for (n, raw) in content.split_inclusive(|&b| b == b'\n').enumerate() {
         let has_lf = raw.ends_with(b"\n");
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut line: Vec<u8> = line
-            .iter()
-            .map(|&b| if b == b'\r' { b' ' } else { b })
-            .collect();
+        line_buf.clear();
+        line_buf.extend(line.iter().map(|&b| if b == b'\r' { b' ' } else { b }));
+        let line = &mut line_buf;
         let mailbox_line = n == 0 && line.starts_with(b"From ");
         if mailbox_line {
             line.splice(0..0, MAILBOX_LINE.iter().copied());
@@ -55,15 +55,15 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
             if line.is_empty() && has_lf {
                 in_header = false;
             } else if let (true, Some((len, dropping))) = (cont, cur.as_mut()) {
-                cut_at_nul(&mut line);
+                cut_at_nul(line);
                 if *dropping || *len + 1 + line.len() > header_limit {
                     *dropping = true;
                     continue;
                 }
                 *len += 1 + line.len();
-            } else if let Some((name_len, colon_end)) = header_name_len(&line) {
+            } else if let Some((name_len, colon_end)) = header_name_len(line) {
                 line.drain(name_len..colon_end - 1);
-                cut_at_nul(&mut line);
+                cut_at_nul(line);
                 line.truncate(header_limit.max(name_len + 1));
                 // X-Mailbox-Line takes no continuation lines (as Postfix).
                 cur = (!mailbox_line).then_some((line.len(), false));
@@ -74,7 +74,7 @@ pub fn content(content: &[u8], header_limit: usize) -> Vec<u8> {
                 out.push(b'\n');
             }
         }
-        out.extend_from_slice(&line);
+        out.extend_from_slice(line);
         if has_lf {
             out.push(b'\n');
         }
