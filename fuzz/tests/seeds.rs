@@ -176,6 +176,11 @@ fn postmap_line() {
 }
 
 #[test]
+fn table_source() {
+    run("table_source", postern_table::fuzz::table_source);
+}
+
+#[test]
 fn alias_line() {
     run("alias_line", postern_table::fuzz::alias_line);
 }

@@ -167,6 +167,18 @@ def cases() -> list[tuple[str, dict[str, str], list[tuple[list[str], str]]]]:
         (["-s", "inline:{a=1, b=2}"], ""), (["-s", "static:x"], ""), (["-s", "regexp:th"], ""),
         (["-s", "cidr:th"], ""),
     ]))
+    flags_re = "/^CaSe$/ insens\n/^Exact$/i exact\n/a b/x spaced\n/^l1$/m multi\n/^(x+?)(x*)$/ lazy $1|$2\n/\\.com$/ dotcom\n#c\n/[[:digit:]]+/ digits\n/^(a|ab)(c|bcd)(d*)$/ posix $1-$2-$3\n"
+    pcre_re = "/^CaSe$/ insens\n/^Exact$/i exact\n/a b/x spaced\n/^(x+?)(x*)$/ lazy $1|$2\n/^U(a+)/U ungreedy $1\n/^A/A anchored\n/\\d{3}/ digits\n/é/ accent\n"
+    probe = "case\nCASE\nExact\nexact\nab\na b\nl1\nxxx\nexample.COM\nabc123\nabcd\nUaaa\nzA\ncafé\n"
+    out.append(("flags", {"re": flags_re, "pc": pcre_re}, [
+        (["-q", "-", "regexp:re"], probe), (["-q", "-", "pcre:pc"], probe),
+        (["-q", "-", "regexp:re", "pcre:pc"], probe), (["-f", "-q", "-", "regexp:re"], probe),
+    ]))
+    out.append(("cidr-forms", {"ci": "2001:db8:0:0::/64 long\n::ffff:0:0/96 v4mapped\n::/0 any6\n"
+                               "0.0.0.0/0 any4\n"}, [
+        (["-q", "-", "cidr:ci"], "2001:db8::1\n2001:DB8::1\n::ffff:1.2.3.4\n::1\n1.2.3.4\n"
+         "1.2.3.4 \n 1.2.3.4\n1.2.3.04\n0x1.2.3.4\n1.2.3.4/32\n"),
+    ]))
     out.append(("build", {"src": 'a 1\n"unbal 2\nb 3\n', "srcf": "a f1\nb missing\n", **FILES}, [
         (["hash:src"], ""), q("b", "hash:src"), (["-F", "hash:srcf"], ""), q("a", "hash:srcf", flags=("-F",)),
     ]))

@@ -17,10 +17,24 @@ pub(crate) fn translate(pattern: &str, extended: bool) -> Result<String, String>
     let mut out = String::with_capacity(pattern.len() + 8);
     // Whether the previous item can take a repetition operator.
     let mut atom = false;
+    // Whether the output ends with a `*`, `+` or `?` operator: POSIX stacks a second one on
+    // it (`x+?` is `(x+)?`, greedy), where `regex` would read a lazy quantifier.
+    let mut last_rep = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         i += 1;
+        let stacked = std::mem::take(&mut last_rep);
+        let op = c == '*' || (extended && (c == '+' || c == '?'));
+        if op
+            && atom
+            && stacked
+            && let Some(prev) = out.pop()
+        {
+            out.push(if prev == c && c != '*' { c } else { '*' });
+            last_rep = true;
+            continue;
+        }
         match c {
             '\\' => {
                 let Some(&next) = chars.get(i) else {
@@ -37,13 +51,19 @@ pub(crate) fn translate(pattern: &str, extended: bool) -> Result<String, String>
                 out.push_str("\\*");
                 atom = true;
             }
-            '*' => out.push('*'),
+            '*' => {
+                out.push('*');
+                last_rep = true;
+            }
             '{' if extended && atom && interval_end(&chars, i, false).is_some() => {
                 let end = interval_end(&chars, i, false).unwrap_or(i);
                 out.extend(&chars[i - 1..end]);
                 i = end;
             }
-            '+' | '?' if extended && atom => out.push(c),
+            '+' | '?' if extended && atom => {
+                out.push(c);
+                last_rep = true;
+            }
             '+' | '?' if extended => out.push_str(&regex::escape(&c.to_string())),
             '(' | '|' if extended => {
                 out.push(c);
@@ -270,6 +290,11 @@ mod tests {
         assert!(m("[a-c&~]", true, "&"));
         assert!(m("x#y", true, "x#y"));
         assert!(m("\\/", true, "/"));
+        // Stacked operators are POSIX's, not lazy quantifiers.
+        assert_eq!(translate("x+?", true).unwrap(), "x*");
+        assert_eq!(translate("x??", true).unwrap(), "x?");
+        assert_eq!(translate("x++", true).unwrap(), "x+");
+        assert_eq!(translate("x?+*", true).unwrap(), "x*");
     }
 
     #[test]
