@@ -166,12 +166,7 @@ impl Tables {
             }
         }
         let mynetworks = NetworkList::new(&cfg.get("mynetworks"), &Default::default()).ok();
-        let interfaces = cfg
-            .get_list("inet_interfaces")
-            .iter()
-            .chain(cfg.get_list("proxy_interfaces").iter())
-            .filter_map(|a| a.parse().ok())
-            .collect();
+        let interfaces = own_addresses(cfg);
         for e in &errs {
             postern_log::warning(format!("{e}; all mail will be deferred"));
         }
@@ -226,7 +221,7 @@ impl Tables {
                     IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
                     v4 => v4,
                 };
-                a.is_loopback() || self.interfaces.contains(&a)
+                self.interfaces.contains(&a)
             }),
             LocalClient::Mynetworks => addr.is_some_and(|a| {
                 self.mynetworks
@@ -235,4 +230,40 @@ impl Tables {
             }),
         })
     }
+}
+
+/// The addresses `permit_inet_interfaces` matches, as Postfix's: those of
+/// `inet_interfaces` (with `all`, every address configured on the host's
+/// interfaces; with `loopback-only`, 127.0.0.1 and ::1) and the IP addresses of
+/// `proxy_interfaces`. Only these: another loopback address (127.0.0.2) is a
+/// remote client. When the interfaces cannot be read, 127.0.0.1 and ::1.
+fn own_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let mut out = match postern_server::inet::interface_addresses(cfg) {
+        Ok(list) if list.iter().any(IpAddr::is_unspecified) => {
+            match postern_sys::net::interface_addresses() {
+                Ok(l) => l.into_iter().map(|a| a.ip).collect(),
+                Err(e) => {
+                    postern_log::warning(format!("permit_inet_interfaces: {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        Ok(list) => list,
+        Err(e) => {
+            postern_log::warning(format!("permit_inet_interfaces: {e}"));
+            Vec::new()
+        }
+    };
+    if out.is_empty() {
+        out = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ];
+    }
+    out.extend(
+        cfg.get_list("proxy_interfaces")
+            .iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok()),
+    );
+    out
 }

@@ -332,7 +332,11 @@ fn missing_headers_for_local_header_clients_only() {
     for h in ["Date:", "Message-Id:", "From:", "To:"] {
         assert!(!text.contains(h), "{h} added for a remote client: {text}");
     }
-    // permit_inet_interfaces (the default) covers loopback clients.
+    // permit_inet_interfaces (the default) matches the host's own addresses only:
+    // 127.0.0.2 is a loopback address but no interface has it.
+    r.attrs[1].1 = "127.0.0.2".into();
+    let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
+    assert!(!text.contains("Message-Id:"), "{text}");
     r.attrs[1].1 = "127.0.0.1".into();
     let text = String::from_utf8(bt(&r, &t).0.unwrap().qf.content).unwrap();
     for h in ["Date: ", "Message-Id: <", "From: joe@example.org"] {
