@@ -170,6 +170,9 @@ def test_size_limits(instance):
     c = Raw(inst.port)
     c.cmd("EHLO x")
     assert c.cmd("MAIL FROM:<a@x.example> SIZE=999999") == (552, "552 5.3.4 Message size exceeds fixed limit")
+    # As Postfix: the refused SIZE stays in force until RSET.
+    assert c.cmd("MAIL FROM:<a@x.example>")[0] == 552
+    assert c.cmd("RSET")[0] == 250
     assert c.cmd("MAIL FROM:<a@x.example>")[0] == 250
     assert c.cmd("RCPT TO:<big@localhost>")[0] == 250
     assert c.cmd("DATA")[0] == 354

@@ -54,6 +54,8 @@ pub struct Session<'a> {
     pub(crate) client: String,
     pub(crate) esmtp: bool,
     pub(crate) txn: Option<Txn>,
+    /// The last MAIL's SIZE while no transaction is open (Postfix's `msg_size`).
+    pub(crate) mail_size: u64,
     pub(crate) errors: u32,
     pub(crate) junk: u32,
     pub(crate) counters: Counters,
@@ -112,6 +114,7 @@ impl<'a> Session<'a> {
             client: format!("{name}[{shown}]"),
             esmtp: false,
             txn: None,
+            mail_size: 0,
             errors: 0,
             junk: 0,
             counters: Counters::default(),
@@ -428,6 +431,7 @@ impl<'a> Session<'a> {
             Command::Rset => {
                 self.last_command = "RSET";
                 self.txn = None;
+                self.mail_size = 0;
                 self.counters.count("rset", true);
                 self.conn.reply(&reply(250, (2, 0, 0), "Ok"));
                 Flow::Continue
@@ -469,6 +473,7 @@ impl<'a> Session<'a> {
     async fn helo(&mut self, name: String, esmtp: bool) -> Flow {
         self.last_command = if esmtp { "EHLO" } else { "HELO" };
         self.txn = None;
+        self.mail_size = 0;
         self.facts.helo = Some(name.clone());
         self.facts.protocol = if esmtp { "ESMTP" } else { "SMTP" }.into();
         if !self.s.delay_reject {

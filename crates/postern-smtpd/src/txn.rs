@@ -80,10 +80,21 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             .error(reply(503, (5, 5, 1), "Error: nested MAIL command"))
             .await;
     }
-    if let Some(size) = params.size
-        && sess.s.message_size_limit > 0
-        && size > sess.s.message_size_limit
-    {
+    // As Postfix's msg_size: a SIZE stays in force until RSET, HELO/EHLO or the end of
+    // a transaction, so a MAIL without SIZE after one refused as too big is refused too.
+    if let Some(size) = params.size {
+        // An overflowing SIZE leaves nothing in force (Postfix: msg_size = -1).
+        sess.mail_size = if size > i64::MAX as u64 { 0 } else { size };
+        if size > i64::MAX as u64 {
+            let r = reply(
+                552,
+                (5, 3, 4),
+                "Message size exceeds file system imposed limit",
+            );
+            return refuse(sess, "MAIL", "mail", r).await;
+        }
+    }
+    if sess.s.message_size_limit > 0 && sess.mail_size > sess.s.message_size_limit {
         return refuse(
             sess,
             "MAIL",
@@ -130,6 +141,7 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             bdat: None,
         });
     }
+    sess.mail_size = 0;
     sess.counters.count("mail", true);
     sess.conn.reply(&reply(250, (2, 1, 0), "Ok"));
     Flow::Continue
