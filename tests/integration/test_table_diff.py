@@ -180,6 +180,13 @@ def cases() -> list[tuple[str, dict[str, str], list[tuple[list[str], str]]]]:
         (["-q", "-", "cidr:ci"], "2001:db8::1\n2001:DB8::1\n::ffff:1.2.3.4\n::1\n1.2.3.4\n"
          "1.2.3.4 \n 1.2.3.4\n1.2.3.04\n0x1.2.3.4\n1.2.3.4/32\n"),
     ]))
+    out.append(("missing-and-empty", {"empty": "", "comments": "# only\n\n  # indented\n"}, [
+        q("a", spec) for spec in ["regexp:missing", "pcre:missing", "cidr:missing", "texthash:missing",
+                                  "regexp:empty", "cidr:comments", "texthash:comments", "regexp:{}",
+                                  "cidr:{ }", "unionmap:{}", "hash:missing", "nosuchtype:x", "inline:",
+                                  "static:", "regexp:{ {if /a/ x}, {endif} }", "static:{ a b }",
+                                  "unionmap:{static:a, static:b}", "pipemap:{inline:{a=b}, inline:{b=c}}"]
+    ] + [(["-q", "-", "unionmap:{inline:{a=1}, regexp:{ {/a/ 2} }}"], "a\nb\n")]))
     out.append(("build", {"src": 'a 1\n"unbal 2\nb 3\n', "srcf": "a f1\nb missing\n", **FILES}, [
         (["hash:src"], ""), q("b", "hash:src"), (["-F", "hash:srcf"], ""), q("a", "hash:srcf", flags=("-F",)),
     ]))

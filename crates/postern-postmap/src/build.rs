@@ -138,7 +138,9 @@ pub(crate) fn build(ctx: &Ctx, map: &str) -> Result<(), Fatal> {
         postern_sys::privs::drop_to(meta.uid(), meta.gid()).map_err(|e| fail(e.to_string()))?;
     }
     let lines = postern_table::read_source(name).map_err(|e| match e {
-        postern_table::TableError::Open { path, source } => fail(format!("open {path}: {source}")),
+        postern_table::TableError::Open { path, source, .. } => {
+            fail(format!("open {path}: {source}"))
+        }
         other => crate::table_fatal(other),
     })?;
     let mut contents = Contents::new();

@@ -57,7 +57,15 @@ pub(crate) fn source_lines(
     let label = format!("{kind} map {name}");
     let missing = |_| TableError::bad_spec(spec, format!("{kind} map: missing '}}' in \"{name}\""));
     let Some(body) = braced(spec, name).map_err(missing)? else {
-        let text = read_file(name)?;
+        // Postfix names a pattern table's source without "database".
+        let text = read_file(name).map_err(|e| match e {
+            TableError::Open { path, source, .. } => TableError::Open {
+                what: "",
+                path,
+                source,
+            },
+            other => other,
+        })?;
         return Ok((label, logical_lines(name, &text)?));
     };
     let mut lines = Vec::new();

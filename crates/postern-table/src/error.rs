@@ -28,9 +28,12 @@ pub enum TableError {
     /// A table type this build does not have.
     #[error("unsupported dictionary type: {0}")]
     UnsupportedType(String),
-    /// A table source that could not be read.
-    #[error("open database {path}: {source}")]
+    /// A table file that could not be read. Display is Postfix's: `open database FILE: …`
+    /// for indexed files and texthash, `open FILE: …` for pattern-table sources.
+    #[error("open {what}{path}: {source}")]
     Open {
+        /// `"database "` or `""`.
+        what: &'static str,
         /// The file.
         path: String,
         /// The system error.

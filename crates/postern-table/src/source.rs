@@ -15,6 +15,7 @@ pub(crate) struct Line {
 /// Reads a whole table source, bounded by [`MAX_SOURCE_BYTES`].
 pub(crate) fn read_file(path: &str) -> Result<String, TableError> {
     let open_err = |source| TableError::Open {
+        what: "database ",
         path: path.to_string(),
         source,
     };

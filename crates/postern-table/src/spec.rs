@@ -5,7 +5,12 @@ use crate::TableError;
 
 /// Splits `type:name`. The type is lower-case letters, digits, `_` and `-`.
 pub(crate) fn split_type(spec: &str) -> Result<(&str, &str), TableError> {
-    let expecting = || TableError::spec(spec, "expecting \"type:name\" form");
+    let expecting = || {
+        TableError::bad_spec(
+            spec,
+            format!("open dictionary: expecting \"type:name\" form instead of \"{spec}\""),
+        )
+    };
     let (kind, name) = spec.split_once(':').ok_or_else(expecting)?;
     let kind_ok = !kind.is_empty()
         && kind

@@ -19,6 +19,7 @@ fn open_err(path: &Path, e: std::io::Error) -> TableError {
         };
     }
     TableError::Open {
+        what: "database ",
         path: path.display().to_string(),
         source: e,
     }

@@ -48,6 +48,7 @@ fn lookup_err(path: &Path, e: impl std::fmt::Display) -> TableError {
 pub(super) fn open(path: &Path) -> Result<Lmdb, TableError> {
     use std::os::unix::fs::MetadataExt;
     let lock = std::fs::File::open(path).map_err(|source| TableError::Open {
+        what: "database ",
         path: path.display().to_string(),
         source,
     })?;
