@@ -395,4 +395,20 @@ mod tests {
         assert_eq!(truncate_tokens(" a@b.c, d@e.f", 4), Some(" a@b."));
         assert_eq!(truncate_tokens(" (x) a", 0), Some(""));
     }
+
+    #[test]
+    fn fuzz_exhaustive_short() {
+        let alpha = [b'<', b'>', b'@', b':', b',', b'a', b'"', b' '];
+        let mut buf = Vec::new();
+        for n in 0..6u32 {
+            for mut k in 0..alpha.len().pow(n) {
+                buf.clear();
+                for _ in 0..n {
+                    buf.push(alpha[k % alpha.len()]);
+                    k /= alpha.len();
+                }
+                fuzz(&buf);
+            }
+        }
+    }
 }

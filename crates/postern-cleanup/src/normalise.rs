@@ -163,4 +163,24 @@ mod tests {
             fuzz(s);
         }
     }
+
+    #[test]
+    fn fuzz_exhaustive_short() {
+        let alpha = [b'F', b' ', b':', b'\n', b'\r', b'\0', b'\t', b'a'];
+        let mut buf = Vec::new();
+        for n in 0..6u32 {
+            for mut k in 0..alpha.len().pow(n) {
+                buf.clear();
+                for _ in 0..n {
+                    buf.push(alpha[k % alpha.len()]);
+                    k /= alpha.len();
+                }
+                fuzz(&buf);
+                let out = content(&buf, 3);
+                // Normalising twice changes nothing more (but the From_ prefix
+                // and an inserted empty line, which cannot come twice).
+                assert_eq!(content(&out, 3).len(), out.len(), "{buf:?}");
+            }
+        }
+    }
 }
