@@ -1,6 +1,17 @@
 //! qmgr's event loop and scheduler: triggers, the deferred-scan timer,
 //! dispatching jobs to destinations, delivery results, and what happens to a
 //! message when its last job is done (see [`crate::finish`]).
+//!
+//! Triggers come from the skeleton's trigger machinery
+//! ([`skeleton::next_trigger`]) in a thread of their own; around each one
+//! qmgr reports busy/available on master's status pipe, as every trigger
+//! server does. A lookup table that changed on disk (`postmap transport`)
+//! ends this qmgr as Postfix's does (`table NAME has changed -- restarting`,
+//! [`skeleton::table_changed`]): noticed before a trigger is accepted (the
+//! trigger stays queued, so master starts the next qmgr at once) or between
+//! scheduling rounds; qmgr then stops taking work, waits (at most 30 s) for
+//! the deliveries under way, and exits. What is left in `active/` is moved
+//! back to `incoming/` by the next qmgr, as at every start.
 
 use crate::conc::{Conc, Limits};
 use crate::finish::{finish, should_warn};
@@ -9,12 +20,13 @@ use crate::worker::{self, Job, Outcome};
 use postern_config::Config;
 use postern_ipc::proto::{Action, DeliverRequest, RcptResult, trigger};
 use postern_queue::{Queue, Scan, ScanFlags};
-use postern_server::skeleton::Context;
+use postern_server::skeleton::{self, Context};
+use postern_server::status;
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -126,17 +138,15 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
     if let Err(e) = postern_sys::signals::install_exit_flags(true) {
         postern_log::fatal(e);
     }
-    let listener = match postern_sys::fd::take_inherited(postern_sys::fd::LISTEN_FD) {
-        Ok(fd) => UnixListener::from(fd),
-        Err(e) => postern_log::fatal(format!(
-            "listen descriptor: {e} (qmgr runs only under master)"
-        )),
-    };
-    // qmgr is a single long-lived process: the status pipe is kept open but unused.
-    let _status = postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD);
+    let skeleton::Inherited {
+        listeners,
+        status: mut status_pipe,
+    } = skeleton::inherited(&ctx);
+    // Set once qmgr stops (master's request, a changed table): no trigger is taken after.
+    let stopping = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let ttx = tx.clone();
-    std::thread::spawn(move || accept_loop(listener, ttx));
+    let (ttx, tstop) = (tx.clone(), stopping.clone());
+    std::thread::spawn(move || trigger_loop(listeners, ttx, tstop));
     let cfg = ctx.config.clone();
     let q = Queue::new(cfg.get("queue_directory"));
     let mut m = Qmgr {
@@ -164,18 +174,24 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
     };
     m.recover_active();
     // Up and working: a later crash is not a start-up failure (master throttles only those).
-    if let Ok(st) = &_status
-        && let Err(e) = postern_server::status::served(st, ctx.generation)
-    {
+    if let Err(e) = status::served(&status_pipe, ctx.generation) {
         postern_log::warning(format!("master status update: {e}"));
     }
     m.incoming.request(ScanFlags::default());
     let mut stop_deadline: Option<Instant> = None;
+    let mut next_table_check = Instant::now();
     loop {
         if stop_deadline.is_none()
-            && (postern_sys::signals::hup_received() || postern_sys::signals::term_received())
+            && (postern_sys::signals::hup_received()
+                || postern_sys::signals::term_received()
+                || stopping.load(Ordering::SeqCst)
+                || (Instant::now() >= next_table_check && table_changed(&stopping)))
         {
+            stopping.store(true, Ordering::SeqCst);
             stop_deadline = Some(Instant::now() + Duration::from_secs(30));
+        }
+        if Instant::now() >= next_table_check {
+            next_table_check = Instant::now() + Duration::from_secs(1);
         }
         if let Some(d) = stop_deadline
             && (m.running == 0 || Instant::now() >= d)
@@ -198,7 +214,11 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
                 .clamp(Duration::from_millis(5), Duration::from_millis(500))
         };
         match rx.recv_timeout(wait) {
-            Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => m.on_trigger(&bytes),
+            Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => {
+                skeleton::report(&mut status_pipe, ctx.generation, status::BUSY);
+                m.on_trigger(&bytes);
+                skeleton::report(&mut status_pipe, ctx.generation, status::AVAILABLE);
+            }
             Ok(Event::Trigger(_)) => {}
             Ok(Event::Done(o)) => m.on_done(o),
             Ok(Event::Finalized(id)) => {
@@ -220,32 +240,28 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
     }
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Event>) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    loop {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(1000u16)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => postern_log::fatal(format!("poll: {e}")),
-        }
-        let Ok((mut s, _)) = listener.accept() else {
-            continue;
-        };
-        let mut buf = [0u8; 256];
-        let mut got = 0;
-        if s.set_read_timeout(Some(Duration::from_secs(1))).is_ok() {
-            while got < buf.len() {
-                match s.read(&mut buf[got..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got += n,
-                }
-            }
-        }
-        if tx.send(Event::Trigger(buf[..got].to_vec())).is_err() {
+/// Takes triggers as the trigger server does and hands them to the main
+/// loop. Before accepting one it asks whether a table changed (Postfix's
+/// `qmgr_pre_accept`): then qmgr stops, and the trigger stays queued for the
+/// next qmgr, which master starts as soon as this one is gone.
+fn trigger_loop(listeners: Vec<UnixListener>, tx: Sender<Event>, stopping: Arc<AtomicBool>) {
+    let forever = Duration::from_secs(365 * 86400);
+    let mut pre_accept = || !stopping.load(Ordering::SeqCst) && !table_changed(&stopping);
+    while let Some(bytes) = skeleton::next_trigger(&listeners, forever, &mut pre_accept) {
+        if tx.send(Event::Trigger(bytes)).is_err() {
             return;
         }
     }
+}
+
+/// True (logged once, by the skeleton) when a table qmgr opened has changed;
+/// marks qmgr as stopping.
+fn table_changed(stopping: &AtomicBool) -> bool {
+    let changed = skeleton::table_changed();
+    if changed {
+        stopping.store(true, Ordering::SeqCst);
+    }
+    changed
 }
 
 impl Qmgr {

@@ -307,9 +307,12 @@ fn mail_owner(cfg: &Config) -> postern_sys::privs::UserInfo {
     user
 }
 
-struct Inherited {
-    listeners: Vec<UnixListener>,
-    status: File,
+/// What master passed a daemon: its listeners and its status pipe.
+pub struct Inherited {
+    /// The service's listening sockets.
+    pub listeners: Vec<UnixListener>,
+    /// The status pipe to master (see [`report`]).
+    pub status: File,
 }
 
 /// The listeners master passed (`ctx.listeners` of them); fatal when one is
@@ -323,7 +326,8 @@ pub fn inherited_listeners(ctx: &Context) -> Vec<OwnedFd> {
     }
 }
 
-fn inherited(ctx: &Context) -> Inherited {
+/// The listeners and the status pipe master passed; fatal when one is missing.
+pub fn inherited(ctx: &Context) -> Inherited {
     let listeners = inherited_listeners(ctx)
         .into_iter()
         .map(UnixListener::from)
@@ -337,7 +341,9 @@ fn inherited(ctx: &Context) -> Inherited {
     Inherited { listeners, status }
 }
 
-fn report(status_pipe: &mut File, generation: u32, st: u32) {
+/// Tells master this process is busy or available ([`status::BUSY`],
+/// [`status::AVAILABLE`]); fatal when master is gone.
+pub fn report(status_pipe: &mut File, generation: u32, st: u32) {
     let msg = status::encode(std::process::id(), generation, st);
     if let Err(e) = status_pipe.write_all(&msg) {
         // master is gone: nothing useful is left to do.
@@ -348,6 +354,17 @@ fn report(status_pipe: &mut File, generation: u32, st: u32) {
 /// Waits for a connection on any of the listeners. `None` on idle timeout or
 /// an exit request.
 fn wait_accept(listeners: &[UnixListener], idle: Duration) -> Option<UnixStream> {
+    wait_accept_if(listeners, idle, &mut || true)
+}
+
+/// [`wait_accept`] with Postfix's pre-accept hook: once a listener is
+/// readable, `pre_accept` decides whether to take the connection; `false`
+/// leaves it queued (for master's next process) and returns `None`.
+fn wait_accept_if(
+    listeners: &[UnixListener],
+    idle: Duration,
+    pre_accept: &mut dyn FnMut() -> bool,
+) -> Option<UnixStream> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + idle;
     loop {
@@ -375,6 +392,9 @@ fn wait_accept(listeners: &[UnixListener], idle: Duration) -> Option<UnixStream>
             .position(|f| f.revents().is_some_and(|r| !r.is_empty()));
         drop(fds);
         let Some(i) = ready else { continue };
+        if !pre_accept() {
+            return None;
+        }
         match listeners[i].accept() {
             Ok((s, _)) => return Some(s),
             // Another process took it, or the client went away.
@@ -456,26 +476,11 @@ pub fn trigger_server(
     };
     let mut served = 0;
     while !exit_when_idle || served < max_use {
-        let Some(mut stream) = wait_accept(&inh.listeners, idle) else {
+        let Some(trigger) = next_trigger(&inh.listeners, idle, &mut || true) else {
             break;
         };
-        let mut buf = [0u8; 1024];
-        let mut got = 0;
-        if stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .is_ok()
-        {
-            while got < buf.len() {
-                match stream.read(&mut buf[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(_) => break, // a trigger is best-effort: use what arrived
-                }
-            }
-        }
-        drop(stream);
         report(&mut inh.status, ctx.generation, status::BUSY);
-        on_trigger(&ctx, &buf[..got]);
+        on_trigger(&ctx, &trigger);
         served += 1;
         report(&mut inh.status, ctx.generation, status::AVAILABLE);
         if table_changed() {
@@ -483,6 +488,34 @@ pub fn trigger_server(
         }
     }
     std::process::exit(0)
+}
+
+/// The next trigger: waits (as the trigger server, at most `idle`) for a
+/// connection that `pre_accept` lets through, and returns the bytes it sent
+/// (at most 1024, best-effort within one second). `None` on idle timeout, an
+/// exit request, or a refusal by `pre_accept`. For a daemon that runs its own
+/// event loop around triggers (qmgr) in a thread of its own.
+pub fn next_trigger(
+    listeners: &[UnixListener],
+    idle: Duration,
+    pre_accept: &mut dyn FnMut() -> bool,
+) -> Option<Vec<u8>> {
+    let mut stream = wait_accept_if(listeners, idle, pre_accept)?;
+    let mut buf = [0u8; 1024];
+    let mut got = 0;
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_ok()
+    {
+        while got < buf.len() {
+            match stream.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(_) => break, // a trigger is best-effort: use what arrived
+            }
+        }
+    }
+    Some(buf[..got].to_vec())
 }
 
 /// Reads one request frame from a client of a single server, with the
