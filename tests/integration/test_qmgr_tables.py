@@ -5,9 +5,12 @@ that routes the next message by the new table, with no reload."""
 
 from __future__ import annotations
 
+import re
 import time
 
+from postern import free_port
 from test_agents import MSG, give, lines, postconf, wait_log
+from test_smtp_client import Sink
 
 
 def write_hash(inst, text: str) -> str:
@@ -38,3 +41,33 @@ def test_transport_table_change_restarts_qmgr(instance):
     # Nothing was lost on the way: the queue is empty, no process crashed.
     instance.wait_for(lambda: not instance.queue_files(), what="empty queue")
     assert not lines(instance, "exit status") and not lines(instance, "killed by signal")
+
+
+def test_delivery_under_way_finishes_before_restart(instance):
+    """A delivery in progress when the table changes (the peer waits 5 s before
+    answering DATA) completes once, by the old route; qmgr exits only after it,
+    and the next message takes the new route."""
+    port = free_port()
+    with Sink(port, "-w", "5"):
+        table = write_hash(instance, f"route.test smtp:[127.0.0.1]:{port}\n")
+        postconf(instance, f"transport_maps = {table}")
+        instance.start()
+        instance.sendmail(["-f", "", "a@route.test"], MSG % b"slow")
+        wait_log(instance, "(queue active)")
+        time.sleep(1.1)
+        write_hash(instance, "route.test discard:second route\n")
+        restart = wait_log(instance, "has changed -- restarting")
+        sent = wait_log(instance, "to=<a@route.test>")
+        instance.sendmail(["-f", "", "b@route.test"], MSG % b"after")
+        got = wait_log(instance, "to=<b@route.test>")
+    log = instance.log().splitlines()
+    assert len(sent) == 1 and "status=sent" in sent[0] and f"127.0.0.1[127.0.0.1]:{port}" in sent[0]
+    # The old qmgr waited for the delivery: its statistics line comes after it.
+    tag = re.search(r"qmgr\[\d+\]:", restart[0]).group(0)
+    stats = [i for i, l in enumerate(log) if tag in l and "statistics:" in l]
+    assert stats and log.index(restart[0]) < log.index(sent[0]) < stats[0], (tag, stats)
+    # A fresh qmgr took the second message; the first was not delivered again.
+    assert tag not in lines(instance, "(queue active)")[-1]
+    assert len(lines(instance, "to=<a@route.test>")) == 1
+    assert "status=sent (second route)" in got[0], got
+    instance.wait_for(lambda: not instance.queue_files(), what="empty queue")
