@@ -26,7 +26,10 @@
 //! transport") until a flush.
 //!
 //! At start-up qmgr moves everything left in `active/` back to `incoming/`:
-//! after a crash those messages are simply tried again (at least once).
+//! after a crash those messages are simply tried again (at least once). A
+//! lookup table that changed on disk (`transport_maps` after `postmap`) makes
+//! qmgr finish its deliveries under way and exit (`table NAME has changed --
+//! restarting`), as Postfix's; the next qmgr opens the new table (see `sched`).
 //!
 //! # Security
 //! Queue files are parsed with size limits; a damaged one goes to `corrupt/`
