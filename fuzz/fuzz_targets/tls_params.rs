@@ -1,4 +1,4 @@
-//! Fuzz target `tls_params`: Postfix's TLS parameter values (postern_config::tls).
+//! Fuzz target `tls_params`: Postfix's TLS parameter values (postern_tls::params).
 //!
 //! The input is split at the first NUL: the first part is a protocol list, a
 //! cipher grade, a cipher string and a curve list; the second an exclusion list.
@@ -6,7 +6,7 @@
 //! TLS 1.2 suites that exist; curve groups are unique.
 #![no_main]
 
-use postern_config::tls::{CIPHERS, curve_groups, parse_grade, parse_protocols, select_ciphers};
+use postern_tls::params::{CIPHERS, curve_groups, parse_grade, parse_protocols, select_ciphers};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

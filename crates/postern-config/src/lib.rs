@@ -42,7 +42,6 @@ mod params;
 mod parse_main;
 pub mod pipe;
 mod template;
-pub mod tls;
 pub mod unimplemented;
 
 use std::collections::HashMap;

@@ -415,8 +415,14 @@ impl TlsConf {
                 p.roots.clone()
             };
         let verifier = Arc::new(Verifier::new(self.provider.clone(), roots, check));
-        let config = client_config(&self.provider, p.versions, verifier.clone(), sni.is_some())
-            .map_err(|e| self.invalid(format!("TLS client configuration: {e}")))?;
+        let config = postern_tls::client::config(
+            &self.provider,
+            p.versions.tls12,
+            p.versions.tls13,
+            verifier.clone(),
+            sni.is_some(),
+        )
+        .map_err(|e| self.invalid(format!("TLS client configuration: {e}")))?;
         Ok(ConnTls {
             level,
             config: Some(config),
@@ -429,29 +435,6 @@ impl TlsConf {
 
 fn norm(s: &str) -> String {
     s.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// A rustls client configuration with `verifier`.
-pub fn client_config(
-    provider: &Arc<CryptoProvider>,
-    v: Versions,
-    verifier: Arc<Verifier>,
-    sni: bool,
-) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    if v.tls13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if v.tls12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    cfg.enable_sni = sni;
-    Ok(Arc::new(cfg))
 }
 
 /// Trust anchors from `tafile` PEM files (certificates).

@@ -39,7 +39,7 @@ mod session_input;
 mod session_tls;
 pub mod settings;
 pub mod standalone;
-pub mod tls;
+pub use postern_tls::server as tls;
 pub mod txn;
 pub mod xclient;
 

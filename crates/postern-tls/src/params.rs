@@ -328,17 +328,6 @@ pub enum Group {
     P384,
 }
 
-impl Group {
-    /// The name Postfix logs: `X25519`, or the curve after `ECDHE`.
-    pub fn log_name(self) -> &'static str {
-        match self {
-            Group::X25519 => "X25519",
-            Group::P256 => "prime256v1",
-            Group::P384 => "secp384r1",
-        }
-    }
-}
-
 /// Maps a curve list (`tls_eecdh_auto_curves`) to the groups rustls has, in
 /// order; names rustls lacks (`X448`, `secp521r1`, …) are skipped.
 pub fn curve_groups(value: &str) -> Vec<Group> {

@@ -12,8 +12,8 @@
 //! matched a table key).
 
 use super::keys::KeyDesc;
-use postern_config::tls::{Group, cipher_info};
-use rustls::{HandshakeKind, ProtocolVersion, ServerConnection, SignatureScheme};
+use crate::names::{cipher_name, group_name, protocol_name};
+use rustls::{HandshakeKind, ServerConnection, SignatureScheme};
 
 /// The negotiated parameters of one TLS session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,20 +56,10 @@ impl TlsInfo {
         scheme: Option<SignatureScheme>,
         sni: Option<String>,
     ) -> TlsInfo {
-        let protocol = match conn.protocol_version() {
-            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "unknown",
-        };
+        let protocol = protocol_name(conn.protocol_version()).unwrap_or("unknown");
         let (cipher, bits) = conn
             .negotiated_cipher_suite()
-            .map(|s| {
-                let code = u16::from(s.suite());
-                match cipher_info(code) {
-                    Some(c) => (c.openssl.to_string(), c.bits),
-                    None => (format!("{:?}", s.suite()), 0),
-                }
-            })
+            .map(cipher_name)
             .unwrap_or_else(|| ("unknown".into(), 0));
         let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
         let tls13 = protocol == "TLSv1.3";
@@ -77,10 +67,10 @@ impl TlsInfo {
             .negotiated_key_exchange_group()
             .filter(|_| tls13)
             .map(|g| match g.name() {
-                rustls::NamedGroup::X25519 => Group::X25519.log_name().to_string(),
-                rustls::NamedGroup::secp256r1 => format!("ECDHE ({})", Group::P256.log_name()),
-                rustls::NamedGroup::secp384r1 => format!("ECDHE ({})", Group::P384.log_name()),
-                other => format!("{other:?}"),
+                n @ (rustls::NamedGroup::secp256r1 | rustls::NamedGroup::secp384r1) => {
+                    format!("ECDHE ({})", group_name(n))
+                }
+                n => group_name(n),
             });
         let server_sig = tls13.then(|| match &key.detail {
             Some(d) => format!("{} ({d})", key.name),

@@ -1,4 +1,4 @@
-//! Server TLS for smtpd: STARTTLS (RFC 3207) and implicit TLS
+//! Server TLS (smtpd): STARTTLS (RFC 3207) and implicit TLS
 //! (`smtpd_tls_wrappermode`, port 465), on rustls with the `ring` provider.
 //!
 //! [`TlsPolicy`] is what the session enforces (offer STARTTLS, refuse mail
@@ -58,10 +58,9 @@ mod resume;
 
 pub use info::TlsInfo;
 
+use crate::params::{self as ptls, TlsVersion};
 use keys::LoadedKey;
 use postern_config::Config;
-use postern_config::tls::{self as ptls, TlsVersion};
-use postern_server::event::Io;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -312,12 +311,15 @@ impl TlsServer {
 
     /// Runs the handshake on `io` within `limit`; `client` is `name[addr]`
     /// for log lines.
-    pub async fn accept(
+    pub async fn accept<IO>(
         &self,
-        io: Box<dyn Io>,
+        io: IO,
         limit: Duration,
         client: &str,
-    ) -> Result<(tokio_rustls::server::TlsStream<Box<dyn Io>>, TlsInfo), HandshakeError> {
+    ) -> Result<(tokio_rustls::server::TlsStream<IO>, TlsInfo), HandshakeError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let deadline = tokio::time::Instant::now() + limit;
         let lazy = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = match tokio::time::timeout_at(deadline, lazy).await {
