@@ -43,9 +43,11 @@ pub enum ReversePath {
 }
 
 impl Mailbox {
-    /// Build from parts, validating them as the parser would.
+    /// Build from parts, validating them as the parser would (an empty local part only
+    /// with a domain: `""@domain`).
     pub fn new(local: &str, domain: Option<&str>) -> Option<Mailbox> {
-        if !valid_local(local) || domain.is_some_and(|d| !valid_domain(d)) {
+        let local_ok = valid_local(local) || (local.is_empty() && domain.is_some());
+        if !local_ok || domain.is_some_and(|d| !valid_domain(d)) {
             return None;
         }
         Some(Mailbox {
@@ -363,6 +365,15 @@ mod tests {
         for arg in bad {
             assert_eq!(internal(arg), Err(()), "{arg:?}");
         }
+    }
+
+    #[test]
+    fn empty_and_at_local_parts_are_quoted() {
+        let m = Mailbox::new("", Some("d")).map(|m| m.to_smtp());
+        assert_eq!(m.as_deref(), Some("<\"\"@d>"));
+        let m = Mailbox::new("a@b", Some("d")).map(|m| m.to_smtp());
+        assert_eq!(m.as_deref(), Some("<\"a@b\"@d>"));
+        assert_eq!(Mailbox::new("", None), None);
     }
 
     #[test]
