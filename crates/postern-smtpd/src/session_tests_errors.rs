@@ -468,3 +468,47 @@ async fn a_long_line_is_truncated_not_fatal() {
     assert!(out[0].starts_with("250-mx.test.example"), "{}", out[0]);
     assert_eq!(out[1], "250 2.0.0 Ok");
 }
+
+#[tokio::test]
+async fn xclient_and_xforward_from_authorized_clients() {
+    let mut h = Harness::new(
+        "smtpd_authorized_xclient_hosts = 127.0.0.0/8\n\
+         smtpd_authorized_xforward_hosts = 127.0.0.0/8",
+    )
+    .await;
+    h.addr = Some(IpAddr::from([127, 0, 0, 1]));
+    let out = h
+        .replies(&[
+            l("EHLO c.example"),
+            l("XCLIENT FOO=bar"),
+            l("XCLIENT ADDR=999.1.1.1"),
+            l("XCLIENT"),
+            l("XCLIENT NAME=client.example ADDR=192.0.2.9"),
+            l("EHLO c.example"),
+            l("XFORWARD NAME=up.example ADDR=192.0.2.7"),
+            l("MAIL FROM:<s@x.example>"),
+            l("RCPT TO:<user@mx.test.example>"),
+            l("RCPT TO:<u@elsewhere.example>"),
+        ])
+        .await;
+    assert!(out[0].contains("\n250-XCLIENT NAME ADDR"), "{}", out[0]);
+    assert_eq!(
+        out[1..5],
+        [
+            "501 5.5.4 Bad XCLIENT attribute name: FOO",
+            "501 5.5.4 Bad ADDR syntax: 999.1.1.1",
+            "501 5.5.4 Syntax: XCLIENT attribute=value...",
+            BANNER,
+        ]
+    );
+    assert_eq!(
+        out[6..],
+        [
+            "250 2.0.0 Ok",
+            "250 2.1.0 Ok",
+            "250 2.1.5 Ok",
+            // Now 192.0.2.9: outside mynetworks, so no relaying.
+            "454 4.7.1 <u@elsewhere.example>: Relay access denied",
+        ]
+    );
+}
