@@ -24,6 +24,8 @@
 //! `smtp_tls_verify_cert_match`, `smtp_tls_secure_cert_match`,
 //! `smtp_tls_fingerprint_cert_match`, `smtp_tls_fingerprint_digest`.
 
+use postern_tls::params::{self as tls_params, TlsVersion};
+
 /// `smtp_tls_security_level` and policy-table levels, in Postfix's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -100,42 +102,28 @@ pub struct Versions {
     pub tls13: bool,
 }
 
-const PROTOCOLS: [&str; 6] = ["sslv2", "sslv3", "tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"];
-
-fn proto_index(name: &str) -> Option<usize> {
-    let n = name.to_ascii_lowercase();
-    PROTOCOLS.iter().position(|p| *p == n)
-}
-
 /// Parses a protocol list (`smtp_tls_protocols`, `protocols=`): Postfix's
-/// `>=V`, `<=V`, `!V` and bare `V` (include only the listed) forms.
+/// `>=V`, `<=V`, `!V` and bare `V` (include only the listed) forms, names in
+/// any case, at most 64 terms; the rules are [`postern_tls::params`]'s.
 pub fn parse_protocols(list: &str) -> Result<Versions, String> {
-    let mut min = 0usize;
-    let mut max = PROTOCOLS.len() - 1;
-    let mut include = [false; 6];
-    let mut any_include = false;
-    let mut exclude = [false; 6];
+    let bad = || format!("invalid TLS protocol list \"{list}\"");
+    let mut canonical = Vec::new();
     for tok in list
         .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
         .filter(|t| !t.is_empty())
         .take(64)
     {
-        let bad = || format!("invalid TLS protocol list \"{list}\"");
-        if let Some(v) = tok.strip_prefix(">=") {
-            min = proto_index(v).ok_or_else(bad)?;
-        } else if let Some(v) = tok.strip_prefix("<=") {
-            max = proto_index(v).ok_or_else(bad)?;
-        } else if let Some(v) = tok.strip_prefix('!') {
-            exclude[proto_index(v).ok_or_else(bad)?] = true;
-        } else {
-            include[proto_index(tok).ok_or_else(bad)?] = true;
-            any_include = true;
-        }
+        let op = [">=", "<=", "!"]
+            .into_iter()
+            .find(|op| tok.starts_with(op))
+            .unwrap_or("");
+        let v = TlsVersion::parse_any_case(&tok[op.len()..]).ok_or_else(bad)?;
+        canonical.push(format!("{op}{}", v.name()));
     }
-    let on = |i: usize| (min..=max).contains(&i) && !exclude[i] && (!any_include || include[i]);
+    let p = tls_params::parse_protocols(&canonical.join(" ")).map_err(|_| bad())?;
     let v = Versions {
-        tls12: on(4),
-        tls13: on(5),
+        tls12: p.allows(TlsVersion::Tls12),
+        tls13: p.allows(TlsVersion::Tls13),
     };
     if !v.tls12 && !v.tls13 {
         return Err(format!("no TLS protocol version left in \"{list}\""));

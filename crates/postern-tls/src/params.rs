@@ -60,6 +60,15 @@ impl TlsVersion {
     fn parse(name: &str) -> Option<TlsVersion> {
         VERSIONS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
+
+    /// The version named `name` in any letter case (`tlsv1.2`), for the
+    /// client's policy attributes, which accept any case.
+    pub fn parse_any_case(name: &str) -> Option<TlsVersion> {
+        VERSIONS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
 }
 
 /// A value that does not parse.
