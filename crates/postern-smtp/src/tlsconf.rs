@@ -156,7 +156,7 @@ impl TlsConf {
             "yes" | "true" | "1"
         );
         let (roots, warn) =
-            crate::verify::load_roots(&get("tls_CAfile"), &get("tls_CApath"), append);
+            postern_tls::anchors::load_roots(&get("tls_CAfile"), &get("tls_CApath"), append);
         for w in warn {
             postern_log::warning(w);
         }
@@ -437,24 +437,13 @@ fn norm(s: &str) -> String {
     s.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Trust anchors from `tafile` PEM files (certificates).
+/// Trust anchors from `tafile` PEM files (certificates); warnings logged.
 fn load_tafiles(files: &[String]) -> Vec<TrustAnchor<'static>> {
-    let mut certs = Vec::new();
-    let mut warn = Vec::new();
-    for f in files {
-        crate::verify::read_pem(std::path::Path::new(f), &mut certs, &mut warn);
-    }
+    let (anchors, warn) = postern_tls::anchors::from_files(files);
     for w in warn {
         postern_log::warning(w);
     }
-    certs
-        .iter()
-        .filter_map(|c| {
-            webpki::anchor_from_trusted_cert(c)
-                .ok()
-                .map(|a| a.to_owned())
-        })
-        .collect()
+    anchors
 }
 
 /// Everything one TCP connection needs beyond the agent's settings: the

@@ -11,7 +11,7 @@
 //! * Trust: the chain must lead to an anchor from `smtp_tls_CAfile`,
 //!   `smtp_tls_CApath` (PEM files; a directory's files are all read), or —
 //!   when both are empty, or `tls_append_default_CA = yes` — the system
-//!   store (rustls-native-certs), validated by webpki (dates, usage,
+//!   store (loaded by `postern_tls::anchors`), validated by webpki (dates, usage,
 //!   signatures). `tafile=` / `smtp_tls_trust_anchor_file` replace the CAs.
 //! * Names: subjectAltName DNS names (the subject CN only when there is no
 //!   DNS name), per [`crate::policy::name_matches`].
@@ -31,7 +31,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// What the certificate must satisfy beyond the handshake.
@@ -359,73 +358,6 @@ pub fn name_oneline(name: &[u8]) -> String {
         .into_iter()
         .map(|(k, v)| format!("/{k}={v}"))
         .collect()
-}
-
-/// Loads trust anchors: the CA file and directory, plus the system store
-/// when both are empty or `append_default`. Problems are returned as
-/// warnings (Postfix logs and goes on without the bad file).
-pub fn load_roots(
-    ca_file: &str,
-    ca_path: &str,
-    append_default: bool,
-) -> (Vec<TrustAnchor<'static>>, Vec<String>) {
-    let mut certs: Vec<CertificateDer<'static>> = Vec::new();
-    let mut warnings = Vec::new();
-    if !ca_file.trim().is_empty() {
-        read_pem(Path::new(ca_file.trim()), &mut certs, &mut warnings);
-    }
-    if !ca_path.trim().is_empty() {
-        match std::fs::read_dir(ca_path.trim()) {
-            Ok(dir) => {
-                let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-                paths.sort();
-                for p in paths.iter().filter(|p| p.is_file()).take(10_000) {
-                    read_pem(p, &mut certs, &mut warnings);
-                }
-            }
-            Err(e) => warnings.push(format!("cannot read CApath {}: {e}", ca_path.trim())),
-        }
-    }
-    let none = ca_file.trim().is_empty() && ca_path.trim().is_empty();
-    if none || append_default {
-        let found = rustls_native_certs::load_native_certs();
-        certs.extend(found.certs);
-    }
-    let anchors = certs
-        .iter()
-        .filter_map(|c| {
-            webpki::anchor_from_trusted_cert(c)
-                .ok()
-                .map(|a| a.to_owned())
-        })
-        .collect();
-    (anchors, warnings)
-}
-
-/// Reads every certificate of a PEM file (at most 64 MiB).
-pub fn read_pem(path: &Path, out: &mut Vec<CertificateDer<'static>>, warnings: &mut Vec<String>) {
-    use rustls::pki_types::pem::PemObject;
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() > 64 << 20 => {
-            warnings.push(format!("{}: file too large", path.display()));
-            return;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            warnings.push(format!(
-                "cannot load certificates from {}: {e}",
-                path.display()
-            ));
-            return;
-        }
-    }
-    match CertificateDer::pem_file_iter(path) {
-        Ok(it) => out.extend(it.flatten().take(100_000)),
-        Err(e) => warnings.push(format!(
-            "cannot load certificates from {}: {e}",
-            path.display()
-        )),
-    }
 }
 
 #[cfg(test)]

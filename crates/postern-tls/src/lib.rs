@@ -7,6 +7,8 @@
 //! * [`server`]: smtpd's policy, certificate/key loading (incl. SNI maps),
 //!   session resumption, the handshake and the negotiated session's log line
 //!   and Received header clause.
+//! * [`anchors`]: trust anchors from CA files/directories, the system store
+//!   and PEM files.
 //! * [`client`]: the client's rustls configuration, the blocking STARTTLS
 //!   stream and its handshake summary.
 //!
@@ -18,6 +20,7 @@
 //! The `smtpd_tls_*` parameters (see [`server`]) and, through the caller,
 //! the `smtp_tls_*`/`lmtp_tls_*` ones (see [`client`]).
 
+pub mod anchors;
 pub mod client;
 pub mod names;
 pub mod params;
