@@ -255,11 +255,16 @@ fn quoted(krate: &str) -> BTreeSet<String> {
             }
         }
     }
+    // `CRATE` or `CRATE/PATH` (a directory or file under the crate's src/: a page that
+    // covers only part of a shared crate, as smtpd covers postern-tls/server).
+    let (name, sub) = krate.split_once('/').unwrap_or((krate, ""));
+    let root = workspace().join("crates").join(name).join("src").join(sub);
     let mut files = Vec::new();
-    walk(
-        &workspace().join("crates").join(krate).join("src"),
-        &mut files,
-    );
+    if root.is_file() {
+        files.push(root);
+    } else {
+        walk(&root, &mut files);
+    }
     assert!(!files.is_empty(), "crate {krate} has no sources");
     let mut out = BTreeSet::new();
     for f in files {

@@ -56,6 +56,8 @@ struct Opened {
     sasl: Result<Option<sasl::Sasl>, sasl::SaslError>,
     anvil: anvil::Anvil,
     trusted: xclient::Trusted,
+    /// Built here too: `smtpd_forbidden_commands` may name a table file.
+    settings: settings::Settings,
 }
 
 /// Daemon entry point.
@@ -86,13 +88,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 sasl: sasl::Sasl::from_config(&jailed),
                 anvil: anvil::Anvil::new(&jailed, &ctx.service),
                 trusted: xclient::Trusted::from_config(&jailed),
+                settings: settings::Settings::from_config(&jailed),
             })
         },
     );
     let Some(opened) = opened else {
         return standalone::run(ctx);
     };
-    let mut settings = settings::Settings::from_config(&ctx.config);
+    let mut settings = opened.settings;
     settings.tls.service = ctx.service.clone();
     if settings.tls.use_tls {
         // As Postfix: a TLS setup problem is a warning, and the service runs
