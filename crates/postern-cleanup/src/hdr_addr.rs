@@ -155,7 +155,15 @@ fn addresses(toks: &[Tok]) -> Vec<(std::ops::Range<usize>, usize)> {
                     angle = Some((start..i, angle_open));
                     in_angle = None;
                 }
-                Kind::Special(':') => in_angle = Some(i + 1),
+                // A source route only when the address starts with `@` (`@a,@b:`), as
+                // Postfix's trivial-rewrite strips it; any other `:` stays in the address.
+                Kind::Special(':')
+                    if toks
+                        .get(start)
+                        .is_some_and(|t| matches!(t.kind, Kind::Special('@'))) =>
+                {
+                    in_angle = Some(i + 1)
+                }
                 _ => {}
             }
             continue;
@@ -409,6 +417,20 @@ mod tests {
                 }
                 fuzz(&buf);
             }
+        }
+    }
+}
+#[cfg(test)]
+mod fuzz_regressions {
+    /// Found by the fuzz smoke: a `:` inside angle brackets of an address that does
+    /// not start with `@` is not a source route, so an identity rewrite is idempotent.
+    #[test]
+    fn colon_in_angle_address_without_route() {
+        let d = b" \"Joe Qw|;\x03li\" <jw|;\x01t\x05;\x00\x00\x00\x00\x00\x00\x00,rw;:u@\x01w|\"j;\x01t\x00\x00\x00,rw2:t\xf8>";
+        let v = String::from_utf8_lossy(d);
+        super::fuzz(d);
+        if let Some(once) = super::rewrite_value(&v, &mut |a| a.to_string()) {
+            assert_eq!(super::rewrite_value(&once, &mut |a| a.to_string()), None);
         }
     }
 }
