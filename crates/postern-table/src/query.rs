@@ -7,7 +7,8 @@
 //!
 //! Each function returns the first value found together with the key that found it. A value
 //! of `DUNNO` is returned like any other: the caller stops the search there, which is what
-//! `DUNNO` is for. A table error stops the search and is returned.
+//! `DUNNO` is for. A table error stops the search and is returned; so is an empty value
+//! (Postfix treats it as a configuration error and defers the request).
 
 use crate::{Map, TableError};
 
@@ -30,8 +31,16 @@ impl Search<'_> {
         }
     }
 
+    /// An empty value is a configuration error, not an answer (Postfix's `maps_find`:
+    /// `… returns an empty string result`, the request is deferred): the caller defers.
     fn full(&self, key: &str) -> Result<Found, TableError> {
-        Ok(self.map.lookup(key)?.map(|v| (v, key.to_string())))
+        match self.map.lookup(key)? {
+            Some(v) if v.is_empty() => Err(TableError::Lookup {
+                table: self.map.name().to_string(),
+                message: format!("lookup of {key} returns an empty string result"),
+            }),
+            found => Ok(found.map(|v| (v, key.to_string()))),
+        }
     }
 
     fn partial(&self, key: &str) -> Result<Found, TableError> {

@@ -175,3 +175,33 @@ fn errors_stop_the_search() {
             .is_temporary()
     );
 }
+
+/// A map whose every answer is the empty string (a `key` line with no value).
+#[derive(Debug)]
+struct Empty;
+
+impl Map for Empty {
+    fn lookup(&self, _key: &str) -> Result<Option<String>, TableError> {
+        Ok(Some(String::new()))
+    }
+    fn name(&self) -> &str {
+        "hash:/etc/postern/access"
+    }
+    fn flags(&self) -> MapFlags {
+        MapFlags {
+            fold_case: false,
+            pattern: false,
+        }
+    }
+}
+
+#[test]
+fn an_empty_result_is_a_configuration_error() {
+    let e = lookup_address(&Empty, "a@b", "+", true).unwrap_err();
+    assert!(e.is_temporary());
+    assert_eq!(
+        e.to_string(),
+        "table hash:/etc/postern/access: query error: lookup of a@b returns an empty string result"
+    );
+    assert!(lookup_domain(&Empty, "b", false).unwrap_err().is_temporary());
+}
