@@ -203,5 +203,9 @@ fn an_empty_result_is_a_configuration_error() {
         e.to_string(),
         "table hash:/etc/postern/access: query error: lookup of a@b returns an empty string result"
     );
-    assert!(lookup_domain(&Empty, "b", false).unwrap_err().is_temporary());
+    assert!(
+        lookup_domain(&Empty, "b", false)
+            .unwrap_err()
+            .is_temporary()
+    );
 }
