@@ -418,7 +418,11 @@ def _kept_then_delivered(b: Battery, c: Case) -> None:
     def outcome() -> str | None:
         if b.inst.log().count("will retry") > before:
             return "kept in maildrop/"
-        if [p for p in b.inst.queue_files() if "/maildrop/" not in str(p)]:
+        # incoming/ holds cleanup's file while it works (removed when it fails): only
+        # a file qmgr took, or a delivery attempt, shows cleanup accepted the message.
+        taken = [p for p in b.inst.queue_files()
+                 if "/maildrop/" not in str(p) and "/incoming/" not in str(p)]
+        if taken or b.lines(c.rcpt):
             return "accepted by cleanup"
         return None
     got = b.inst.wait_for(outcome, timeout=WAIT, what="pickup keeps the file")
