@@ -37,6 +37,7 @@ import pytest
 
 from dnsserver import DnsServer
 from postern import COMMAND_TIMEOUT, free_port
+from test_smtp_client import Sink
 
 STOCK = Path("/etc/postfix/master.cf")
 if not STOCK.exists():
@@ -97,30 +98,6 @@ def dns_server(zone: dict) -> tuple[DnsServer, str]:
             continue
     pytest.skip("no loopback address with a free port 53")
 
-
-class Sink:
-    """Postfix's smtp-sink on a loopback port, stopped by PID."""
-
-    def __init__(self, port: int, *flags: str):
-        self.p = subprocess.Popen(["smtp-sink", "-u", "postfix", *flags, f"127.0.0.1:{port}", "10"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.close()
-        raise AssertionError("smtp-sink did not start")
-
-    def close(self) -> None:
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout=5)
 
 
 @pytest.mark.skipif(shutil.which("smtp-sink") is None, reason="smtp-sink not installed")

@@ -146,8 +146,14 @@ pub(crate) fn set_permissions(dir: &Path) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("find own executable")?;
     let mut failed = 0;
     let mut changed = 0;
-    for entry in modes::manifest(&t.layout) {
-        match modes::repair(&entry, &t.ids, &exe) {
+    // Every manifest entry, then the queue files (the order Postfix's
+    // set-permissions follows: directories before their contents).
+    let results = modes::manifest(&t.layout)
+        .into_iter()
+        .map(|entry| modes::repair(&entry, &t.ids, &exe))
+        .chain(std::iter::once_with(|| modes::repair_queue(&t.layout, &t.ids)));
+    for result in results {
+        match result {
             Ok(lines) => {
                 changed += lines.len();
                 for l in lines {
@@ -158,18 +164,6 @@ pub(crate) fn set_permissions(dir: &Path) -> Result<ExitCode> {
                 failed += 1;
                 eprintln!("postern/postern-script: error: {e}");
             }
-        }
-    }
-    match modes::repair_queue(&t.layout, &t.ids) {
-        Ok(lines) => {
-            changed += lines.len();
-            for l in lines {
-                println!("postern/postern-script: {l}");
-            }
-        }
-        Err(e) => {
-            failed += 1;
-            eprintln!("postern/postern-script: error: {e}");
         }
     }
     if failed > 0 {
