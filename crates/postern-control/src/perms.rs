@@ -151,7 +151,9 @@ pub(crate) fn set_permissions(dir: &Path) -> Result<ExitCode> {
     let results = modes::manifest(&t.layout)
         .into_iter()
         .map(|entry| modes::repair(&entry, &t.ids, &exe))
-        .chain(std::iter::once_with(|| modes::repair_queue(&t.layout, &t.ids)));
+        .chain(std::iter::once_with(|| {
+            modes::repair_queue(&t.layout, &t.ids)
+        }));
     for result in results {
         match result {
             Ok(lines) => {
