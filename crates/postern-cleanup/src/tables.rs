@@ -238,32 +238,22 @@ impl Tables {
 /// `proxy_interfaces`. Only these: another loopback address (127.0.0.2) is a
 /// remote client. When the interfaces cannot be read, 127.0.0.1 and ::1.
 fn own_addresses(cfg: &Config) -> Vec<IpAddr> {
-    let mut out = match postern_server::inet::interface_addresses(cfg) {
-        Ok(list) if list.iter().any(IpAddr::is_unspecified) => {
-            match postern_sys::net::interface_addresses() {
-                Ok(l) => l.into_iter().map(|a| a.ip).collect(),
-                Err(e) => {
-                    postern_log::warning(format!("permit_inet_interfaces: {e}"));
-                    Vec::new()
-                }
-            }
-        }
-        Ok(list) => list,
+    let protocols = match postern_server::inet::protocols(cfg) {
+        Ok(p) => p,
         Err(e) => {
             postern_log::warning(format!("permit_inet_interfaces: {e}"));
-            Vec::new()
+            postern_server::inet::Protocols {
+                ipv4: true,
+                ipv6: false,
+            }
         }
     };
+    let out = postern_table::route::Own::new(&|n| cfg.get(n), protocols.ipv4, protocols.ipv6).all();
     if out.is_empty() {
-        out = vec![
+        return vec![
             IpAddr::from([127, 0, 0, 1]),
             IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         ];
     }
-    out.extend(
-        cfg.get_list("proxy_interfaces")
-            .iter()
-            .filter_map(|a| a.parse::<IpAddr>().ok()),
-    );
     out
 }
