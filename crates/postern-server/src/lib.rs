@@ -16,6 +16,10 @@
 //!   delivery agents (virtual, pipe, discard, error).
 //! * [`command`]: the user commands' edge: sysexits statuses, [`command::Fatal`]
 //!   and its `PROG: fatal: MESSAGE` report.
+//! * [`external`]: the environment and time limit of external commands (pipe, spawn).
+//! * [`event`]: the event server (many sessions per process, on tokio: smtpd,
+//!   qmqpd) and [`framed`], the request/reply frame server on it (anvil,
+//!   proxymap, flush).
 //! * [`client`]: connect to a service socket, send a trigger, or exchange one
 //!   request and reply frame (`postern-ipc` attribute lists).
 //!
@@ -27,8 +31,11 @@ pub mod agent;
 pub mod client;
 pub mod command;
 pub mod event;
+pub mod external;
+pub mod framed;
 pub mod inet;
 pub mod load;
+pub mod service;
 pub mod skeleton;
 pub mod status;
 

@@ -41,11 +41,12 @@
 //! `mail_owner`, and the service's `-o` overrides.
 
 use crate::load;
+use crate::service::{self, Env, Shutdown, finish};
 use crate::status;
 use postern_config::Config;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +77,23 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for a server run in-process (tests): service `program`, type
+    /// `unix`, generation 0, one listener, privileged, not chrooted, no arguments.
+    pub fn new(program: &str, config: Config) -> Context {
+        Context {
+            program: program.to_string(),
+            service: program.to_string(),
+            service_type: "unix".to_string(),
+            config_dir: PathBuf::from(config.get("config_directory")),
+            config,
+            args: Vec::new(),
+            generation: 0,
+            unprivileged: false,
+            chrooted: false,
+            listeners: 1,
+        }
+    }
+
     /// The configuration as the daemon sees it once it runs: in a chroot jail
     /// (`-j`) `queue_directory` is `/`. For a pre-init hook that builds what
     /// names queue paths (sockets under `private/`) before the chroot.
@@ -351,171 +369,37 @@ pub fn report(status_pipe: &mut File, generation: u32, st: u32) {
     }
 }
 
-/// Waits for a connection on any of the listeners. `None` on idle timeout or
-/// an exit request.
-fn wait_accept(listeners: &[UnixListener], idle: Duration) -> Option<UnixStream> {
-    wait_accept_if(listeners, idle, &mut || true)
-}
-
-/// [`wait_accept`] with Postfix's pre-accept hook: once a listener is
-/// readable, `pre_accept` decides whether to take the connection; `false`
-/// leaves it queued (for master's next process) and returns `None`.
-fn wait_accept_if(
-    listeners: &[UnixListener],
-    idle: Duration,
-    pre_accept: &mut dyn FnMut() -> bool,
-) -> Option<UnixStream> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let deadline = std::time::Instant::now() + idle;
-    loop {
-        if postern_sys::signals::hup_received() || postern_sys::signals::term_received() {
-            return None;
-        }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        let ms =
-            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds: Vec<PollFd> = listeners
-            .iter()
-            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
-            .collect();
-        match poll(&mut fds, ms) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => postern_log::fatal(format!("poll: {e}")),
-        }
-        let ready = fds
-            .iter()
-            .position(|f| f.revents().is_some_and(|r| !r.is_empty()));
-        drop(fds);
-        let Some(i) = ready else { continue };
-        if !pre_accept() {
-            return None;
-        }
-        match listeners[i].accept() {
-            Ok((s, _)) => return Some(s),
-            // Another process took it, or the client went away.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => postern_log::fatal(format!("accept connection: {e}")),
-        }
-    }
-}
-
-fn limits(ctx: &Context) -> (u64, Duration) {
-    let max_use = ctx.config.get_int("max_use").unwrap_or(100).max(1) as u64;
-    let max_idle = ctx.config.get_time("max_idle").unwrap_or(100).max(1);
-    (max_use, Duration::from_secs(max_idle))
-}
-
-/// Serves one client at a time until `max_use` clients were served, the
-/// process was idle for `max_idle`, or master asked it to finish (SIGHUP).
+/// Serves one client at a time on master's descriptors and exits the process:
+/// [`crate::service::single_server`] on [`Env::from_master`], then [`finish`].
 pub fn single_server(ctx: Context, mut handler: impl FnMut(&Context, UnixStream)) -> ! {
-    if let Err(e) = postern_sys::signals::install_exit_flags(false) {
-        postern_log::fatal(e);
-    }
-    let mut inh = inherited(&ctx);
-    let (max_use, idle) = limits(&ctx);
-    let mut served = 0;
-    while served < max_use {
-        let Some(stream) = wait_accept(&inh.listeners, idle) else {
-            break;
-        };
-        report(&mut inh.status, ctx.generation, status::BUSY);
-        handler(&ctx, stream);
-        served += 1;
-        report(&mut inh.status, ctx.generation, status::AVAILABLE);
-        if table_changed() {
-            break;
-        }
-    }
-    std::process::exit(0)
+    let env = Env::from_master(&ctx);
+    finish(&ctx, service::single_server(&ctx, env, &mut handler))
 }
 
-/// True (after logging Postfix's line) when a lookup table this process opened has
-/// changed on disk: the daemon exits after its current request and master starts a
-/// fresh one that opens the new table.
-pub fn table_changed() -> bool {
-    match postern_table::changed() {
-        Some(table) => {
-            postern_log::info(format!("table {table} has changed -- restarting"));
-            true
-        }
-        None => false,
-    }
-}
+pub use crate::service::table_changed;
 
-/// Runs `on_trigger` with the bytes of each trigger connection (wake-ups from
-/// master, requests from other programs). Long-lived: exits on `max_idle`
-/// only when `exit_when_idle` is set, else only at master's request.
+/// Runs `on_trigger` for each trigger on master's descriptors and exits the
+/// process: [`crate::service::trigger_server`] on [`Env::from_master`].
 pub fn trigger_server(
     ctx: Context,
     exit_when_idle: bool,
     mut on_trigger: impl FnMut(&Context, &[u8]),
 ) -> ! {
-    if let Err(e) = postern_sys::signals::install_exit_flags(false) {
-        postern_log::fatal(e);
-    }
-    let mut inh = inherited(&ctx);
-    let (max_use, idle) = limits(&ctx);
-    let idle = if exit_when_idle {
-        idle
-    } else {
-        Duration::from_secs(365 * 86400)
-    };
-    let mut served = 0;
-    while !exit_when_idle || served < max_use {
-        let Some(trigger) = next_trigger(&inh.listeners, idle, &mut || true) else {
-            break;
-        };
-        report(&mut inh.status, ctx.generation, status::BUSY);
-        on_trigger(&ctx, &trigger);
-        served += 1;
-        report(&mut inh.status, ctx.generation, status::AVAILABLE);
-        if table_changed() {
-            break;
-        }
-    }
-    std::process::exit(0)
+    let env = Env::from_master(&ctx);
+    finish(
+        &ctx,
+        service::trigger_server(&ctx, env, exit_when_idle, &mut on_trigger),
+    )
 }
 
-/// The next trigger: waits (as the trigger server, at most `idle`) for a
-/// connection that `pre_accept` lets through, and returns the bytes it sent
-/// (at most 1024, best-effort within one second). `None` on idle timeout, an
-/// exit request, or a refusal by `pre_accept`. For a daemon that runs its own
-/// event loop around triggers (qmgr) in a thread of its own.
+/// [`crate::service::next_trigger`] with master's SIGHUP as the stop request
+/// (the caller installed the flag handler); `None` for any [`crate::service::Exit`].
 pub fn next_trigger(
     listeners: &[UnixListener],
     idle: Duration,
     pre_accept: &mut dyn FnMut() -> bool,
 ) -> Option<Vec<u8>> {
-    let mut stream = wait_accept_if(listeners, idle, pre_accept)?;
-    let mut buf = [0u8; 1024];
-    let mut got = 0;
-    if stream
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .is_ok()
-    {
-        while got < buf.len() {
-            match stream.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(_) => break, // a trigger is best-effort: use what arrived
-            }
-        }
-    }
-    Some(buf[..got].to_vec())
+    service::next_trigger(listeners, idle, &Shutdown::signals_only(), pre_accept).ok()
 }
 
 /// Reads one request frame from a client of a single server, with the
