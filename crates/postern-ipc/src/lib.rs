@@ -27,6 +27,7 @@
 
 mod attrs;
 pub mod flush;
+pub mod milter;
 pub mod proto;
 pub mod proxymap;
 

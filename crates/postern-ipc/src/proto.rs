@@ -124,6 +124,10 @@ pub mod cleanup_flags {
     pub const NO_HEADER_BODY_CHECKS: u32 = 128;
     /// `receive_override_options = no_milters`.
     pub const NO_MILTERS: u32 = 256;
+    /// smtpd has milters for this message: before writing the file, cleanup sends it
+    /// a [`crate::milter::MilterInspect`] on the same connection and applies the
+    /// [`crate::milter::MilterOutcome`] it answers.
+    pub const MILTER: u32 = 512;
 
     /// The flags a receiver (smtpd, qmqpd, pickup) passes to cleanup for its
     /// `receive_override_options` value (separated by commas or white space;
