@@ -52,7 +52,7 @@ from pathlib import Path
 
 LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto",
           "postern-help"}
-LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox", "postern-tls"}
+LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox", "postern-tls", "postern-milter"}
 BINARY = "postern"
 UNSAFE_CRATE = "postern-sys"
 
