@@ -68,18 +68,6 @@ fn notify(tx: &mpsc::Sender<Event>, e: Event) {
     }
 }
 
-fn kill_group(pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    let sig = nix::sys::signal::Signal::SIGKILL;
-    // The group first (the command and what it started), then the command
-    // itself in case it left the group.
-    for target in [-pid, pid] {
-        if let Err(e) = postern_sys::privs::signal(target, sig) {
-            postern_log::warning(format!("cannot kill process (group) {pid}: {e}"));
-        }
-    }
-}
-
 /// Runs `job` with `input` on its standard input.
 pub fn run(job: &Job, input: Vec<u8>) -> Ran {
     let deadline = Instant::now() + job.time_limit;
@@ -164,7 +152,7 @@ pub fn run(job: &Job, input: Vec<u8>) -> Ran {
                     job.argv[0]
                 ));
                 timed_out = true;
-                kill_group(pid);
+                postern_server::external::kill_group(pid);
                 // Give the kill a bounded moment to take effect.
                 let grace = Instant::now() + Duration::from_secs(5);
                 while exited.is_none() {

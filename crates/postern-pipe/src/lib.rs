@@ -59,12 +59,12 @@ pub mod status;
 
 use deliver::Pipe;
 use postern_config::pipe::{PipeAttrs, Template, parse_attrs};
-use postern_server::agent;
+use postern_server::{agent, external};
+use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -75,11 +75,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     let ctx = skeleton::init("pipe", &args);
     let pipe = setup(&ctx);
-    agent::delivery_server(ctx, move |ctx, req| {
+    let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), move |ctx, req| {
         agent::with_queue_file(ctx, req, &pipe.service, |qf| {
             deliver::deliver(&pipe, req, qf)
         })
-    })
+    });
+    finish(&ctx, exit)
 }
 
 /// The uid and gid for the command (root instance only); exits on a bad `user=`.
@@ -130,38 +131,6 @@ fn command_ids(ctx: &Context, a: &PipeAttrs) -> Option<(u32, u32)> {
     Some((pw.uid, gid))
 }
 
-/// `export_environment`: `NAME` passes this process's value on, `NAME=value`
-/// sets one; `MAIL_CONFIG` names this instance's configuration directory.
-fn environment(ctx: &Context) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    for item in ctx.config.get_list("export_environment") {
-        if let Some((k, v)) = item.split_once('=') {
-            env.push((k.to_string(), v.to_string()));
-        } else if item == "MAIL_CONFIG" {
-            env.push((item, ctx.config_dir.display().to_string()));
-        } else if let Some(v) = std::env::var_os(&item) {
-            env.push((item, v.to_string_lossy().into_owned()));
-        }
-    }
-    env.retain(|(k, _)| k != "PATH");
-    env.push(("PATH".into(), "/usr/bin:/bin".into()));
-    env
-}
-
-fn time_limit(ctx: &Context) -> Duration {
-    let specific = format!("{}_time_limit", ctx.service);
-    let name = if ctx.config.raw(&specific).is_some() {
-        specific.as_str()
-    } else {
-        "command_time_limit"
-    };
-    let secs = ctx.config.get_time(name).unwrap_or_else(|e| {
-        postern_log::warning(format!("{e}; using 1000s"));
-        1000
-    });
-    Duration::from_secs(secs.max(1))
-}
-
 /// Reads the service's attributes and settings; exits on a fatal error.
 pub fn setup(ctx: &Context) -> Pipe {
     let attrs = match parse_attrs(&ctx.args) {
@@ -195,8 +164,8 @@ pub fn setup(ctx: &Context) -> Pipe {
         templates,
         config_error,
         cwd: PathBuf::from(cwd),
-        env: environment(ctx),
-        time_limit: time_limit(ctx),
+        env: external::environment(ctx, ctx.config.get_list("export_environment")),
+        time_limit: external::time_limit(ctx, "command_time_limit"),
         delimiter: ctx.config.get("recipient_delimiter"),
         enable_original: ctx
             .config
