@@ -23,8 +23,11 @@ use crate::attrs::{AttrList, FrameError};
 pub struct MilterInspect {
     /// The queue ID the file will have (the `i` macro).
     pub queue_id: String,
-    /// Header and body as cleanup built them, LF line endings.
-    pub content: Vec<u8>,
+    /// The header fields as cleanup built them: (name, value after the colon,
+    /// folded lines joined with `\n`).
+    pub headers: Vec<(String, String)>,
+    /// The body, LF line endings.
+    pub body: Vec<u8>,
 }
 
 impl MilterInspect {
@@ -35,8 +38,9 @@ impl MilterInspect {
     pub fn to_attrs(&self) -> AttrList {
         let mut a = AttrList::new();
         a.push("proto", Self::PROTO)
-            .push("queue_id", &self.queue_id)
-            .push("content", &self.content);
+            .push("queue_id", &self.queue_id);
+        push_headers(&mut a, &self.headers);
+        a.push("body", &self.body);
         a
     }
 
@@ -45,7 +49,8 @@ impl MilterInspect {
         a.expect_proto(Self::PROTO)?;
         Ok(MilterInspect {
             queue_id: a.require_text("queue_id")?,
-            content: a.require("content")?.to_vec(),
+            headers: headers(a)?,
+            body: a.require("body")?.to_vec(),
         })
     }
 }
@@ -87,11 +92,7 @@ impl MilterOutcome {
         for t in &self.text {
             a.push("text", t);
         }
-        for (n, v) in &self.headers {
-            let mut h = AttrList::new();
-            h.push("name", n).push("value", v);
-            a.push("header", h.encode());
-        }
+        push_headers(&mut a, &self.headers);
         a.push("body", &self.body);
         for e in &self.edits {
             let mut l = AttrList::new();
@@ -117,11 +118,7 @@ impl MilterOutcome {
             return Err(FrameError::BadValue("verdict"));
         }
         let code = u16::try_from(a.num_or("code", 0)?).map_err(|_| FrameError::BadValue("code"))?;
-        let mut headers = Vec::new();
-        for h in a.all("header") {
-            let l = AttrList::decode(h)?;
-            headers.push((l.require_text("name")?, l.require_text("value")?));
-        }
+        let headers = headers(a)?;
         let mut edits = Vec::new();
         for e in a.all("edit") {
             let l = AttrList::decode(e)?;
@@ -149,6 +146,23 @@ impl MilterOutcome {
     }
 }
 
+fn push_headers(a: &mut AttrList, headers: &[(String, String)]) {
+    for (n, v) in headers {
+        let mut h = AttrList::new();
+        h.push("name", n).push("value", v);
+        a.push("header", h.encode());
+    }
+}
+
+fn headers(a: &AttrList) -> Result<Vec<(String, String)>, FrameError> {
+    a.all("header")
+        .map(|h| {
+            let l = AttrList::decode(h)?;
+            Ok((l.require_text("name")?, l.require_text("value")?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +171,8 @@ mod tests {
     fn round_trips() {
         let i = MilterInspect {
             queue_id: "4ABC".into(),
-            content: b"Subject: x\n\nbody\n".to_vec(),
+            headers: vec![("Subject".into(), " x".into())],
+            body: b"body\n".to_vec(),
         };
         assert_eq!(MilterInspect::from_attrs(&i.to_attrs()), Ok(i));
         let o = MilterOutcome {
