@@ -30,6 +30,7 @@
 
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest};
 use postern_server::agent;
+use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -45,7 +46,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if let Some(a) = ctx.args.first() {
         postern_log::fatal(format!("unexpected command-line argument: {a}"));
     }
-    agent::delivery_server(ctx, discard)
+    let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), discard);
+    finish(&ctx, exit)
 }
 
 /// The status and text for a discard with this next hop.

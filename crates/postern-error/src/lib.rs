@@ -35,6 +35,7 @@
 
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest};
 use postern_server::agent;
+use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -73,7 +74,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let Some(mode) = Mode::for_service(&ctx.service) else {
         postern_log::fatal(format!("bad error service name: {}", ctx.service));
     };
-    agent::delivery_server(ctx, move |ctx, req| fail(ctx, req, mode))
+    let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), move |ctx, req| {
+        fail(ctx, req, mode)
+    });
+    finish(&ctx, exit)
 }
 
 /// The action, status and text for this mode and next hop.

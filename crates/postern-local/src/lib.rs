@@ -28,6 +28,7 @@ pub mod settings;
 use postern_config::Config;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, DeliverReply, DeliverRequest, RcptResult};
 use postern_server::client;
+use postern_server::service::{Env, finish};
 use postern_server::{agent, skeleton};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -79,10 +80,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let ctx = skeleton::init("local", &args);
     let s = settings::from_config(&ctx.config);
     let tables = deliver::Tables::open(&s);
-    agent::delivery_server(ctx, move |ctx, req| {
+    let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), move |ctx, req| {
         agent::with_queue_file(ctx, req, "local", |qf| {
             let svc = IpcServices { cfg: &ctx.config };
             deliver::deliver(&s, &tables, &svc, req, qf)
         })
-    })
+    });
+    finish(&ctx, exit)
 }

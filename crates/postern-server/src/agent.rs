@@ -2,8 +2,8 @@
 //! per connection, one [`RcptResult`] per recipient, each logged as Postfix's
 //! agents log it.
 //!
-//! A delivery agent (virtual, pipe, discard, error) is one callback plugged
-//! into [`delivery_server`]: it gets the decoded [`DeliverRequest`] and
+//! A delivery agent (local, virtual, pipe, discard, error, smtp/lmtp) is one
+//! callback plugged into [`delivery_server`]: it gets the decoded [`DeliverRequest`] and
 //! returns the reply; this module reads the request frame (with the
 //! `ipc_timeout` deadline), decodes it strictly, and writes the reply.
 //! [`log_result`] writes the `to=<…>, relay=…, delay=…, dsn=…, status=…`
@@ -15,20 +15,24 @@
 //! recipients itself). Agents never move or delete queue files.
 
 use crate::client;
+use crate::service::{self, Env, Exit};
 use crate::skeleton::{self, Context};
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult, Recipient};
+use std::os::unix::net::UnixStream;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest delivery request frame accepted (recipient lists can be long).
 pub const REQUEST_LIMIT: u64 = 1 << 24;
 
-/// Serves delivery requests until `max_use` or `max_idle` ends the process.
+/// Serves delivery requests on `env` until the single server stops (see
+/// [`crate::service::single_server`]); `deliver` answers each decoded request.
 pub fn delivery_server(
-    ctx: Context,
+    ctx: &Context,
+    env: Env,
     mut deliver: impl FnMut(&Context, &DeliverRequest) -> DeliverReply,
-) -> ! {
+) -> Exit {
     postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
-    skeleton::single_server(ctx, move |ctx, mut stream| {
+    let mut serve = move |ctx: &Context, mut stream: UnixStream| {
         let Some(attrs) =
             skeleton::read_request(ctx, &mut stream, REQUEST_LIMIT, "delivery request")
         else {
@@ -42,7 +46,8 @@ pub fn delivery_server(
         if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
             postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
         }
-    })
+    };
+    service::single_server(ctx, env, &mut serve)
 }
 
 /// Reads the request's queue file and hands it to `deliver`. A file that cannot be read

@@ -1,6 +1,7 @@
 //! postern-smtp — the SMTP and LMTP delivery agent (Postfix's smtp(8)).
 //!
-//! A single_server: one `deliver/1` request per connection from qmgr, one
+//! A delivery agent on `postern_server::agent::delivery_server`: one
+//! `deliver/1` request per connection from qmgr, one
 //! `deliver-reply/1` with exactly one [`RcptResult`] per recipient (request
 //! order, offsets preserved), and one delivery log line per recipient.
 //! `argv[0]` selects the protocol: `lmtp` speaks LMTP, anything else SMTP.
@@ -33,8 +34,8 @@ pub use deliver::deliver;
 use deliver::finish;
 
 use postern_config::Config;
-use postern_ipc::proto::DeliverRequest;
-use postern_server::{client, skeleton};
+use postern_server::service::{self, Env};
+use postern_server::{agent, client, skeleton};
 use result::Outcome;
 use session::{Settings, Timeouts};
 use std::ffi::OsString;
@@ -182,7 +183,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |_| (),
         |ctx| AgentConfig::from_config(&ctx.jailed_config(), lmtp),
     );
-    postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -200,18 +200,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         }
     };
-    skeleton::single_server(ctx, move |ctx, mut stream| {
-        let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "delivery request")
-        else {
-            return;
-        };
-        let req = match DeliverRequest::from_attrs(&attrs) {
-            Ok(r) => r,
-            Err(e) => return postern_log::warning(format!("bad delivery request: {e}")),
-        };
+    let env = Env::from_master(&ctx);
+    let exit = agent::delivery_server(&ctx, env, move |ctx, req| {
         let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
         let start = now();
-        let reply = match q.read(
+        match q.read(
             &req.queue_name,
             &req.queue_id,
             client::content_frame_limit(&ctx.config),
@@ -221,18 +214,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                     rt: &rt,
                     resolver: resolver.as_ref(),
                 };
-                deliver(&agent, &dns, &req, &qf.content, start)
+                deliver(&agent, &dns, req, &qf.content, start)
             }
             Err(e) => {
                 postern_log::warning(format!("{}: {e}", req.queue_id));
                 let o = Outcome::defer("4.3.0", format!("cannot read queue file: {e}"));
-                finish(&req, vec![o; req.recipients.len()], "none", start, None)
+                finish(req, vec![o; req.recipients.len()], "none", start, None)
             }
-        };
-        if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
-            postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
         }
-    })
+    });
+    service::finish(&ctx, exit)
 }
 
 /// DNS access for [`deliver`].

@@ -46,6 +46,7 @@ pub mod settings;
 mod tests;
 
 use postern_server::agent;
+use postern_server::service::{Env, finish};
 use postern_server::skeleton;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -65,7 +66,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if let Err(e) = settings::check_limits(&ctx.config, &s) {
         postern_log::fatal(e);
     }
-    agent::delivery_server(ctx, move |ctx, req| {
+    let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), move |ctx, req| {
         agent::with_queue_file(ctx, req, "virtual", |qf| deliver::deliver(&s, req, qf))
-    })
+    });
+    finish(&ctx, exit)
 }
