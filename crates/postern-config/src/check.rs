@@ -10,11 +10,8 @@
 //!
 //! Nothing here fails: problems are returned as text lines.
 
-use crate::config::{parse_bool, parse_int, parse_time};
 use crate::master::type_name;
-use crate::{
-    Config, ParamKind, ParseError, Service, ServiceType, param, parse_main_cf, parse_master_cf,
-};
+use crate::{Config, ParseError, Service, ServiceType, parse_main_cf, parse_master_cf};
 
 /// Postfix's fallback domain for a host name without a dot.
 const DEFAULT_DOMAIN: &str = "localdomain";
@@ -61,10 +58,11 @@ pub fn check_texts(
     let fmt = |path: &str, e: &ParseError| format!("{path}: {e}");
     let cfg = match parse_main_cf(main_cf) {
         Ok(main) => {
-            let cfg = Config::new(main.clone());
-            for e in main.effective_entries() {
-                if let Some(msg) = value_problem(&cfg, &e.name) {
-                    out.push(format!("{main_path}: line {}: {msg}", e.line));
+            let cfg = Config::new(main);
+            for e in cfg.value_errors() {
+                match e.line {
+                    Some(line) => out.push(format!("{main_path}: line {line}: {e}")),
+                    None => out.push(format!("{main_path}: {e}")),
                 }
             }
             if let Some(msg) = maillog_prefix_problem(&cfg) {
@@ -80,11 +78,12 @@ pub fn check_texts(
     match parse_master_cf(master_cf) {
         Ok(master) => {
             let base = cfg.unwrap_or_default();
+            let known = base.value_errors();
             for svc in &master.services {
                 let scfg = base.with_overrides(&svc.overrides);
-                for (name, _) in &svc.overrides {
-                    if let Some(msg) = value_problem(&scfg, name) {
-                        out.push(format!("{master_path}: line {}: {msg}", svc.line));
+                for e in scfg.value_errors() {
+                    if !known.contains(&e) {
+                        out.push(format!("{master_path}: line {}: {e}", svc.line));
                     }
                 }
             }
@@ -112,27 +111,6 @@ fn maillog_prefix_problem(cfg: &Config) -> Option<String> {
     Some(format!(
         "maillog_file value '{file}' does not match any prefix in maillog_file_prefixes ({prefixes})"
     ))
-}
-
-/// Why the value of a typed parameter does not convert, if it does not.
-fn value_problem(cfg: &Config, name: &str) -> Option<String> {
-    let p = param(name)?;
-    let v = cfg.get(name);
-    let ok = match p.kind {
-        ParamKind::Str => true,
-        ParamKind::Bool => parse_bool(&v).is_some(),
-        ParamKind::Int | ParamKind::Size => parse_int(&v).is_some(),
-        ParamKind::Time(unit) => parse_time(&v, unit).is_some(),
-    };
-    if ok {
-        return None;
-    }
-    let err = match p.kind {
-        ParamKind::Bool => cfg.get_bool(name).err(),
-        ParamKind::Time(_) => cfg.get_time(name).err(),
-        _ => cfg.get_int(name).err(),
-    };
-    err.map(|e| e.to_string())
 }
 
 /// One service as `postconf -M` prints it: columns aligned at fixed stops, a field that
@@ -246,9 +224,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                "m.cf: line 1: bad boolean value for parameter biff: \"maybe\"",
-                "m.cf: line 2: bad integer value for parameter max_use: \"lots\"",
-                "m.cf: line 6: bad size value for parameter message_size_limit: \"bar\"",
+                "m.cf: line 1: bad boolean configuration: biff = maybe",
+                "m.cf: line 2: bad numerical configuration: max_use = lots",
+                "m.cf: line 6: bad numerical configuration: message_size_limit = bar",
                 "x.cf: line 3: expected at least 8 fields, found 1",
             ]
         );
@@ -260,7 +238,7 @@ mod tests {
         );
         assert_eq!(
             got.last().unwrap(),
-            "x: line 1: bad boolean value for parameter soft_bounce: \"perhaps\""
+            "x: line 1: bad boolean configuration: soft_bounce = perhaps"
         );
     }
 

@@ -3,8 +3,10 @@
 //!
 //! # Errors
 //!
-//! Typed getters return [`ValueError`] naming the parameter, the expected kind and the expanded
-//! value; they never panic. Values are expanded before conversion, like Postfix does.
+//! The string-named getters (`get_int`…, for per-transport names and `postconf`) return
+//! [`ValueError`] naming the parameter, the expected kind and the expanded value; they never
+//! panic. The typed getters are in `typed.rs`. Values are expanded before conversion, like
+//! Postfix does.
 
 use std::collections::{HashMap, HashSet};
 
@@ -107,7 +109,7 @@ impl Config {
     /// A yes/no parameter.
     pub fn get_bool(&self, name: &str) -> Result<bool, ValueError> {
         let v = self.get(name);
-        parse_bool(&v).ok_or_else(|| bad(name, "boolean", v))
+        parse_bool(&v).ok_or_else(|| self.bad(name, "boolean", v))
     }
 
     /// An integer parameter.
@@ -118,7 +120,7 @@ impl Config {
         } else {
             "integer"
         };
-        parse_int(&v).ok_or_else(|| bad(name, kind, v))
+        parse_int(&v).ok_or_else(|| self.bad(name, kind, v))
     }
 
     /// A time parameter in seconds (`300s`, `5d`, `1h`; a bare number takes the
@@ -129,7 +131,7 @@ impl Config {
             _ => 's',
         };
         let v = self.get(name);
-        parse_time(&v, unit).ok_or_else(|| bad(name, "time", v))
+        parse_time(&v, unit).ok_or_else(|| self.bad(name, "time", v))
     }
 
     /// A list parameter split on whitespace and commas (expanded first).
@@ -214,6 +216,21 @@ impl Config {
         v
     }
 
+    /// A [`ValueError`] for `name`, with its main.cf line when main.cf supplies the value.
+    fn bad(&self, name: &str, kind: &'static str, value: String) -> ValueError {
+        let line = if self.overrides.contains_key(name) {
+            None
+        } else {
+            self.main_line(name)
+        };
+        ValueError {
+            name: name.to_string(),
+            kind,
+            value,
+            line,
+        }
+    }
+
     /// The main.cf line of a parameter (0 when set with [`Config::set`]), if set there.
     pub fn main_line(&self, name: &str) -> Option<usize> {
         self.main.get(name).map(|(_, l)| *l)
@@ -229,14 +246,6 @@ fn is_service_param(name: &str, services: &[crate::Service]) -> bool {
             name.strip_prefix(s.name.as_str())
                 .is_some_and(|rest| SERVICE_SUFFIXES.contains(&rest))
         })
-}
-
-fn bad(name: &str, kind: &'static str, value: String) -> ValueError {
-    ValueError {
-        name: name.to_string(),
-        kind,
-        value,
-    }
 }
 
 /// yes/no/true/false, case-insensitive.

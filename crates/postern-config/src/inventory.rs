@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn main_cf_settings() {
         let got = texts(
-            "myhostname = a.b\nsmtpd_upstream_proxy_protocol =\ncontent_filter = smtp:[127.0.0.1]:10025\n\
+            "myhostname = a.b\nsmtpd_upstream_proxy_protocol =\nsender_dependent_relayhost_maps = inline:{a=b}\n\
              smtpd_milters =\npostscreen_greet_wait = 3s\nmilter_default_action = reject\n",
             "",
         );
@@ -236,14 +236,14 @@ mod tests {
             got,
             [
                 "m: line 2: parameter smtpd_upstream_proxy_protocol= is not implemented",
-                "R m: line 3: parameter content_filter=smtp:[127.0.0.1]:10025 is not implemented",
+                "R m: line 3: parameter sender_dependent_relayhost_maps=inline:{a=b} is not implemented",
                 "m: line 4: parameter smtpd_milters= is not implemented",
                 "m: line 5: parameter postscreen_greet_wait=3s is not implemented",
                 "m: line 6: parameter milter_default_action=reject is not implemented",
             ]
         );
         let got = texts(
-            "smtpd_milters = inet:127.0.0.1:1\ncontent_filter = x:y\n",
+            "smtpd_milters = inet:127.0.0.1:1\nsender_dependent_relayhost_maps = x:y\n",
             "",
         );
         assert!(got.iter().all(|l| l.starts_with("R ")), "{got:?}");
@@ -274,19 +274,19 @@ mod tests {
 
     #[test]
     fn master_cf_fields() {
-        let master = "smtp inet n - y - - smtpd -o content_filter= -o smtpd_proxy_filter=127.0.0.1:10024\n\
+        let master = "smtp inet n - y - - smtpd -o sender_dependent_relayhost_maps= -o smtpd_proxy_filter=127.0.0.1:10024\n\
                       postlog unix-dgram n - n - 1 postlogd\n\
                       tlsmgr unix - - n 1000? 1 tlsmgr\n\
-                      policy unix - n n - 0 spawn\n\
+                      policy unix - n n - 0 oqmgr\n\
                       old fifo - - n - 0 pickup\n\
                       cleanup unix n - n - 0 cleanup\n";
         let got = texts("", master);
         assert_eq!(
             got,
             [
-                "x: line 1: service smtp/inet: parameter content_filter= is not implemented",
+                "x: line 1: service smtp/inet: parameter sender_dependent_relayhost_maps= is not implemented",
                 "R x: line 1: service smtp/inet: parameter smtpd_proxy_filter=127.0.0.1:10024 is not implemented",
-                "x: line 4: service policy/unix: command spawn is not implemented",
+                "x: line 4: service policy/unix: command oqmgr is not implemented",
                 "x: line 5: service old/fifo: service type fifo is not implemented (the service is not started)",
             ]
         );

@@ -42,6 +42,7 @@ mod params;
 mod parse_main;
 pub mod pipe;
 mod template;
+mod typed;
 pub mod unimplemented;
 
 use std::collections::HashMap;
@@ -56,6 +57,15 @@ pub use mac_expand::{
 };
 pub use master::type_name as service_type_name;
 pub use parse_main::{MAX_LOGICAL_LINE, valid_param_name};
+pub use typed::{Bool, Int, Size, Str, Time};
+
+/// One typed constant per row of THE table ([`PARAMS`]), generated from it by `build.rs`:
+/// `p::MAX_USE` is `Int("max_use")`, read with [`Config::int`]. Convention: call sites write
+/// `p::NAME` (the inventory test finds the parameters read that way).
+pub mod p {
+    use crate::typed::{Bool, Int, Size, Str, Time};
+    include!(concat!(env!("OUT_DIR"), "/param_consts.rs"));
+}
 
 /// A syntax error in a configuration file, with its 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +82,11 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// A value that does not have the parameter's type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad {kind} value for parameter {name}: {value:?}")]
+/// A value that does not have the parameter's type. Displays as Postfix words it
+/// (`bad numerical configuration: max_use = abc`, `bad boolean configuration: biff = maybe`,
+/// `parameter max_idle: bad time value or unit: 10x`, `invalid message_size_limit parameter
+/// value -1 < 0`); callers prefix the file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {
     /// Parameter name.
     pub name: String,
@@ -82,7 +94,25 @@ pub struct ValueError {
     pub kind: &'static str,
     /// The (expanded) value found.
     pub value: String,
+    /// The main.cf line of the value, when it comes from main.cf (not a default or `-o`).
+    pub line: Option<usize>,
 }
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, value) = (&self.name, &self.value);
+        match self.kind {
+            "boolean" => write!(f, "bad boolean configuration: {name} = {value}"),
+            "time" => write!(f, "parameter {name}: bad time value or unit: {value}"),
+            "size" if value.trim().parse::<i64>().is_ok_and(|n| n < 0) => {
+                write!(f, "invalid {name} parameter value {} < 0", value.trim())
+            }
+            _ => write!(f, "bad numerical configuration: {name} = {value}"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
 
 /// One `name = value` entry of main.cf.
 #[derive(Debug, Clone, PartialEq, Eq)]

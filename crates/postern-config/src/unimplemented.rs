@@ -43,7 +43,7 @@ use Effect::{Refuse, Report};
 /// against `crates/postern/src/main.rs` by `tests/inventory.rs`).
 pub static IMPLEMENTED_COMMANDS: &[&str] = &[
     "anvil", "bounce", "cleanup", "discard", "error", "flush", "lmtp", "local", "master", "pickup",
-    "pipe", "proxymap", "qmgr", "qmqpd", "showq", "smtp", "smtpd", "virtual",
+    "pipe", "proxymap", "qmgr", "qmqpd", "showq", "smtp", "smtpd", "spawn", "virtual",
 ];
 
 /// master.cf commands of Postfix's stock services whose work Postern does elsewhere, so a
@@ -148,7 +148,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("confirm_delay_cleared", Report),
     ("connection_cache_status_update_time", Report),
     ("connection_cache_ttl_limit", Report),
-    ("content_filter", Refuse),
     ("cyrus_sasl_config_path", Report),
     ("daemon_table_open_error_is_fatal", Report),
     ("debug_peer_level", Report),
@@ -551,7 +550,10 @@ mod tests {
         for (name, _) in UNIMPLEMENTED {
             assert!(crate::param(name).is_some(), "{name} is not in the table");
         }
-        assert_eq!(unimplemented("content_filter"), Some(Refuse));
+        assert_eq!(
+            unimplemented("sender_dependent_relayhost_maps"),
+            Some(Refuse)
+        );
         assert_eq!(unimplemented("myhostname"), None);
         assert_eq!(unimplemented("postscreen_greet_wait"), Some(Report));
     }

@@ -4,12 +4,14 @@
 //! "Read somewhere" is decided mechanically from the production sources (`crates/*/src`,
 //! without test files, inline `#[cfg(test)] mod … {}` blocks and `//` lines):
 //!
-//! * the quoted name appears (`"soft_bounce"`);
+//! * the quoted name appears (`"soft_bounce"`), or its generated constant as `p::SOFT_BOUNCE`;
 //! * a `format!` template matches it (`"{pfx}_tls_policy_maps"`, `"smtpd_tls_{suffix}protocols"`;
 //!   a template that is nothing but placeholders and underscores matches nothing);
 //! * the agents that build names from a prefix: a quoted suffix in postern-smtp counts for
 //!   `smtp_` and `lmtp_`, and in postern-qmgr for `default_`, `local_` and `virtual_`
-//!   (its per-transport `{transport}_{what}` / `default_{what}` lookups).
+//!   (its per-transport `{transport}_{what}` / `default_{what}` lookups); likewise a constant
+//!   `p::DEFAULT_…` in postern-qmgr (`cfg.transport_int(transport, p::DEFAULT_…)`) counts for
+//!   `local_…` and `virtual_…`, and `p::SMTP_…` in postern-smtp for `lmtp_…`.
 //!
 //! The test also checks that `IMPLEMENTED_COMMANDS` is the daemon list of the `postern`
 //! executable (`crates/postern/src/main.rs`).
@@ -81,6 +83,37 @@ fn literals(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// Identifiers written after `p::` (the generated parameter constants).
+fn constants(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("p::") {
+        let before = rest[..i].chars().next_back();
+        rest = &rest[i + 3..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let id: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if !id.is_empty() {
+            out.insert(id);
+        }
+    }
+    out
+}
+
+/// The constant `build.rs` generates for a table name.
+fn constant_of(name: &str) -> String {
+    let up = name.to_ascii_uppercase();
+    if up.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{up}")
+    } else {
+        up
+    }
+}
+
 /// Whether `name` matches `template`, whose `{…}` placeholders match any name text.
 fn template_matches(template: &str, name: &str) -> bool {
     let mut parts = Vec::new();
@@ -132,6 +165,10 @@ fn used_names() -> BTreeSet<&'static str> {
         ("postern-qmgr", &["default_", "local_", "virtual_"]),
     ];
     let names: BTreeSet<&'static str> = PARAMS.iter().map(|p| p.name).collect();
+    let by_constant: std::collections::BTreeMap<String, &'static str> = PARAMS
+        .iter()
+        .map(|p| (constant_of(p.name), p.name))
+        .collect();
     let mut used = BTreeSet::new();
     for f in files.iter().filter(|f| !skip(f)) {
         let text = production_text(&std::fs::read_to_string(f).expect("read source"));
@@ -146,6 +183,21 @@ fn used_names() -> BTreeSet<&'static str> {
             .iter()
             .find(|(c, _)| *c == krate)
             .map_or(&[][..], |(_, p)| p);
+        for id in constants(&text) {
+            let Some(name) = by_constant.get(&id) else {
+                continue;
+            };
+            used.insert(*name);
+            for pfx in prefixes {
+                if let Some(rest) = name.strip_prefix(pfx) {
+                    for other in prefixes {
+                        if let Some(n) = names.get(format!("{other}{rest}").as_str()) {
+                            used.insert(*n);
+                        }
+                    }
+                }
+            }
+        }
         for lit in &lits {
             if let Some(n) = names.get(lit.as_str()) {
                 used.insert(*n);
@@ -227,6 +279,12 @@ fn helpers() {
         "a \"x\"\n// \"y\"\n#[cfg(test)]\nmod t;\n\"z\"\n#[cfg(test)]\nmod tests {\n\"w\"\n}",
     );
     assert_eq!(literals(&t).into_iter().collect::<Vec<_>>(), ["x", "z"]);
+    let c = constants("cfg.int(p::MAX_USE) + x.bool(postern_config::p::BIFF); top::NOT p::lower");
+    assert_eq!(c.into_iter().collect::<Vec<_>>(), ["BIFF", "MAX_USE"]);
+    assert_eq!(
+        constant_of("2bounce_notice_recipient"),
+        "_2BOUNCE_NOTICE_RECIPIENT"
+    );
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn typed_values() {
     assert_eq!(c.get_int("message_size_limit"), Ok(1000));
     assert_eq!(
         c.get_int("biff").unwrap_err().to_string(),
-        "bad integer value for parameter biff: \"YES\""
+        "bad numerical configuration: biff = YES"
     );
     assert_eq!(c.get_time("max_idle"), Ok(120));
     // A bare number takes the table's unit: maximal_queue_lifetime is in days.
