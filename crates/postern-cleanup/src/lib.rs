@@ -54,6 +54,7 @@ pub mod virtual_alias;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, cleanup_flags, trigger};
 use postern_queue::Queue;
 use postern_server::client;
+use postern_server::service::{self, Env, Service};
 use postern_server::skeleton::{self, Context};
 use process::{Now, Refusal, Settings};
 use std::ffi::OsString;
@@ -94,12 +95,35 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |_| (),
         |ctx| Tables::from_config(&ctx.jailed_config()),
     );
-    let settings = settings(&ctx);
     flow::init();
-    skeleton::single_server(ctx, move |ctx, stream| {
+    let mut cleanup = Cleanup::new(&ctx, tables);
+    let exit = service::single_server(&ctx, Env::from_master(&ctx), &mut cleanup);
+    service::finish(&ctx, exit)
+}
+
+/// cleanup's callbacks on the single server: each client sends one `cleanup/1`
+/// request and gets one reply (after `in_flow_delay` pacing, see [`flow`]).
+pub struct Cleanup {
+    settings: Settings,
+    tables: Tables,
+}
+
+impl Cleanup {
+    /// cleanup with `ctx`'s settings and the tables opened for it (in
+    /// production by the `open` hook of `skeleton::init_open`, before a chroot).
+    pub fn new(ctx: &Context, tables: Tables) -> Cleanup {
+        Cleanup {
+            settings: settings(ctx),
+            tables,
+        }
+    }
+}
+
+impl Service for Cleanup {
+    fn serve(&mut self, ctx: &Context, stream: UnixStream) {
         flow::pace(&ctx.config);
-        serve(ctx, &settings, &tables, stream)
-    })
+        serve(ctx, &self.settings, &self.tables, stream)
+    }
 }
 
 fn settings(ctx: &Context) -> Settings {
