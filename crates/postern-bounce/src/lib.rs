@@ -13,6 +13,7 @@ pub mod service;
 
 use postern_ipc::proto::BounceRequest;
 use postern_server::client;
+use postern_server::service::{Env, finish};
 use postern_server::skeleton;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let ctx = skeleton::init("bounce", &args);
-    skeleton::single_server(ctx, |ctx, mut stream| {
+    let mut serve = |ctx: &skeleton::Context, mut stream: std::os::unix::net::UnixStream| {
         let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "bounce request")
         else {
             return;
@@ -38,5 +39,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
             postern_log::warning(format!("{}: send reply: {e}", req.queue_id));
         }
-    })
+    };
+    let exit = postern_server::service::single_server(&ctx, Env::from_master(&ctx), &mut serve);
+    finish(&ctx, exit)
 }

@@ -34,6 +34,7 @@ use postern_config::Config;
 use postern_ipc::AttrList;
 use postern_queue::Queue;
 use postern_server::client;
+use postern_server::service::{self, Env};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
 use std::io::Write;
@@ -183,7 +184,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return stand_alone(&args);
     }
     let ctx = skeleton::init("showq", &args);
-    skeleton::single_server(ctx, serve)
+    let exit = service::single_server(&ctx, Env::from_master(&ctx), &mut serve);
+    service::finish(&ctx, exit)
 }
 
 #[cfg(test)]
