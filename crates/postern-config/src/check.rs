@@ -11,7 +11,7 @@
 //! Nothing here fails: problems are returned as text lines.
 
 use crate::master::type_name;
-use crate::{Config, ParseError, Service, ServiceType, parse_main_cf, parse_master_cf};
+use crate::{Config, ParseError, Service, ServiceType, p, parse_main_cf, parse_master_cf};
 
 /// Postfix's fallback domain for a host name without a dot.
 const DEFAULT_DOMAIN: &str = "localdomain";
@@ -30,18 +30,18 @@ pub fn apply_host_defaults(cfg: &mut Config, hostname: &str) {
     // example.org` gives `vm.example.org`), else `localdomain`.
     let fqdn = if host.contains('.') {
         host.to_string()
-    } else if cfg.is_set("mydomain") && !cfg.get("mydomain").is_empty() {
-        format!("{host}.{}", cfg.get("mydomain"))
+    } else if cfg.is_set(p::MYDOMAIN) && !cfg.str(p::MYDOMAIN).is_empty() {
+        format!("{host}.{}", cfg.str(p::MYDOMAIN))
     } else {
         format!("{host}.{DEFAULT_DOMAIN}")
     };
-    cfg.set_default("myhostname", &fqdn);
-    let effective = cfg.get("myhostname");
+    cfg.set_default(p::MYHOSTNAME.name(), &fqdn);
+    let effective = cfg.str(p::MYHOSTNAME);
     let domain = match effective.split_once('.') {
         Some((_, rest)) if !rest.is_empty() => rest.to_string(),
         _ => DEFAULT_DOMAIN.to_string(),
     };
-    cfg.set_default("mydomain", &domain);
+    cfg.set_default(p::MYDOMAIN.name(), &domain);
 }
 
 /// Every problem in a main.cf/master.cf pair, one `PATH: line N: message` line each: syntax
@@ -97,11 +97,11 @@ pub fn check_texts(
 /// configuration edit cannot make the logger append to an arbitrary file as its owner).
 /// A prefix matches as a string prefix, as in Postfix.
 fn maillog_prefix_problem(cfg: &Config) -> Option<String> {
-    let file = cfg.get("maillog_file");
+    let file = cfg.str(p::MAILLOG_FILE);
     if file.is_empty() {
         return None;
     }
-    let prefixes = cfg.get("maillog_file_prefixes");
+    let prefixes = cfg.str(p::MAILLOG_FILE_PREFIXES);
     if crate::split_list(&prefixes)
         .iter()
         .any(|p| file.starts_with(p.as_str()))

@@ -101,8 +101,10 @@ impl Config {
         param(name).map(|p| p.default.to_string())
     }
 
-    /// Whether main.cf (or an override) sets this parameter explicitly.
-    pub fn is_set(&self, name: &str) -> bool {
+    /// Whether main.cf (or an override) sets this parameter explicitly (a name, or a typed
+    /// constant such as `p::MYDOMAIN`).
+    pub fn is_set(&self, name: impl AsRef<str>) -> bool {
+        let name = name.as_ref();
         self.overrides.contains_key(name) || self.main.contains_key(name)
     }
 
@@ -163,7 +165,7 @@ impl Config {
             }
         }
         // Restriction classes are user-named parameters (smtpd_restriction_classes).
-        used.extend(self.get_list("smtpd_restriction_classes"));
+        used.extend(self.list(crate::p::SMTPD_RESTRICTION_CLASSES));
         let mut unused: Vec<(String, String, usize)> = self
             .main
             .iter()

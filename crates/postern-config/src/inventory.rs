@@ -157,7 +157,7 @@ fn check_service(base: &Config, svc: &Service, master_path: &str) -> Vec<Finding
 fn restriction_findings(cfg: &Config, name: &str, location: &str, prefix: &str) -> Vec<Finding> {
     let is_list = RESTRICTION_LISTS.contains(&name)
         || cfg
-            .get_list("smtpd_restriction_classes")
+            .list(crate::p::SMTPD_RESTRICTION_CLASSES)
             .iter()
             .any(|c| c == name);
     if !is_list {
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn master_cf_fields() {
-        let master = "smtp inet n - y - - smtpd -o sender_dependent_relayhost_maps= -o smtpd_proxy_filter=127.0.0.1:10024\n\
+        let master = "smtp inet n - y - - smtpd -o sender_dependent_relayhost_maps= -o smtpd_upstream_proxy_protocol=haproxy\n\
                       postlog unix-dgram n - n - 1 postlogd\n\
                       tlsmgr unix - - n 1000? 1 tlsmgr\n\
                       policy unix - n n - 0 oqmgr\n\
@@ -285,7 +285,7 @@ mod tests {
             got,
             [
                 "x: line 1: service smtp/inet: parameter sender_dependent_relayhost_maps= is not implemented",
-                "R x: line 1: service smtp/inet: parameter smtpd_proxy_filter=127.0.0.1:10024 is not implemented",
+                "R x: line 1: service smtp/inet: parameter smtpd_upstream_proxy_protocol=haproxy is not implemented",
                 "x: line 4: service policy/unix: command oqmgr is not implemented",
                 "x: line 5: service old/fifo: service type fifo is not implemented (the service is not started)",
             ]

@@ -49,6 +49,12 @@ macro_rules! names {
                 self.0
             }
         }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.0
+            }
+        }
     )*};
 }
 names!(Str, Bool, Int, Size, Time);
