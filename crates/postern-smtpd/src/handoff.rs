@@ -176,7 +176,7 @@ fn split_dsn(reason: &str, class: u8) -> Option<((u8, u16, u16), String)> {
         .then(|| ((c, s, d), text.to_string()))
 }
 
-fn protocol(sess: &Session<'_>, params: &MailParams) -> String {
+pub(super) fn protocol(sess: &Session<'_>, params: &MailParams) -> String {
     let mut p: String = match (params.smtputf8, sess.esmtp) {
         (true, _) => "UTF8SMTP".into(),
         (false, true) => "ESMTP".into(),

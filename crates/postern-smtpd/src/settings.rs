@@ -64,6 +64,8 @@ pub struct Settings {
     /// `smtpd_forbidden_commands`: verbs (and tables of verbs) that end the session as
     /// non-SMTP, as header-like lines do.
     pub forbidden_commands: std::sync::Arc<postern_table::DomainList>,
+    /// `smtpd_proxy_filter` and its options (the before-queue filter).
+    pub proxy: Option<crate::txn::proxy::ProxySettings>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -106,6 +108,8 @@ impl Settings {
             sasl: None,
             notify: crate::notify::NotifySettings::from_config(cfg),
             forbidden_commands: forbidden_commands(cfg),
+            proxy: crate::txn::proxy::ProxySettings::from_config(cfg)
+                .unwrap_or_else(|e| postern_log::fatal(e)),
         }
     }
 }

@@ -8,12 +8,14 @@ use crate::policy::{MessageAction, Stage};
 use crate::session::{Flow, Session, reply};
 use postern_ipc::proto::{Recipient, notify};
 use postern_smtp_proto::{
-    BareNewline, BdatReader, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify, RcptParams,
-    Reply, ReversePath,
+    BareNewline, BdatReader, Command, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify,
+    RcptParams, Reply, ReversePath,
 };
 
 #[path = "handoff.rs"]
 mod handoff;
+#[path = "proxy.rs"]
+pub mod proxy;
 
 /// An open transaction.
 pub struct Txn {
@@ -27,6 +29,8 @@ pub struct Txn {
     pub actions: Vec<MessageAction>,
     /// BDAT in progress: reader and content so far.
     pub bdat: Option<(BdatReader, Vec<u8>)>,
+    /// The before-queue filter's connection (`smtpd_proxy_filter`).
+    pub proxy: Option<proxy::Proxy>,
 }
 
 fn notify_bits(n: Option<Notify>) -> u8 {
@@ -131,6 +135,7 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             rcpts: Vec::new(),
             actions: v.actions,
             bdat: None,
+            proxy: None,
         });
     } else {
         sess.txn = Some(Txn {
@@ -139,7 +144,31 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             rcpts: Vec::new(),
             actions: Vec::new(),
             bdat: None,
+            proxy: None,
         });
+    }
+    if sess.s.proxy.is_some() {
+        let line = Command::Mail {
+            from,
+            params: sess
+                .txn
+                .as_ref()
+                .map(|t| t.params.clone())
+                .unwrap_or_default(),
+        }
+        .encode();
+        match proxy::mail(sess, line).await {
+            Ok(p) => {
+                if let Some(t) = sess.txn.as_mut() {
+                    t.proxy = p;
+                }
+            }
+            Err(r) => {
+                (sess.txn, sess.facts.sender) = (None, None);
+                sess.counters.count("mail", false);
+                return sess.error(r).await;
+            }
+        }
     }
     sess.mail_size = 0;
     sess.counters.count("mail", true);
@@ -190,6 +219,17 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
         return f;
     }
     sess.facts.recipient = None;
+    if let Some(t) = sess.txn.as_mut().filter(|t| t.proxy.is_some()) {
+        let line = Command::Rcpt {
+            to: to.clone(),
+            params: params.clone(),
+        }
+        .encode();
+        if let Err(r) = proxy::rcpt(t, line).await {
+            sess.counters.count("rcpt", false);
+            return sess.error(r).await;
+        }
+    }
     sess.keep_actions(v.actions);
     let orcpt = params
         .orcpt
@@ -249,6 +289,13 @@ pub async fn data(sess: &mut Session<'_>) -> Flow {
     }
     if let Some(f) = data_checks(sess, "DATA", "data").await {
         return f;
+    }
+    if let Some(Err(r)) = match sess.txn.as_mut() {
+        Some(t) => Some(proxy::data(t).await),
+        None => None,
+    } {
+        sess.counters.count("data", false);
+        return sess.error(r).await;
     }
     sess.conn
         .reply(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
@@ -440,13 +487,16 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, bdat: Option<usize>) -
         return refuse(sess, "END-OF-MESSAGE", counter, r).await;
     }
     sess.keep_actions(v.actions);
-    let Some(txn) = sess.txn.take() else {
+    let Some(mut txn) = sess.txn.take() else {
         return sess
             .error(reply(503, (5, 5, 1), "Error: need MAIL command"))
             .await;
     };
-    let r = handoff::queue(sess, txn, content, bdat).await;
-    let ok = r.code == 250;
+    let r = match txn.proxy.take() {
+        Some(p) => proxy::finish(sess, p, &txn, &content).await,
+        None => handoff::queue(sess, txn, content, bdat).await,
+    };
+    let ok = r.code / 100 == 2;
     sess.counters.count(counter, ok);
     if ok {
         sess.delivered();
