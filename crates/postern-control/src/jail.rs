@@ -66,6 +66,7 @@ const NOT_JAILABLE: &[(&str, &str)] = &[
     ),
     ("virtual", "it writes mailboxes outside the queue"),
     ("pipe", "it runs commands outside the queue"),
+    ("spawn", "it runs commands outside the queue"),
     (
         "proxymap",
         "it opens tables on request, by their names outside the queue",

@@ -109,6 +109,7 @@ static SOURCES: &[(&str, &str)] = &[
         include_str!("../pages/postern-discard.8"),
     ),
     ("postern-error.8", include_str!("../pages/postern-error.8")),
+    ("postern-spawn.8", include_str!("../pages/postern-spawn.8")),
 ];
 
 /// Every page, parsed, in manual order (section 1, 5, 8).

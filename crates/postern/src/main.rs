@@ -51,6 +51,7 @@ fn daemon(name: &str) -> Option<Entry> {
         "discard" => postern_discard::main,
         "error" => postern_error::main,
         "showq" => postern_showq::main,
+        "spawn" => postern_spawn::main,
         _ => return None,
     })
 }
