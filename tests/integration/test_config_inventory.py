@@ -138,7 +138,7 @@ def test_stock_debian_config_lists_exactly_the_unimplemented(instance):
 
 DANGEROUS = [
     ("smtpd_milters = inet:127.0.0.1:1", "milter_default_action = reject"),
-    ("content_filter = smtp:[127.0.0.1]:10025",),
+    ("sender_dependent_relayhost_maps = inline:{a=b}",),
     ("smtpd_upstream_proxy_protocol = haproxy",),
     ("smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient, "
      "reject_unauth_destination",),
@@ -162,7 +162,7 @@ def test_dangerous_at_default_and_chroot_start(instance):
     """At Postfix's default the same parameters are only reported; chroot=y in a non-root
     instance is reported and logged (it runs without chroot); a -o override is checked like
     main.cf."""
-    postconf(instance, "smtpd_milters =", "content_filter =", "smtpd_upstream_proxy_protocol =")
+    postconf(instance, "smtpd_milters =", "sender_dependent_relayhost_maps =", "smtpd_upstream_proxy_protocol =")
     master = instance.root / "master.cf"
     text = master.read_text()
     text = re.sub(r"(?m)^(pickup\s+unix\s+\S+\s+\S+\s+)n", r"\1y", text)
@@ -174,7 +174,7 @@ def test_dangerous_at_default_and_chroot_start(instance):
     log = instance.log()
     if instance.user is not None or os.geteuid() != 0:
         assert "service pickup/unix: chroot=y needs a master started as root" in log, log
-    assert "parameter content_filter= is not implemented" in log, log
+    assert "parameter sender_dependent_relayhost_maps= is not implemented" in log, log
 
 
 @pytest.mark.parametrize("table", ["smtp_tls_policy_maps", "smtp_sasl_password_maps"])

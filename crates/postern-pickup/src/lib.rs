@@ -26,8 +26,8 @@
 //!
 //! # Configuration
 //! `queue_directory`, `message_size_limit` (bounds the file read),
-//! `receive_override_options`, and master.cf's wakeup time for the `pickup`
-//! service.
+//! `receive_override_options`, `content_filter` (recorded for every message), and
+//! master.cf's wakeup time for the `pickup` service.
 
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_queue::Queue;
@@ -201,6 +201,12 @@ fn pick(ctx: &Context, q: &Queue, id: &str, owner: Option<u32>) -> bool {
     attrs.push(("origin_uid".into(), uid.to_string()));
     if let Ok(Some(u)) = postern_sys::privs::lookup_uid(uid) {
         attrs.push(("origin_user".into(), u.name));
+    }
+    // content_filter, as Postfix's pickup adds it (a submission's own `filter` was refused
+    // or, for postsuper -r, dropped above).
+    let content_filter = ctx.config.get("content_filter");
+    if !content_filter.is_empty() {
+        attrs.push(("filter".into(), content_filter));
     }
     let req = CleanupRequest {
         flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD))

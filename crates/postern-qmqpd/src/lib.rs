@@ -11,7 +11,7 @@
 //!
 //! # Configuration
 //! `qmqpd_authorized_clients`, `qmqpd_timeout`, `qmqpd_error_delay`,
-//! `message_size_limit`.
+//! `message_size_limit`, `content_filter` (recorded for every message).
 
 pub mod netstring;
 
@@ -171,7 +171,7 @@ async fn submit(
         .copied()
         .filter(|&b| b != b'\r')
         .collect();
-    let creq = CleanupRequest {
+    let mut creq = CleanupRequest {
         flags: postern_ipc::proto::cleanup_flags::from_receive_override_options(
             &cfg.get("receive_override_options"),
         ),
@@ -194,6 +194,11 @@ async fn submit(
         ],
         content,
     };
+    // content_filter, as Postfix's qmqpd records it for cleanup.
+    let content_filter = cfg.get("content_filter");
+    if !content_filter.is_empty() {
+        creq.attrs.push(("filter".into(), content_filter));
+    }
     let timeout = postern_server::client::ipc_timeout(cfg);
     let r = postern_server::client::request_async(
         cfg,

@@ -7,7 +7,8 @@
 //! failure to talk to cleanup is `451 4.3.0 Error: queue file write error`.
 //!
 //! # Configuration
-//! `receive_override_options`, `ipc_timeout`, `smtpd_tls_received_header`.
+//! `receive_override_options`, `ipc_timeout`, `smtpd_tls_received_header`, `content_filter`
+//! (after-queue filter `transport:nexthop` recorded for every message of this service).
 
 use crate::policy::MessageAction;
 use crate::session::{Session, reply};
@@ -65,6 +66,13 @@ pub(crate) async fn queue(
             if r == Ret::Full { "FULL" } else { "HDRS" }.into(),
         ));
     }
+    // content_filter is this service's (`-o content_filter=` per master.cf service), sent
+    // with the request as Postfix's smtpd sends it; not in stand-alone mode (pickup adds
+    // its own). An access-table FILTER action below replaces it.
+    let content_filter = sess.cfg.get("content_filter");
+    if !content_filter.is_empty() && sess.s.postdrop_config.is_none() {
+        attrs.push(("filter".into(), content_filter));
+    }
     let mut prepend = Vec::new();
     for a in &txn.actions {
         match a {
@@ -79,7 +87,10 @@ pub(crate) async fn queue(
             MessageAction::Prepend(h) => prepend.push(h.clone()),
             MessageAction::Redirect(to) => rcpts = vec![Recipient::new(to.clone())],
             MessageAction::Bcc(to) => rcpts.push(Recipient::new(to.clone())),
-            MessageAction::Filter(f) => attrs.push(("filter".into(), f.clone())),
+            MessageAction::Filter(f) => {
+                attrs.retain(|(n, _)| n != "filter");
+                attrs.push(("filter".into(), f.clone()));
+            }
         }
     }
     if !prepend.is_empty() {
