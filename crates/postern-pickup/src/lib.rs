@@ -32,6 +32,7 @@
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_queue::Queue;
 use postern_server::client;
+use postern_server::service::{self, Env};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -45,7 +46,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     // The account database is read before a chroot (master.cf): the jail has none.
     let (ctx, (), owner) = skeleton::init_open("pickup", &args, |_| (), mail_owner_uid);
-    skeleton::trigger_server(ctx, true, move |ctx, _trigger| scan(ctx, owner))
+    let mut wakeup = |ctx: &Context, _trigger: &[u8]| scan(ctx, owner);
+    let exit = service::trigger_server(&ctx, Env::from_master(&ctx), true, &mut wakeup);
+    service::finish(&ctx, exit)
 }
 
 fn scan(ctx: &Context, owner: Option<u32>) {
