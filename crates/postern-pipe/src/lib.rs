@@ -59,9 +59,9 @@ pub mod status;
 
 use deliver::Pipe;
 use postern_config::pipe::{PipeAttrs, Template, parse_attrs};
-use postern_server::{agent, external};
 use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
+use postern_server::{agent, external};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
