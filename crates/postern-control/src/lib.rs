@@ -23,6 +23,7 @@ mod listen;
 mod perms;
 
 use anyhow::{Context as _, Result, bail};
+use postern_config::p;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -84,7 +85,7 @@ fn log_init(dir: &Path) -> Result<postern_config::Config> {
 }
 
 fn pid_path(cfg: &postern_config::Config) -> PathBuf {
-    Path::new(&cfg.get("queue_directory")).join("pid/master.pid")
+    Path::new(&cfg.str(p::QUEUE_DIRECTORY)).join("pid/master.pid")
 }
 
 /// The running master's pid, if its pid file is locked.
@@ -124,7 +125,7 @@ fn check_problems(dir: &Path) -> Vec<String> {
     );
     problems.extend(foreign_tables(dir));
     if let Ok(loaded) = postern_server::load::load(dir) {
-        let facility = loaded.config.get("syslog_facility");
+        let facility = loaded.config.str(p::SYSLOG_FACILITY);
         if postern_log::facility_code(&facility).is_none() {
             problems.push(format!(
                 "{}: syslog_facility: unknown syslog facility: \"{facility}\"",

@@ -23,6 +23,7 @@
 //! `queue_directory`, `data_directory`, `daemon_directory`, `mail_owner`, `setgid_group`.
 
 use anyhow::{Context as _, Result, bail};
+use postern_config::p;
 use postern_queue::modes::{self, Fault, Ids, Layout};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -48,15 +49,15 @@ pub(crate) fn fix_command(dir: &Path) -> String {
 /// Works out the layout and ids of the configuration in `dir`.
 pub(crate) fn tree(dir: &Path, cfg: &postern_config::Config) -> Result<Tree> {
     let fix = fix_command(dir);
-    let (user, group) = (cfg.get("mail_owner"), cfg.get("setgid_group"));
+    let (user, group) = (cfg.str(p::MAIL_OWNER), cfg.str(p::SETGID_GROUP));
     let owner = postern_sys::privs::lookup_user(&user)?.with_context(|| {
         format!(
             "mail_owner {user}: no such account (\"postern init --system\" creates it, or: \
              useradd --system --user-group --no-create-home --home-dir {} --shell /usr/sbin/nologin {user})",
-            cfg.get("queue_directory")
+            cfg.str(p::QUEUE_DIRECTORY)
         )
     })?;
-    let queue_dir = PathBuf::from(cfg.get("queue_directory"));
+    let queue_dir = PathBuf::from(cfg.str(p::QUEUE_DIRECTORY));
     // A non-root instance: its directory belongs to mail_owner, an ordinary user.
     let private = owner.uid != 0 && std::fs::metadata(dir).is_ok_and(|m| m.uid() == owner.uid);
     let ids = if private {
@@ -91,13 +92,13 @@ pub(crate) fn tree(dir: &Path, cfg: &postern_config::Config) -> Result<Tree> {
     } else if canon(&queue_dir).starts_with(canon(dir)) {
         Some(dir.join("bin"))
     } else {
-        Some(PathBuf::from(cfg.get("daemon_directory")))
+        Some(PathBuf::from(cfg.str(p::DAEMON_DIRECTORY)))
     };
     Ok(Tree {
         layout: Layout {
             config_dir: dir.to_path_buf(),
             queue_dir,
-            data_dir: PathBuf::from(cfg.get("data_directory")),
+            data_dir: PathBuf::from(cfg.str(p::DATA_DIRECTORY)),
             setgid_dir,
         },
         ids,

@@ -50,6 +50,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::rr::Name;
+use postern_config::p;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -221,7 +222,7 @@ fn etc_hosts() -> Arc<LocalHosts> {
 impl Resolver {
     /// Servers from `dns_servers`, else from `/etc/resolv.conf`; default options.
     pub fn from_config(cfg: &postern_config::Config) -> Result<Resolver, DnsError> {
-        let items = cfg.get_list("dns_servers");
+        let items = cfg.list(p::DNS_SERVERS);
         let servers = if items.is_empty() {
             parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
         } else {

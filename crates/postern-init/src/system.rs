@@ -19,6 +19,7 @@
 //! Postfix's, which Postern does not read.
 
 use anyhow::{Context as _, Result, bail};
+use postern_config::p;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write as _;
@@ -130,9 +131,9 @@ pub(crate) fn run(o: &Opts) -> Result<()> {
     })?;
     let mut cfg = postern_config::Config::new(main);
     cfg.set_default("config_directory", &o.dir.display().to_string());
-    let (user, group) = (cfg.get("mail_owner"), cfg.get("setgid_group"));
+    let (user, group) = (cfg.str(p::MAIL_OWNER), cfg.str(p::SETGID_GROUP));
     if let Some(msg) =
-        crate::accounts::ensure(&user, &group, Path::new(&cfg.get("queue_directory")))?
+        crate::accounts::ensure(&user, &group, Path::new(&cfg.str(p::QUEUE_DIRECTORY)))?
     {
         println!("postern init: {msg}");
     }
@@ -176,12 +177,12 @@ mod tests {
     fn main_cf_is_valid_and_names_the_layout() {
         let m = postern_config::parse_main_cf(MAIN_CF).unwrap();
         let cfg = postern_config::Config::new(m);
-        assert_eq!(cfg.get("queue_directory"), "/var/spool/postern");
-        assert_eq!(cfg.get("data_directory"), "/var/lib/postern");
-        assert_eq!(cfg.get("daemon_directory"), "/usr/lib/postern");
-        assert_eq!(cfg.get("mail_owner"), "postfix");
-        assert_eq!(cfg.get("setgid_group"), "postdrop");
-        assert_eq!(cfg.get("inet_interfaces"), "all");
+        assert_eq!(cfg.str(p::QUEUE_DIRECTORY), "/var/spool/postern");
+        assert_eq!(cfg.str(p::DATA_DIRECTORY), "/var/lib/postern");
+        assert_eq!(cfg.str(p::DAEMON_DIRECTORY), "/usr/lib/postern");
+        assert_eq!(cfg.str(p::MAIL_OWNER), "postfix");
+        assert_eq!(cfg.str(p::SETGID_GROUP), "postdrop");
+        assert_eq!(cfg.str(p::INET_INTERFACES), "all");
     }
 
     #[test]

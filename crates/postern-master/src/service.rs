@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use nix::fcntl::OFlag;
-use postern_config::{Config, Service, ServiceType};
+use postern_config::{Config, Service, ServiceType, p};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -146,7 +146,7 @@ pub type Kept = HashMap<String, OwnedFd>;
 
 fn unix_path(cfg: &Config, s: &Service) -> PathBuf {
     let class = if s.private { "private" } else { "public" };
-    Path::new(&cfg.get("queue_directory"))
+    Path::new(&cfg.str(p::QUEUE_DIRECTORY))
         .join(class)
         .join(&s.name)
 }
@@ -265,7 +265,7 @@ pub fn build(
     kept: &mut Kept,
     strict: bool,
 ) -> Result<Vec<Running>> {
-    let default_limit = cfg.get_int("default_process_limit").unwrap_or(100).max(0) as u32;
+    let default_limit = cfg.int(p::DEFAULT_PROCESS_LIMIT).max(0) as u32;
     let mut out = Vec::new();
     for s in services {
         let bound = match s.kind {

@@ -6,7 +6,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_server::status;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -101,7 +101,7 @@ pub fn run(dir: &Path, detach: bool) -> Result<()> {
 }
 
 fn lock_pid_file(cfg: &Config) -> Result<File> {
-    let dir = Path::new(&cfg.get("queue_directory")).join("pid");
+    let dir = Path::new(&cfg.str(p::QUEUE_DIRECTORY)).join("pid");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join("master.pid");
     let mut f = OpenOptions::new()
@@ -249,8 +249,7 @@ impl Master {
             }
             return;
         }
-        let throttle =
-            Duration::from_secs(self.config.get_time("service_throttle_time").unwrap_or(60));
+        let throttle = self.config.time(p::SERVICE_THROTTLE_TIME);
         let now = Instant::now();
         for s in self.services.iter_mut() {
             if let Some(c) = s.children.remove(&pid) {
@@ -393,8 +392,8 @@ impl Master {
             }
             Err(e) => {
                 postern_log::warning(format!("fork/exec {}: {e} -- throttling", s.entry.command));
-                let throttle = self.config.get_time("service_throttle_time").unwrap_or(60);
-                s.throttled_until = Some(Instant::now() + Duration::from_secs(throttle));
+                let throttle = self.config.time(p::SERVICE_THROTTLE_TIME);
+                s.throttled_until = Some(Instant::now() + throttle);
             }
         }
     }
@@ -514,7 +513,7 @@ impl Master {
                 postern_log::warning(format!("remove {}: {e}", p.display()));
             }
         }
-        let pid = Path::new(&self.config.get("queue_directory")).join("pid/master.pid");
+        let pid = Path::new(&self.config.str(p::QUEUE_DIRECTORY)).join("pid/master.pid");
         if let Err(e) = std::fs::remove_file(&pid) {
             postern_log::warning(format!("remove {}: {e}", pid.display()));
         }

@@ -5,6 +5,8 @@
 //! returns); when that is unreadable, `localhost`. The derivation itself is pure and lives in
 //! `postern_config::apply_host_defaults` so that every loader computes the same defaults.
 
+use postern_config::p;
+
 /// The system host name, trimmed; `localhost` when it cannot be read.
 pub fn system_hostname() -> String {
     match std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -22,7 +24,7 @@ pub fn apply_mynetworks_default(cfg: &mut postern_config::Config) {
         return;
     };
     let own = postern_table::route::Own::new(&|n| cfg.get(n), protos.ipv4, protos.ipv6);
-    if let Ok(v) = postern_table::mynetworks_by_style(&cfg.get("mynetworks_style"), &own.inet) {
+    if let Ok(v) = postern_table::mynetworks_by_style(&cfg.str(p::MYNETWORKS_STYLE), &own.inet) {
         cfg.set_default("mynetworks", &v);
     }
 }

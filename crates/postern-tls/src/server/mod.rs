@@ -61,6 +61,7 @@ pub use info::TlsInfo;
 use crate::params::{self as ptls, TlsVersion};
 use keys::LoadedKey;
 use postern_config::Config;
+use postern_config::p;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -99,11 +100,10 @@ impl TlsPolicy {
     /// # Errors
     /// An unknown level (Postfix: fatal "Invalid TLS level").
     pub fn from_config(cfg: &Config) -> Result<TlsPolicy, String> {
-        let b = |n: &str| cfg.get_bool(n).unwrap_or(false);
-        let wrappermode = b("smtpd_tls_wrappermode");
-        let mut use_tls = b("smtpd_use_tls");
-        let mut enforce = b("smtpd_enforce_tls");
-        let level = cfg.get("smtpd_tls_security_level");
+        let wrappermode = cfg.bool(p::SMTPD_TLS_WRAPPERMODE);
+        let mut use_tls = cfg.bool(p::SMTPD_USE_TLS);
+        let mut enforce = cfg.bool(p::SMTPD_ENFORCE_TLS);
+        let level = cfg.str(p::SMTPD_TLS_SECURITY_LEVEL);
         if !wrappermode && !level.trim().is_empty() {
             match level.trim().to_ascii_lowercase().as_str() {
                 "none" => (use_tls, enforce) = (false, false),
@@ -123,13 +123,13 @@ impl TlsPolicy {
         Ok(TlsPolicy {
             use_tls,
             enforce,
-            auth_only: b("smtpd_tls_auth_only") || enforce,
+            auth_only: cfg.bool(p::SMTPD_TLS_AUTH_ONLY) || enforce,
             wrappermode,
-            received_header: b("smtpd_tls_received_header"),
-            loglevel: cfg.get_int("smtpd_tls_loglevel").unwrap_or(0),
-            starttls_timeout: Duration::from_secs(
-                cfg.get_time("smtpd_starttls_timeout").unwrap_or(300).max(1),
-            ),
+            received_header: cfg.bool(p::SMTPD_TLS_RECEIVED_HEADER),
+            loglevel: cfg.int(p::SMTPD_TLS_LOGLEVEL),
+            starttls_timeout: cfg
+                .time(p::SMTPD_STARTTLS_TIMEOUT)
+                .max(Duration::from_secs(1)),
             service: "smtp".into(),
         })
     }
@@ -217,15 +217,14 @@ impl TlsServer {
             .map_err(|e| format!("TLS configuration: {e}: disabling TLS support"))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resume::NoKey));
-        base.ignore_client_order = cfg.get_bool("tls_preempt_cipherlist").unwrap_or(false);
+        base.ignore_client_order = cfg.bool(p::TLS_PREEMPT_CIPHERLIST);
         resume::configure(
             &mut base,
-            cfg.get_time("smtpd_tls_session_cache_timeout")
-                .unwrap_or(3600),
+            cfg.time(p::SMTPD_TLS_SESSION_CACHE_TIMEOUT).as_secs(),
         );
         let loaded = default_keys(cfg, &provider)?;
         let defaults = loaded.into_iter().map(|k| keyed(&base, k)).collect();
-        let sni_spec = cfg.get("tls_server_sni_maps");
+        let sni_spec = cfg.str(p::TLS_SERVER_SNI_MAPS);
         let sni = if sni_spec.trim().is_empty() {
             None
         } else {
@@ -426,15 +425,15 @@ fn keyed(base: &ServerConfig, loaded: LoadedKey) -> Keyed {
 
 /// The default keys: `smtpd_tls_chain_files`, else the legacy pairs.
 fn default_keys(cfg: &Config, provider: &CryptoProvider) -> Result<Vec<LoadedKey>, String> {
-    let chain_files = split_list(&cfg.get("smtpd_tls_chain_files"));
-    let cert = cfg.get("smtpd_tls_cert_file");
+    let chain_files = split_list(&cfg.str(p::SMTPD_TLS_CHAIN_FILES));
+    let cert = cfg.str(p::SMTPD_TLS_CERT_FILE);
     let cert = if cert.trim().eq_ignore_ascii_case("none") {
         String::new()
     } else {
         cert
     };
-    let eccert = cfg.get("smtpd_tls_eccert_file");
-    let dcert = cfg.get("smtpd_tls_dcert_file");
+    let eccert = cfg.str(p::SMTPD_TLS_ECCERT_FILE);
+    let dcert = cfg.str(p::SMTPD_TLS_DCERT_FILE);
     if !chain_files.is_empty() {
         if !cert.trim().is_empty() || !eccert.trim().is_empty() || !dcert.trim().is_empty() {
             postern_log::warning(
@@ -459,7 +458,7 @@ fn default_keys(cfg: &Config, provider: &CryptoProvider) -> Result<Vec<LoadedKey
             provider,
             "RSA",
             cert.trim(),
-            cfg.get("smtpd_tls_key_file").trim(),
+            cfg.str(p::SMTPD_TLS_KEY_FILE).trim(),
         )?);
     }
     if !eccert.trim().is_empty() {
@@ -467,7 +466,7 @@ fn default_keys(cfg: &Config, provider: &CryptoProvider) -> Result<Vec<LoadedKey
             provider,
             "ECDSA",
             eccert.trim(),
-            cfg.get("smtpd_tls_eckey_file").trim(),
+            cfg.str(p::SMTPD_TLS_ECKEY_FILE).trim(),
         )?);
     }
     if out.is_empty() {
@@ -486,9 +485,9 @@ fn provider(cfg: &Config, policy: &TlsPolicy) -> Result<CryptoProvider, String> 
         ptls::Grade::Medium
     });
     let list = cfg.get(grade.cipherlist_param());
-    let mut excl = vec![cfg.get("smtpd_tls_exclude_ciphers")];
+    let mut excl = vec![cfg.str(p::SMTPD_TLS_EXCLUDE_CIPHERS)];
     if policy.enforce {
-        excl.push(cfg.get("smtpd_tls_mandatory_exclude_ciphers"));
+        excl.push(cfg.str(p::SMTPD_TLS_MANDATORY_EXCLUDE_CIPHERS));
     }
     let excl_refs: Vec<&str> = excl.iter().map(String::as_str).collect();
     let tls12: Vec<u16> = ptls::select_ciphers(&list, &excl_refs)
@@ -507,10 +506,10 @@ fn provider(cfg: &Config, policy: &TlsPolicy) -> Result<CryptoProvider, String> 
         }
     }
     p.cipher_suites = suites;
-    let curves = match cfg.get("smtpd_tls_eecdh_grade").trim() {
-        "strong" => cfg.get("tls_eecdh_strong_curve"),
-        "ultra" => cfg.get("tls_eecdh_ultra_curve"),
-        _ => cfg.get("tls_eecdh_auto_curves"),
+    let curves = match cfg.str(p::SMTPD_TLS_EECDH_GRADE).trim() {
+        "strong" => cfg.str(p::TLS_EECDH_STRONG_CURVE),
+        "ultra" => cfg.str(p::TLS_EECDH_ULTRA_CURVE),
+        _ => cfg.str(p::TLS_EECDH_AUTO_CURVES),
     };
     let groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = ptls::curve_groups(&curves)
         .into_iter()
