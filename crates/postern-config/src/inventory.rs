@@ -157,7 +157,7 @@ fn check_service(base: &Config, svc: &Service, master_path: &str) -> Vec<Finding
 fn restriction_findings(cfg: &Config, name: &str, location: &str, prefix: &str) -> Vec<Finding> {
     let is_list = RESTRICTION_LISTS.contains(&name)
         || cfg
-            .get_list("smtpd_restriction_classes")
+            .list(crate::p::SMTPD_RESTRICTION_CLASSES)
             .iter()
             .any(|c| c == name);
     if !is_list {
