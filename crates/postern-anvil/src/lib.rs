@@ -18,14 +18,20 @@
 
 mod table;
 
-use postern_ipc::proto::{AnvilReply, AnvilRequest};
+use postern_ipc::AttrList;
+use postern_ipc::proto::AnvilRequest;
+use postern_server::framed::{Framed, framed_server};
+use postern_server::service::{Env, finish};
+use postern_server::skeleton::Context;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Daemon entry point.
+/// Largest request frame.
+const FRAME_LIMIT: u64 = 4096;
+
+/// Daemon entry point: the counters on the framed-request skeleton.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let args: Vec<String> = args
         .iter()
@@ -33,54 +39,47 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let ctx = postern_server::skeleton::init("anvil", &args);
-    let unit = Duration::from_secs(
-        ctx.config
-            .get_time("anvil_rate_time_unit")
-            .unwrap_or(60)
-            .max(1),
-    );
-    let counters = Arc::new(Mutex::new(table::Table::new(unit)));
-    postern_server::event::event_server(ctx, usize::MAX, move |_ctx, mut io, _peer| {
-        let counters = counters.clone();
-        async move {
-            loop {
-                let mut hdr = [0u8; 4];
-                if io.read_exact(&mut hdr).await.is_err() {
-                    return;
-                }
-                let Ok(len) = postern_ipc::decode_frame_len(hdr, 4096) else {
-                    return;
-                };
-                let mut buf = vec![0u8; len];
-                if io.read_exact(&mut buf).await.is_err() {
-                    return;
-                }
-                let req = match postern_ipc::AttrList::decode(&buf)
-                    .and_then(|a| AnvilRequest::from_attrs(&a))
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        postern_log::warning(format!("bad anvil request: {e}"));
-                        return;
-                    }
-                };
-                let reply = {
-                    let mut t = match counters.lock() {
-                        Ok(t) => t,
-                        Err(p) => p.into_inner(),
-                    };
-                    t.event(&req.op, &req.ident, std::time::Instant::now())
-                };
-                let frame = postern_ipc::encode_frame(&reply.to_attrs());
-                if io.write_all(&frame).await.is_err() {
-                    return;
-                }
-            }
-        }
-    })
+    let unit = ctx
+        .config
+        .get_time("anvil_rate_time_unit")
+        .unwrap_or(60)
+        .max(1);
+    let anvil = Arc::new(Anvil::new(Duration::from_secs(unit)));
+    finish(
+        &ctx,
+        framed_server(&ctx, Env::from_master(&ctx), usize::MAX, anvil),
+    )
 }
 
-/// Re-export for tests.
-pub fn reply_for(count: u64, rate: u64) -> AnvilReply {
-    AnvilReply { count, rate }
+/// The service: one table of counters shared by every connection.
+pub struct Anvil {
+    counters: Mutex<table::Table>,
+}
+
+impl Anvil {
+    /// Counters with rates per `unit`.
+    pub fn new(unit: Duration) -> Anvil {
+        Anvil {
+            counters: Mutex::new(table::Table::new(unit)),
+        }
+    }
+}
+
+impl Framed for Anvil {
+    fn frame_limit(&self) -> u64 {
+        FRAME_LIMIT
+    }
+
+    fn answer(&self, _ctx: &Context, req: AttrList) -> Option<AttrList> {
+        let req = match AnvilRequest::from_attrs(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                postern_log::warning(format!("bad anvil request: {e}"));
+                return None;
+            }
+        };
+        let mut t = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let reply = t.event(&req.op, &req.ident, std::time::Instant::now());
+        Some(reply.to_attrs())
+    }
 }

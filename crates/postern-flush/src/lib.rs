@@ -3,7 +3,8 @@
 //! Keeps, per eligible destination, a log of the queue IDs of mail that was
 //! deferred for it (see [`log`]), so that `ETRN site` and `postqueue -s
 //! site` can deliver exactly that mail at once instead of the whole
-//! deferred queue. A single server: one `flush/1` request per connection.
+//! deferred queue. A framed-request server (`postern_server::framed`): one
+//! `flush/1` request and reply at a time, or master's bare wake-up `W`.
 //!
 //! * `add site id` (from qmgr whenever a recipient at `site` is deferred):
 //!   appends `id` to the site's log.
@@ -14,7 +15,8 @@
 //! * `send_file id` (`postqueue -i`): the same for one message.
 //! * `refresh` (also master's periodic wake-up, a bare `W`): sends logs not
 //!   read for `fast_flush_refresh_time`, removes empty logs unchanged for
-//!   `fast_flush_purge_time`. `purge`: sends every log.
+//!   `fast_flush_purge_time`. `purge`: sends every log. Unlike Postfix's, the
+//!   reply comes when the work is done (no Postern program sends these two).
 //!
 //! A site not in `fast_flush_domains` (default `$relay_domains`) is denied.
 //! Postfix's caveat holds: a send releases every message listed for the
@@ -31,22 +33,23 @@
 //! # Configuration
 //! `fast_flush_domains`, `parent_domain_matches_subdomains`,
 //! `fast_flush_refresh_time`, `fast_flush_purge_time`, `queue_directory`,
-//! `ipc_timeout`, `max_use`, `max_idle`.
+//! `ipc_timeout`, `max_idle`.
 
 pub mod log;
 
 use postern_config::Config;
+use postern_ipc::AttrList;
 use postern_ipc::flush::{FlushOp, FlushReply, FlushRequest, FlushStatus};
 use postern_ipc::proto::trigger;
-use postern_ipc::{AttrList, decode_frame_len};
 use postern_queue::Queue;
 use postern_server::client;
+use postern_server::framed::{Framed, framed_server};
+use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
 use postern_table::DomainList;
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest request frame.
@@ -62,54 +65,20 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     // fast_flush_domains may name tables: opened before a chroot (master.cf).
     let (ctx, (), service) =
         skeleton::init_open("flush", &args, |_| (), |ctx| Service::new(&ctx.config));
-    skeleton::single_server(ctx, move |ctx, stream| service.serve(ctx, stream))
+    let env = Env::from_master(&ctx);
+    finish(
+        &ctx,
+        framed_server(&ctx, env, usize::MAX, Arc::new(service)),
+    )
 }
 
-/// What a connection asked for.
-#[derive(Debug, PartialEq, Eq)]
-enum Incoming {
-    /// master's wake-up: a bare trigger byte, no frame.
-    Wakeup,
-    /// A `flush/1` request.
-    Request(AttrList),
-}
-
-/// Reads a frame, or recognises master's short wake-up (as Postfix's flush
-/// tells its two protocols apart by the request size).
-fn read_incoming(r: &mut impl Read) -> std::io::Result<Option<Incoming>> {
-    let mut hdr = [0u8; 4];
-    let mut got = 0;
-    while got < hdr.len() {
-        match r.read(&mut hdr[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if got == 0 {
-        return Ok(None);
-    }
-    if got < hdr.len() {
-        return if hdr[..got] == [trigger::WAKEUP] {
-            Ok(Some(Incoming::Wakeup))
-        } else {
-            Err(std::io::ErrorKind::UnexpectedEof.into())
-        };
-    }
-    let len = decode_frame_len(hdr, FRAME_LIMIT)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    AttrList::decode(&buf)
-        .map(|a| Some(Incoming::Request(a)))
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
+/// The service. Requests are handled one at a time (`serial`), as by Postfix's
+/// single-threaded flush: the logs' fcntl locks exclude other processes only.
 struct Service {
     domains: Option<DomainList>,
     refresh: Duration,
     purge: Duration,
+    serial: Mutex<()>,
 }
 
 impl Service {
@@ -131,6 +100,7 @@ impl Service {
             domains,
             refresh: secs("fast_flush_refresh_time", 12 * 3600),
             purge: secs("fast_flush_purge_time", 7 * 86400),
+            serial: Mutex::new(()),
         }
     }
 
@@ -144,43 +114,6 @@ impl Service {
                 postern_log::warning(format!("fast_flush_domains: {e}"));
                 FlushStatus::Fail
             }),
-        }
-    }
-
-    fn serve(&self, ctx: &Context, mut stream: UnixStream) {
-        let timeout = client::ipc_timeout(&ctx.config);
-        if let Err(e) = stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        {
-            postern_log::warning(format!("set socket timeout: {e}"));
-            return;
-        }
-        let q = Queue::new(ctx.config.get("queue_directory"));
-        let attrs = match read_incoming(&mut stream) {
-            Ok(None) => return,
-            Ok(Some(Incoming::Wakeup)) => return self.refresh(&ctx.config, &q, false),
-            Ok(Some(Incoming::Request(a))) => a,
-            Err(e) => return postern_log::warning(format!("read flush request: {e}")),
-        };
-        let req = match FlushRequest::from_attrs(&attrs) {
-            Ok(r) => r,
-            Err(e) => {
-                postern_log::warning(format!("bad flush request: {e}"));
-                return reply(&mut stream, FlushStatus::Bad);
-            }
-        };
-        match req.op {
-            FlushOp::Refresh | FlushOp::Purge => {
-                // Completes in the background, as with Postfix.
-                reply(&mut stream, FlushStatus::Ok);
-                drop(stream);
-                self.refresh(&ctx.config, &q, req.op == FlushOp::Purge);
-            }
-            _ => {
-                let status = self.execute(&ctx.config, &q, &req);
-                reply(&mut stream, status);
-            }
         }
     }
 
@@ -241,42 +174,42 @@ impl Service {
     }
 }
 
+impl Framed for Service {
+    fn frame_limit(&self) -> u64 {
+        FRAME_LIMIT
+    }
+
+    fn answer(&self, ctx: &Context, req: AttrList) -> Option<AttrList> {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let q = Queue::new(ctx.config.get("queue_directory"));
+        let status = match FlushRequest::from_attrs(&req) {
+            Err(e) => {
+                postern_log::warning(format!("bad flush request: {e}"));
+                FlushStatus::Bad
+            }
+            Ok(req) if matches!(req.op, FlushOp::Refresh | FlushOp::Purge) => {
+                self.refresh(&ctx.config, &q, req.op == FlushOp::Purge);
+                FlushStatus::Ok
+            }
+            Ok(req) => self.execute(&ctx.config, &q, &req),
+        };
+        Some(FlushReply { status }.to_attrs())
+    }
+
+    /// master's wake-up (a bare `W`, told apart from a request by its size, as
+    /// Postfix's flush does): a refresh.
+    fn wakeup(&self, ctx: &Context, bytes: &[u8]) {
+        if bytes != [trigger::WAKEUP] {
+            return postern_log::warning("read flush request: unexpected end of file");
+        }
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let q = Queue::new(ctx.config.get("queue_directory"));
+        self.refresh(&ctx.config, &q, false);
+    }
+}
+
 fn wake_qmgr(cfg: &Config, byte: u8) {
     if let Err(e) = client::trigger(cfg, "public", "qmgr", &[byte]) {
         postern_log::warning(format!("trigger qmgr: {e}"));
-    }
-}
-
-fn reply(stream: &mut UnixStream, status: FlushStatus) {
-    if let Err(e) = client::write_frame(stream, &FlushReply { status }.to_attrs()) {
-        postern_log::warning(format!("send flush reply: {e}"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use postern_ipc::encode_frame;
-
-    #[test]
-    fn wakeup_and_frames_are_told_apart() {
-        assert_eq!(
-            read_incoming(&mut &b"W"[..]).unwrap(),
-            Some(Incoming::Wakeup)
-        );
-        assert_eq!(read_incoming(&mut &b""[..]).unwrap(), None);
-        assert!(read_incoming(&mut &b"XY"[..]).is_err());
-        let req = FlushRequest {
-            op: FlushOp::SendSite,
-            site: "example.com".into(),
-            queue_id: String::new(),
-        };
-        let frame = encode_frame(&req.to_attrs());
-        assert_eq!(
-            read_incoming(&mut &frame[..]).unwrap(),
-            Some(Incoming::Request(req.to_attrs()))
-        );
-        let huge = [0xff, 0xff, 0xff, 0xff];
-        assert!(read_incoming(&mut &huge[..]).is_err());
     }
 }

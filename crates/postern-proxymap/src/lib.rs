@@ -18,9 +18,11 @@
 //!
 //! A table that cannot be opened or answer makes the request fail with a "retry" status,
 //! so the client defers. When a table file changes, the process logs `table NAME has
-//! changed -- restarting` after the current request and exits; clients reconnect to a
-//! fresh process (as Postfix's proxymap does). The `proxywrite` service (read-write
-//! tables) is not implemented: it serves the same read-only lookups.
+//! changed -- restarting`, stops accepting, answers the requests under way, closes each
+//! connection after its reply and exits when the last one is gone; clients reconnect to
+//! a fresh process (the framed-request skeleton, `postern_server::framed`). The
+//! `proxywrite` service (read-write tables) is not implemented: it serves the same
+//! read-only lookups.
 //!
 //! # Security
 //! Runs as `mail_owner` (master.cf's unprivileged column) unless the administrator says
@@ -30,15 +32,18 @@
 //! # Configuration
 //! `proxy_read_maps`, `max_idle`, `max_use`, `queue_directory`.
 
+use postern_ipc::AttrList;
 use postern_ipc::proxymap::{
     FLAG_FOLD_CASE, PROXY_FRAME_LIMIT, ProxyReply, ProxyRequest, ProxyStatus,
 };
+use postern_server::framed::{Framed, framed_server};
+use postern_server::service::{Env, finish};
+use postern_server::skeleton::Context;
 use postern_table::{BoxMap, OpenOptions};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The tables a proxymap serves: the `proxy:` entries of `proxy_read_maps`, without the
 /// prefix. Entries are separated by commas and whitespace; `{…}` groups stay whole.
@@ -141,39 +146,23 @@ impl Proxy {
     }
 }
 
-async fn serve(proxy: Arc<Proxy>, mut io: Box<dyn postern_server::event::Io>) {
-    loop {
-        let mut hdr = [0u8; 4];
-        if io.read_exact(&mut hdr).await.is_err() {
-            return;
-        }
-        let Ok(len) = postern_ipc::decode_frame_len(hdr, PROXY_FRAME_LIMIT) else {
-            postern_log::warning("proxymap request too large");
-            return;
-        };
-        let mut buf = vec![0u8; len];
-        if io.read_exact(&mut buf).await.is_err() {
-            return;
-        }
-        let reply =
-            match postern_ipc::AttrList::decode(&buf).and_then(|a| ProxyRequest::from_attrs(&a)) {
-                Ok(req) => proxy.answer(&req),
-                Err(e) => {
-                    postern_log::warning(format!("bad proxymap request: {e}"));
-                    ProxyReply {
-                        status: ProxyStatus::Bad,
-                        value: e.to_string(),
-                    }
+impl Framed for Proxy {
+    fn frame_limit(&self) -> u64 {
+        PROXY_FRAME_LIMIT
+    }
+
+    fn answer(&self, _ctx: &Context, req: AttrList) -> Option<AttrList> {
+        let reply = match ProxyRequest::from_attrs(&req) {
+            Ok(req) => self.answer(&req),
+            Err(e) => {
+                postern_log::warning(format!("bad proxymap request: {e}"));
+                ProxyReply {
+                    status: ProxyStatus::Bad,
+                    value: e.to_string(),
                 }
-            };
-        let frame = postern_ipc::encode_frame(&reply.to_attrs());
-        if io.write_all(&frame).await.is_err() {
-            return;
-        }
-        if let Some(table) = postern_table::changed() {
-            postern_log::info(format!("table {table} has changed -- restarting"));
-            std::process::exit(0);
-        }
+            }
+        };
+        Some(reply.to_attrs())
     }
 }
 
@@ -188,9 +177,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let proxy = Arc::new(Proxy::new(approved_tables(
         &ctx.config.get("proxy_read_maps"),
     )));
-    postern_server::event::event_server(ctx, usize::MAX, move |_ctx, io, _peer| {
-        serve(proxy.clone(), io)
-    })
+    finish(
+        &ctx,
+        framed_server(&ctx, Env::from_master(&ctx), usize::MAX, proxy),
+    )
 }
 
 #[cfg(test)]

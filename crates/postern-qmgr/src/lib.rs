@@ -70,9 +70,12 @@ pub mod resolve;
 mod sched;
 pub mod worker;
 
+use postern_server::service::{Env, finish};
 use postern_server::skeleton;
 use std::ffi::OsString;
 use std::process::ExitCode;
+
+pub use sched::run;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -88,5 +91,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |_| (),
         |ctx| resolve::Resolver::from_config(&ctx.jailed_config()),
     );
-    sched::run(ctx, resolver)
+    let env = Env::from_master(&ctx);
+    // SIGTERM too asks qmgr to finish its deliveries under way (not only SIGHUP).
+    if let Err(e) = postern_sys::signals::install_exit_flags(true) {
+        postern_log::fatal(e);
+    }
+    finish(&ctx, sched::run(&ctx, env, resolver))
 }

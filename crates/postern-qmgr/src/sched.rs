@@ -2,16 +2,20 @@
 //! dispatching jobs to destinations, delivery results, and what happens to a
 //! message when its last job is done (see [`crate::finish`]).
 //!
-//! Triggers come from the skeleton's trigger machinery
-//! ([`skeleton::next_trigger`]) in a thread of their own; around each one
-//! qmgr reports busy/available on master's status pipe, as every trigger
-//! server does. A lookup table that changed on disk (`postmap transport`)
-//! ends this qmgr as Postfix's does (`table NAME has changed -- restarting`,
-//! [`skeleton::table_changed`]): noticed before a trigger is accepted (the
-//! trigger stays queued, so master starts the next qmgr at once) or between
-//! scheduling rounds; qmgr then stops taking work, waits (at most 30 s) for
-//! the deliveries under way, and exits. What is left in `active/` is moved
-//! back to `incoming/` by the next qmgr, as at every start.
+//! [`run`] is qmgr's server loop on the skeleton's [`Env`]: the trigger
+//! listeners, the status channel and the stop request come from master (or
+//! from a test). Triggers come from the skeleton's trigger machinery
+//! ([`service::next_trigger`]) in a thread of their own; around each one
+//! qmgr reports busy/available, as every trigger server does. A lookup table
+//! that changed on disk (`postmap transport`) ends this qmgr as Postfix's
+//! does (`table NAME has changed -- restarting`, [`service::table_changed`]):
+//! noticed before a trigger is accepted (Postfix's `qmgr_pre_accept`: the
+//! trigger stays queued, so master starts the next qmgr at once) or once a
+//! second between scheduling rounds. Then, as on master's stop request, qmgr
+//! takes no more work, waits (at most 30 s) for the deliveries under way, and
+//! returns why it stopped ([`Exit::TableChanged`], [`Exit::Shutdown`]). What
+//! is left in `active/` is moved back to `incoming/` by the next qmgr, as at
+//! every start.
 
 use crate::conc::{Conc, Limits};
 use crate::finish::{finish, should_warn};
@@ -20,11 +24,11 @@ use crate::worker::{self, Job, Outcome};
 use postern_config::Config;
 use postern_ipc::proto::{Action, DeliverRequest, RcptResult, trigger};
 use postern_queue::{Queue, Scan, ScanFlags};
-use postern_server::skeleton::{self, Context};
+use postern_server::service::{self, Env, Exit, Shutdown};
+use postern_server::skeleton::Context;
 use postern_server::status;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::net::UnixListener;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -133,20 +137,19 @@ pub(crate) fn secs(cfg: &Config, name: &str, dflt: u64) -> u64 {
     cfg.get_time(name).unwrap_or(dflt)
 }
 
-/// Runs qmgr until master asks it to stop.
-pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
-    if let Err(e) = postern_sys::signals::install_exit_flags(true) {
-        postern_log::fatal(e);
-    }
-    let skeleton::Inherited {
+/// Runs qmgr until master (or a test) asks it to stop or a table changed.
+pub fn run(ctx: &Context, env: Env, resolver: Resolver) -> Exit {
+    let Env {
         listeners,
-        status: mut status_pipe,
-    } = skeleton::inherited(&ctx);
-    // Set once qmgr stops (master's request, a changed table): no trigger is taken after.
-    let stopping = Arc::new(AtomicBool::new(false));
+        status: mut status_sink,
+        shutdown,
+    } = env;
+    let listeners: Vec<UnixListener> = listeners.into_iter().map(UnixListener::from).collect();
+    // Set once a changed table was seen (and logged) by either thread.
+    let changed = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let (ttx, tstop) = (tx.clone(), stopping.clone());
-    std::thread::spawn(move || trigger_loop(listeners, ttx, tstop));
+    let (ttx, tchanged, tstop) = (tx.clone(), changed.clone(), shutdown.clone());
+    std::thread::spawn(move || trigger_loop(listeners, ttx, tchanged, tstop));
     let cfg = ctx.config.clone();
     let q = Queue::new(cfg.get("queue_directory"));
     let mut m = Qmgr {
@@ -174,27 +177,30 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
     };
     m.recover_active();
     // Up and working: a later crash is not a start-up failure (master throttles only those).
-    if let Err(e) = status::served(&status_pipe, ctx.generation) {
-        postern_log::warning(format!("master status update: {e}"));
-    }
+    status_sink.served(ctx.generation);
     m.incoming.request(ScanFlags::default());
-    let mut stop_deadline: Option<Instant> = None;
+    let mut stop: Option<(Exit, Instant)> = None;
     let mut next_table_check = Instant::now();
     loop {
-        if stop_deadline.is_none()
-            && (postern_sys::signals::hup_received()
-                || postern_sys::signals::term_received()
-                || stopping.load(Ordering::SeqCst)
-                || (Instant::now() >= next_table_check && table_changed(&stopping)))
-        {
-            stopping.store(true, Ordering::SeqCst);
-            stop_deadline = Some(Instant::now() + Duration::from_secs(30));
+        if stop.is_none() {
+            let why = if changed.load(Ordering::SeqCst)
+                || (Instant::now() >= next_table_check && table_changed(&changed))
+            {
+                Some(Exit::TableChanged)
+            } else {
+                shutdown.requested().then_some(Exit::Shutdown)
+            };
+            if let Some(why) = why {
+                // Also ends the trigger thread.
+                shutdown.trigger();
+                stop = Some((why, Instant::now() + Duration::from_secs(30)));
+            }
         }
         if Instant::now() >= next_table_check {
             next_table_check = Instant::now() + Duration::from_secs(1);
         }
-        if let Some(d) = stop_deadline
-            && (m.running == 0 || Instant::now() >= d)
+        if let Some((why, deadline)) = stop
+            && (m.running == 0 || Instant::now() >= deadline)
         {
             postern_log::info(format!(
                 "statistics: activated={} incoming_scans={} deferred_scans={}",
@@ -202,10 +208,10 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
                 m.incoming.passes(),
                 m.deferred.passes()
             ));
-            return ExitCode::SUCCESS;
+            return why;
         }
         let now = Instant::now();
-        let wait = if stop_deadline.is_none() && m.can_feed() {
+        let wait = if stop.is_none() && m.can_feed() {
             Duration::ZERO
         } else {
             m.next_wakeup(now)
@@ -214,10 +220,10 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
                 .clamp(Duration::from_millis(5), Duration::from_millis(500))
         };
         match rx.recv_timeout(wait) {
-            Ok(Event::Trigger(bytes)) if stop_deadline.is_none() => {
-                skeleton::report(&mut status_pipe, ctx.generation, status::BUSY);
+            Ok(Event::Trigger(bytes)) if stop.is_none() => {
+                status_sink.report(ctx.generation, status::BUSY);
                 m.on_trigger(&bytes);
-                skeleton::report(&mut status_pipe, ctx.generation, status::AVAILABLE);
+                status_sink.report(ctx.generation, status::AVAILABLE);
             }
             Ok(Event::Trigger(_)) => {}
             Ok(Event::Done(o)) => m.on_done(o),
@@ -226,9 +232,10 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
                 m.msgs.remove(&id);
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return ExitCode::from(1),
+            // `m` holds a sender: never.
+            Err(RecvTimeoutError::Disconnected) => postern_log::fatal("qmgr event channel closed"),
         }
-        if stop_deadline.is_none() {
+        if stop.is_none() {
             if Instant::now() >= m.next_deferred_scan {
                 m.request_deferred(ScanFlags::default());
             }
@@ -241,13 +248,20 @@ pub fn run(ctx: Context, resolver: Resolver) -> ExitCode {
 }
 
 /// Takes triggers as the trigger server does and hands them to the main
-/// loop. Before accepting one it asks whether a table changed (Postfix's
-/// `qmgr_pre_accept`): then qmgr stops, and the trigger stays queued for the
-/// next qmgr, which master starts as soon as this one is gone.
-fn trigger_loop(listeners: Vec<UnixListener>, tx: Sender<Event>, stopping: Arc<AtomicBool>) {
-    let forever = Duration::from_secs(365 * 86400);
-    let mut pre_accept = || !stopping.load(Ordering::SeqCst) && !table_changed(&stopping);
-    while let Some(bytes) = skeleton::next_trigger(&listeners, forever, &mut pre_accept) {
+/// loop, until qmgr stops. Before accepting one it asks whether a table
+/// changed (Postfix's `qmgr_pre_accept`): then qmgr stops, and the trigger
+/// stays queued for the next qmgr, which master starts as soon as this one is
+/// gone.
+fn trigger_loop(
+    listeners: Vec<UnixListener>,
+    tx: Sender<Event>,
+    changed: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) {
+    let mut pre_accept = || !changed.load(Ordering::SeqCst) && !table_changed(&changed);
+    while let Ok(bytes) =
+        service::next_trigger(&listeners, service::FOREVER, &shutdown, &mut pre_accept)
+    {
         if tx.send(Event::Trigger(bytes)).is_err() {
             return;
         }
@@ -255,13 +269,13 @@ fn trigger_loop(listeners: Vec<UnixListener>, tx: Sender<Event>, stopping: Arc<A
 }
 
 /// True (logged once, by the skeleton) when a table qmgr opened has changed;
-/// marks qmgr as stopping.
-fn table_changed(stopping: &AtomicBool) -> bool {
-    let changed = skeleton::table_changed();
-    if changed {
-        stopping.store(true, Ordering::SeqCst);
+/// remembered in `changed` for the other thread.
+fn table_changed(changed: &AtomicBool) -> bool {
+    let now = service::table_changed();
+    if now {
+        changed.store(true, Ordering::SeqCst);
     }
-    changed
+    now
 }
 
 impl Qmgr {

@@ -46,10 +46,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(l) => Arc::new(l),
         Err(e) => postern_log::fatal(format!("qmqpd_authorized_clients: {e}")),
     };
-    postern_server::event::event_server(ctx, 1000, move |ctx, io, peer| {
+    let env = postern_server::service::Env::from_master(&ctx);
+    let exit = postern_server::event::event_server(&ctx, env, 1000, move |ctx, io, peer| {
         let clients = clients.clone();
         async move { serve(&ctx.config, &clients, io, peer.addr.map(|a| a.ip())).await }
-    })
+    });
+    postern_server::service::finish(&ctx, exit)
 }
 
 async fn serve(

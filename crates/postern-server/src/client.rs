@@ -2,7 +2,10 @@
 //!
 //! Services listen on `$queue_directory/{public,private}/NAME`. A request is
 //! one frame each way (see `postern-ipc`); every read and write has a
-//! deadline (`ipc_timeout`) and every frame a size limit.
+//! deadline (`ipc_timeout`) and every frame a size limit. One codec reads
+//! frames for the blocking and the async callers and for the servers
+//! ([`read_incoming`], [`read_frame`], [`read_frame_async`]): the header and
+//! payload decoding are shared, only the reads differ.
 
 use postern_config::Config;
 use postern_ipc::{AttrList, FrameError, decode_frame_len, encode_frame};
@@ -11,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Errors talking to a service.
 #[derive(Debug, Error)]
@@ -87,34 +91,162 @@ pub fn trigger(cfg: &Config, class: &str, service: &str, bytes: &[u8]) -> Result
     })
 }
 
+/// How a read of one frame ended: the codec shared by the blocking readers
+/// ([`read_frame`]), the async ones ([`read_frame_async`]) and the framed-request
+/// server (`crate::framed`), which reads master's short wake-ups too.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A clean end of stream before the first byte.
+    End,
+    /// The peer hung up after fewer bytes than a frame header: a trigger
+    /// (master's wake-up `W` to flush), not a frame.
+    Short(Vec<u8>),
+    /// A whole frame.
+    Frame(AttrList),
+}
+
+/// A frame header being read: the part of [`Incoming`] decoding that does not
+/// depend on how bytes arrive.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    buf: [u8; 4],
+    got: usize,
+}
+
+impl Head {
+    /// Where the next header bytes go.
+    pub(crate) fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[self.got..]
+    }
+
+    /// `n` bytes arrived; `false` at the end of the stream (`n == 0`).
+    pub(crate) fn advance(&mut self, n: usize) -> bool {
+        self.got += n;
+        n > 0
+    }
+
+    fn complete(&self) -> bool {
+        self.got == self.buf.len()
+    }
+
+    /// The payload length once the header is complete, else what the stream held.
+    fn finish(&self, limit: u64) -> std::io::Result<Result<usize, Incoming>> {
+        match self.got {
+            0 => Ok(Err(Incoming::End)),
+            n if n < self.buf.len() => Ok(Err(Incoming::Short(self.buf[..n].to_vec()))),
+            _ => decode_frame_len(self.buf, limit).map(Ok).map_err(invalid),
+        }
+    }
+}
+
+fn invalid(e: FrameError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+fn payload(buf: &[u8]) -> std::io::Result<Incoming> {
+    AttrList::decode(buf).map(Incoming::Frame).map_err(invalid)
+}
+
+fn whole(i: Incoming) -> std::io::Result<Option<AttrList>> {
+    match i {
+        Incoming::End => Ok(None),
+        Incoming::Short(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Incoming::Frame(a) => Ok(Some(a)),
+    }
+}
+
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, list: &AttrList) -> std::io::Result<()> {
     w.write_all(&encode_frame(list))?;
     w.flush()
 }
 
+/// Writes one frame on an async stream.
+pub async fn write_frame_async(
+    w: &mut (impl AsyncWrite + Unpin),
+    list: &AttrList,
+) -> std::io::Result<()> {
+    w.write_all(&encode_frame(list)).await?;
+    w.flush().await
+}
+
+/// Reads a frame of at most `limit` payload bytes, or what ended the stream
+/// instead (see [`Incoming`]). A frame that is too large or malformed is an
+/// `InvalidData` error wrapping the [`FrameError`].
+pub fn read_incoming(r: &mut impl Read, limit: u64) -> std::io::Result<Incoming> {
+    let mut head = Head::default();
+    while !head.complete() {
+        match r.read(head.space()) {
+            Ok(n) if head.advance(n) => {}
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = match head.finish(limit)? {
+        Ok(len) => len,
+        Err(end) => return Ok(end),
+    };
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    payload(&buf)
+}
+
+/// [`read_incoming`] on an async stream, `head` holding what was read of the
+/// header already (a server waits for a request's first bytes itself).
+pub(crate) async fn read_incoming_async(
+    r: &mut (impl AsyncRead + Unpin),
+    mut head: Head,
+    limit: u64,
+) -> std::io::Result<Incoming> {
+    while !head.complete() {
+        let n = r.read(head.space()).await?;
+        if !head.advance(n) {
+            break;
+        }
+    }
+    let len = match head.finish(limit)? {
+        Ok(len) => len,
+        Err(end) => return Ok(end),
+    };
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    payload(&buf)
+}
+
 /// Reads one frame of at most `limit` payload bytes. `Ok(None)` on a clean
 /// end of stream before the first byte.
 pub fn read_frame(r: &mut impl Read, limit: u64) -> std::io::Result<Option<AttrList>> {
-    let mut hdr = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut hdr[got..])?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(None);
-            }
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        got += n;
+    read_incoming(r, limit).and_then(whole)
+}
+
+/// [`read_frame`] on an async stream.
+pub async fn read_frame_async(
+    r: &mut (impl AsyncRead + Unpin),
+    limit: u64,
+) -> std::io::Result<Option<AttrList>> {
+    read_incoming_async(r, Head::default(), limit)
+        .await
+        .and_then(whole)
+}
+
+/// A failed exchange as the caller sees it: a malformed or oversized reply is
+/// a protocol error, anything else an I/O error.
+fn exchange_error(service: &str, e: std::io::Error) -> ClientError {
+    let service = service.to_string();
+    if !e.get_ref().is_some_and(|i| i.is::<FrameError>()) {
+        return ClientError::Io { service, source: e };
     }
-    let len = decode_frame_len(hdr, limit)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    AttrList::decode(&buf)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    match e.into_inner().map(|i| i.downcast::<FrameError>()) {
+        Some(Ok(source)) => ClientError::Protocol {
+            service,
+            source: *source,
+        },
+        _ => ClientError::Io {
+            service,
+            source: std::io::ErrorKind::InvalidData.into(),
+        },
+    }
 }
 
 /// One request/reply exchange with a service.
@@ -127,16 +259,10 @@ pub fn request(
     timeout: Duration,
 ) -> Result<AttrList, ClientError> {
     let mut s = connect(cfg, class, service, timeout)?;
-    let io = |source| ClientError::Io {
-        service: service.to_string(),
-        source,
-    };
-    write_frame(&mut s, req).map_err(io)?;
-    match read_frame(&mut s, limit) {
-        Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
-        Err(e) => Err(io(e)),
-    }
+    write_frame(&mut s, req)
+        .and_then(|()| read_frame(&mut s, limit))
+        .and_then(|r| r.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))
+        .map_err(|e| exchange_error(service, e))
 }
 
 /// Frame limit for messages that carry mail content.
@@ -163,12 +289,7 @@ pub async fn request_async(
     limit: u64,
     timeout: Duration,
 ) -> Result<AttrList, ClientError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let path = socket_path(cfg, class, service);
-    let io = |source| ClientError::Io {
-        service: service.to_string(),
-        source,
-    };
     let exchange = async {
         let mut s = tokio::net::UnixStream::connect(&path)
             .await
@@ -176,23 +297,17 @@ pub async fn request_async(
                 path: path.display().to_string(),
                 source,
             })?;
-        s.write_all(&encode_frame(req)).await.map_err(io)?;
-        let mut hdr = [0u8; 4];
-        s.read_exact(&mut hdr).await.map_err(io)?;
-        let len = decode_frame_len(hdr, limit).map_err(|source| ClientError::Protocol {
-            service: service.to_string(),
-            source,
-        })?;
-        let mut buf = vec![0u8; len];
-        s.read_exact(&mut buf).await.map_err(io)?;
-        AttrList::decode(&buf).map_err(|source| ClientError::Protocol {
-            service: service.to_string(),
-            source,
-        })
+        let reply = match write_frame_async(&mut s, req).await {
+            Ok(()) => read_frame_async(&mut s, limit).await,
+            Err(e) => Err(e),
+        };
+        reply
+            .and_then(|r| r.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))
+            .map_err(|e| exchange_error(service, e))
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(io(std::io::ErrorKind::TimedOut.into())),
+        Err(_) => Err(exchange_error(service, std::io::ErrorKind::TimedOut.into())),
     }
 }
 

@@ -1,29 +1,33 @@
 //! The event server skeleton: one process serves many connections at once
-//! (smtpd, and later qmqpd), on a tokio runtime.
+//! (smtpd, qmqpd, and through [`crate::framed`] anvil, proxymap and flush), on
+//! a tokio runtime.
 //!
-//! The listeners inherited from master (descriptor 3, and 7… with `-s N`:
-//! an `inet` service on several addresses) may be TCP or UNIX-domain; the
-//! process accepts on all of them. Each accepted connection runs `serve` as
-//! its own task. After its first client the process tells master it has
-//! served (a busy/available pair: a later crash is not a start-up failure);
-//! it tells master it is busy while it holds `per_process_limit`
-//! connections, so master starts another process (up to the service's
-//! maxproc); it exits after `max_idle` seconds without any
-//! connection, and on SIGHUP (reload) — or when a lookup table it opened
-//! changed on disk — it stops accepting, lets open sessions finish, and exits.
+//! The listeners (master's descriptor 3, and 7… with `-s N`: an `inet` service
+//! on several addresses; a test's own in [`crate::service::Env::for_test`])
+//! may be TCP or UNIX-domain; the process accepts on all of them. Each
+//! accepted connection runs `serve` as its own task. After its first client
+//! the process reports that it has served (a busy/available pair: a later
+//! crash is not a start-up failure); it reports busy while it holds
+//! `per_process_limit` connections and accepts no more, so master starts
+//! another process (up to the service's maxproc). It ends ([`Exit`]) after
+//! `max_idle` seconds without any connection, and on the shutdown request
+//! (SIGHUP: reload or stop) or when a lookup table it opened changed on disk:
+//! then it stops accepting, tells the sessions it is draining ([`Drain`]), lets
+//! them finish (at most 300 s), and returns. It never exits the process.
 //!
 //! # Security
 //! Privileges were dropped by [`crate::skeleton::init`] before the runtime
 //! and its threads start.
+//!
+//! # Configuration
+//! `max_idle`.
 
+use crate::service::{Env, Exit, StatusSink};
 use crate::skeleton::Context;
 use crate::status;
-use std::fs::File;
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -38,6 +42,25 @@ pub struct Peer {
     pub addr: Option<SocketAddr>,
     /// Our address.
     pub local: Option<SocketAddr>,
+}
+
+/// Tells a session that the process stopped accepting and is waiting for its
+/// sessions to end (shutdown, changed table): a session between requests
+/// should close.
+#[derive(Debug, Clone)]
+pub struct Drain(tokio::sync::watch::Receiver<bool>);
+
+impl Drain {
+    /// Whether the process is draining.
+    pub fn draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the process is draining.
+    pub async fn wait(&mut self) {
+        // An error means the server loop is gone: draining too.
+        let _gone = self.0.wait_for(|d| *d).await;
+    }
 }
 
 enum Listener {
@@ -60,17 +83,18 @@ fn listener(fd: std::os::fd::OwnedFd) -> std::io::Result<Listener> {
     }
 }
 
-/// Runs the event server; never returns.
-pub fn event_server<F, Fut>(ctx: Context, per_process_limit: usize, serve: F) -> !
+/// Runs the event server on a runtime of its own until it ends; see the module
+/// documentation. `serve` runs once per connection.
+pub fn event_server<F, Fut>(ctx: &Context, env: Env, per_process_limit: usize, serve: F) -> Exit
 where
     F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let fds = crate::skeleton::inherited_listeners(&ctx);
-    let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
-        Ok(fd) => File::from(fd),
-        Err(e) => postern_log::fatal(format!("status descriptor: {e}")),
-    };
+    on_runtime(run(Arc::new(ctx.clone()), env, per_process_limit, serve))
+}
+
+/// Runs a server loop on a fresh two-thread runtime (fatal when none can be made).
+pub(crate) fn on_runtime(server: impl Future<Output = Exit>) -> Exit {
     raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,14 +104,7 @@ where
         Ok(rt) => rt,
         Err(e) => postern_log::fatal(format!("start runtime: {e}")),
     };
-    let code = rt.block_on(run(
-        Arc::new(ctx),
-        fds,
-        status,
-        per_process_limit.max(1),
-        Arc::new(serve),
-    ));
-    std::process::exit(code)
+    rt.block_on(server)
 }
 
 /// One process holds many connections: lift the soft descriptor limit to the
@@ -105,17 +122,55 @@ fn raise_fd_limit() {
     }
 }
 
-async fn run<F, Fut>(
-    ctx: Arc<Context>,
-    fds: Vec<std::os::fd::OwnedFd>,
-    status: File,
-    limit: usize,
-    serve: Arc<F>,
-) -> i32
+/// The event server's loop, for a caller that has a runtime (a test).
+pub async fn run<F, Fut>(ctx: Arc<Context>, env: Env, per_process_limit: usize, serve: F) -> Exit
 where
     F: Fn(Arc<Context>, Box<dyn Io>, Peer) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_draining(ctx, env, per_process_limit, move |ctx, io, peer, _drain| {
+        serve(ctx, io, peer)
+    })
+    .await
+}
+
+/// Tells master (or a test) whether the process takes more clients.
+struct Reporter {
+    sink: StatusSink,
+    generation: u32,
+    busy: bool,
+}
+
+impl Reporter {
+    fn set(&mut self, busy: bool) {
+        if busy != self.busy {
+            self.busy = busy;
+            let st = if busy {
+                status::BUSY
+            } else {
+                status::AVAILABLE
+            };
+            self.sink.report(self.generation, st);
+        }
+    }
+}
+
+/// [`run`] whose sessions also get the [`Drain`] signal (the framed server).
+pub(crate) async fn run_draining<F, Fut>(
+    ctx: Arc<Context>,
+    env: Env,
+    per_process_limit: usize,
+    serve: F,
+) -> Exit
+where
+    F: Fn(Arc<Context>, Box<dyn Io>, Peer, Drain) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Env {
+        listeners: fds,
+        status,
+        shutdown,
+    } = env;
     let mut listeners = Vec::with_capacity(fds.len());
     for fd in fds {
         match listener(fd) {
@@ -123,54 +178,40 @@ where
             Err(e) => postern_log::fatal(format!("listener: {e}")),
         }
     }
+    let limit = per_process_limit.max(1);
     let mut next_listener = 0usize;
     let mut has_served = false;
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => postern_log::fatal(format!("signal handler: {e}")),
+    let mut status = Reporter {
+        sink: status,
+        generation: ctx.generation,
+        busy: false,
     };
     let idle = Duration::from_secs(ctx.config.get_time("max_idle").unwrap_or(100).max(1));
-    let active = Arc::new(AtomicUsize::new(0));
+    let mut active = 0usize;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut busy = false;
-    let generation = ctx.generation;
-    let report = |busy_now: bool, busy: &mut bool| {
-        if busy_now != *busy {
-            *busy = busy_now;
-            let st = if busy_now {
-                status::BUSY
-            } else {
-                status::AVAILABLE
-            };
-            if let Err(e) = (&status).write_all(&status::encode(std::process::id(), generation, st))
-            {
-                postern_log::fatal(format!("master status update: {e}"));
-            }
-        }
-    };
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     // Idle is measured from the last accept or session end; the tick looks for changed
     // lookup tables while no client connects.
     let mut last_activity = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    let exit = loop {
         let accepted = tokio::select! {
-            a = accept_any(&listeners, &mut next_listener), if !busy => a,
-            _ = done_rx.recv() => {
+            a = accept_any(&listeners, &mut next_listener), if !status.busy => a,
+            Some(()) = done_rx.recv() => {
+                active -= 1;
                 last_activity = tokio::time::Instant::now();
-                report(active.load(Ordering::SeqCst) >= limit, &mut busy);
+                status.set(active >= limit);
                 continue;
             }
-            _ = hup.recv() => break,
+            () = shutdown.wait() => break Exit::Shutdown,
             _ = tick.tick() => {
-                if crate::skeleton::table_changed() {
-                    // Not available any more: master starts a fresh process.
-                    report(true, &mut busy);
-                    break;
+                if crate::service::table_changed() {
+                    break Exit::TableChanged;
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(last_activity + idle), if active.load(Ordering::SeqCst) == 0 => return 0,
+            () = tokio::time::sleep_until(last_activity + idle), if active == 0 => break Exit::Idle,
         };
         last_activity = tokio::time::Instant::now();
         let (io, peer) = match accepted {
@@ -181,36 +222,38 @@ where
                 continue;
             }
         };
-        active.fetch_add(1, Ordering::SeqCst);
+        active += 1;
         if !has_served {
             has_served = true;
-            if let Err(e) = crate::status::served(&status, generation) {
-                postern_log::fatal(format!("master status update: {e}"));
+            status.sink.served(ctx.generation);
+        }
+        status.set(active >= limit);
+        let session = serve(ctx.clone(), io, peer, Drain(drain_rx.clone()));
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            session.await;
+            let _main_loop_gone = done.send(());
+        });
+        // A changed table: this client is served with the tables we have; no more.
+        if crate::service::table_changed() {
+            break Exit::TableChanged;
+        }
+    };
+    // No new clients: master starts a fresh process when one comes. The open
+    // sessions finish (bounded), told to close between requests.
+    drop(listeners);
+    if active > 0 {
+        status.set(true);
+        let _no_session_left = drain_tx.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while active > 0 {
+            tokio::select! {
+                Some(()) = done_rx.recv() => active -= 1,
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        report(active.load(Ordering::SeqCst) >= limit, &mut busy);
-        // A changed table: serve this client with the tables we have, accept no more,
-        // and exit once the open sessions are done (master starts a fresh process).
-        let restart = crate::skeleton::table_changed();
-        let (ctx2, serve2, active2, done2) =
-            (ctx.clone(), serve.clone(), active.clone(), done_tx.clone());
-        tokio::spawn(async move {
-            serve2(ctx2, io, peer).await;
-            active2.fetch_sub(1, Ordering::SeqCst);
-            let _main_loop_gone = done2.send(());
-        });
-        if restart {
-            report(true, &mut busy);
-            break;
-        }
     }
-    // Reload or stop: no new clients; let the open sessions finish (bounded).
-    drop(listeners);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    0
+    exit
 }
 
 /// Accepts on whichever listener has a client, starting the search at

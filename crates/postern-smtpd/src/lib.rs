@@ -123,29 +123,36 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let anvil = Arc::new(opened.anvil);
     let trusted = Arc::new(opened.trusted);
-    postern_server::event::event_server(ctx, SESSIONS_PER_PROCESS, move |ctx, io, peer| {
-        let (settings, policy, anvil, trusted, resolver) = (
-            settings.clone(),
-            policy.clone(),
-            anvil.clone(),
-            trusted.clone(),
-            resolver.clone(),
-        );
-        async move {
-            let mut conn = conn::Conn::new(io, settings.timeout);
-            conn.set_per_record_deadline(settings.per_record_deadline);
-            let addr = peer.addr.map(|a| a.ip());
-            let mut sess = session::Session::new(
-                &settings,
-                &ctx.config,
-                &policy,
-                &anvil,
-                &trusted,
-                conn,
-                addr,
+    let env = postern_server::service::Env::from_master(&ctx);
+    let exit = postern_server::event::event_server(
+        &ctx,
+        env,
+        SESSIONS_PER_PROCESS,
+        move |ctx, io, peer| {
+            let (settings, policy, anvil, trusted, resolver) = (
+                settings.clone(),
+                policy.clone(),
+                anvil.clone(),
+                trusted.clone(),
+                resolver.clone(),
             );
-            resolver::name_client(&mut sess, resolver.as_ref()).await;
-            sess.run().await;
-        }
-    })
+            async move {
+                let mut conn = conn::Conn::new(io, settings.timeout);
+                conn.set_per_record_deadline(settings.per_record_deadline);
+                let addr = peer.addr.map(|a| a.ip());
+                let mut sess = session::Session::new(
+                    &settings,
+                    &ctx.config,
+                    &policy,
+                    &anvil,
+                    &trusted,
+                    conn,
+                    addr,
+                );
+                resolver::name_client(&mut sess, resolver.as_ref()).await;
+                sess.run().await;
+            }
+        },
+    );
+    postern_server::service::finish(&ctx, exit)
 }
