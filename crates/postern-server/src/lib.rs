@@ -4,16 +4,18 @@
 //! * [`load`]: find the configuration directory (`-c DIR`, `MAIL_CONFIG`,
 //!   `/etc/postern`), read `main.cf`/`master.cf`, apply host-dependent defaults.
 //! * [`skeleton`]: what every daemon does at start (parse master's arguments,
-//!   load config with the service's `-o` overrides, set up logging, drop
-//!   privileges to `mail_owner`), and the server loops: [`skeleton::single_server`]
-//!   (one client at a time: cleanup, local, bounce) and
-//!   [`skeleton::trigger_server`] (wake-up driven: pickup).
+//!   load config with the service's `-o` overrides, set up logging, the
+//!   pre-init/post-init hooks, chroot, drop privileges to `mail_owner`).
+//! * [`service`]: what a server runs on ([`service::Env`]: listeners, status
+//!   sink, shutdown; master's or a test's), the [`service::Service`] callbacks,
+//!   and the one-client-at-a-time loops: [`service::single_server`] (cleanup,
+//!   bounce, showq, spawn) and [`service::trigger_server`] (pickup).
 //! * [`inet`]: the addresses of an `inet` service (`inet_interfaces`,
 //!   `inet_protocols`), shared by master and `postern check`.
 //! * [`acl`]: the local-user access lists (`authorized_submit_users`…).
 //! * [`status`]: the child → master status messages.
-//! * [`agent`]: the `deliver/1` server loop and result logging shared by
-//!   delivery agents (virtual, pipe, discard, error).
+//! * [`agent`]: the delivery-agent server (`deliver/1` on the single server)
+//!   and result logging (local, virtual, pipe, discard, error, smtp/lmtp).
 //! * [`command`]: the user commands' edge: sysexits statuses, [`command::Fatal`]
 //!   and its `PROG: fatal: MESSAGE` report.
 //! * [`external`]: the environment and time limit of external commands (pipe, spawn).

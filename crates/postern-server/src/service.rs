@@ -4,7 +4,7 @@
 //! A daemon's `main` is its configuration and its callbacks:
 //! ```text
 //! let (ctx, early, opened) = skeleton::init_open(NAME, &args, pre_init, post_init);
-//! finish(&ctx, skeleton::single_server(&ctx, Env::from_master(&ctx), &mut svc))
+//! finish(&ctx, single_server(&ctx, Env::from_master(&ctx), &mut svc))
 //! ```
 //! Postfix's hooks map as follows:
 //!
@@ -26,18 +26,28 @@
 //! Trigger servers (pickup) take a [`TriggerService`]: it gets the bytes a client sent
 //! (a wake-up) instead of the connection.
 //!
+//! Status: the single and trigger servers report BUSY before and AVAILABLE after
+//! each client, so master knows the process has served (only a process that dies
+//! before serving throttles its service, as Postfix's master). After each client
+//! they ask `postern_table::changed()` and stop ([`Exit::TableChanged`], logging
+//! `table NAME has changed -- restarting`) when a table file the process opened was
+//! replaced or modified, as Postfix's daemons do; master starts a fresh process.
+//! A stop request (SIGHUP at `postern reload`/`stop`) is honoured between clients:
+//! the current one is always served to the end.
+//!
 //! # Security
 //! [`Env::from_master`] takes descriptors 3 (and 7… with `-s N`) and 4 only under
 //! master; a daemon started otherwise stops with a fatal line. Privileges were dropped by
 //! the `init` functions before any of this runs.
 //!
 //! # Configuration
-//! None here: `max_use`, `max_idle` are read by the skeletons.
+//! `max_use` (clients per process) and `max_idle` (seconds without a client
+//! before the process exits; ignored by a long-lived trigger server).
 
 use crate::skeleton::Context;
 use crate::status;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,7 +81,13 @@ impl StatusSink {
     /// [`status::AVAILABLE`]). On a pipe, fatal when master is gone.
     pub fn report(&mut self, generation: u32, st: u32) {
         match self {
-            StatusSink::Pipe(f) => crate::skeleton::report(f, generation, st),
+            StatusSink::Pipe(f) => {
+                let msg = status::encode(std::process::id(), generation, st);
+                if let Err(e) = f.write_all(&msg) {
+                    // master is gone: nothing useful is left to do.
+                    postern_log::fatal(format!("master status update: {e}"));
+                }
+            }
             StatusSink::Record(r) => record(r, &[st]),
             StatusSink::Discard => {}
         }
@@ -135,14 +151,6 @@ impl Shutdown {
         }
     }
 
-    /// Looks at the SIGHUP flag its caller installed, without installing it.
-    pub(crate) fn signals_only() -> Self {
-        Shutdown {
-            flag: Arc::new(AtomicBool::new(false)),
-            signals: true,
-        }
-    }
-
     /// Asks every holder of this shutdown (and its clones) to stop.
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
@@ -199,7 +207,12 @@ impl Env {
     /// descriptor is missing (daemons run only under master).
     pub fn from_master(ctx: &Context) -> Env {
         let shutdown = Shutdown::from_signals();
-        let listeners = crate::skeleton::inherited_listeners(ctx);
+        let listeners = match postern_sys::fd::take_listeners(ctx.listeners) {
+            Ok(l) => l,
+            Err(e) => postern_log::fatal(format!(
+                "listen descriptor: {e} (daemons run only under master)"
+            )),
+        };
         let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
             Ok(f) => File::from(f),
             Err(e) => postern_log::fatal(format!(

@@ -1,14 +1,14 @@
-//! The daemon skeletons: process start-up and the server loops.
+//! Daemon start-up (the part of Postfix's skeletons before the server loop):
+//! master's arguments, the configuration with the service's `-o` overrides,
+//! logging, the pre-init and post-init hooks, chroot and privilege drop.
 //!
 //! master starts a daemon as `PROGRAM -c DIR -n SERVICE -t TYPE [-u] [-j]
 //! [-g GEN] [-s COUNT] [-o name=value]... [args]` with the listening socket at
 //! descriptor 3 (and, with `-s COUNT`, the other listeners at 7, 8, …), and
-//! the service's status pipe at descriptor 4 (see `postern_sys::fd`).
-//!
-//! Status: a single server reports busy/available around each client; a
-//! trigger server does the same around each trigger, so master knows the
-//! process has served (only a process that dies before serving throttles
-//! its service, as Postfix's master).
+//! the service's status pipe at descriptor 4 (see `postern_sys::fd`). The
+//! server loops, which take those descriptors as an [`crate::service::Env`],
+//! are in [`crate::service`] (single, trigger), [`crate::agent`] (delivery
+//! agents), [`crate::event`] and [`crate::framed`].
 //!
 //! # Security
 //! [`init`] drops privileges right after loading the configuration when the
@@ -32,24 +32,14 @@
 //! `jail` module); tables are opened by the `open` hook of [`init_open`], with
 //! `mail_owner`'s effective ids, before the chroot.
 //!
-//! Between requests every server loop asks `postern_table::changed()` and exits
-//! (`table NAME has changed -- restarting`) when a table file it opened was
-//! replaced or modified, as Postfix's daemons do; master starts a fresh process.
-//!
 //! # Configuration
-//! `max_use` (requests per process), `max_idle` (seconds idle before exit),
-//! `mail_owner`, and the service's `-o` overrides.
+//! `mail_owner`, `ipc_timeout` ([`read_request`]), and the service's `-o`
+//! overrides.
 
 use crate::load;
-use crate::service::{self, Env, Shutdown, finish};
-use crate::status;
 use postern_config::Config;
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// What a daemon knows about itself.
 #[derive(Debug, Clone)]
@@ -323,83 +313,6 @@ fn mail_owner(cfg: &Config) -> postern_sys::privs::UserInfo {
         postern_log::fatal(format!("mail_owner {owner} must not be the super-user"));
     }
     user
-}
-
-/// What master passed a daemon: its listeners and its status pipe.
-pub struct Inherited {
-    /// The service's listening sockets.
-    pub listeners: Vec<UnixListener>,
-    /// The status pipe to master (see [`report`]).
-    pub status: File,
-}
-
-/// The listeners master passed (`ctx.listeners` of them); fatal when one is
-/// missing (a daemon runs only under master).
-pub fn inherited_listeners(ctx: &Context) -> Vec<OwnedFd> {
-    match postern_sys::fd::take_listeners(ctx.listeners) {
-        Ok(l) => l,
-        Err(e) => postern_log::fatal(format!(
-            "listen descriptor: {e} (daemons run only under master)"
-        )),
-    }
-}
-
-/// The listeners and the status pipe master passed; fatal when one is missing.
-pub fn inherited(ctx: &Context) -> Inherited {
-    let listeners = inherited_listeners(ctx)
-        .into_iter()
-        .map(UnixListener::from)
-        .collect();
-    let status = match postern_sys::fd::take_inherited(postern_sys::fd::STATUS_FD) {
-        Ok(f) => File::from(f),
-        Err(e) => postern_log::fatal(format!(
-            "status descriptor: {e} (daemons run only under master)"
-        )),
-    };
-    Inherited { listeners, status }
-}
-
-/// Tells master this process is busy or available ([`status::BUSY`],
-/// [`status::AVAILABLE`]); fatal when master is gone.
-pub fn report(status_pipe: &mut File, generation: u32, st: u32) {
-    let msg = status::encode(std::process::id(), generation, st);
-    if let Err(e) = status_pipe.write_all(&msg) {
-        // master is gone: nothing useful is left to do.
-        postern_log::fatal(format!("master status update: {e}"));
-    }
-}
-
-/// Serves one client at a time on master's descriptors and exits the process:
-/// [`crate::service::single_server`] on [`Env::from_master`], then [`finish`].
-pub fn single_server(ctx: Context, mut handler: impl FnMut(&Context, UnixStream)) -> ! {
-    let env = Env::from_master(&ctx);
-    finish(&ctx, service::single_server(&ctx, env, &mut handler))
-}
-
-pub use crate::service::table_changed;
-
-/// Runs `on_trigger` for each trigger on master's descriptors and exits the
-/// process: [`crate::service::trigger_server`] on [`Env::from_master`].
-pub fn trigger_server(
-    ctx: Context,
-    exit_when_idle: bool,
-    mut on_trigger: impl FnMut(&Context, &[u8]),
-) -> ! {
-    let env = Env::from_master(&ctx);
-    finish(
-        &ctx,
-        service::trigger_server(&ctx, env, exit_when_idle, &mut on_trigger),
-    )
-}
-
-/// [`crate::service::next_trigger`] with master's SIGHUP as the stop request
-/// (the caller installed the flag handler); `None` for any [`crate::service::Exit`].
-pub fn next_trigger(
-    listeners: &[UnixListener],
-    idle: Duration,
-    pre_accept: &mut dyn FnMut() -> bool,
-) -> Option<Vec<u8>> {
-    service::next_trigger(listeners, idle, &Shutdown::signals_only(), pre_accept).ok()
 }
 
 /// Reads one request frame from a client of a single server, with the
