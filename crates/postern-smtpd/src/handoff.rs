@@ -26,6 +26,7 @@ pub(crate) async fn queue(
 ) -> Reply {
     let mut flags =
         cleanup_flags::from_receive_override_options(&sess.cfg.get("receive_override_options"));
+    flags |= crate::session::milter::flags(sess);
     let mut rcpts = txn.rcpts;
     let mut attrs: Vec<(String, String)> = vec![
         ("rewrite_context".into(), "remote".into()),
@@ -114,17 +115,34 @@ pub(crate) async fn queue(
     if let Some(dir) = sess.s.postdrop_config.clone() {
         return crate::standalone::postdrop(sess, &dir, req).await;
     }
-    let answer = postern_server::client::request_async(
-        sess.cfg,
-        "public",
-        "cleanup",
-        &req.to_attrs(),
-        1 << 16,
-        sess.s.ipc_timeout,
-    )
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()));
+    let answer = if req.flags & cleanup_flags::MILTER != 0 {
+        // The milters' content stage runs inside the cleanup exchange (see milter.rs).
+        match crate::session::milter::queue(sess, req.to_attrs()).await {
+            Ok(q) => {
+                if let Some(r) = q
+                    .verdict
+                    .as_ref()
+                    .and_then(|v| crate::session::milter::refusal(sess, v))
+                {
+                    return r;
+                }
+                Ok(q.reply)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        postern_server::client::request_async(
+            sess.cfg,
+            "public",
+            "cleanup",
+            &req.to_attrs(),
+            1 << 16,
+            sess.s.ipc_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|a| CleanupReply::from_attrs(&a).map_err(|e| e.to_string()))
+    };
     match answer {
         Ok(r) if r.status == CleanupStatus::Ok => {
             postern_log::info(format!(

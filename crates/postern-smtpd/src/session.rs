@@ -18,6 +18,9 @@ use crate::session_input::{first_word, printable, raw_argument, verb_name};
 use crate::settings::Settings;
 use crate::txn::{self, Txn};
 use crate::xclient::{self as xc, Trusted};
+
+#[path = "milter.rs"]
+pub mod milter;
 use postern_config::Config;
 use postern_smtp_proto::{
     Command, Leniency, LineKind, LineReader, Reply, parse_command, reply_for,
@@ -66,6 +69,12 @@ pub struct Session<'a> {
     last_command: &'static str,
     /// The argument of the current command as the client sent it (VRFY echoes it).
     pub(crate) raw_arg: String,
+    /// The session's milters (`smtpd_milters`), once connected.
+    pub(crate) milters: Option<milter::SessionMilters>,
+    /// The client's TCP port (the `{client_port}` macro; 0 when unknown).
+    pub client_port: u16,
+    /// End the session before reading the next command (a milter's 421).
+    pub(crate) hangup: bool,
 }
 
 pub(crate) fn reply(code: u16, enh: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -127,6 +136,9 @@ impl<'a> Session<'a> {
             tls: None,
             last_command: "CONNECT",
             raw_arg: String::new(),
+            milters: None,
+            client_port: 0,
+            hangup: false,
         }
     }
 
@@ -162,6 +174,9 @@ impl<'a> Session<'a> {
             self.log_reject("CONNECT", &r);
             self.conn.reply(&r);
             self.access_denied = true;
+        } else if let Some((r, hangup)) = milter::connect(&mut self).await {
+            self.conn.reply(&r);
+            self.hangup = hangup;
         } else {
             self.conn
                 .reply(&Reply::new(220, None, self.s.banner.clone()));
@@ -170,6 +185,9 @@ impl<'a> Session<'a> {
             return self.lost(&e.to_string());
         }
         loop {
+            if self.hangup {
+                break;
+            }
             // As Postfix: the limit is checked before the next command is read, so the
             // error that reaches it still gets its own reply, then this one.
             if self.errors >= self.s.hard_error_limit {
@@ -222,6 +240,7 @@ impl<'a> Session<'a> {
             }
         }
         self.conn.close().await;
+        milter::close(&mut self).await;
         self.anvil_disconnect().await;
         postern_log::info(format!(
             "disconnect from {} {}",
@@ -330,10 +349,20 @@ impl<'a> Session<'a> {
 
     /// Logs a refusal in Postfix's format (pflogsumm counts these).
     pub(crate) fn log_reject(&mut self, stage: &str, r: &Reply) {
+        self.log_refusal("reject", stage, r);
+    }
+
+    /// Logs a refusal as `NOQUEUE: ACTION: STAGE from …` (`reject`, `milter-reject`).
+    pub(crate) fn log_refusal(&mut self, action: &str, stage: &str, r: &Reply) {
         self.conn.transcript.restriction(r);
         let text = r.encode();
         let text = text.trim_end().replace("\r\n", " ");
-        let mut line = format!("NOQUEUE: reject: {stage} from {}: {text};", self.client);
+        self.log_event(action, stage, &text);
+    }
+
+    /// `NOQUEUE: ACTION: STAGE from host[addr]: TEXT; from=<…> to=<…> proto=… helo=<…>`.
+    pub(crate) fn log_event(&self, action: &str, stage: &str, text: &str) {
+        let mut line = format!("NOQUEUE: {action}: {stage} from {}: {text};", self.client);
         if let Some(t) = &self.txn {
             line.push_str(&format!(" from=<{}>", t.sender));
         }
@@ -430,6 +459,7 @@ impl<'a> Session<'a> {
             Command::Bdat { size, last } => txn::bdat(self, size, last).await,
             Command::Rset => {
                 self.last_command = "RSET";
+                milter::abort(self).await;
                 self.txn = None;
                 self.mail_size = 0;
                 self.counters.count("rset", true);
@@ -456,9 +486,20 @@ impl<'a> Session<'a> {
             }
             Command::Xclient(attrs) => xc::xclient(self, attrs).await,
             Command::Xforward(attrs) => xc::xforward(self, attrs).await,
-            Command::Expn(_) | Command::Help(_) | Command::Unknown(_) => {
-                self.unknown_command("UNKNOWN").await
+            Command::Unknown(verb) => self.unknown_verb(verb).await,
+            Command::Expn(_) | Command::Help(_) => self.unknown_command("UNKNOWN").await,
+        }
+    }
+
+    /// An unknown verb: the milters' refusal (SMFIC_UNKNOWN), else `500 5.5.2`.
+    async fn unknown_verb(&mut self, verb: String) -> Flow {
+        match milter::unknown(self, &verb).await {
+            Some(r) => {
+                self.last_command = "UNKNOWN";
+                self.counters.count("unknown", false);
+                self.error(r).await
             }
+            None => self.unknown_command("UNKNOWN").await,
         }
     }
 
@@ -485,6 +526,13 @@ impl<'a> Session<'a> {
                     .count(if esmtp { "ehlo" } else { "helo" }, false);
                 return self.error(r).await;
             }
+        }
+        if let Some(r) = milter::helo(self, &name, self.last_command).await {
+            // A milter's 421: the session ends.
+            self.counters
+                .count(if esmtp { "ehlo" } else { "helo" }, false);
+            self.conn.reply(&r);
+            return Flow::Close;
         }
         self.esmtp = esmtp;
         self.counters

@@ -66,6 +66,9 @@ pub struct Settings {
     pub forbidden_commands: std::sync::Arc<postern_table::DomainList>,
     /// `smtpd_proxy_filter` and its options (the before-queue filter).
     pub proxy: Option<crate::txn::proxy::ProxySettings>,
+    /// `smtpd_milters`/`smtpd_milter_maps` and the `milter_*` settings (`None`: no
+    /// milters for this service).
+    pub milters: Option<std::sync::Arc<crate::session::milter::MilterConfig>>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -109,6 +112,9 @@ impl Settings {
             notify: crate::notify::NotifySettings::from_config(cfg),
             forbidden_commands: forbidden_commands(cfg),
             proxy: crate::txn::proxy::ProxySettings::from_config(cfg)
+                .unwrap_or_else(|e| postern_log::fatal(e)),
+            // Fail closed: a milter list that does not parse stops smtpd.
+            milters: crate::session::milter::MilterConfig::from_config(cfg)
                 .unwrap_or_else(|e| postern_log::fatal(e)),
         }
     }

@@ -5,7 +5,7 @@
 
 use crate::conn::ReadError;
 use crate::policy::{MessageAction, Stage};
-use crate::session::{Flow, Session, reply};
+use crate::session::{Flow, Session, milter, reply};
 use postern_ipc::proto::{Recipient, notify};
 use postern_smtp_proto::{
     BareNewline, BdatReader, Command, DataConfig, DataReader, Feed, MailParams, Mailbox, Notify,
@@ -58,6 +58,14 @@ fn data_config(sess: &Session<'_>) -> DataConfig {
         },
         message_size_limit: sess.s.message_size_limit,
     }
+}
+
+/// A milter's refusal (logged already): counted, sent; a 421 ends the session.
+async fn milter_refused(sess: &mut Session<'_>, counter: &'static str, r: Reply) -> Flow {
+    sess.counters.count(counter, false);
+    let close = r.code == 421;
+    let f = sess.error(r).await;
+    if close { Flow::Close } else { f }
 }
 
 async fn refuse(sess: &mut Session<'_>, stage: &str, counter: &'static str, r: Reply) -> Flow {
@@ -147,6 +155,10 @@ pub async fn mail(sess: &mut Session<'_>, from: ReversePath, params: MailParams)
             proxy: None,
         });
     }
+    if let Some(r) = milter::mail(sess).await {
+        (sess.txn, sess.facts.sender) = (None, None);
+        return milter_refused(sess, "mail", r).await;
+    }
     if sess.s.proxy.is_some() {
         let line = Command::Mail {
             from,
@@ -218,6 +230,10 @@ pub async fn rcpt(sess: &mut Session<'_>, to: Mailbox, params: RcptParams) -> Fl
         sess.facts.recipient = None;
         return f;
     }
+    if let Some(r) = milter::rcpt(sess, &addr).await {
+        sess.facts.recipient = None;
+        return milter_refused(sess, "rcpt", r).await;
+    }
     sess.facts.recipient = None;
     if let Some(t) = sess.txn.as_mut().filter(|t| t.proxy.is_some()) {
         let line = Command::Rcpt {
@@ -275,6 +291,9 @@ async fn data_checks(
         return Some(refuse(sess, verb, counter, r).await);
     }
     sess.keep_actions(v.actions);
+    if let Some(r) = milter::data(sess, verb).await {
+        return Some(milter_refused(sess, counter, r).await);
+    }
     None
 }
 
