@@ -44,6 +44,7 @@
 //! # Configuration
 //! `queue_directory` (with `-q`), `syslog_name`, `maillog_file`.
 
+use postern_config::p;
 use postern_qfile::QueueFile;
 use postern_queue::{Queue, ReadError};
 use std::ffi::OsString;
@@ -254,7 +255,7 @@ pub fn run(a: &Args, out: &mut impl Write) -> Result<(), Fatal> {
             .map_err(|e| fatal(exit::FAIL, e.to_string()))?
             .config;
         postern_log::init("postcat", postern_server::load::log_config(&cfg, true));
-        Some(Queue::new(cfg.get("queue_directory")))
+        Some(Queue::new(cfg.str(p::QUEUE_DIRECTORY)))
     } else {
         None
     };

@@ -43,7 +43,7 @@
 //! `authorized_submit_users`, `queue_directory`, `message_size_limit`,
 //! `trigger_timeout`, `syslog_name`, `maillog_file`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_qfile::QueueFile;
 use postern_queue::Queue;
 use std::ffi::OsString;
@@ -93,11 +93,11 @@ pub fn parse_args(args: &[OsString]) -> Result<Args, Fatal> {
 }
 
 /// The input bound for a `message_size_limit` (0 = unlimited → 2 GiB).
-pub fn input_limit(message_size_limit: i64) -> u64 {
-    let msl = if message_size_limit <= 0 {
+pub fn input_limit(message_size_limit: u64) -> u64 {
+    let msl = if message_size_limit == 0 {
         1u64 << 30
     } else {
-        message_size_limit as u64
+        message_size_limit
     };
     msl.saturating_mul(2).saturating_add(1 << 20)
 }
@@ -224,15 +224,12 @@ pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
     let dir = postern_server::load::config_dir(args.config.as_deref());
     let cfg = load(&dir)?;
     postern_log::init("postdrop", postern_server::load::command_log_config(&cfg));
-    let msl = cfg
-        .get_int("message_size_limit")
-        .map_err(|e| fatal(exit::CONFIG, e.to_string()))?;
-    let limit = input_limit(msl);
+    let limit = input_limit(cfg.size(p::MESSAGE_SIZE_LIMIT));
     let uid = postern_sys::privs::real_uid();
     check_submit_acl(&cfg, uid)?;
     let raw = read_bounded(input, limit)?;
     let bytes = validate(&raw, limit, uid, &mut |w| postern_log::warning(w))?;
-    let q = Queue::new(cfg.get("queue_directory"));
+    let q = Queue::new(cfg.str(p::QUEUE_DIRECTORY));
     let id = store(&q, &bytes)?;
     if args.verbose > 0 {
         postern_log::info(format_args!("{id}: uid={uid} stored in maildrop"));
@@ -244,7 +241,7 @@ pub fn run(args: &Args, input: &mut impl Read) -> Result<String, Fatal> {
 /// `authorized_submit_users`.
 fn check_submit_acl(cfg: &Config, uid: u32) -> Result<(), Fatal> {
     use postern_server::acl::{AclError, check_user};
-    match check_user(&cfg.get("authorized_submit_users"), uid) {
+    match check_user(&cfg.str(p::AUTHORIZED_SUBMIT_USERS), uid) {
         Ok(()) => Ok(()),
         Err(AclError::Denied { name, uid }) => Err(fatal(
             exit::NOPERM,

@@ -57,6 +57,7 @@ mod ops;
 
 pub use args::{Args, Mode, Prog, parse};
 
+use postern_config::p;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
@@ -143,12 +144,12 @@ fn entry(prog: Prog, args: Vec<OsString>) -> ExitCode {
     postern_log::init(name, postern_server::load::log_config(&cfg, false));
     let ctx = Ctx {
         args: a,
-        default_type: match cfg.get("default_database_type") {
+        default_type: match cfg.str(p::DEFAULT_DATABASE_TYPE) {
             t if t.is_empty() => "hash".to_string(),
             t => t,
         },
-        hostname: cfg.get("myhostname"),
-        log: !cfg.get("maillog_file").is_empty(),
+        hostname: cfg.str(p::MYHOSTNAME),
+        log: !cfg.str(p::MAILLOG_FILE).is_empty(),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = ops::run(&ctx, &mut out).and_then(|code| {

@@ -8,7 +8,7 @@
 //! permit.
 
 use crate::{Args, Fatal, Mode, exit, fatal};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_server::acl::{AclError, check_user};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub(crate) fn privileged(cfg: &Config) -> bool {
     let uid = postern_sys::privs::real_uid();
     uid == 0
         || matches!(
-            postern_sys::privs::lookup_user(&cfg.get("mail_owner")),
+            postern_sys::privs::lookup_user(&cfg.str(p::MAIL_OWNER)),
             Ok(Some(u)) if u.uid == uid
         )
 }

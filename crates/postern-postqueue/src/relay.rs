@@ -6,7 +6,7 @@
 //! complete (or an empty queue) on standard output.
 
 use crate::{Fatal, access, exit, fatal};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_server::client;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -48,7 +48,7 @@ pub(crate) fn read_reply(r: &mut impl std::io::Read) -> Result<Vec<u8>, Fatal> {
 
 /// Lists the queue in text or JSON to `out`.
 pub fn list(cfg: &Config, dir: &Path, json: bool, out: &mut impl Write) -> Result<(), Fatal> {
-    let service = cfg.get("showq_service_name");
+    let service = cfg.str(p::SHOWQ_SERVICE_NAME);
     let timeout = client::ipc_timeout(cfg);
     let text = match client::connect(cfg, "public", &service, timeout) {
         Ok(mut s) => {

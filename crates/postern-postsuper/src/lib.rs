@@ -48,6 +48,7 @@
 pub mod args;
 pub mod ops;
 
+use postern_config::p;
 use postern_queue::Queue;
 use std::ffi::OsString;
 use std::io::BufRead;
@@ -100,7 +101,7 @@ fn drop_to_mail_owner(cfg: &postern_config::Config) -> Result<(), Fatal> {
     if postern_sys::privs::real_uid() != 0 {
         return Ok(());
     }
-    let owner = cfg.get("mail_owner");
+    let owner = cfg.str(p::MAIL_OWNER);
     let user = postern_sys::privs::lookup_user(&owner)
         .map_err(|e| fatal(exit::CONFIG, e.to_string()))?
         .ok_or_else(|| {
@@ -186,7 +187,7 @@ fn run_with(
         .map_err(|e| fatal(exit::CONFIG, e.to_string()))?
         .config;
     postern_log::init("postsuper", postern_server::load::log_config(&cfg, true));
-    let q = Queue::new(cfg.get("queue_directory"));
+    let q = Queue::new(cfg.str(p::QUEUE_DIRECTORY));
     check_privilege(q.root())?;
     drop_privileges(&cfg)?;
     if a.purge {

@@ -5,7 +5,7 @@ use crate::exit;
 use crate::input::{self, InputError};
 use crate::lowargs::LowArgs;
 use crate::submit::{self, Submitter};
-use postern_config::Config;
+use postern_config::{Config, p};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -106,7 +106,7 @@ impl HiArgs {
     /// Postfix's sendmail does; postdrop checks again).
     fn check_submit_acl(&self) -> Result<(), Fatal> {
         use postern_server::acl::{AclError, check_user};
-        match check_user(&self.cfg.get("authorized_submit_users"), self.who.uid) {
+        match check_user(&self.cfg.str(p::AUTHORIZED_SUBMIT_USERS), self.who.uid) {
             Ok(()) => Ok(()),
             Err(AclError::Denied { name, uid }) => Err(Fatal::new(
                 exit::NOPERM,
@@ -140,7 +140,7 @@ impl HiArgs {
     pub fn newaliases(&self) -> Result<u8, Fatal> {
         let db = match &self.low.alias_database {
             Some(db) => db.clone(),
-            None => self.cfg.get("alias_database"),
+            None => self.cfg.str(p::ALIAS_DATABASE),
         };
         let tables = newaliases_tables(&db);
         if tables.is_empty() {
@@ -156,13 +156,6 @@ impl HiArgs {
             exit::OSERR,
             format!("execute {} as postalias: {err}", self.exe.display()),
         ))
-    }
-
-    fn size_limit(&self) -> Result<u64, Fatal> {
-        self.cfg
-            .get_int("message_size_limit")
-            .map(|n| n.max(0) as u64)
-            .map_err(|e| Fatal::new(exit::CONFIG, e.to_string()))
     }
 
     /// The envelope sender: `-f`, else the login name.
@@ -189,7 +182,7 @@ impl HiArgs {
         if !self.low.extract && self.low.recipients.is_empty() {
             return Err(Fatal::new(exit::USAGE, "no recipients specified"));
         }
-        let limit = self.size_limit()?;
+        let limit = self.cfg.size(p::MESSAGE_SIZE_LIMIT);
         let content = input::read_message(&mut std::io::stdin().lock(), self.low.dot_ends, limit)
             .map_err(|e| match e {
             InputError::TooBig => {
