@@ -16,6 +16,18 @@ use crate::Modification;
 
 /// Applies one modification to the headers and body.
 pub fn apply(headers: &mut Vec<(String, String)>, body: &mut Vec<u8>, m: &Modification) {
+    apply_hidden(headers, 0, body, m);
+}
+
+/// [`apply`] when the first `hidden` headers were not shown to the milter (the
+/// MTA's own Received: header): a change or delete does not count them, an
+/// insert does (Postfix's semantics).
+pub fn apply_hidden(
+    headers: &mut Vec<(String, String)>,
+    hidden: usize,
+    body: &mut Vec<u8>,
+    m: &Modification,
+) {
     match m {
         Modification::AddHeader { name, value } => headers.push((name.clone(), value.clone())),
         Modification::InsertHeader { index, name, value } => {
@@ -28,7 +40,7 @@ pub fn apply(headers: &mut Vec<(String, String)>, body: &mut Vec<u8>, m: &Modifi
             }
         }
         Modification::ChangeHeader { index, name, value } => {
-            change_header(headers, *index, name, value);
+            change_header(headers, hidden, *index, name, value);
         }
         Modification::ReplaceBody(new) => body.clone_from(new),
         Modification::AddRcpt { .. }
@@ -39,11 +51,18 @@ pub fn apply(headers: &mut Vec<(String, String)>, body: &mut Vec<u8>, m: &Modifi
 }
 
 /// Replaces, deletes or appends the `index`th header named `name`.
-fn change_header(headers: &mut Vec<(String, String)>, index: u32, name: &str, value: &str) {
+fn change_header(
+    headers: &mut Vec<(String, String)>,
+    hidden: usize,
+    index: u32,
+    name: &str,
+    value: &str,
+) {
     let nth = usize::try_from(index.max(1)).unwrap_or(usize::MAX);
     let found = headers
         .iter()
         .enumerate()
+        .skip(hidden)
         .filter(|(_, (n, _))| n.eq_ignore_ascii_case(name))
         .nth(nth - 1)
         .map(|(i, _)| i);
@@ -133,6 +152,20 @@ mod tests {
         // missing: nothing.
         assert_eq!(run(BASE, chg(3, "X", "")), hdrs(BASE));
         assert_eq!(run(BASE, chg(1, "Nope", "")), hdrs(BASE));
+    }
+
+    #[test]
+    fn hidden_header_counts_for_insert_only() {
+        let start = [("Received", " r"), ("Received", " r2"), ("X", " x")];
+        let mut h = hdrs(&start);
+        let mut b = Vec::new();
+        apply_hidden(&mut h, 1, &mut b, &chg(1, "Received", " new"));
+        assert_eq!(h[0].1, " r");
+        assert_eq!(h[1].1, " new");
+        apply_hidden(&mut h, 1, &mut b, &chg(5, "received", ""));
+        assert_eq!(h.len(), 3);
+        apply_hidden(&mut h, 1, &mut b, &ins(0));
+        assert_eq!(h[0].0, "N");
     }
 
     #[test]

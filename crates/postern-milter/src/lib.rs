@@ -58,11 +58,12 @@ pub mod codec;
 mod conn;
 pub mod edit;
 mod macros;
+mod milter;
 pub mod reply;
 mod spec;
 
 pub use chain::Chain;
-pub use edit::apply;
+pub use edit::{apply, apply_hidden};
 pub use macros::MacroValues;
 pub use macros::{MacroConfig, Macros, Stage};
 pub use reply::Reply;

@@ -1,0 +1,1 @@
+//! Chain tests against an in-process fake milter.
