@@ -342,3 +342,43 @@ pub fn flush(
         .map(|r| r.status)
         .map_err(|source| ClientError::Protocol { service, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_ends_and_short_writes_are_told_apart() {
+        assert_eq!(
+            read_incoming(&mut &b"W"[..], 1 << 12).unwrap(),
+            Incoming::Short(b"W".to_vec())
+        );
+        assert_eq!(
+            read_incoming(&mut &b""[..], 1 << 12).unwrap(),
+            Incoming::End
+        );
+        assert!(read_frame(&mut &b"XY"[..], 1 << 12).is_err());
+        let mut req = AttrList::new();
+        req.push("proto", "x/1").push("site", "example.com");
+        let frame = encode_frame(&req);
+        assert_eq!(
+            read_incoming(&mut &frame[..], 1 << 12).unwrap(),
+            Incoming::Frame(req.clone())
+        );
+        let huge = [0xff, 0xff, 0xff, 0xff];
+        let e = read_incoming(&mut &huge[..], 1 << 12).unwrap_err();
+        assert!(matches!(
+            exchange_error("s", e),
+            ClientError::Protocol {
+                source: FrameError::TooLarge { .. },
+                ..
+            }
+        ));
+        // The async reader is the same codec.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = rt.block_on(read_frame_async(&mut &frame[..], 1 << 12));
+        assert_eq!(got.unwrap(), Some(req));
+    }
+}
