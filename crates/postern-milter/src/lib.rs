@@ -55,6 +55,7 @@
 
 mod chain;
 pub mod codec;
+pub mod config;
 mod conn;
 pub mod edit;
 mod macros;
