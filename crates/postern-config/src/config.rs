@@ -87,8 +87,10 @@ impl Config {
         }
     }
 
-    /// The unexpanded value in effect (override, main.cf, or default), if any.
-    pub fn raw(&self, name: &str) -> Option<String> {
+    /// The unexpanded value in effect (override, main.cf, or default), if any (a name, or a
+    /// typed constant such as `p::FORWARD_PATH`).
+    pub fn raw(&self, name: impl AsRef<str>) -> Option<String> {
+        let name = name.as_ref();
         if let Some(v) = self.overrides.get(name) {
             return Some(v.clone());
         }

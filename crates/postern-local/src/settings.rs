@@ -30,7 +30,7 @@
 //! A value that does not parse is reported with a warning and the default is
 //! used, so one typo in main.cf does not stop local delivery.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 
 /// Expansion-type bits (where an address came from), for the `allow_mail_to_*` masks.
 pub mod exp {
@@ -226,110 +226,81 @@ pub fn exp_mask(name: &str, words: &[String]) -> u8 {
     m
 }
 
-fn warn_default<T: std::fmt::Display, E: std::fmt::Display>(
-    name: &str,
-    r: Result<T, E>,
-    def: T,
-) -> T {
-    r.unwrap_or_else(|e| {
-        postern_log::warning!("{name}: {e}; using {def}");
-        def
-    })
+/// A count: negative is 0, too large is the type's maximum.
+fn count<T: TryFrom<i64> + Bounded>(v: i64) -> T {
+    T::try_from(v.max(0)).unwrap_or(T::MAX)
 }
 
-fn int_param<T: TryFrom<i64> + std::fmt::Display + Copy>(cfg: &Config, name: &str, def: T) -> T {
-    let parsed = cfg.get_int(name).map_err(|e| e.to_string()).and_then(|v| {
-        if v < 0 {
-            return Err(format!("negative value {v}"));
-        }
-        T::try_from(v).map_err(|_| format!("value {v} out of range"))
-    });
-    warn_default(name, parsed, def)
+/// The largest value of a count type.
+trait Bounded {
+    const MAX: Self;
 }
-
-fn bool_param(cfg: &Config, name: &str, def: bool) -> bool {
-    warn_default(name, cfg.get_bool(name), def)
+impl Bounded for u32 {
+    const MAX: Self = u32::MAX;
+}
+impl Bounded for usize {
+    const MAX: Self = usize::MAX;
 }
 
 /// Reads the settings from the configuration.
 pub fn from_config(cfg: &Config) -> LocalSettings {
-    let d = LocalSettings::default();
-    let list_or = |name: &str, def: Vec<String>| {
-        let l = cfg.get_list(name);
-        if l.is_empty() && !cfg.is_set(name) {
-            def
-        } else {
-            l
-        }
-    };
     // Parameters expanded per recipient are read unexpanded, as Postfix does.
-    let raw = |name: &str| cfg.raw(name).unwrap_or_default().trim().to_string();
+    let raw = |name: postern_config::Str| cfg.raw(name).unwrap_or_default().trim().to_string();
     LocalSettings {
-        myhostname: cfg.get("myhostname"),
-        myorigin: cfg.get("myorigin"),
+        myhostname: cfg.str(p::MYHOSTNAME),
+        myorigin: cfg.str(p::MYORIGIN),
         mydestination: cfg
-            .get_list("mydestination")
+            .list(p::MYDESTINATION)
             .iter()
             .map(|d| d.to_ascii_lowercase())
             .collect(),
-        mail_name: cfg.get("mail_name"),
-        mail_spool_directory: cfg.get("mail_spool_directory"),
-        home_mailbox: cfg.get("home_mailbox"),
-        recipient_delimiter: cfg.get("recipient_delimiter"),
-        mailbox_size_limit: int_param(cfg, "mailbox_size_limit", d.mailbox_size_limit),
-        prepend_delivered_header: list_or("prepend_delivered_header", d.prepend_delivered_header)
+        mail_name: cfg.str(p::MAIL_NAME),
+        mail_spool_directory: cfg.str(p::MAIL_SPOOL_DIRECTORY),
+        home_mailbox: cfg.str(p::HOME_MAILBOX),
+        recipient_delimiter: cfg.str(p::RECIPIENT_DELIMITER),
+        mailbox_size_limit: cfg.size(p::MAILBOX_SIZE_LIMIT),
+        prepend_delivered_header: cfg
+            .list(p::PREPEND_DELIVERED_HEADER)
             .iter()
             .map(|s| s.to_ascii_lowercase())
             .collect(),
-        stale_lock_time: warn_default(
-            "stale_lock_time",
-            cfg.get_time("stale_lock_time"),
-            d.stale_lock_time,
-        ),
-        deliver_lock_attempts: int_param(cfg, "deliver_lock_attempts", d.deliver_lock_attempts),
-        deliver_lock_delay: warn_default(
-            "deliver_lock_delay",
-            cfg.get_time("deliver_lock_delay"),
-            d.deliver_lock_delay,
-        ),
-        mailbox_delivery_lock: list_or("mailbox_delivery_lock", d.mailbox_delivery_lock),
-        alias_maps: cfg.get_list("alias_maps"),
-        forward_path: raw("forward_path"),
+        stale_lock_time: cfg.time(p::STALE_LOCK_TIME).as_secs(),
+        deliver_lock_attempts: count(cfg.int(p::DELIVER_LOCK_ATTEMPTS)),
+        deliver_lock_delay: cfg.time(p::DELIVER_LOCK_DELAY).as_secs(),
+        mailbox_delivery_lock: cfg.list(p::MAILBOX_DELIVERY_LOCK),
+        alias_maps: cfg.list(p::ALIAS_MAPS),
+        forward_path: raw(p::FORWARD_PATH),
         allow_commands: exp_mask(
             "allow_mail_to_commands",
-            &cfg.get_list("allow_mail_to_commands"),
+            &cfg.list(p::ALLOW_MAIL_TO_COMMANDS),
         ),
-        allow_files: exp_mask("allow_mail_to_files", &cfg.get_list("allow_mail_to_files")),
-        mailbox_command: raw("mailbox_command"),
-        mailbox_command_maps: cfg.get_list("mailbox_command_maps"),
-        mailbox_transport: cfg.get("mailbox_transport").trim().to_string(),
-        mailbox_transport_maps: cfg.get_list("mailbox_transport_maps"),
-        fallback_transport: cfg.get("fallback_transport").trim().to_string(),
-        fallback_transport_maps: cfg.get_list("fallback_transport_maps"),
-        luser_relay: raw("luser_relay"),
-        owner_request_special: bool_param(cfg, "owner_request_special", true),
-        expand_owner_alias: bool_param(cfg, "expand_owner_alias", false),
-        reset_owner_alias: bool_param(cfg, "reset_owner_alias", false),
-        frozen_delivered_to: bool_param(cfg, "frozen_delivered_to", true),
-        duplicate_filter_limit: int_param(cfg, "duplicate_filter_limit", d.duplicate_filter_limit),
-        command_time_limit: warn_default(
-            "command_time_limit",
-            cfg.get_time("command_time_limit"),
-            d.command_time_limit,
-        ),
-        local_command_shell: cfg.get("local_command_shell").trim().to_string(),
-        export_environment: cfg.get_list("export_environment"),
-        command_expansion_filter: cfg.get("command_expansion_filter"),
-        forward_expansion_filter: cfg.get("forward_expansion_filter"),
-        command_execution_directory: raw("command_execution_directory"),
-        execution_directory_expansion_filter: cfg.get("execution_directory_expansion_filter"),
-        default_privs: cfg.get("default_privs").trim().to_string(),
+        allow_files: exp_mask("allow_mail_to_files", &cfg.list(p::ALLOW_MAIL_TO_FILES)),
+        mailbox_command: raw(p::MAILBOX_COMMAND),
+        mailbox_command_maps: cfg.list(p::MAILBOX_COMMAND_MAPS),
+        mailbox_transport: cfg.str(p::MAILBOX_TRANSPORT).trim().to_string(),
+        mailbox_transport_maps: cfg.list(p::MAILBOX_TRANSPORT_MAPS),
+        fallback_transport: cfg.str(p::FALLBACK_TRANSPORT).trim().to_string(),
+        fallback_transport_maps: cfg.list(p::FALLBACK_TRANSPORT_MAPS),
+        luser_relay: raw(p::LUSER_RELAY),
+        owner_request_special: cfg.bool(p::OWNER_REQUEST_SPECIAL),
+        expand_owner_alias: cfg.bool(p::EXPAND_OWNER_ALIAS),
+        reset_owner_alias: cfg.bool(p::RESET_OWNER_ALIAS),
+        frozen_delivered_to: cfg.bool(p::FROZEN_DELIVERED_TO),
+        duplicate_filter_limit: count(cfg.int(p::DUPLICATE_FILTER_LIMIT)),
+        command_time_limit: cfg.time(p::COMMAND_TIME_LIMIT).as_secs(),
+        local_command_shell: cfg.str(p::LOCAL_COMMAND_SHELL).trim().to_string(),
+        export_environment: cfg.list(p::EXPORT_ENVIRONMENT),
+        command_expansion_filter: cfg.str(p::COMMAND_EXPANSION_FILTER),
+        forward_expansion_filter: cfg.str(p::FORWARD_EXPANSION_FILTER),
+        command_execution_directory: raw(p::COMMAND_EXECUTION_DIRECTORY),
+        execution_directory_expansion_filter: cfg.str(p::EXECUTION_DIRECTORY_EXPANSION_FILTER),
+        default_privs: cfg.str(p::DEFAULT_PRIVS).trim().to_string(),
         propagate_extensions: exp_mask(
             "propagate_unmatched_extensions",
-            &cfg.get_list("propagate_unmatched_extensions"),
+            &cfg.list(p::PROPAGATE_UNMATCHED_EXTENSIONS),
         ),
-        strict_mailbox_ownership: bool_param(cfg, "strict_mailbox_ownership", true),
-        enable_original_recipient: bool_param(cfg, "enable_original_recipient", true),
+        strict_mailbox_ownership: cfg.bool(p::STRICT_MAILBOX_OWNERSHIP),
+        enable_original_recipient: cfg.bool(p::ENABLE_ORIGINAL_RECIPIENT),
         as_root: postern_sys::privs::is_root(),
     }
 }
