@@ -59,9 +59,10 @@ pub mod status;
 
 use deliver::Pipe;
 use postern_config::pipe::{PipeAttrs, Template, parse_attrs};
+use postern_server::agent;
+use postern_server::external::{self, AccountError};
 use postern_server::service::{Env, finish};
 use postern_server::skeleton::{self, Context};
-use postern_server::{agent, external};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,46 +90,34 @@ fn command_ids(ctx: &Context, a: &PipeAttrs) -> Option<(u32, u32)> {
         return None;
     }
     let fatal = |m: String| -> ! { postern_log::fatal(m) };
-    let pw = match postern_sys::privs::lookup_user(&a.user) {
-        Ok(Some(pw)) => pw,
-        Ok(None) => fatal(format!("get_service_attr: unknown username: {}", a.user)),
+    let owner_name = ctx.config.get("mail_owner");
+    let ids = match external::accounts(ctx, &a.user, a.group.as_deref(), &owner_name) {
+        Ok(ids) => ids,
+        Err(AccountError::UnknownUser(u)) => {
+            fatal(format!("get_service_attr: unknown username: {u}"))
+        }
+        Err(AccountError::UnknownGroup(g)) => {
+            fatal(format!("get_service_attr: unknown group: {g}"))
+        }
         Err(e) => fatal(e.to_string()),
     };
-    let gid = match &a.group {
-        None => pw.gid,
-        Some(g) => match postern_sys::privs::lookup_group(g) {
-            Ok(Some(gid)) => gid,
-            Ok(None) => fatal(format!("get_service_attr: unknown group: {g}")),
-            Err(e) => fatal(e.to_string()),
-        },
-    };
-    // The mail_owner checks below must not be skipped because the account cannot be
-    // looked up (fail closed, as Postfix's start-up check of mail_owner).
-    let owner_name = ctx.config.get("mail_owner");
-    let owner = match postern_sys::privs::lookup_user(&owner_name) {
-        Ok(Some(o)) => o,
-        Ok(None) => fatal(format!(
-            "file {}/main.cf: parameter mail_owner: unknown user name value: {owner_name}",
-            ctx.config_dir.display()
-        )),
-        Err(e) => fatal(format!("mail_owner {owner_name}: {e}")),
-    };
+    let (uid, gid) = (ids.uid, ids.gid);
     let attr = "user= command-line attribute specifies";
-    if pw.uid == 0 {
+    if uid == 0 {
         fatal(format!("{attr} root privileges"));
     }
-    if owner.uid == pw.uid {
+    if ids.owner_uid == uid {
         fatal(format!("{attr} mail system owner {owner_name}"));
     }
     if gid == 0 {
         fatal(format!("{attr} privileged group id 0"));
     }
-    if owner.gid == gid {
+    if ids.owner_gid == gid {
         fatal(format!(
             "{attr} mail system owner {owner_name} group id {gid}"
         ));
     }
-    Some((pw.uid, gid))
+    Some((uid, gid))
 }
 
 /// Reads the service's attributes and settings; exits on a fatal error.

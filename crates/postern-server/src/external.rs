@@ -1,5 +1,6 @@
 //! What the daemons that run external commands for a master.cf service (pipe, spawn)
-//! share: the commands' environment, their time limit, and the kill at that limit.
+//! share: the commands' environment, their time limit, the kill at that limit, and the
+//! lookup of the `user=` account and `mail_owner` their refusals compare.
 //!
 //! # Security
 //! The environment is built from nothing: only the names of the daemon's
@@ -59,4 +60,68 @@ pub fn kill_group(pid: u32) {
             postern_log::warning(format!("cannot kill process (group) {pid}: {e}"));
         }
     }
+}
+
+/// The ids a command of `user=NAME[:GROUP]` runs with, and `mail_owner`'s (for the
+/// checks each daemon makes in its own words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accounts {
+    /// The user's uid.
+    pub uid: u32,
+    /// The group's gid, else the user's primary gid.
+    pub gid: u32,
+    /// `mail_owner`'s uid.
+    pub owner_uid: u32,
+    /// `mail_owner`'s primary gid.
+    pub owner_gid: u32,
+}
+
+/// Why [`accounts`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// No such user.
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    /// No such group.
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
+    /// `mail_owner` names no account.
+    #[error("file {dir}/main.cf: parameter mail_owner: unknown user name value: {name}")]
+    UnknownOwner {
+        /// The configuration directory.
+        dir: String,
+        /// `mail_owner`'s value.
+        name: String,
+    },
+    /// The account database could not be read.
+    #[error(transparent)]
+    Lookup(#[from] postern_sys::SysError),
+}
+
+/// Looks up `user` (and `group`) and `owner` (the caller's `mail_owner`). Fails closed: the
+/// owner checks are never skipped because `mail_owner` cannot be looked up.
+pub fn accounts(
+    ctx: &Context,
+    user: &str,
+    group: Option<&str>,
+    owner: &str,
+) -> Result<Accounts, AccountError> {
+    let pw = postern_sys::privs::lookup_user(user)?
+        .ok_or_else(|| AccountError::UnknownUser(user.to_string()))?;
+    let gid = match group {
+        None => pw.gid,
+        Some(g) => postern_sys::privs::lookup_group(g)?
+            .ok_or_else(|| AccountError::UnknownGroup(g.to_string()))?,
+    };
+    let owner =
+        postern_sys::privs::lookup_user(owner)?.ok_or_else(|| AccountError::UnknownOwner {
+            dir: ctx.config_dir.display().to_string(),
+            name: owner.to_string(),
+        })?;
+    Ok(Accounts {
+        uid: pw.uid,
+        gid,
+        owner_uid: owner.uid,
+        owner_gid: owner.gid,
+    })
 }

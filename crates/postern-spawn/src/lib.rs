@@ -45,7 +45,7 @@ pub mod attrs;
 pub mod run;
 
 use attrs::Attrs;
-use postern_server::external;
+use postern_server::external::{self, AccountError};
 use postern_server::service::{self, Env, Service};
 use postern_server::skeleton::{self, Context};
 use std::ffi::OsString;
@@ -98,31 +98,15 @@ fn command_ids(ctx: &Context, a: &Attrs) -> Option<(u32, u32)> {
         return None;
     }
     let fatal = |m: String| -> ! { postern_log::fatal(m) };
-    let pw = match postern_sys::privs::lookup_user(&a.user) {
-        Ok(Some(pw)) => pw,
-        Ok(None) => fatal(format!("unknown user name: {}", a.user)),
+    let owner = ctx.config.get("mail_owner");
+    let ids = match external::accounts(ctx, &a.user, a.group.as_deref(), &owner) {
+        Ok(ids) => ids,
+        Err(AccountError::UnknownUser(u)) => fatal(format!("unknown user name: {u}")),
+        Err(AccountError::UnknownGroup(g)) => fatal(format!("unknown group name: {g}")),
         Err(e) => fatal(e.to_string()),
     };
-    let gid = match &a.group {
-        None => pw.gid,
-        Some(g) => match postern_sys::privs::lookup_group(g) {
-            Ok(Some(gid)) => gid,
-            Ok(None) => fatal(format!("unknown group name: {g}")),
-            Err(e) => fatal(e.to_string()),
-        },
-    };
-    // Fail closed: the owner checks are not skipped when mail_owner cannot be looked up.
-    let owner_name = ctx.config.get("mail_owner");
-    let owner = match postern_sys::privs::lookup_user(&owner_name) {
-        Ok(Some(o)) => o,
-        Ok(None) => fatal(format!(
-            "file {}/main.cf: parameter mail_owner: unknown user name value: {owner_name}",
-            ctx.config_dir.display()
-        )),
-        Err(e) => fatal(format!("mail_owner {owner_name}: {e}")),
-    };
-    if let Some(refusal) = attrs::refusal(pw.uid, gid, owner.uid, owner.gid) {
+    if let Some(refusal) = attrs::refusal(ids.uid, ids.gid, ids.owner_uid, ids.owner_gid) {
         fatal(refusal);
     }
-    Some((pw.uid, gid))
+    Some((ids.uid, ids.gid))
 }
