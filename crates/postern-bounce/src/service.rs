@@ -30,7 +30,7 @@
 //! `postern-queue` before becoming paths. Log values are sanitized on write.
 
 use crate::dsn::{self, DsnInput, DsnRecipient, NoticeKind};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{
     Action, BounceOp, BounceReply, BounceRequest, CleanupReply, CleanupRequest, CleanupStatus,
     Recipient, cleanup_flags, notify,
@@ -49,7 +49,7 @@ fn now_secs() -> u64 {
 
 /// Handles one request.
 pub fn handle(cfg: &Config, req: &BounceRequest) -> BounceReply {
-    let q = Queue::new(cfg.get("queue_directory"));
+    let q = Queue::new(cfg.str(p::QUEUE_DIRECTORY));
     let res = match req.op {
         BounceOp::AppendBounce => append(&q, "bounce", req),
         BounceOp::AppendDefer => append(&q, "defer", req),
@@ -106,7 +106,7 @@ fn qualify(addr: &str, cfg: &Config) -> String {
     if addr.contains('@') {
         addr.to_string()
     } else {
-        format!("{addr}@{}", cfg.get("myorigin"))
+        format!("{addr}@{}", cfg.str(p::MYORIGIN))
     }
 }
 
@@ -128,7 +128,7 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
         .into_iter()
         .filter(|e| e.notify == 0 || e.notify & notify::FAILURE != 0)
         .collect();
-    let double = qualify(&cfg.get("double_bounce_sender"), cfg);
+    let double = qualify(&cfg.str(p::DOUBLE_BOUNCE_SENDER), cfg);
     if wanted.is_empty() {
         postern_log::info(format!(
             "{}: no failure notice requested (DSN NOTIFY)",
@@ -137,7 +137,7 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
     } else if qf.sender.eq_ignore_ascii_case(&double)
         || qf
             .sender
-            .eq_ignore_ascii_case(&cfg.get("double_bounce_sender"))
+            .eq_ignore_ascii_case(&cfg.str(p::DOUBLE_BOUNCE_SENDER))
     {
         postern_log::warning(format!(
             "{}: undeliverable postmaster notification discarded",
@@ -148,7 +148,7 @@ fn flush(cfg: &Config, q: &Queue, req: &BounceRequest) -> Result<(), String> {
         // 2bounce (Postfix discards it otherwise).
         let classes = notify_classes(cfg);
         if classes.iter().any(|c| c == "bounce" || c == "2bounce") {
-            let to = qualify(&cfg.get("2bounce_notice_recipient"), cfg);
+            let to = qualify(&cfg.str(p::_2BOUNCE_NOTICE_RECIPIENT), cfg);
             let notice = Notice {
                 to: &to,
                 from: &double,
@@ -192,14 +192,14 @@ fn postmaster_copy(
     kind: NoticeKind,
 ) {
     let (param, what) = match kind {
-        NoticeKind::Delay => ("delay_notice_recipient", "postmaster delay notification"),
+        NoticeKind::Delay => (p::DELAY_NOTICE_RECIPIENT, "postmaster delay notification"),
         _ => (
-            "bounce_notice_recipient",
+            p::BOUNCE_NOTICE_RECIPIENT,
             "postmaster non-delivery notification",
         ),
     };
-    let to = qualify(&cfg.get(param), cfg);
-    let from = qualify(&cfg.get("double_bounce_sender"), cfg);
+    let to = qualify(&cfg.str(param), cfg);
+    let from = qualify(&cfg.str(p::DOUBLE_BOUNCE_SENDER), cfg);
     let notice = Notice {
         to: &to,
         from: &from,
@@ -296,7 +296,7 @@ struct Notice<'a> {
 
 /// The `notify_classes` words, lower-cased.
 fn notify_classes(cfg: &Config) -> Vec<String> {
-    cfg.get_list("notify_classes")
+    cfg.list(p::NOTIFY_CLASSES)
         .into_iter()
         .map(|w| w.to_ascii_lowercase())
         .collect()
@@ -312,7 +312,7 @@ fn submit(
     let (to, from, kind) = (notice.to, notice.from, notice.kind);
     let z = postern_log::now();
     let now = z.timestamp().as_second();
-    let host = cfg.get("myhostname");
+    let host = cfg.str(p::MYHOSTNAME);
     let message_id = format!(
         "{now}.{}.{queue_id}@{host}",
         z.timestamp().subsec_microsecond()
@@ -353,7 +353,7 @@ fn submit(
         boundary: &boundary,
         recipients,
         original: &qf.content,
-        bounce_size_limit: cfg.get_int("bounce_size_limit").unwrap_or(50000).max(0) as usize,
+        bounce_size_limit: usize::try_from(cfg.size(p::BOUNCE_SIZE_LIMIT)).unwrap_or(usize::MAX),
         postmaster_copy: notice.postmaster,
     });
     let arrival = SystemTime::now()

@@ -18,7 +18,7 @@
 //! A numeric value that does not parse is reported and its default used.
 
 use crate::maps::Maps;
-use postern_config::Config;
+use postern_config::{Config, Int, Str, p};
 use postern_mailbox::LockOptions;
 
 /// Settings of the virtual delivery agent.
@@ -49,35 +49,19 @@ pub struct VirtualSettings {
     pub own_ids: Option<(u32, u32)>,
 }
 
-fn number(cfg: &Config, name: &str, def: u64) -> u64 {
-    match cfg.get_int(name) {
-        Ok(v) if v >= 0 => v as u64,
-        Ok(v) => {
-            postern_log::warning(format!("{name}: negative value {v}; using {def}"));
-            def
-        }
-        Err(e) => {
-            postern_log::warning(format!("{e}; using {def}"));
-            def
-        }
-    }
-}
-
-fn time(cfg: &Config, name: &str, def: u64) -> u64 {
-    cfg.get_time(name).unwrap_or_else(|e| {
-        postern_log::warning(format!("{e}; using {def}"));
-        def
-    })
+/// A non-negative integer parameter.
+fn number(cfg: &Config, param: Int) -> u64 {
+    u64::try_from(cfg.int(param)).unwrap_or(0)
 }
 
 /// Reads the settings and opens the tables.
 pub fn from_config(cfg: &Config) -> VirtualSettings {
     let d = LockOptions::default();
-    let mut locks = cfg.get_list("virtual_mailbox_lock");
+    let mut locks = cfg.list(p::VIRTUAL_MAILBOX_LOCK);
     if locks.is_empty() {
         locks = d.mailbox_delivery_lock.clone();
     }
-    let maps = |name: &str| Maps::open(name, &cfg.get_list(name));
+    let maps = |param: Str| Maps::open(param.name(), &cfg.list(param));
     let own_ids = (!postern_sys::privs::is_root()).then(|| {
         (
             postern_sys::privs::effective_uid(),
@@ -85,22 +69,22 @@ pub fn from_config(cfg: &Config) -> VirtualSettings {
         )
     });
     VirtualSettings {
-        base: cfg.get("virtual_mailbox_base"),
-        mailbox_maps: maps("virtual_mailbox_maps"),
-        uid_maps: maps("virtual_uid_maps"),
-        gid_maps: maps("virtual_gid_maps"),
-        minimum_uid: number(cfg, "virtual_minimum_uid", 100).min(u64::from(u32::MAX)) as u32,
+        base: cfg.str(p::VIRTUAL_MAILBOX_BASE),
+        mailbox_maps: maps(p::VIRTUAL_MAILBOX_MAPS),
+        uid_maps: maps(p::VIRTUAL_UID_MAPS),
+        gid_maps: maps(p::VIRTUAL_GID_MAPS),
+        minimum_uid: number(cfg, p::VIRTUAL_MINIMUM_UID).min(u64::from(u32::MAX)) as u32,
         lock: LockOptions {
-            stale_lock_time: time(cfg, "stale_lock_time", d.stale_lock_time),
-            deliver_lock_attempts: number(cfg, "deliver_lock_attempts", 20).min(1000) as u32,
-            deliver_lock_delay: time(cfg, "deliver_lock_delay", d.deliver_lock_delay),
+            stale_lock_time: cfg.time(p::STALE_LOCK_TIME).as_secs(),
+            deliver_lock_attempts: number(cfg, p::DELIVER_LOCK_ATTEMPTS).min(1000) as u32,
+            deliver_lock_delay: cfg.time(p::DELIVER_LOCK_DELAY).as_secs(),
             mailbox_delivery_lock: locks,
-            mailbox_size_limit: number(cfg, "virtual_mailbox_limit", 51_200_000),
+            mailbox_size_limit: number(cfg, p::VIRTUAL_MAILBOX_LIMIT),
         },
-        delimiter: cfg.get("recipient_delimiter"),
-        strict_owner: cfg.get_bool("strict_mailbox_ownership").unwrap_or(true),
-        enable_original: cfg.get_bool("enable_original_recipient").unwrap_or(true),
-        myhostname: cfg.get("myhostname"),
+        delimiter: cfg.str(p::RECIPIENT_DELIMITER),
+        strict_owner: cfg.bool(p::STRICT_MAILBOX_OWNERSHIP),
+        enable_original: cfg.bool(p::ENABLE_ORIGINAL_RECIPIENT),
+        myhostname: cfg.str(p::MYHOSTNAME),
         own_ids,
     }
 }
@@ -112,7 +96,7 @@ pub fn check_limits(cfg: &Config, s: &VirtualSettings) -> Result<(), String> {
     if limit == 0 {
         return Ok(());
     }
-    let message = number(cfg, "message_size_limit", 10_240_000);
+    let message = cfg.size(p::MESSAGE_SIZE_LIMIT);
     if message == 0 {
         return Err(
             "configuration error: virtual_mailbox_limit is limited but message_size_limit is unlimited"
