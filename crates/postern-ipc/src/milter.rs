@@ -28,6 +28,9 @@ pub struct MilterInspect {
     pub headers: Vec<(String, String)>,
     /// The body, LF line endings.
     pub body: Vec<u8>,
+    /// How many leading headers the milters must not see (cleanup's own
+    /// `Received:` header, as Postfix hides it).
+    pub hidden: u32,
 }
 
 impl MilterInspect {
@@ -40,7 +43,8 @@ impl MilterInspect {
         a.push("proto", Self::PROTO)
             .push("queue_id", &self.queue_id);
         push_headers(&mut a, &self.headers);
-        a.push("body", &self.body);
+        a.push("body", &self.body)
+            .push_num("hidden", u64::from(self.hidden));
         a
     }
 
@@ -51,6 +55,8 @@ impl MilterInspect {
             queue_id: a.require_text("queue_id")?,
             headers: headers(a)?,
             body: a.require("body")?.to_vec(),
+            hidden: u32::try_from(a.num_or("hidden", 0)?)
+                .map_err(|_| FrameError::BadValue("hidden"))?,
         })
     }
 }
@@ -173,6 +179,7 @@ mod tests {
             queue_id: "4ABC".into(),
             headers: vec![("Subject".into(), " x".into())],
             body: b"body\n".to_vec(),
+            hidden: 1,
         };
         assert_eq!(MilterInspect::from_attrs(&i.to_attrs()), Ok(i));
         let o = MilterOutcome {

@@ -52,11 +52,10 @@ pub(crate) use content::{queue, refusal};
 use crate::session::{Session, reply};
 use postern_config::Config;
 use postern_ipc::proto::cleanup_flags;
-use postern_milter::{Chain, DefaultAction, MacroConfig, MacroValues, Macros, MilterSpec, Verdict};
+use postern_milter::{Chain, MacroConfig, Macros, MilterSpec, Verdict};
 use postern_smtp_proto::Reply;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// smtpd's milter settings (one per process).
 #[derive(Debug)]
@@ -79,55 +78,6 @@ pub struct MilterConfig {
     myhostname: String,
 }
 
-/// The `milter_*` defaults as a spec (name empty).
-pub fn defaults(cfg: &Config) -> Result<MilterSpec, String> {
-    let time = |n: &str, d: u64| Duration::from_secs(cfg.get_time(n).unwrap_or(d));
-    let action = cfg.get("milter_default_action");
-    let protocol = cfg.get("milter_protocol");
-    Ok(MilterSpec {
-        name: String::new(),
-        connect_timeout: time("milter_connect_timeout", 30),
-        command_timeout: time("milter_command_timeout", 30),
-        content_timeout: time("milter_content_timeout", 300),
-        default_action: DefaultAction::parse(&action)
-            .ok_or_else(|| format!("bad milter_default_action value: {action}"))?,
-        protocol: protocol
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|p| (2..=6).contains(p))
-            .ok_or_else(|| format!("bad milter_protocol value: {protocol}"))?,
-    })
-}
-
-/// The macro lists from main.cf.
-pub fn macro_config(cfg: &Config) -> Result<MacroConfig, String> {
-    let g = |n: &str| cfg.get(n);
-    let (c, h, m, r, d, eoh, eod, u, dflt) = (
-        g("milter_connect_macros"),
-        g("milter_helo_macros"),
-        g("milter_mail_macros"),
-        g("milter_rcpt_macros"),
-        g("milter_data_macros"),
-        g("milter_end_of_header_macros"),
-        g("milter_end_of_data_macros"),
-        g("milter_unknown_command_macros"),
-        g("milter_macro_defaults"),
-    );
-    MacroConfig::from_values(&MacroValues {
-        connect: &c,
-        helo: &h,
-        mail: &m,
-        rcpt: &r,
-        data: &d,
-        eoh: &eoh,
-        eod: &eod,
-        unknown: &u,
-        defaults: &dflt,
-    })
-    .map_err(|e| e.to_string())
-}
-
 impl MilterConfig {
     /// `None` when this service has no milters (none configured, or
     /// `receive_override_options = no_milters`). A value that does not parse or a
@@ -140,7 +90,7 @@ impl MilterConfig {
         if flags & cleanup_flags::NO_MILTERS != 0 || (list.trim().is_empty() && maps.is_empty()) {
             return Ok(None);
         }
-        let defaults = defaults(cfg)?;
+        let defaults = postern_milter::config::defaults(cfg).map_err(|e| e.to_string())?;
         let base = PathBuf::from(cfg.get("queue_directory"));
         let specs = postern_milter::parse_milters(&list, &defaults, &base)
             .map_err(|e| format!("smtpd_milters: {e}"))?;
@@ -154,7 +104,7 @@ impl MilterConfig {
             maps,
             defaults,
             base,
-            macros: macro_config(cfg)?,
+            macros: postern_milter::config::macros(cfg).map_err(|e| e.to_string())?,
             daemon_name: cfg.get("milter_macro_daemon_name"),
             version: cfg.get("milter_macro_v"),
             myhostname: cfg.get("myhostname"),

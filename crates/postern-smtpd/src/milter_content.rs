@@ -76,7 +76,8 @@ fn exchange(
     }
     let inspect = MilterInspect::from_attrs(&first).map_err(|e| e.to_string())?;
     m.insert("i".into(), inspect.queue_id.clone());
-    let outcome = chain.message(&inspect.headers, &inspect.body, &m, &m);
+    let hidden = usize::try_from(inspect.hidden).unwrap_or(0);
+    let outcome = chain.message_hidden(hidden, &inspect.headers, &inspect.body, &m, &m);
     write_frame(&mut s, &to_ipc(&outcome).to_attrs()).map_err(|e| e.to_string())?;
     let last = read(&mut s)?;
     Ok(Queued {
