@@ -20,7 +20,7 @@ use crate::codec::command::code as cmd;
 use crate::codec::{CHUNK, Command, Family, proto};
 use crate::edit::apply_hidden;
 use crate::macros::{MacroConfig, Macros, Stage};
-use crate::milter::{Edits, Event, Milter};
+use crate::milter::{Edits, Event, Milter, lf_lines_to_crlf};
 use crate::{MilterSpec, Outcome, Verdict};
 
 /// Every milter of one list, connected and negotiated, for one session.
@@ -301,7 +301,7 @@ fn content(
     if v.is_some() || milter.message_done() {
         return (v, Vec::new());
     }
-    for chunk in crlf_body(body).chunks(CHUNK) {
+    for chunk in lf_lines_to_crlf(body).chunks(CHUNK) {
         let c = Command::Body(chunk.to_vec());
         let v = milter.event(
             ev(
@@ -330,18 +330,6 @@ fn content(
         return (v, Vec::new());
     }
     (v, edits.finish())
-}
-
-/// LF lines → CRLF lines (a last line without LF gets one, as Postfix).
-fn crlf_body(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 32 + 2);
-    for line in body.split_inclusive(|&c| c == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub(crate) enum ConnError {
     Eof,
     /// The bytes were not a valid packet.
     Codec(CodecError),
+    /// The packet header came but its data did not (EOF or timeout).
+    Data(Box<ConnError>),
 }
 
 impl std::fmt::Display for ConnError {
@@ -35,6 +37,7 @@ impl std::fmt::Display for ConnError {
             ConnError::Io(e) => f.write_str(&postern_log::plain(&e.to_string())),
             ConnError::Eof => f.write_str("Connection closed by peer"),
             ConnError::Codec(e) => write!(f, "{e}"),
+            ConnError::Data(e) => write!(f, "error while reading data: {e}"),
         }
     }
 }
@@ -143,7 +146,9 @@ impl Conn {
         let mut piece = [0u8; 16384];
         while packet.len() < len {
             let want = (len - packet.len()).min(piece.len());
-            let n = self.read_some(&mut piece[..want], deadline)?;
+            let n = self
+                .read_some(&mut piece[..want], deadline)
+                .map_err(|e| ConnError::Data(Box::new(e)))?;
             packet.extend_from_slice(&piece[..n]);
         }
         let code = packet.first().copied().ok_or(ConnError::Eof)?;

@@ -25,7 +25,7 @@ use crate::{Modification, Verdict};
 mod edits;
 mod negotiate;
 
-pub(crate) use edits::Edits;
+pub(crate) use edits::{Edits, lf_lines_to_crlf};
 
 /// One event to send.
 pub(crate) struct Event<'a> {
@@ -96,11 +96,7 @@ impl Milter {
     }
 
     /// Sends one event and reads the reply. `None`: go on to the next milter.
-    pub(crate) fn event(
-        &mut self,
-        ev: Event<'_>,
-        edits: Option<&mut Edits>,
-    ) -> Option<Verdict> {
+    pub(crate) fn event(&mut self, ev: Event<'_>, edits: Option<&mut Edits>) -> Option<Verdict> {
         if self.conn.is_none() || self.sticky.is_some() {
             return self.sticky.clone();
         }
@@ -294,7 +290,7 @@ impl Milter {
 
     fn recv_fault(&mut self, event: u8, e: &ConnError) -> Option<Verdict> {
         match e {
-            ConnError::Codec(c) => self.warn(&c.to_string()),
+            ConnError::Codec(_) | ConnError::Data(_) => self.warn(&e.to_string()),
             _ => self.warn(&format!(
                 "can't read {} reply packet header: {e}",
                 command::name(event)

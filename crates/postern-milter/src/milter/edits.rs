@@ -147,12 +147,23 @@ fn esmtp_args(a: String) -> Result<String, String> {
 /// CRLF (or LF) lines → LF lines; a last line without terminator is kept as a
 /// line, as Postfix does.
 pub(crate) fn crlf_lines_to_lf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
+    relines(b, b"\n")
+}
+
+/// LF (or CRLF) lines → CRLF lines, the wire form; a last line without LF gets
+/// one, as Postfix.
+pub(crate) fn lf_lines_to_crlf(b: &[u8]) -> Vec<u8> {
+    relines(b, b"\r\n")
+}
+
+/// Every line of `b` (split after LF, one CR before it dropped) ended by `eol`.
+fn relines(b: &[u8], eol: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + b.len() / 32 + 2);
     for line in b.split_inclusive(|&c| c == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         out.extend_from_slice(line);
-        out.push(b'\n');
+        out.extend_from_slice(eol);
     }
     out
 }
@@ -182,6 +193,8 @@ mod tests {
         assert_eq!(crlf_lines_to_lf(b"a\r\nlast"), b"a\nlast\n");
         assert_eq!(crlf_lines_to_lf(b"a\rb\n"), b"a\rb\n");
         assert_eq!(crlf_lines_to_lf(b""), b"");
+        assert_eq!(lf_lines_to_crlf(b"a\nb"), b"a\r\nb\r\n");
+        assert_eq!(lf_lines_to_crlf(b"a\r\n\n"), b"a\r\n\r\n");
     }
 
     #[test]
