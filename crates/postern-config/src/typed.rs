@@ -143,11 +143,21 @@ impl Config {
             .map_or_else(|| self.time(general), Duration::from_secs)
     }
 
-    /// `<transport>_<suffix>` for a `default_<suffix>` row, when it is set.
+    /// The per-transport text `<transport>_<suffix>` when it has a value, else `general`, the
+    /// `default_<suffix>` row (`p::DEFAULT_DESTINATION_CONCURRENCY_POSITIVE_FEEDBACK`).
+    pub fn transport_str(&self, transport: &str, general: Str) -> String {
+        match self.transport_name(transport, general.0) {
+            Some(n) => self.get(&n),
+            None => self.str(general),
+        }
+    }
+
+    /// `<transport>_<suffix>` for a `default_<suffix>` row, when it has a value: set in
+    /// main.cf or by `-o`, or a row of its own (`local_destination_concurrency_limit`).
     fn transport_name(&self, transport: &str, general: &str) -> Option<String> {
         let suffix = general.strip_prefix("default")?;
         let name = format!("{transport}{suffix}");
-        self.is_set(&name).then_some(name)
+        self.raw(&name).is_some().then_some(name)
     }
 
     /// Every value that does not convert to its parameter's kind, first problem first:

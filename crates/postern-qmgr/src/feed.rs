@@ -24,10 +24,11 @@ use crate::conc::{Conc, Feedback, Limits};
 use crate::resolve::Route;
 use crate::sched::{Dest, Msg, Qmgr, now_f, secs};
 use crate::worker::{self, Job};
+use postern_config::{Str, p};
 use postern_ipc::proto::{Action, DeliverRequest, RcptResult, Recipient};
 use postern_queue::{ReadError, Scan, ScanFlags};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// At most this many directory entries are looked at per main-loop round,
 /// so that delivery results are handled while a long scan goes on.
@@ -58,10 +59,7 @@ fn pending_recipients(qf: &postern_qfile::QueueFile) -> Vec<Recipient> {
 
 impl Qmgr {
     pub(crate) fn active_limit(&self) -> usize {
-        self.cfg
-            .get_int("qmgr_message_active_limit")
-            .unwrap_or(20000)
-            .max(1) as usize
+        self.cfg.int(p::QMGR_MESSAGE_ACTIVE_LIMIT).max(1) as usize
     }
 
     pub(crate) fn has_room(&self) -> bool {
@@ -253,30 +251,10 @@ impl Qmgr {
         }
     }
 
-    fn param_for(&self, transport: &str, what: &str, dflt: i64) -> i64 {
-        let specific = format!("{transport}_{what}");
-        self.cfg
-            .get_int(&specific)
-            .or_else(|_| self.cfg.get_int(&format!("default_{what}")))
-            .unwrap_or(dflt)
-    }
-
-    fn time_for(&self, transport: &str, what: &str, dflt: u64) -> u64 {
-        self.cfg
-            .get_time(&format!("{transport}_{what}"))
-            .or_else(|_| self.cfg.get_time(&format!("default_{what}")))
-            .unwrap_or(dflt)
-    }
-
-    fn feedback_for(&self, transport: &str, what: &str) -> Feedback {
-        let specific = format!("{transport}_{what}");
-        let general = format!("default_{what}");
-        let v = if self.cfg.raw(&specific).is_some() {
-            self.cfg.get(&specific)
-        } else {
-            self.cfg.get(&general)
-        };
+    fn feedback_for(&self, transport: &str, general: Str) -> Feedback {
+        let v = self.cfg.transport_str(transport, general);
         Feedback::parse(&v).unwrap_or_else(|| {
+            let specific = general.name().replacen("default", transport, 1);
             postern_log::warning(format!(
                 "{specific}: bad value \"{v}\"; using 1 (expected N, N/concurrency or N/sqrt_concurrency)"
             ));
@@ -285,33 +263,43 @@ impl Qmgr {
     }
 
     fn limits_for(&self, transport: &str) -> Limits {
-        let initial = self
-            .cfg
-            .get_int("initial_destination_concurrency")
-            .unwrap_or(5)
+        let cfg = &self.cfg;
+        let initial = cfg
+            .int(p::INITIAL_DESTINATION_CONCURRENCY)
             .clamp(1, 100_000) as u32;
-        let limit = self
-            .param_for(transport, "destination_concurrency_limit", 20)
+        let limit = cfg
+            .transport_int(transport, p::DEFAULT_DESTINATION_CONCURRENCY_LIMIT)
             .clamp(0, 100_000) as u32;
-        let cohort_limit = self
-            .param_for(transport, "destination_concurrency_failed_cohort_limit", 1)
+        let cohort_limit = cfg
+            .transport_int(
+                transport,
+                p::DEFAULT_DESTINATION_CONCURRENCY_FAILED_COHORT_LIMIT,
+            )
             .max(0) as f64;
         Limits {
             initial,
             limit,
-            positive: self.feedback_for(transport, "destination_concurrency_positive_feedback"),
-            negative: self.feedback_for(transport, "destination_concurrency_negative_feedback"),
+            positive: self.feedback_for(
+                transport,
+                p::DEFAULT_DESTINATION_CONCURRENCY_POSITIVE_FEEDBACK,
+            ),
+            negative: self.feedback_for(
+                transport,
+                p::DEFAULT_DESTINATION_CONCURRENCY_NEGATIVE_FEEDBACK,
+            ),
             cohort_limit,
         }
     }
 
     fn enqueue(&mut self, base: &DeliverRequest, route: Route, rcpts: Vec<Recipient>) {
         let rlimit = self
-            .param_for(&route.transport, "destination_recipient_limit", 50)
+            .cfg
+            .transport_int(&route.transport, p::DEFAULT_DESTINATION_RECIPIENT_LIMIT)
             .max(1) as usize;
         let limits = self.limits_for(&route.transport);
-        let rate_delay =
-            Duration::from_secs(self.time_for(&route.transport, "destination_rate_delay", 0));
+        let rate_delay = self
+            .cfg
+            .transport_time(&route.transport, p::DEFAULT_DESTINATION_RATE_DELAY);
         for chunk in rcpts.chunks(rlimit) {
             // With one recipient per delivery, Postfix's "destination" is the recipient.
             let key = if rlimit == 1 {

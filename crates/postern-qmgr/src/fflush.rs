@@ -7,7 +7,7 @@
 //! # Configuration
 //! `fast_flush_domains` (default `$relay_domains`), `flush_service_name`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::flush::{FlushOp, FlushRequest, FlushStatus};
 use postern_ipc::proto::RcptResult;
 
@@ -28,7 +28,7 @@ pub fn sites(results: &[RcptResult]) -> Vec<String> {
 
 /// Records `queue_id` under each site of the deferred `results`.
 pub fn add(cfg: &Config, queue_id: &str, results: &[RcptResult]) {
-    if cfg.get("fast_flush_domains").trim().is_empty() {
+    if cfg.str(p::FAST_FLUSH_DOMAINS).trim().is_empty() {
         return;
     }
     for site in sites(results) {

@@ -30,7 +30,7 @@
 //! ([`Resolver::resolve_filtered`]); without a next hop it uses
 //! `$default_filter_nexthop`, else the recipient's domain, else `$myhostname`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::BoxMap;
 use postern_table::route::{AddrClass, ClassResolver, Own};
 
@@ -91,9 +91,9 @@ fn split_transport(spec: &str, default_nexthop: &str) -> (String, String) {
 impl Resolver {
     /// Reads the settings and opens the tables.
     pub fn from_config(cfg: &Config) -> Resolver {
-        let pdms = cfg.get("parent_domain_matches_subdomains");
+        let pdms = cfg.str(p::PARENT_DOMAIN_MATCHES_SUBDOMAINS);
         let mut maps = Vec::new();
-        for spec in cfg.get_list("transport_maps") {
+        for spec in cfg.list(p::TRANSPORT_MAPS) {
             // A table that cannot be opened stays as its surrogate: every lookup
             // defers (fail closed), as Postfix's trivial-rewrite does.
             let (m, err) = postern_table::open_or_surrogate(&spec, &Default::default());
@@ -104,7 +104,7 @@ impl Resolver {
         }
         let mut relocated_maps = Vec::new();
         let mut relocated_broken = false;
-        for spec in cfg.get_list("relocated_maps") {
+        for spec in cfg.list(p::RELOCATED_MAPS) {
             match postern_table::open(&spec, &Default::default()) {
                 Ok(m) => relocated_maps.push(m),
                 Err(e) => {
@@ -126,15 +126,15 @@ impl Resolver {
         Resolver {
             relocated_maps,
             relocated_broken,
-            myorigin: cfg.get("myorigin").to_ascii_lowercase(),
-            default_filter_nexthop: cfg.get("default_filter_nexthop"),
-            local_transport: cfg.get("local_transport"),
-            default_transport: cfg.get("default_transport"),
-            relay_transport: cfg.get("relay_transport"),
-            virtual_transport: cfg.get("virtual_transport"),
-            relayhost: cfg.get("relayhost"),
-            myhostname: cfg.get("myhostname"),
-            delimiter: cfg.get("recipient_delimiter"),
+            myorigin: cfg.str(p::MYORIGIN).to_ascii_lowercase(),
+            default_filter_nexthop: cfg.str(p::DEFAULT_FILTER_NEXTHOP),
+            local_transport: cfg.str(p::LOCAL_TRANSPORT),
+            default_transport: cfg.str(p::DEFAULT_TRANSPORT),
+            relay_transport: cfg.str(p::RELAY_TRANSPORT),
+            virtual_transport: cfg.str(p::VIRTUAL_TRANSPORT),
+            relayhost: cfg.str(p::RELAYHOST),
+            myhostname: cfg.str(p::MYHOSTNAME),
+            delimiter: cfg.str(p::RECIPIENT_DELIMITER),
             classes: Some(classes),
             transport_maps: maps,
             transport_parent_matches: postern_table::parent_matches("transport_maps", &pdms),

@@ -7,7 +7,7 @@
 //! crossed off only after the bounce service confirmed the log entry is
 //! durable; a delivered one right after the agent's `sent` reply.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{
     Action, BounceOp, BounceReply, BounceRequest, DeliverReply, DeliverRequest, RcptResult,
     Recipient,
@@ -128,7 +128,7 @@ pub fn run(cfg: &Config, q: &Queue, job: Job) -> Outcome {
     {
         Ok(reply) => {
             let mut rs = reconcile(req, reply.results);
-            if cfg.get_bool("soft_bounce").unwrap_or(false) {
+            if cfg.bool(p::SOFT_BOUNCE) {
                 soft_bounce(&mut rs);
             }
             rs

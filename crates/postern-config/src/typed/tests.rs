@@ -163,6 +163,22 @@ fn per_transport_values() {
         c.transport_time("smtp", p::DEFAULT_DESTINATION_RATE_DELAY),
         Duration::ZERO
     );
+    // A transport with rows of its own: their table defaults.
+    assert_eq!(
+        c.transport_int("local", p::DEFAULT_DESTINATION_CONCURRENCY_LIMIT),
+        2
+    );
+    assert_eq!(
+        c.transport_int("local", p::DEFAULT_DESTINATION_RECIPIENT_LIMIT),
+        1
+    );
+    assert_eq!(
+        c.transport_str(
+            "relay",
+            p::DEFAULT_DESTINATION_CONCURRENCY_POSITIVE_FEEDBACK
+        ),
+        "1"
+    );
     assert!(c.value_errors().is_empty());
     let bad = cfg("relay_time_limit = soon\n");
     assert_eq!(
