@@ -27,6 +27,7 @@
 
 use crate::nexthop::Dest;
 use crate::result::Outcome;
+use postern_config::p;
 use postern_dns::{Lookup, Resolver};
 use std::net::IpAddr;
 
@@ -183,7 +184,7 @@ impl AddrPolicy {
     /// logged and replaced by its default.
     pub fn from_config(cfg: &postern_config::Config, pfx: &str) -> AddrPolicy {
         let d = AddrPolicy::default();
-        let families = Families::parse(&cfg.get("inet_protocols")).unwrap_or_else(|e| {
+        let families = Families::parse(&cfg.str(p::INET_PROTOCOLS)).unwrap_or_else(|e| {
             postern_log::warning(format!("{e}; using \"all\""));
             d.families
         });
@@ -195,15 +196,25 @@ impl AddrPolicy {
             ));
             Preference::Any
         });
-        let yes = |n: &str, dflt: bool| cfg.get_bool(&format!("{pfx}_{n}")).unwrap_or(dflt);
+        let lmtp = pfx == "lmtp";
+        let pick = |smtp, lmtp_param| if lmtp { lmtp_param } else { smtp };
         AddrPolicy {
             families,
             preference,
-            randomize: yes("randomize_addresses", true),
-            balance: yes("balance_inet_protocols", true),
+            randomize: cfg.bool(pick(
+                p::SMTP_RANDOMIZE_ADDRESSES,
+                p::LMTP_RANDOMIZE_ADDRESSES,
+            )),
+            balance: cfg.bool(pick(
+                p::SMTP_BALANCE_INET_PROTOCOLS,
+                p::LMTP_BALANCE_INET_PROTOCOLS,
+            )),
             limit: cfg
-                .get_int(&format!("{pfx}_mx_address_limit"))
-                .unwrap_or(5)
+                .int(if lmtp {
+                    p::LMTP_MX_ADDRESS_LIMIT
+                } else {
+                    p::SMTP_MX_ADDRESS_LIMIT
+                })
                 .max(0) as usize,
         }
     }

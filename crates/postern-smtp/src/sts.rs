@@ -25,6 +25,7 @@
 //! `smtp_mta_sts_cache_directory` (`$data_directory/mta-sts`),
 //! `smtp_mta_sts_timeout` (10s).
 
+use postern_config::p;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -238,18 +239,20 @@ pub struct Sts {
 impl Sts {
     /// From main.cf; None when `smtp_mta_sts_enable` is off.
     pub fn from_config(cfg: &postern_config::Config) -> Option<Sts> {
-        if !matches!(cfg.get("smtp_mta_sts_enable").trim(), "yes" | "true" | "1") {
+        if !cfg.bool(p::SMTP_MTA_STS_ENABLE) {
             return None;
         }
-        let dir = cfg.get("smtp_mta_sts_cache_directory");
+        let dir = cfg.str(p::SMTP_MTA_STS_CACHE_DIRECTORY);
         let dir = if dir.trim().is_empty() {
-            PathBuf::from(cfg.get("data_directory")).join("mta-sts")
+            PathBuf::from(cfg.str(p::DATA_DIRECTORY)).join("mta-sts")
         } else {
             PathBuf::from(dir.trim())
         };
         Some(Sts {
             dir,
-            timeout: Duration::from_secs(cfg.get_time("smtp_mta_sts_timeout").unwrap_or(10).max(1)),
+            timeout: cfg
+                .time(p::SMTP_MTA_STS_TIMEOUT)
+                .max(Duration::from_secs(1)),
         })
     }
 

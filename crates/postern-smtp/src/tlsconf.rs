@@ -31,7 +31,7 @@ use crate::policy::{self, Digest, Level, NameRule, Versions};
 use crate::result::Outcome;
 use crate::sts::StsPolicy;
 use crate::verify::{Check, Verifier};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::BoxMap;
 use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
@@ -129,7 +129,7 @@ pub fn global_level(cfg: &Config, pfx: &str) -> Result<Level, String> {
         } else {
             Level::Encrypt
         }
-    } else if yes("use_tls") || crate::compat_at_least(&cfg.get("compatibility_level"), (3, 11)) {
+    } else if yes("use_tls") || crate::compat_at_least(&cfg.str(p::COMPATIBILITY_LEVEL), (3, 11)) {
         Level::May
     } else {
         Level::None
@@ -151,10 +151,7 @@ impl TlsConf {
             postern_log::warning(e.clone());
         }
         let maps = crate::tables::open_maps(cfg, &format!("{pfx}_tls_policy_maps"));
-        let append = matches!(
-            cfg.get("tls_append_default_CA").trim(),
-            "yes" | "true" | "1"
-        );
+        let append = cfg.bool(p::TLS_APPEND_DEFAULT_CA);
         let (roots, warn) =
             postern_tls::anchors::load_roots(&get("tls_CAfile"), &get("tls_CApath"), append);
         for w in warn {
