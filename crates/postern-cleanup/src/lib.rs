@@ -25,6 +25,11 @@
 //! give it a content filter (an attribute `filter=transport:nexthop` that qmgr
 //! honours).
 //!
+//! Milters ([`milter`]): the content stage of smtpd's milters runs on the built
+//! file before it is written (smtpd is asked on the request's connection), and
+//! `non_smtpd_milters` run here for other mail; their edits and verdicts are
+//! applied before the file is written.
+//!
 //! # Security
 //! Requests are size-bounded frames decoded strictly; header and body text
 //! are used only as lookup keys. A write error or a table failure removes the
@@ -45,6 +50,7 @@ pub mod flow;
 pub mod hdr_addr;
 pub mod maps;
 pub mod masquerade;
+pub mod milter;
 pub mod mime;
 pub mod normalise;
 pub mod process;
@@ -168,7 +174,7 @@ fn serve(ctx: &Context, s: &Settings, t: &Tables, mut stream: UnixStream) {
             return;
         }
     };
-    let reply = enqueue(ctx, s, t, &req);
+    let reply = enqueue(ctx, s, t, &req, &mut stream);
     if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
         // The client did not learn the outcome; if the file was written it will be
         // delivered and the client may submit again: at least once, never lost.
@@ -193,7 +199,13 @@ fn refuse(r: Refusal) -> CleanupReply {
     }
 }
 
-fn enqueue(ctx: &Context, s: &Settings, t: &Tables, req: &CleanupRequest) -> CleanupReply {
+fn enqueue(
+    ctx: &Context,
+    s: &Settings,
+    t: &Tables,
+    req: &CleanupRequest,
+    peer: &mut UnixStream,
+) -> CleanupReply {
     if !t.open_errors.is_empty() {
         for e in &t.open_errors {
             postern_log::warning(format!("{e} -- message not accepted, try again later"));
@@ -201,9 +213,9 @@ fn enqueue(ctx: &Context, s: &Settings, t: &Tables, req: &CleanupRequest) -> Cle
         return defer("4.3.0 Error: queue file write error");
     }
     match process::check(req, s) {
-        Ok(()) => write(ctx, s, t, req, None),
+        Ok(()) => write(ctx, s, t, req, None, peer),
         Err(r) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 => {
-            write(ctx, s, t, &header_only(req, s), Some(r))
+            write(ctx, s, t, &header_only(req, s), Some(r), peer)
         }
         Err(r) => refuse(r),
     }
@@ -226,6 +238,7 @@ fn write(
     t: &Tables,
     req: &CleanupRequest,
     reject: Option<Refusal>,
+    peer: &mut UnixStream,
 ) -> CleanupReply {
     let q = Queue::new(ctx.config.get("queue_directory"));
     let newfile = match postern_queue_admin::create(&q, "incoming") {
@@ -254,7 +267,7 @@ fn write(
         (_, Some(f)) if f.status == CleanupStatus::Defer => return refuse(f),
         (_, Some(f)) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 && reject.is_none() => {
             drop(newfile);
-            return write(ctx, s, t, &header_only(req, s), Some(f));
+            return write(ctx, s, t, &header_only(req, s), Some(f), peer);
         }
         (_, Some(f)) => return refuse(f),
         (Ok(b), None) => b,
@@ -288,13 +301,29 @@ fn write(
         {
             // A local submission was acknowledged already: bounce, never lose it.
             drop(newfile);
-            return write(ctx, s, t, &header_only(req, s), Some(r));
+            return write(ctx, s, t, &header_only(req, s), Some(r), peer);
         }
         (Err(r), None) => return refuse(r),
     };
     if built.verdict.discard {
         // Accepted and dropped (header/body checks DISCARD, logged above).
         return ok(newfile.id.clone());
+    }
+    let mut built = built;
+    if reject.is_none() {
+        match milter::inspect(&ctx.config, req, &newfile.id, &mut built, peer) {
+            milter::Decision::Queue => {}
+            // Dropping `newfile` removes the file: nothing is queued.
+            milter::Decision::Discard => return ok(newfile.id.clone()),
+            milter::Decision::Refuse(f)
+                if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 && f.status.is_permanent() =>
+            {
+                // A local submission was acknowledged already: bounce, never lose it.
+                drop(newfile);
+                return write(ctx, s, t, &header_only(req, s), Some(f), peer);
+            }
+            milter::Decision::Refuse(f) => return refuse(f),
+        }
     }
     let mut qf = built.qf;
     if let Some(r) = reject {
