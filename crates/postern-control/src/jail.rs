@@ -36,7 +36,7 @@
 //! `smtp_mta_sts_cache_directory`, `data_directory`.
 
 use anyhow::{Context as _, Result, bail};
-use postern_config::{Config, Service};
+use postern_config::{Config, Service, p};
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -98,9 +98,9 @@ pub fn warnings(dir: &Path) -> Vec<String> {
         return Vec::new();
     };
     if postern_sys::privs::is_root() {
-        let queue = PathBuf::from(cfg.get("queue_directory"));
+        let queue = PathBuf::from(cfg.str(p::QUEUE_DIRECTORY));
         let socket = queue.join("dev/log");
-        let syslog = cfg.get("maillog_file").trim().is_empty();
+        let syslog = cfg.str(p::MAILLOG_FILE).trim().is_empty();
         let mut out = Vec::new();
         if syslog && std::fs::symlink_metadata(&socket).is_err() {
             out.push(format!(
@@ -135,11 +135,11 @@ pub fn warnings(dir: &Path) -> Vec<String> {
 /// queue (Postfix's convention is `private/auth`); it may not exist yet (Dovecot not
 /// running), so this is a warning.
 fn dovecot_socket(cfg: &Config, queue: &Path) -> Option<String> {
-    let sasl = cfg.get_bool("smtpd_sasl_auth_enable").unwrap_or(false);
-    let path = cfg.get("smtpd_sasl_path");
+    let sasl = cfg.bool(p::SMTPD_SASL_AUTH_ENABLE);
+    let path = cfg.str(p::SMTPD_SASL_PATH);
     let path = path.trim();
     let path = path.strip_prefix("unix:").unwrap_or(path);
-    if !sasl || cfg.get("smtpd_sasl_type").trim() != "dovecot" || !path.starts_with('/') {
+    if !sasl || cfg.str(p::SMTPD_SASL_TYPE).trim() != "dovecot" || !path.starts_with('/') {
         return None;
     }
     let inside = queue.join(path.trim_start_matches('/'));
@@ -177,7 +177,7 @@ fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<Str
     let mut out = Vec::new();
     for s in jailed {
         let cfg = base.with_overrides(&s.overrides);
-        let queue = PathBuf::from(cfg.get("queue_directory"));
+        let queue = PathBuf::from(cfg.str(p::QUEUE_DIRECTORY));
         let here = label(master, s);
         let lacks = |file: &str, why: &str| {
             format!(
@@ -196,7 +196,7 @@ fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<Str
             continue; // not run by Postern (reported elsewhere)
         }
         let dns = matches!(s.command.as_str(), "smtp" | "lmtp" | "smtpd");
-        if dns && cfg.get("dns_servers").trim().is_empty() && !will_hold(&queue, "resolv.conf") {
+        if dns && cfg.str(p::DNS_SERVERS).trim().is_empty() && !will_hold(&queue, "resolv.conf") {
             out.push(lacks(
                 "etc/resolv.conf",
                 "DNS lookups read it; /etc/resolv.conf is missing too, or set dns_servers",
@@ -205,10 +205,10 @@ fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<Str
         if s.command == "smtpd" {
             out.extend(smtpd_problems(&cfg, &queue, &lacks));
         }
-        if s.command == "smtp" && cfg.get_bool("smtp_mta_sts_enable").unwrap_or(false) {
-            let mut cache = cfg.get("smtp_mta_sts_cache_directory").trim().to_string();
+        if s.command == "smtp" && cfg.bool(p::SMTP_MTA_STS_ENABLE) {
+            let mut cache = cfg.str(p::SMTP_MTA_STS_CACHE_DIRECTORY).trim().to_string();
             if cache.is_empty() {
-                cache = format!("{}/mta-sts", cfg.get("data_directory"));
+                cache = format!("{}/mta-sts", cfg.str(p::DATA_DIRECTORY));
             }
             let inside = queue.join(cache.trim_start_matches('/'));
             if !inside.is_dir() {
@@ -225,9 +225,9 @@ fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<Str
 
 fn smtpd_problems(cfg: &Config, queue: &Path, lacks: &dyn Fn(&str, &str) -> String) -> Vec<String> {
     let mut out = Vec::new();
-    let sasl = cfg.get_bool("smtpd_sasl_auth_enable").unwrap_or(false);
-    if sasl && cfg.get("smtpd_sasl_type").trim() == "builtin" {
-        let path = cfg.get("smtpd_sasl_path");
+    let sasl = cfg.bool(p::SMTPD_SASL_AUTH_ENABLE);
+    if sasl && cfg.str(p::SMTPD_SASL_TYPE).trim() == "builtin" {
+        let path = cfg.str(p::SMTPD_SASL_PATH);
         let inside = queue.join(path.trim().trim_start_matches('/'));
         if !inside.is_file() {
             out.push(lacks(
@@ -236,7 +236,7 @@ fn smtpd_problems(cfg: &Config, queue: &Path, lacks: &dyn Fn(&str, &str) -> Stri
             ));
         }
     }
-    for item in cfg.get_list("local_recipient_maps") {
+    for item in cfg.list(p::LOCAL_RECIPIENT_MAPS) {
         if item.starts_with("unix:") && !queue.join("etc/passwd").is_file() {
             out.push(lacks(
                 "etc/passwd",
@@ -259,7 +259,7 @@ pub fn populate(dir: &Path) -> Result<()> {
     };
     copy_system_files(
         Path::new("/etc"),
-        &PathBuf::from(cfg.get("queue_directory")),
+        &PathBuf::from(cfg.str(p::QUEUE_DIRECTORY)),
     )
 }
 

@@ -10,7 +10,7 @@
 //! # Configuration
 //! `in_flow_delay` (0: no tokens), `default_process_limit`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_sys::flow::Flow;
 
 /// The producer end.
@@ -22,14 +22,11 @@ pub struct Tokens {
 impl Tokens {
     /// Takes the inherited pipe when `in_flow_delay` is on.
     pub fn new(cfg: &Config) -> Tokens {
-        let on = cfg.get_time("in_flow_delay").unwrap_or(1) > 0;
+        let on = !cfg.time(p::IN_FLOW_DELAY).is_zero();
         // Off: descriptors 5 and 6 are not taken (in a test they are not master's).
         Tokens {
             flow: if on { Flow::inherited() } else { None },
-            limit: cfg
-                .get_int("default_process_limit")
-                .unwrap_or(100)
-                .clamp(1, 10_000) as usize,
+            limit: cfg.int(p::DEFAULT_PROCESS_LIMIT).clamp(1, 10_000) as usize,
         }
     }
 
