@@ -37,6 +37,7 @@
 //! instance's main.cf; `setgid_group` must name the group the command runs
 //! with.
 
+use postern_config::p;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,7 @@ fn check_group(dir: &Path) -> Result<(), String> {
     let cfg = postern_server::load::load(dir)
         .map_err(|e| e.to_string())?
         .config;
-    let name = cfg.get("setgid_group");
+    let name = cfg.str(p::SETGID_GROUP);
     let gid = postern_sys::privs::lookup_group(&name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("parameter setgid_group: unknown group name value: {name}"))?;
@@ -140,7 +141,7 @@ fn own_instance() -> Result<PathBuf, String> {
         .map_err(|e| e.to_string())?
         .config;
     let canon = |p: &Path| std::fs::canonicalize(p).ok();
-    if canon(Path::new(&cfg.get("daemon_directory"))) != canon(bin) {
+    if canon(Path::new(&cfg.str(p::DAEMON_DIRECTORY))) != canon(bin) {
         return Err(format!(
             "{}: a set-gid command must be DIR/bin/NAME of an instance or live in the daemon_directory of {}",
             exe.display(),
@@ -177,10 +178,13 @@ fn choose_dir(want: Option<&Path>) -> Result<PathBuf, String> {
     let cfg = postern_server::load::load(&own)
         .map_err(|e| e.to_string())?
         .config;
-    let listed = ["alternate_config_directories", "multi_instance_directories"]
-        .iter()
-        .flat_map(|p| cfg.get_list(p))
-        .any(|d| canon(Path::new(&d)) == want_c);
+    let listed = [
+        p::ALTERNATE_CONFIG_DIRECTORIES,
+        p::MULTI_INSTANCE_DIRECTORIES,
+    ]
+    .into_iter()
+    .flat_map(|n| cfg.list(n))
+    .any(|d| canon(Path::new(&d)) == want_c);
     if listed {
         Ok(want.to_path_buf())
     } else {
