@@ -137,7 +137,7 @@ def test_stock_debian_config_lists_exactly_the_unimplemented(instance):
 
 
 DANGEROUS = [
-    ("smtpd_milters = inet:127.0.0.1:1", "milter_default_action = reject"),
+    ("smtp_generic_maps = inline:{a=b}", "postscreen_bare_newline_action = enforce"),
     ("sender_dependent_relayhost_maps = inline:{a=b}",),
     ("smtpd_upstream_proxy_protocol = haproxy",),
     ("smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient, "
@@ -162,7 +162,7 @@ def test_dangerous_at_default_and_chroot_start(instance):
     """At Postfix's default the same parameters are only reported; chroot=y in a non-root
     instance is reported and logged (it runs without chroot); a -o override is checked like
     main.cf."""
-    postconf(instance, "smtpd_milters =", "sender_dependent_relayhost_maps =", "smtpd_upstream_proxy_protocol =")
+    postconf(instance, "smtp_generic_maps =", "sender_dependent_relayhost_maps =", "smtpd_upstream_proxy_protocol =")
     master = instance.root / "master.cf"
     text = master.read_text()
     text = re.sub(r"(?m)^(pickup\s+unix\s+\S+\s+\S+\s+)n", r"\1y", text)

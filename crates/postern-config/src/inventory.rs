@@ -229,7 +229,7 @@ mod tests {
     fn main_cf_settings() {
         let got = texts(
             "myhostname = a.b\nsmtpd_upstream_proxy_protocol =\nsender_dependent_relayhost_maps = inline:{a=b}\n\
-             smtpd_milters =\npostscreen_greet_wait = 3s\nmilter_default_action = reject\n",
+             smtp_generic_maps =\npostscreen_greet_wait = 3s\npostscreen_bare_newline_action = enforce\n",
             "",
         );
         assert_eq!(
@@ -237,13 +237,13 @@ mod tests {
             [
                 "m: line 2: parameter smtpd_upstream_proxy_protocol= is not implemented",
                 "R m: line 3: parameter sender_dependent_relayhost_maps=inline:{a=b} is not implemented",
-                "m: line 4: parameter smtpd_milters= is not implemented",
+                "m: line 4: parameter smtp_generic_maps= is not implemented",
                 "m: line 5: parameter postscreen_greet_wait=3s is not implemented",
-                "m: line 6: parameter milter_default_action=reject is not implemented",
+                "m: line 6: parameter postscreen_bare_newline_action=enforce is not implemented",
             ]
         );
         let got = texts(
-            "smtpd_milters = inet:127.0.0.1:1\nsender_dependent_relayhost_maps = x:y\n",
+            "smtp_generic_maps = inline:{a=b}\nsender_dependent_relayhost_maps = x:y\n",
             "",
         );
         assert!(got.iter().all(|l| l.starts_with("R ")), "{got:?}");
