@@ -197,3 +197,13 @@ fn pipe_argv() {
 fn relay_address() {
     run("relay_address", postern_table::fuzz::relay_address);
 }
+
+#[test]
+fn milter_packet() {
+    run("milter_packet", postern_milter::fuzz::packet);
+}
+
+#[test]
+fn milter_reply() {
+    run("milter_reply", postern_milter::fuzz::reply);
+}

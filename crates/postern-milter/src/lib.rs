@@ -58,6 +58,8 @@ pub mod codec;
 pub mod config;
 mod conn;
 pub mod edit;
+#[doc(hidden)]
+pub mod fuzz;
 mod macros;
 mod milter;
 pub mod reply;
