@@ -349,7 +349,9 @@ fn active(sess: &Session<'_>) -> bool {
 /// HELO/EHLO: `Some(reply)` only for a 421 (end the session). A 4xx/5xx is given
 /// at MAIL instead (Sendmail compatibility, as Postfix).
 pub(crate) async fn helo(sess: &mut Session<'_>, name: &str, stage: &str) -> Option<Reply> {
-    if !active(sess) {
+    // After a CONNECT refusal the milters hear nothing more (Postfix's milter8 answers
+    // for them); MAIL gets the refusal.
+    if !active(sess) || sess.milters.as_ref().is_some_and(|m| m.refused.is_some()) {
         return None;
     }
     abort(sess).await;
@@ -382,6 +384,9 @@ pub(crate) async fn mail(sess: &mut Session<'_>) -> Option<Reply> {
     if !active(sess) {
         return None;
     }
+    // The previous transaction ended without a message (a refused MAIL, RCPTs all
+    // refused): the milters hear ABORT first.
+    abort(sess).await;
     if let Some(c) = sess.milters.as_ref().and_then(|m| m.refused) {
         let r = if c == '5' {
             reply(550, (5, 7, 1), "Command rejected")
@@ -446,10 +451,10 @@ pub(crate) async fn abort(sess: &mut Session<'_>) {
 
 /// The session ends: SMFIC_QUIT.
 pub(crate) async fn close(sess: &mut Session<'_>) {
-    if let Some(chain) = sess.milters.take().and_then(|m| m.chain) {
-        if let Err(e) = tokio::task::spawn_blocking(move || chain.close()).await {
-            postern_log::warning(format!("milter close: {e}"));
-        }
+    if let Some(chain) = sess.milters.take().and_then(|m| m.chain)
+        && let Err(e) = tokio::task::spawn_blocking(move || chain.close()).await
+    {
+        postern_log::warning(format!("milter close: {e}"));
     }
 }
 
@@ -464,3 +469,7 @@ pub(crate) fn flags(sess: &Session<'_>) -> u32 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests_milter.rs"]
+mod tests;
