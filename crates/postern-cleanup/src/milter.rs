@@ -29,9 +29,12 @@
 //! through canonical and virtual mapping; not done here).
 //!
 //! # Configuration
-//! `non_smtpd_milters`, the `milter_*` timeouts, default action, protocol and macro
+//! `milter_header_checks` (see `milter_hbc.rs`), `non_smtpd_milters`, the `milter_*` timeouts, default action, protocol and macro
 //! lists, `milter_macro_daemon_name`, `milter_macro_v`, `receive_override_options`
 //! (`no_milters`, through the request's flags).
+
+#[path = "milter_hbc.rs"]
+mod hbc;
 
 use crate::process::{Built, Refusal};
 use postern_config::Config;
@@ -127,7 +130,7 @@ pub fn inspect(
         return Decision::Queue;
     };
     match outcome {
-        Ok(o) => apply(req, queue_id, built, &o),
+        Ok(o) => apply(cfg, req, queue_id, built, &o),
         Err(e) => {
             postern_log::warning(format!("{queue_id}: milter: {e}"));
             Decision::Refuse(Refusal {
@@ -367,7 +370,13 @@ fn added_recipient(rcpt: &str, args: Option<&str>) -> RecipientRecord {
 }
 
 /// Applies an outcome to the built queue file (see the module docs).
-pub fn apply(req: &CleanupRequest, queue_id: &str, built: &mut Built, o: &Outcome) -> Decision {
+pub fn apply(
+    cfg: &Config,
+    req: &CleanupRequest,
+    queue_id: &str,
+    built: &mut Built,
+    o: &Outcome,
+) -> Decision {
     match &o.verdict {
         Verdict::Reject(r) | Verdict::Tempfail(r) => {
             return Decision::Refuse(refusal(req, queue_id, built, "END-OF-MESSAGE", r));
@@ -389,7 +398,11 @@ pub fn apply(req: &CleanupRequest, queue_id: &str, built: &mut Built, o: &Outcom
     }
     let end = postern_mail::header::header_end(&built.qf.content);
     let separator = end.body_start > end.header_len;
-    built.qf.content = join(&o.headers, &o.body, separator);
+    let mut headers = o.headers.clone();
+    if let Some(d) = hbc::check(cfg, req, queue_id, built, &o.modifications, &mut headers) {
+        return d;
+    }
+    built.qf.content = join(&headers, &o.body, separator);
     for m in &o.modifications {
         match m {
             Modification::ChangeFrom { sender, .. } => built.qf.sender = unbracket(sender),

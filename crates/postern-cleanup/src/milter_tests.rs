@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::checks::Verdict as Checks;
+use postern_config::Config;
 use postern_qfile::QueueFile;
 
 fn built(content: &str) -> Built {
@@ -18,6 +19,10 @@ fn built(content: &str) -> Built {
         },
         verdict: Checks::default(),
     }
+}
+
+fn cfg(main_cf: &str) -> Config {
+    Config::new(postern_config::parse_main_cf(main_cf).expect("main.cf"))
 }
 
 fn req() -> CleanupRequest {
@@ -82,7 +87,10 @@ fn edits_land_in_the_queue_file() {
             rcpt: "<B@example.org>".into(),
         },
     ];
-    assert!(matches!(apply(&req(), "QID", &mut b, &o), Decision::Queue));
+    assert!(matches!(
+        apply(&cfg(""), &req(), "QID", &mut b, &o),
+        Decision::Queue
+    ));
     assert_eq!(b.qf.content, b"Subject: hi\nX-Added: yes\n\nnew\n");
     assert_eq!(b.qf.sender, "new@example.org");
     assert_eq!(b.qf.recipients.len(), 1);
@@ -96,7 +104,13 @@ fn edits_land_in_the_queue_file() {
 fn verdicts() {
     let mut b = built("Subject: hi\n\nx\n");
     let r = Reply::new(550, "5.7.1", "go away");
-    match apply(&req(), "QID", &mut b, &outcome(Verdict::Reject(r), &[], "")) {
+    match apply(
+        &cfg(""),
+        &req(),
+        "QID",
+        &mut b,
+        &outcome(Verdict::Reject(r), &[], ""),
+    ) {
         Decision::Refuse(f) => {
             assert_eq!(f.status, CleanupStatus::Reject);
             assert_eq!(f.reason, "5.7.1 go away");
@@ -105,6 +119,7 @@ fn verdicts() {
     }
     let r = Reply::new(451, "", "later");
     match apply(
+        &cfg(""),
         &req(),
         "QID",
         &mut b,
@@ -116,14 +131,23 @@ fn verdicts() {
         }
         d => panic!("{d:?}"),
     }
-    let d = apply(&req(), "QID", &mut b, &outcome(Verdict::Discard, &[], ""));
+    let d = apply(
+        &cfg(""),
+        &req(),
+        "QID",
+        &mut b,
+        &outcome(Verdict::Discard, &[], ""),
+    );
     assert!(matches!(d, Decision::Discard));
     let q = outcome(
         Verdict::Quarantine("spam".into()),
         &[("Subject", " hi")],
         "x\n",
     );
-    assert!(matches!(apply(&req(), "QID", &mut b, &q), Decision::Queue));
+    assert!(matches!(
+        apply(&cfg(""), &req(), "QID", &mut b, &q),
+        Decision::Queue
+    ));
     assert!(b.verdict.hold);
 }
 
@@ -135,7 +159,7 @@ fn every_recipient_deleted_is_refused() {
         rcpt: "<b@example.org>".into(),
     }];
     assert!(matches!(
-        apply(&req(), "QID", &mut b, &o),
+        apply(&cfg(""), &req(), "QID", &mut b, &o),
         Decision::Refuse(_)
     ));
 }
@@ -176,4 +200,49 @@ fn outcome_from_ipc() {
         ..Default::default()
     };
     assert!(from_ipc(&bad).is_err());
+}
+
+#[test]
+fn milter_header_checks_act_on_added_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("mhc");
+    std::fs::write(
+        &table,
+        "/^X-Spam: yes/ REJECT spam found\n/^X-Drop:/ IGNORE\n",
+    )
+    .expect("table");
+    let c = cfg(&format!(
+        "milter_header_checks = regexp:{}\n",
+        table.display()
+    ));
+    let mut o = outcome(
+        Verdict::Continue,
+        &[("Subject", " hi"), ("X-Drop", " me"), ("X-Keep", " ok")],
+        "x\n",
+    );
+    o.modifications = vec![
+        Modification::AddHeader {
+            name: "X-Drop".into(),
+            value: " me".into(),
+        },
+        Modification::AddHeader {
+            name: "X-Keep".into(),
+            value: " ok".into(),
+        },
+    ];
+    let mut b = built("Subject: hi\n\nx\n");
+    assert!(matches!(
+        apply(&c, &req(), "QID", &mut b, &o),
+        Decision::Queue
+    ));
+    assert_eq!(b.qf.content, b"Subject: hi\nX-Keep: ok\n\nx\n");
+    o.modifications.push(Modification::AddHeader {
+        name: "X-Spam".into(),
+        value: " yes".into(),
+    });
+    let mut b = built("Subject: hi\n\nx\n");
+    match apply(&c, &req(), "QID", &mut b, &o) {
+        Decision::Refuse(f) => assert_eq!(f.reason, "5.7.1 spam found"),
+        d => panic!("{d:?}"),
+    }
 }

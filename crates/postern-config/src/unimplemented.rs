@@ -260,7 +260,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("message_reject_characters", Refuse),
     ("message_strip_characters", Refuse),
     ("meta_directory", Report),
-    ("milter_header_checks", Report),
     ("mime_boundary_length_limit", Report),
     ("mime_nesting_limit", Report),
     ("multi_instance_enable", Report),
