@@ -50,6 +50,13 @@ macro_rules! names {
             }
         }
 
+        /// Displays as the parameter's name (for messages).
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+
         impl AsRef<str> for $t {
             fn as_ref(&self) -> &str {
                 self.0

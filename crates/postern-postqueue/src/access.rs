@@ -29,10 +29,10 @@ pub(crate) fn check(cfg: &Config, mode: &Mode) -> Result<(), Fatal> {
         return Ok(());
     }
     let (param, what) = match mode {
-        Mode::List | Mode::Json => ("authorized_mailq_users", "view"),
-        Mode::Flush | Mode::FlushSite(_) | Mode::FlushId(_) => ("authorized_flush_users", "flush"),
+        Mode::List | Mode::Json => (p::AUTHORIZED_MAILQ_USERS, "view"),
+        Mode::Flush | Mode::FlushSite(_) | Mode::FlushId(_) => (p::AUTHORIZED_FLUSH_USERS, "flush"),
     };
-    match check_user(&cfg.get(param), postern_sys::privs::real_uid()) {
+    match check_user(&cfg.str(param), postern_sys::privs::real_uid()) {
         Ok(()) => Ok(()),
         Err(AclError::Denied { name, uid }) => Err(fatal(
             exit::NOPERM,

@@ -22,7 +22,7 @@
 
 use crate::conc::{Conc, Feedback, Limits};
 use crate::resolve::Route;
-use crate::sched::{Dest, Msg, Qmgr, now_f, secs};
+use crate::sched::{Dest, Msg, Qmgr, now_f};
 use crate::worker::{self, Job};
 use postern_config::{Str, p};
 use postern_ipc::proto::{Action, DeliverRequest, RcptResult, Recipient};
@@ -436,12 +436,12 @@ impl Qmgr {
     /// The message's lifetime (`bounce_queue_lifetime` for the null sender)
     /// has passed.
     pub(crate) fn expired(&self, m: &Msg) -> bool {
-        let name = if m.null_sender {
-            "bounce_queue_lifetime"
+        let param = if m.null_sender {
+            p::BOUNCE_QUEUE_LIFETIME
         } else {
-            "maximal_queue_lifetime"
+            p::MAXIMAL_QUEUE_LIFETIME
         };
-        let lifetime = secs(&self.cfg, name, 5 * 86400) as f64;
+        let lifetime = self.cfg.time(param).as_secs() as f64;
         now_f() - m.arrival >= lifetime
     }
 }

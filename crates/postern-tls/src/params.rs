@@ -156,13 +156,14 @@ pub enum Grade {
 
 impl Grade {
     /// The parameter naming this grade's cipher list (`tls_medium_cipherlist`).
-    pub fn cipherlist_param(self) -> &'static str {
+    pub fn cipherlist_param(self) -> postern_config::Str {
+        use postern_config::p;
         match self {
-            Grade::Export => "tls_export_cipherlist",
-            Grade::Low => "tls_low_cipherlist",
-            Grade::Medium => "tls_medium_cipherlist",
-            Grade::High => "tls_high_cipherlist",
-            Grade::Null => "tls_null_cipherlist",
+            Grade::Export => p::TLS_EXPORT_CIPHERLIST,
+            Grade::Low => p::TLS_LOW_CIPHERLIST,
+            Grade::Medium => p::TLS_MEDIUM_CIPHERLIST,
+            Grade::High => p::TLS_HIGH_CIPHERLIST,
+            Grade::Null => p::TLS_NULL_CIPHERLIST,
         }
     }
 }

@@ -484,7 +484,7 @@ fn provider(cfg: &Config, policy: &TlsPolicy) -> Result<CryptoProvider, String> 
         postern_log::warning(format!("{grade_param}: {e}; using \"medium\""));
         ptls::Grade::Medium
     });
-    let list = cfg.get(grade.cipherlist_param());
+    let list = cfg.str(grade.cipherlist_param());
     let mut excl = vec![cfg.str(p::SMTPD_TLS_EXCLUDE_CIPHERS)];
     if policy.enforce {
         excl.push(cfg.str(p::SMTPD_TLS_MANDATORY_EXCLUDE_CIPHERS));
