@@ -85,7 +85,8 @@ fn main() {
         };
         out.push_str(&format!(
             "#[doc = {}]\n#[doc = \"\"]\n#[doc = \"`{}`\"]\npub const {id}: {ty} = {value};\n",
-            r.doc, r.name
+            r.doc.replace('[', "\\\\[").replace(']', "\\\\]"),
+            r.name
         ));
         all.push_str(&format!(
             "    (\"{}\", crate::ParamKind::{}),\n",

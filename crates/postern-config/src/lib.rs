@@ -11,6 +11,14 @@
 //! * [`parse_master_cf`] / [`MasterCf`] / [`Service`]: `master.cf` services.
 //! * [`PARAMS`] / [`param`]: THE parameter table (name, default, kind, doc) with Postfix's
 //!   names and defaults.
+//! * [`p`]: one typed constant per table row, generated from it (`p::MAX_USE: Int`), read with
+//!   [`Config::str`], [`Config::list`], [`Config::bool`], [`Config::int`], [`Config::size`],
+//!   [`Config::time`] (a [`std::time::Duration`]); a misspelt name does not compile and the
+//!   default lives only in the table. [`Config::value_errors`] / [`Config::validate`] /
+//!   [`Config::try_with_overrides`]: every value that does not convert, in Postfix's wording
+//!   ([`ValueError`]), checked once at load so that the typed getters never fail. Per-transport
+//!   names: [`Config::transport_int`], [`Config::transport_time`], [`Config::transport_str`].
+//!   The string API ([`Config::get`], `get_int`…) stays for computed names and `postconf`.
 //!
 //! Additions beyond the contract: [`check_texts`] (every problem of a main.cf/master.cf pair,
 //! one line each, for `postern check`), [`apply_host_defaults`] (myhostname/mydomain from a
