@@ -61,6 +61,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 LARGE = 10_000  # sizes from here on use the "large" message count
 
 
+# main.cf settings for both MTAs from --set (milter-bench.sh: smtpd_milters).
+EXTRA_SETTINGS: list[str] = []
+
+
 def log(msg: str) -> None:
     print(f"[smtpd-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -294,7 +298,7 @@ class BenchPostfix(sb.PrivatePostfix):
     def setup(self) -> None:
         super().setup()
         r = subprocess.run(["postconf", "-c", str(self.conf), "-e", "mynetworks = 127.0.0.0/8",
-                            "default_process_limit = 100", "myorigin = localhost"],
+                            "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"postconf -e failed: {r.stderr}")
@@ -325,7 +329,7 @@ class BenchPostern:
     def setup(self) -> None:
         self.inst.run_raw(["init", str(self.inst.root), "--smtp-listen", self.listen])
         self.inst.run("postconf", "-e", "mydestination = localhost", "mynetworks = 127.0.0.0/8",
-                      "default_process_limit = 100", "myorigin = localhost")
+                      "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS)
 
     def start(self) -> None:
         self.inst.start()
@@ -740,7 +744,10 @@ def main() -> int:
     ap.add_argument("--postern-listen", help="127.x.x.x:PORT for Postern's smtpd (default: a free port)")
     ap.add_argument("--binary", type=Path, default=None, help="postern binary (default target/release/postern)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="main.cf setting for both MTAs (repeatable; bench/milter-bench.sh sets smtpd_milters)")
     a = ap.parse_args()
+    EXTRA_SETTINGS.extend(a.set)
     for listen in (a.postfix_listen, a.postern_listen):
         if listen:
             loopback(listen)
