@@ -163,10 +163,27 @@ impl Shutdown {
                 && (postern_sys::signals::hup_received() || postern_sys::signals::term_received()))
     }
 
-    /// Resolves once a stop was requested (looks every [`Shutdown::tick`]).
+    /// Resolves once a stop was requested: at once on SIGHUP (tokio's handler
+    /// chains to the flag handler, so the flag is set too), else within a
+    /// [`Shutdown::tick`] of [`Shutdown::trigger`]. Needs a tokio runtime.
     pub async fn wait(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered before the first look at the flag: no SIGHUP is missed.
+        let mut hup = if self.signals {
+            signal(SignalKind::hangup()).ok()
+        } else {
+            None
+        };
         while !self.requested() {
-            tokio::time::sleep(self.tick()).await;
+            match hup.as_mut() {
+                Some(h) => {
+                    tokio::select! {
+                        _ = h.recv() => {}
+                        () = tokio::time::sleep(self.tick()) => {}
+                    }
+                }
+                None => tokio::time::sleep(self.tick()).await,
+            }
         }
     }
 
