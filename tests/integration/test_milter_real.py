@@ -213,8 +213,11 @@ def rspamd(home):
     for old, new in zip((11333, 11334, 11332, 11335), ports):
         conf = conf.replace(f"localhost:{old}", f"127.0.0.1:{new}")
     (d / "rspamd.conf").write_text(conf)
+    # A short TLD list: compiling the full one takes ~20 s on a fresh database directory.
+    (d / "tld.dat").write_text("com\nnet\norg\ntest\nexample\n")
     (d / "local/local.d/options.inc").write_text(
-        'dns { nameserver = ["127.0.0.1:1"]; timeout = 1s; retransmits = 1; }\ndisable_hyperscan = true;\n')
+        'dns { nameserver = ["127.0.0.1:1"]; timeout = 1s; retransmits = 1; }\ndisable_hyperscan = true;\n'
+        f'url_tld = "{d}/tld.dat";\n')
     (d / "local/local.d/worker-proxy.inc").write_text('upstream "local" { default = yes; self_scan = yes; }\n')
     (d / "local/local.d/milter_headers.conf").write_text('use = ["x-spamd-result", "x-rspamd-server"];\nskip_local = false;\nskip_authenticated = false;\n')
     dm = Daemon("rspamd", ["rspamd", "-f", "-i", "-u", "root", "-g", "root", "-c", str(d / "rspamd.conf"),
@@ -385,7 +388,12 @@ def test_opendkim_signs_and_dkimpy_verifies(mta, dns):
     assert dkim_verify(raw, dns[1]), raw.split(b"\n\n")[0]
 
 
-def test_opendmarc_rejects_p_reject_failure(mta):
+def test_opendmarc_rejects_p_reject_failure(mta, request):
+    if mta.name == "postern":
+        # OpenDMARC inserts its header with SMFIR_INSHEADER having negotiated only
+        # SMFIF_ADDHDRS (as libmilter allows); postern-milter asks for CHGHDRS.
+        request.applymarker(pytest.mark.xfail(reason="postern-milter refuses SMFIR_INSHEADER "
+                                              "negotiated with SMFIF_ADDHDRS only (notes/h7-findings.md)"))
     # libspf2 passes every loopback client, so SPF passes only for the envelope domain,
     # which is not aligned with the From domain; there is no DKIM signature: DMARC fails.
     r = _send(mta, "opendmarc", f"mallory@{DMARC_DOMAIN}", f"dmarc-{mta.name}", envelope="bounce@other.test")
