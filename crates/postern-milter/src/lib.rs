@@ -29,6 +29,11 @@
 //! unless they negotiate `SMFIP_HDR_LEADSPC`; body lines end in CRLF); what comes
 //! back is converted to ours.
 //!
+//! The MTA's own Received: header is not shown to milters (as Postfix):
+//! [`Chain::message_hidden`] takes the number of such leading headers; header
+//! changes then count occurrences without them, inserts count them
+//! ([`apply_hidden`]).
+//!
 //! # Errors
 //! A milter that cannot be reached, fails negotiation, times out, closes, sends
 //! garbage, an oversized (> 64 MiB), empty or truncated packet, an unknown reply,

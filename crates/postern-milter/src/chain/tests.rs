@@ -549,3 +549,38 @@ fn no_reply_flags_skip_and_old_versions() {
     assert_eq!(bodies, 1, "SMFIR_SKIP ends the body chunks");
     assert!(seen.contains(&Command::BodyEob));
 }
+
+#[test]
+fn quarantine_holds_the_message_until_abort() {
+    let f = fake(
+        optneg(action::ALL, 0),
+        Box::new(|c| match c {
+            Command::BodyEob => Say::R(vec![
+                Response::AddHeader {
+                    name: "X-Spam".into(),
+                    value: "yes".into(),
+                },
+                Response::Quarantine("spam score 12".into()),
+                Response::Continue,
+            ]),
+            c => cont(c),
+        }),
+    );
+    let mut chain = Chain::open(std::slice::from_ref(&f.spec), &macros(), "");
+    let e = Macros::new();
+    assert_eq!(chain.mail("a@b", &[], &e), Verdict::Continue);
+    let out = chain.message(&hdrs(&[("Subject", " s")]), b"b\n", &e, &e);
+    assert_eq!(out.verdict, Verdict::Quarantine("spam score 12".into()));
+    assert_eq!(out.headers.len(), 2);
+    assert_eq!(
+        out.modifications[1],
+        Modification::Quarantine {
+            reason: "spam score 12".into()
+        }
+    );
+    chain.abort();
+    assert_eq!(chain.mail("next@b", &[], &e), Verdict::Continue);
+    chain.close();
+    let seen = f.commands();
+    assert!(seen.contains(&Command::Mail(vec!["<next@b>".into()])));
+}
