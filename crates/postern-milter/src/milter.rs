@@ -45,6 +45,23 @@ pub(crate) struct Event<'a> {
     pub content: bool,
 }
 
+/// Where a response arrived.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    /// The SMFIC event it answers.
+    event: u8,
+    /// The SMFIR byte.
+    code: u8,
+    /// CONNECT or HELO (a decision there is final for the session).
+    connect_stage: bool,
+}
+
+/// After one response: read another, or the event is decided.
+enum Step {
+    More,
+    Done(Option<Verdict>),
+}
+
 /// Which table the default reply comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -153,69 +170,86 @@ impl Milter {
             {
                 ed.end_body();
             }
-            match resp {
-                Response::Progress => continue,
-                Response::Continue => return self.sticky.clone(),
-                Response::Quarantine(reason) => {
-                    if !self.allowed(action::QUARANTINE, code, event) {
-                        return self.fail(Fault::Comm);
-                    }
-                    if let Some(ed) = edits.as_deref_mut() {
-                        ed.push(Modification::Quarantine {
-                            reason: reason.clone(),
-                        });
-                    }
-                    self.sticky = Some(Verdict::Quarantine(reason));
-                    continue;
-                }
-                Response::Skip => {
-                    self.skip = Some(event);
-                    return self.sticky.clone();
-                }
-                Response::Accept => {
-                    if connect_stage {
-                        self.close_quietly();
-                        self.accepted = true;
-                    } else {
-                        self.accept_msg = true;
-                    }
-                    return self.sticky.clone();
-                }
-                Response::Discard if connect_stage => {
-                    self.warn("DISCARD action is not allowed for connect or helo");
-                    return self.sticky.clone();
-                }
-                Response::Discard => {
-                    self.accept_msg = true;
-                    return Some(Verdict::Discard);
-                }
-                Response::Reject => {
-                    let r = Reply::new(550, "5.7.1", "Command rejected");
-                    return self.decide(connect_stage, Verdict::Reject(r));
-                }
-                Response::Tempfail => {
-                    let r = Reply::new(451, "4.7.1", "Service unavailable - try again later");
-                    return self.decide(connect_stage, Verdict::Tempfail(r));
-                }
-                Response::Shutdown => {
-                    self.close_quietly();
-                    self.sticky = Some(Verdict::Tempfail(shutdown_reply()));
-                    return self.sticky.clone();
-                }
-                Response::ReplyCode(text) => return self.reply_code(connect_stage, &text),
-                other => match edits.as_deref_mut() {
-                    Some(ed) if event == cmd::BODYEOB => {
-                        if let Err(fault) = self.edit(ed, other, code, event) {
-                            return self.fail(fault);
-                        }
-                    }
-                    _ => {
-                        self.unexpected(code, event);
-                        return self.fail(Fault::Comm);
-                    }
-                },
+            let at = At {
+                event,
+                code,
+                connect_stage,
+            };
+            if let Step::Done(v) = self.step(resp, at, edits.as_deref_mut()) {
+                return v;
             }
         }
+    }
+
+    /// Acts on one response: read on, or the event's result.
+    fn step(&mut self, resp: Response, at: At, edits: Option<&mut Edits>) -> Step {
+        let v = match resp {
+            Response::Progress => return Step::More,
+            Response::Continue => self.sticky.clone(),
+            Response::Quarantine(reason) => return self.quarantine(reason, at, edits),
+            Response::Skip => {
+                self.skip = Some(at.event);
+                self.sticky.clone()
+            }
+            Response::Accept if at.connect_stage => {
+                self.close_quietly();
+                self.accepted = true;
+                self.sticky.clone()
+            }
+            Response::Accept => {
+                self.accept_msg = true;
+                self.sticky.clone()
+            }
+            Response::Discard if at.connect_stage => {
+                self.warn("DISCARD action is not allowed for connect or helo");
+                self.sticky.clone()
+            }
+            Response::Discard => {
+                self.accept_msg = true;
+                Some(Verdict::Discard)
+            }
+            Response::Reject => {
+                let r = Reply::new(550, "5.7.1", "Command rejected");
+                self.decide(at.connect_stage, Verdict::Reject(r))
+            }
+            Response::Tempfail => {
+                let r = Reply::new(451, "4.7.1", "Service unavailable - try again later");
+                self.decide(at.connect_stage, Verdict::Tempfail(r))
+            }
+            Response::Shutdown => {
+                self.close_quietly();
+                self.sticky = Some(Verdict::Tempfail(shutdown_reply()));
+                self.sticky.clone()
+            }
+            Response::ReplyCode(text) => self.reply_code(at.connect_stage, &text),
+            other => match edits {
+                Some(ed) if at.event == cmd::BODYEOB => {
+                    match self.edit(ed, other, at.code, at.event) {
+                        Ok(()) => return Step::More,
+                        Err(fault) => self.fail(fault),
+                    }
+                }
+                _ => {
+                    self.unexpected(at.code, at.event);
+                    self.fail(Fault::Comm)
+                }
+            },
+        };
+        Step::Done(v)
+    }
+
+    /// SMFIR_QUARANTINE: hold, and read on for the event's reply.
+    fn quarantine(&mut self, reason: String, at: At, edits: Option<&mut Edits>) -> Step {
+        if !self.allowed(action::QUARANTINE, at.code, at.event) {
+            return Step::Done(self.fail(Fault::Comm));
+        }
+        if let Some(ed) = edits {
+            ed.push(Modification::Quarantine {
+                reason: reason.clone(),
+            });
+        }
+        self.sticky = Some(Verdict::Quarantine(reason));
+        Step::More
     }
 
     /// Handles one modification request at end-of-message.
