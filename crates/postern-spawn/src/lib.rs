@@ -34,7 +34,9 @@
 //!
 //! # Errors
 //! A missing or unknown attribute is fatal at start (`missing user= attribute`, `unknown
-//! attribute name: flags=R`); so is an unknown user or group. A command that cannot be
+//! attribute name: flags=R`); so is an unknown user or group, and a service type other than
+//! `unix` (Postfix's spawn also serves `inet`; Postern's single-server skeleton accepts
+//! UNIX-domain connections only). A command that cannot be
 //! started is logged and the connection closed.
 //!
 //! # Configuration
@@ -79,6 +81,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 /// Reads the service's attributes and settings; exits with a fatal log line on an error.
 pub fn setup(ctx: &Context) -> run::Command {
+    if ctx.service_type != "unix" {
+        // The single-server skeleton accepts UNIX-domain connections only: refuse at
+        // start rather than close every client.
+        postern_log::fatal(format!(
+            "service {}: spawn over {} sockets is not supported by Postern (use a unix service)",
+            ctx.service, ctx.service_type
+        ));
+    }
     let attrs = match attrs::parse(&ctx.args) {
         Ok(a) => a,
         Err(e) => postern_log::fatal(e.to_string()),
