@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::codec::command::{self, code as cmd};
 use crate::codec::response;
-use crate::codec::{CodecError, Command, Response, action, proto};
+use crate::codec::{CodecError, Command, Response, proto};
 use crate::conn::{Conn, ConnError};
 use crate::macros::{MacroConfig, Macros, Stage};
 use crate::reply::{self, Reply};
@@ -186,7 +186,7 @@ impl Milter {
         let v = match resp {
             Response::Progress => return Step::More,
             Response::Continue => self.sticky.clone(),
-            Response::Quarantine(reason) => return self.quarantine(reason, at, edits),
+            Response::Quarantine(reason) => return self.quarantine(reason, edits),
             Response::Skip => {
                 self.skip = Some(at.event);
                 self.sticky.clone()
@@ -239,10 +239,7 @@ impl Milter {
     }
 
     /// SMFIR_QUARANTINE: hold, and read on for the event's reply.
-    fn quarantine(&mut self, reason: String, at: At, edits: Option<&mut Edits>) -> Step {
-        if !self.allowed(action::QUARANTINE, at.code, at.event) {
-            return Step::Done(self.fail(Fault::Comm));
-        }
+    fn quarantine(&mut self, reason: String, edits: Option<&mut Edits>) -> Step {
         if let Some(ed) = edits {
             ed.push(Modification::Quarantine {
                 reason: reason.clone(),
@@ -252,22 +249,13 @@ impl Milter {
         Step::More
     }
 
-    /// Handles one modification request at end-of-message.
+    /// Handles one modification request at end-of-message. As Postfix, the
+    /// request is not checked against the actions the milter negotiated:
+    /// libmilter does that on its side (and ties SMFIR_INSHEADER to
+    /// SMFIF_ADDHDRS), other implementations are trusted as configured.
     fn edit(&mut self, ed: &mut Edits, resp: Response, code: u8, event: u8) -> Result<(), Fault> {
-        let need = match &resp {
-            Response::AddHeader { .. } => action::ADDHDRS,
-            Response::InsHeader { .. } | Response::ChgHeader { .. } => action::CHGHDRS,
-            Response::ReplBody(_) => action::CHGBODY,
-            Response::AddRcpt(_) => action::ADDRCPT,
-            Response::AddRcptPar { .. } => action::ADDRCPT_PAR,
-            Response::DelRcpt(_) => action::DELRCPT,
-            Response::ChgFrom { .. } => action::CHGFROM,
-            _ => {
-                self.unexpected(code, event);
-                return Err(Fault::Comm);
-            }
-        };
-        if !self.allowed(need, code, event) {
+        if !resp.is_edit() {
+            self.unexpected(code, event);
             return Err(Fault::Comm);
         }
         let leadspc = self.events & proto::HDR_LEADSPC != 0;
@@ -299,19 +287,6 @@ impl Milter {
                 self.fail(Fault::Conf)
             }
         }
-    }
-
-    /// Checks that the milter negotiated the action a request needs.
-    fn allowed(&self, need: u32, code: u8, event: u8) -> bool {
-        if self.actions & need != 0 {
-            return true;
-        }
-        self.warn(&format!(
-            "{} request after event {} was not negotiated",
-            response::name(code),
-            command::name(event)
-        ));
-        false
     }
 
     fn unexpected(&self, code: u8, event: u8) {

@@ -584,3 +584,30 @@ fn quarantine_holds_the_message_until_abort() {
     let seen = f.commands();
     assert!(seen.contains(&Command::Mail(vec!["<next@b>".into()])));
 }
+
+#[test]
+fn edits_are_not_checked_against_negotiated_actions() {
+    // libmilter sends SMFIR_INSHEADER under SMFIF_ADDHDRS (OpenDMARC does); Postfix
+    // applies requests whatever was negotiated.
+    let f = fake(
+        optneg(action::ADDHDRS, 0),
+        Box::new(|c| match c {
+            Command::BodyEob => Say::R(vec![
+                Response::InsHeader {
+                    index: 0,
+                    name: "Authentication-Results".into(),
+                    value: "mx; dmarc=pass".into(),
+                },
+                Response::Continue,
+            ]),
+            c => cont(c),
+        }),
+    );
+    let mut chain = Chain::open(std::slice::from_ref(&f.spec), &macros(), "");
+    let e = Macros::new();
+    let out = chain.message(&hdrs(&[("Subject", " s")]), b"b\n", &e, &e);
+    assert_eq!(out.verdict, Verdict::Continue);
+    assert_eq!(out.headers[0].0, "Authentication-Results");
+    chain.close();
+    f.commands();
+}

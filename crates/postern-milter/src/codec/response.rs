@@ -199,6 +199,21 @@ impl Response {
         Ok(resp)
     }
 
+    /// True for a modification request (allowed at end-of-message only).
+    pub fn is_edit(&self) -> bool {
+        matches!(
+            self,
+            Response::AddHeader { .. }
+                | Response::InsHeader { .. }
+                | Response::ChgHeader { .. }
+                | Response::ReplBody(_)
+                | Response::AddRcpt(_)
+                | Response::AddRcptPar { .. }
+                | Response::DelRcpt(_)
+                | Response::ChgFrom { .. }
+        )
+    }
+
     /// The response byte.
     pub fn code(&self) -> u8 {
         match self {
