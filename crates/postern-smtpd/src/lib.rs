@@ -149,6 +149,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                     conn,
                     addr,
                 );
+                sess.client_port = peer.addr.map_or(0, |a| a.port());
                 resolver::name_client(&mut sess, resolver.as_ref()).await;
                 sess.run().await;
             }

@@ -78,6 +78,8 @@ fn exchange(
     m.insert("i".into(), inspect.queue_id.clone());
     let hidden = usize::try_from(inspect.hidden).unwrap_or(0);
     let outcome = chain.message_hidden(hidden, &inspect.headers, &inspect.body, &m, &m);
+    // The transaction is over for the milters (their per-message state resets).
+    chain.abort();
     write_frame(&mut s, &to_ipc(&outcome).to_attrs()).map_err(|e| e.to_string())?;
     let last = read(&mut s)?;
     Ok(Queued {
