@@ -127,7 +127,7 @@ def mod_packets(mod: dict) -> bytes:
 
 
 class Close(Exception):
-    """The script says: drop the connection."""
+    """The script says: drop the connection (after sending args[0], if given)."""
 
 
 def render(action) -> bytes | None:
@@ -154,7 +154,7 @@ def render(action) -> bytes | None:
     if action.get("oversized"):
         return struct.pack(">I", 0x7FFFFFFF) + b"c"
     if action.get("truncate"):
-        return struct.pack(">I", 100) + b"hX\0"
+        raise Close(struct.pack(">I", 100) + b"hX\0")
     if "stall" in action:
         time.sleep(float(action["stall"]))
         raise Close()
@@ -205,7 +205,12 @@ class Session:
                 data = self.recv_exact(length)
                 with self.server.lock:
                     todo = self.handle(data[:1], data[1:])
-                out = render(todo[1]) if todo and todo[0] == "action" else (todo or (None, None))[1]
+                try:
+                    out = render(todo[1]) if todo and todo[0] == "action" else (todo or (None, None))[1]
+                except Close as last:
+                    if last.args:
+                        self.conn.sendall(last.args[0])
+                    raise
                 if out:
                     self.conn.sendall(out)
         except (EOFError, Close, OSError):

@@ -202,3 +202,37 @@ fn stall_and_default_accept() {
     assert_eq!(chain.mail("a@b", &[], &mac), Verdict::Continue);
     chain.close();
 }
+
+#[test]
+fn truncated_packet_and_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = serde_json::json!({"on": {
+        "mail": [{"if": "trunc@", "do": {"truncate": true}}],
+        "rcpt": [{"if": "close@", "do": "close"}]
+    }});
+    let tempfail = Verdict::Tempfail(Reply::new(
+        451,
+        "4.7.1",
+        "Service unavailable - try again later",
+    ));
+    let m = start(dir.path(), "trunc", "inet:127.0.0.1:0", &script);
+    let mac = Macros::new();
+    for (mail, rcpt) in [("trunc@x", "r@x"), ("ok@x", "close@x")] {
+        let mut chain = Chain::open(&[spec(&m)], &MacroConfig::postfix_defaults(), "");
+        let t = std::time::Instant::now();
+        let v = chain.mail(mail, &[], &mac);
+        let v = if v == Verdict::Continue {
+            chain.rcpt(rcpt, &[], &mac)
+        } else {
+            v
+        };
+        assert_eq!(v, tempfail, "{mail} {rcpt}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "closed, not timed out"
+        );
+        chain.close();
+    }
+    let rec = record(&m);
+    assert_eq!(rec["sessions"][0]["closed"], true);
+}
