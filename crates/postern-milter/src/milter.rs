@@ -94,6 +94,8 @@ pub(crate) struct Milter {
     macros: MacroConfig,
     /// SMFIR_SKIP: skip further events with this code.
     skip: Option<u8>,
+    /// An event was sent since negotiation (ABORT means nothing before that).
+    started: bool,
 }
 
 impl Milter {
@@ -138,6 +140,7 @@ impl Milter {
             packets.push(ev.cmd);
         }
         let timeout = self.timeout(ev.content);
+        self.started = true;
         if let Err(e) = self.conn_mut()?.send(&packets, timeout) {
             self.warn(&format!("error writing command: {e}"));
             return self.fail(Fault::Comm);
@@ -365,7 +368,7 @@ impl Milter {
             // the session; a quarantine is about one message, so it ends here.
             self.sticky = None;
         }
-        if self.sticky.is_some() {
+        if self.sticky.is_some() || !self.started {
             return;
         }
         let timeout = self.spec.command_timeout;

@@ -30,6 +30,7 @@ impl Milter {
             np_mask: 0,
             macros: macros.clone(),
             skip: None,
+            started: false,
         };
         let Some(offered) = proto::offered(spec.protocol) else {
             m.warn(&format!("bad protocol information: {}", spec.protocol));
