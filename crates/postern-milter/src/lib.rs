@@ -9,8 +9,8 @@
 //! ```text
 //!  caller (smtpd / cleanup)          this crate                         milter
 //!  ───────────────────────   ───────────────────────────────   ──────────────────
-//!  Chain::open(specs)      → conn.rs: connect, SMFIC_OPTNEG   ⇄  negotiate
-//!  connect/helo/mail/…     → chain.rs: SMFIC_MACRO + event    ⇄  reply → Verdict
+//!  Chain::open(specs)      → milter/negotiate.rs: SMFIC_OPTNEG ⇄ negotiate
+//!  connect/helo/mail/…     → milter.rs: SMFIC_MACRO + event   ⇄  reply → Verdict
 //!  message(headers, body)  → header/EOH/body/EOM per milter   ⇄  edits + reply
 //!                            edit.rs applies each milter's edits before the next
 //! ```
@@ -42,6 +42,13 @@
 //! milter's `default_action` (accept: it drops out; reject/tempfail/shutdown/
 //! quarantine: the verdict for this and every later event of the session).
 //! Modifications of a milter that fails at end-of-message are discarded whole.
+//!
+//! Deliberate differences from Postfix, all on the side of refusing: a reply
+//! text must also keep one code on every line and stay within 100 lines of 1000
+//! bytes; an edit request that would corrupt the message (a header value whose
+//! continuation lines do not start with white space, control characters in an
+//! address) is a misbehaving milter; a quarantine lasts until the transaction
+//! ends (Postfix keeps it for the rest of the session).
 //!
 //! # Security
 //! Milters are trusted as far as the administrator configured them, but their
