@@ -59,6 +59,15 @@ def talk(path: Path, send: bytes = b"", timeout: float = 20) -> bytes:
         return out
 
 
+def status_uids(pid: int) -> tuple[int, int]:
+    """(real, effective) uid of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            real, eff = line.split()[1:3]
+            return int(real), int(eff)
+    raise AssertionError(f"no Uid line for {pid}")
+
+
 def loopback_dns_address() -> str | None:
     """A 127/8 address where UDP port 53 is free (a DNS server for resolv.conf)."""
     for _ in range(20):
@@ -146,6 +155,14 @@ def test_scripted_command_user_exit_status_and_time_limit(root_instance):
     inst.start()
     out = talk(private(inst, "svc"), b"hello\n")
     assert out == f"ids {nobody.pw_uid} {nobody.pw_gid} {nobody.pw_gid}\ngot hello\n".encode(), out
+    # Between commands spawn works with mail_owner's effective uid (root's real uid
+    # is kept to start the next command as user=).
+    owner = pwd.getpwnam(inst.run("postconf", "-h", "mail_owner").stdout.decode().strip())
+    spawns = inst.wait_for(lambda: [p for p in inst.processes() if p.alive() and Path(
+        f"/proc/{p.pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"spawn")], what="spawn process")
+    uids = inst.wait_for(lambda: {status_uids(p.pid) for p in spawns} == {(0, owner.pw_uid)}
+                         and {status_uids(p.pid) for p in spawns}, what="spawn idle as mail_owner")
+    assert uids == {(0, owner.pw_uid)}
     out = talk(private(inst, "svc"), b"fail\n")
     assert out.endswith(b"failing\n"), out
     inst.wait_for(lambda: f"warning: command {script} exit status 3" in inst.log(),

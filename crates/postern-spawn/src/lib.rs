@@ -29,7 +29,8 @@
 //! `queue_directory`. In a non-root instance (a developer's or a test's) nobody can be
 //! switched to: `user=` must still be given, but the command runs as the instance's user.
 //! The daemon itself runs with master's privileges (master.cf unpriv column `n`) to be
-//! able to switch users, and never in a chroot jail (its commands lie outside it).
+//! able to switch users, but while no command runs its effective ids are `mail_owner`'s
+//! (as Postfix's spawn); it never runs in a chroot jail (its commands lie outside it).
 //! A command that runs longer than its time limit is killed with its process group.
 //!
 //! # Errors
@@ -47,9 +48,10 @@ pub mod attrs;
 pub mod run;
 
 use attrs::Attrs;
-use postern_server::external::{self, AccountError};
+use postern_server::external::{self, AccountError, Accounts};
 use postern_server::service::{self, Env, Service};
 use postern_server::skeleton::{self, Context};
+use postern_sys::privs::EffectiveIds;
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -58,10 +60,31 @@ use std::process::ExitCode;
 pub struct Spawn {
     /// What runs for each connection.
     pub cmd: run::Command,
+    /// `mail_owner`'s (uid, gid) in a root instance: the effective ids between commands.
+    pub owner: Option<(u32, u32)>,
+    /// Holds `owner`'s effective ids while no command runs.
+    dropped: Option<EffectiveIds>,
 }
 
 impl Service for Spawn {
+    /// Between commands the process works with `mail_owner`'s effective ids (Postfix's
+    /// spawn drops them the same way); root's are needed only to start a command as
+    /// `user=` and to kill it at its time limit.
+    fn on_idle(&mut self, _ctx: &Context) {
+        if let (Some((uid, gid)), None) = (self.owner, &self.dropped) {
+            match EffectiveIds::switch_ids(uid, gid) {
+                Ok(ids) => self.dropped = Some(ids),
+                Err(e) => postern_log::fatal(e),
+            }
+        }
+    }
+
     fn serve(&mut self, _ctx: &Context, stream: UnixStream) {
+        if let Some(ids) = self.dropped.take()
+            && let Err(e) = ids.finish()
+        {
+            postern_log::fatal(e);
+        }
         run::serve(&self.cmd, stream);
     }
 }
@@ -74,13 +97,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let ctx = skeleton::init("spawn", &args);
-    let mut svc = Spawn { cmd: setup(&ctx) };
+    let mut svc = setup(&ctx);
     let env = Env::from_master(&ctx);
     service::finish(&ctx, service::single_server(&ctx, env, &mut svc))
 }
 
 /// Reads the service's attributes and settings; exits with a fatal log line on an error.
-pub fn setup(ctx: &Context) -> run::Command {
+pub fn setup(ctx: &Context) -> Spawn {
     if ctx.service_type != "unix" {
         // The single-server skeleton accepts UNIX-domain connections only: refuse at
         // start rather than close every client.
@@ -93,17 +116,24 @@ pub fn setup(ctx: &Context) -> run::Command {
         Ok(a) => a,
         Err(e) => postern_log::fatal(e.to_string()),
     };
-    run::Command {
-        ids: command_ids(ctx, &attrs),
+    let accounts = command_ids(ctx, &attrs);
+    let cmd = run::Command {
+        ids: accounts.map(|a| (a.uid, a.gid)),
         cwd: ctx.config.get("queue_directory").into(),
         env: external::environment(ctx, ctx.config.get_list("export_environment")),
         time_limit: external::time_limit(ctx, "command_time_limit"),
         argv: attrs.argv,
+    };
+    Spawn {
+        cmd,
+        owner: accounts.map(|a| (a.owner_uid, a.owner_gid)),
+        dropped: None,
     }
 }
 
-/// The uid and gid for the command (root instance only); fatal on a refused account.
-fn command_ids(ctx: &Context, a: &Attrs) -> Option<(u32, u32)> {
+/// The ids of the command and of `mail_owner` (root instance only); fatal on a refused
+/// account.
+fn command_ids(ctx: &Context, a: &Attrs) -> Option<Accounts> {
     if !postern_sys::privs::is_root() {
         return None;
     }
@@ -118,5 +148,5 @@ fn command_ids(ctx: &Context, a: &Attrs) -> Option<(u32, u32)> {
     if let Some(refusal) = attrs::refusal(ids.uid, ids.gid, ids.owner_uid, ids.owner_gid) {
         fatal(refusal);
     }
-    Some((ids.uid, ids.gid))
+    Some(ids)
 }

@@ -6,7 +6,6 @@ use postern_config::{Config, parse_main_cf};
 use postern_server::service::{self, Env, Exit};
 use postern_server::skeleton::Context;
 use postern_server::status::{AVAILABLE, BUSY};
-use postern_spawn::Spawn;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -48,9 +47,7 @@ fn each_connection_runs_the_command_until_max_use() {
     } else {
         postern_sys::privs::effective_uid()
     };
-    let mut svc = Spawn {
-        cmd: postern_spawn::setup(&ctx),
-    };
+    let mut svc = postern_spawn::setup(&ctx);
     let t = std::thread::spawn(move || service::single_server(&ctx, env, &mut svc));
     assert_eq!(
         exchange(&path, b"one\n"),
