@@ -334,6 +334,13 @@ pub(crate) async fn connect(sess: &mut Session<'_>) -> Option<(Reply, bool)> {
     None
 }
 
+/// A milter refused the client with a 5xx at CONNECT or HELO.
+pub(crate) fn refused(sess: &Session<'_>) -> bool {
+    sess.milters
+        .as_ref()
+        .is_some_and(|m| m.refused == Some('5'))
+}
+
 fn remember_refusal(sess: &mut Session<'_>, r: &Reply) {
     if let Some(m) = sess.milters.as_mut() {
         m.refused = Some(if r.code >= 500 { '5' } else { '4' });

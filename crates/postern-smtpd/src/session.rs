@@ -545,9 +545,14 @@ impl<'a> Session<'a> {
         let starttls = self.offer_starttls();
         let auth = crate::sasl::smtp::ehlo_keywords(self).await;
         let mut lines = vec![self.s.myhostname.clone()];
+        // After a milter's 5xx at CONNECT or HELO, EHLO announces only
+        // ENHANCEDSTATUSCODES (Postfix's Sendmail compatibility).
+        let refused = milter::refused(self);
         let mut kw = |k: String| {
             let word = k.split(' ').next().unwrap_or("").to_ascii_lowercase();
-            if !self.s.discard_ehlo.contains(&word) {
+            if !self.s.discard_ehlo.contains(&word)
+                && (!refused || word == "enhancedstatuscodes")
+            {
                 lines.push(k);
             }
         };

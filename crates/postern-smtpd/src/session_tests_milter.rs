@@ -191,7 +191,12 @@ async fn connect_refusal_greets_554_and_refuses_mail() {
     fake_milter(dir.path(), refuse_connect);
     let h = harness(dir.path(), "").await;
     let out = h
-        .talk(&[l("HELO c.example"), l("MAIL FROM:<s@x.example>"), l("QUIT")])
+        .talk(&[
+            l("HELO c.example"),
+            l("MAIL FROM:<s@x.example>"),
+            l("EHLO c.example"),
+            l("QUIT"),
+        ])
         .await;
     assert_eq!(
         out[0],
@@ -199,6 +204,7 @@ async fn connect_refusal_greets_554_and_refuses_mail() {
     );
     assert_eq!(out[1], "250 mx.test.example");
     assert_eq!(out[2], "550 5.7.1 Command rejected");
+    assert_eq!(out[3], "250-mx.test.example\n250 ENHANCEDSTATUSCODES");
 }
 
 #[tokio::test]
