@@ -31,14 +31,10 @@ import pytest
 
 from dnsserver import DnsServer
 from postern import COMMAND_TIMEOUT, MAX_WAIT
+from test_content_filter import add_services
 from test_smtp_client import postconf, wait_port
 
 POLICYD_SPF = "/usr/bin/policyd-spf"
-
-
-def add_services(inst, *lines: str) -> None:
-    master = inst.root / "master.cf"
-    master.write_text(master.read_text() + "".join(l + "\n" for l in lines))
 
 
 def private(inst, name: str) -> Path:
