@@ -4,7 +4,7 @@
 //! one frame each way (see `postern-ipc`); every read and write has a
 //! deadline (`ipc_timeout`) and every frame a size limit. One codec reads
 //! frames for the blocking and the async callers and for the servers
-//! ([`read_incoming`], [`read_frame`], [`read_frame_async`]): the header and
+//! (`read_incoming`, [`read_frame`], [`read_frame_async`]): the header and
 //! payload decoding are shared, only the reads differ.
 
 use postern_config::Config;
@@ -95,7 +95,7 @@ pub fn trigger(cfg: &Config, class: &str, service: &str, bytes: &[u8]) -> Result
 /// ([`read_frame`]), the async ones ([`read_frame_async`]) and the framed-request
 /// server (`crate::framed`), which reads master's short wake-ups too.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A clean end of stream before the first byte.
     End,
     /// The peer hung up after fewer bytes than a frame header: a trigger
@@ -173,7 +173,7 @@ pub async fn write_frame_async(
 /// Reads a frame of at most `limit` payload bytes, or what ended the stream
 /// instead (see [`Incoming`]). A frame that is too large or malformed is an
 /// `InvalidData` error wrapping the [`FrameError`].
-pub fn read_incoming(r: &mut impl Read, limit: u64) -> std::io::Result<Incoming> {
+pub(crate) fn read_incoming(r: &mut impl Read, limit: u64) -> std::io::Result<Incoming> {
     let mut head = Head::default();
     while !head.complete() {
         match r.read(head.space()) {

@@ -3,7 +3,7 @@
 //!
 //! A [`Framed`] service answers requests; this skeleton does the rest on the
 //! event server ([`crate::event`]): it reads each request with the shared
-//! frame codec ([`crate::client::read_incoming`]), refuses a frame over the
+//! frame codec (`client::read_incoming`), refuses a frame over the
 //! service's [`Framed::frame_limit`] (the connection is closed with a warning),
 //! bounds the rest of a request and the reply write by `ipc_timeout` (a
 //! client may wait as long as it likes between requests: smtpd keeps its
@@ -75,12 +75,7 @@ pub async fn run<S: Framed>(
 
 /// One connection: requests until the client hangs up, a request is refused, or
 /// the process drains.
-pub async fn session<S: Framed>(
-    ctx: Arc<Context>,
-    svc: Arc<S>,
-    mut io: Box<dyn Io>,
-    mut drain: Drain,
-) {
+async fn session<S: Framed>(ctx: Arc<Context>, svc: Arc<S>, mut io: Box<dyn Io>, mut drain: Drain) {
     let timeout = client::ipc_timeout(&ctx.config);
     let what = format!("{} request", ctx.program);
     while !drain.draining() {
