@@ -36,11 +36,18 @@ from postern import MAX_WAIT, as_user_prefix, free_port
 from test_rewrite import mail, parse
 from test_smtp_client import Peer, postconf, wait_port, wait_queue_empty
 
-REINJECT_OPTIONS = ("-o content_filter= "
-                    "-o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters "
-                    "-o smtpd_authorized_xforward_hosts=127.0.0.0/8 "
-                    "-o smtpd_recipient_restrictions=permit_mynetworks,reject "
-                    "-o mynetworks=127.0.0.0/8")
+# FILTER_README's reinjection smtpd, option for option.
+REINJECT_OPTIONS = """
+    -o content_filter=
+    -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters
+    -o smtpd_helo_restrictions=
+    -o smtpd_client_restrictions=
+    -o smtpd_sender_restrictions=
+    -o smtpd_relay_restrictions=
+    -o smtpd_recipient_restrictions=permit_mynetworks,reject
+    -o smtpd_data_restrictions=
+    -o mynetworks=127.0.0.0/8
+    -o smtpd_authorized_xforward_hosts=127.0.0.0/8"""
 
 
 def add_services(inst, *lines: str) -> None:
@@ -80,9 +87,11 @@ def test_smtp_filter_and_reinjection(instance):
     back = free_port()
     try:
         postconf(instance, f"content_filter = scan:[127.0.0.1]:{peer.port}")
+        # FILTER_README's scan transport, without -o disable_dns_lookups=yes (Postern
+        # refuses to start with it: its smtp client has no DNS-less mode).
         add_services(instance,
-                     "scan unix - - n - 10 smtp -o smtp_data_done_timeout=1200 -o max_use=20",
-                     f"127.0.0.1:{back} inet n - n - - smtpd {REINJECT_OPTIONS}")
+                     "scan unix - - n - 10 smtp -o smtp_send_xforward_command=yes -o max_use=20",
+                     f"localhost:{back} inet n - n - - smtpd {REINJECT_OPTIONS}")
         instance.start()
         wait_port(instance.port)
         wait_port(back)
