@@ -20,11 +20,7 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     let ctx = skeleton::init("bounce", &args);
     let mut serve = |ctx: &skeleton::Context, mut stream: std::os::unix::net::UnixStream| {
         let Some(attrs) = skeleton::read_request(ctx, &mut stream, 1 << 24, "bounce request")

@@ -89,11 +89,7 @@ pub fn fuzz(data: &[u8]) {
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     // The tables are opened before a chroot (master.cf), as Postfix's pre_jail_init.
     let (ctx, (), tables) = skeleton::init_open(
         "cleanup",

@@ -72,11 +72,7 @@ impl deliver::Services for IpcServices<'_> {
 
 /// Daemon entry point: one delivery request per connection.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     let ctx = skeleton::init("local", &args);
     let s = settings::from_config(&ctx.config);
     let tables = deliver::Tables::open(&s);

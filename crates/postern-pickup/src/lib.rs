@@ -39,11 +39,7 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     // The account database is read before a chroot (master.cf): the jail has none.
     let (ctx, (), owner) = skeleton::init_open("pickup", &args, |_| (), mail_owner_uid);
     let mut wakeup = |ctx: &Context, _trigger: &[u8]| scan(ctx, owner);

@@ -69,11 +69,7 @@ use std::process::ExitCode;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     let ctx = skeleton::init("pipe", &args);
     let pipe = setup(&ctx);
     let exit = agent::delivery_server(&ctx, Env::from_master(&ctx), move |ctx, req| {

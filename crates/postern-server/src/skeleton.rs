@@ -164,6 +164,15 @@ fn parse_args(program: &str, args: &[String]) -> Result<Parsed, String> {
     Ok(p)
 }
 
+/// A daemon's arguments after `argv[0]`, as text for [`init`] (master passes
+/// only what it read from master.cf; anything not UTF-8 is replaced lossily).
+pub fn daemon_args(argv: &[std::ffi::OsString]) -> Vec<String> {
+    argv.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Daemon start-up: arguments, configuration, logging, privileges.
 /// Exits with a fatal log line on any error (master throttles the service).
 pub fn init(program: &str, args: &[String]) -> Context {

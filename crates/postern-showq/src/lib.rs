@@ -175,11 +175,7 @@ fn stand_alone(args: &[String]) -> ExitCode {
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     if args.iter().any(|a| a == "-S") {
         return stand_alone(&args);
     }

@@ -168,11 +168,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "smtp".into());
     let lmtp = program == "lmtp";
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     // Tables and trust anchors are read before a chroot (master.cf). The resolver
     // is made after it: in a jail it reads the jail's etc/resolv.conf and
     // etc/hosts, as Postfix's smtp does.

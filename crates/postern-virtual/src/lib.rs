@@ -53,11 +53,7 @@ use std::process::ExitCode;
 
 /// Daemon entry point: one delivery request per connection.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     let ctx = skeleton::init("virtual", &args);
     if let Some(a) = ctx.args.first() {
         postern_log::fatal(format!("unexpected command-line argument: {a}"));
