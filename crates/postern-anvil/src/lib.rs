@@ -83,3 +83,31 @@ impl Framed for Anvil {
         Some(reply.to_attrs())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_ipc::proto::AnvilReply;
+
+    /// The service on the framed skeleton's callback: one table for every
+    /// connection, a request it cannot decode closes the session.
+    #[test]
+    fn answers_share_one_table() {
+        let ctx = Context::new("anvil", postern_config::Config::new(Default::default()));
+        let anvil = Anvil::new(Duration::from_secs(60));
+        let ask = |op: &str| {
+            let req = AnvilRequest {
+                op: op.into(),
+                ident: "smtp:192.0.2.1".into(),
+            };
+            let reply = anvil.answer(&ctx, req.to_attrs()).expect("a reply");
+            AnvilReply::from_attrs(&reply).expect("an anvil reply")
+        };
+        assert_eq!(ask("connect"), AnvilReply { count: 1, rate: 1 });
+        assert_eq!(ask("connect"), AnvilReply { count: 2, rate: 2 });
+        assert_eq!(ask("disconnect").count, 1);
+        let mut bad = AttrList::new();
+        bad.push("proto", "other/1");
+        assert!(anvil.answer(&ctx, bad).is_none());
+    }
+}
