@@ -142,6 +142,17 @@ pub struct SessionMilters {
     pub hold: Option<String>,
     /// MAIL was sent: an ABORT is due when the transaction ends without a message.
     in_txn: bool,
+    /// The chain was lost (a panic in its task): every event is refused (4xx).
+    broken: bool,
+}
+
+/// The verdict for an event when the chain is gone.
+fn unavailable() -> Verdict {
+    Verdict::Tempfail(postern_milter::Reply::new(
+        451,
+        "4.7.1",
+        "Service unavailable - try again later",
+    ))
 }
 
 /// Runs `f` on the session's chain in a blocking task; `None` without milters.
@@ -150,12 +161,22 @@ async fn call<T: Send + 'static>(
     f: impl FnOnce(&mut Chain) -> T + Send + 'static,
 ) -> Option<T> {
     let mut chain = sess.milters.as_mut()?.chain.take()?;
-    let (chain, r) = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let r = f(&mut chain);
         (chain, r)
     })
-    .await
-    .ok()?;
+    .await;
+    let (chain, r) = match joined {
+        Ok(x) => x,
+        Err(e) => {
+            // Fail closed: every later event and the message get a temporary refusal.
+            postern_log::warning(format!("{}: milter chain lost: {e}", sess.client));
+            if let Some(m) = sess.milters.as_mut() {
+                m.broken = true;
+            }
+            return None;
+        }
+    };
     if let Some(m) = sess.milters.as_mut() {
         m.chain = Some(chain);
     }
@@ -350,7 +371,7 @@ fn remember_refusal(sess: &mut Session<'_>, r: &Reply) {
 fn active(sess: &Session<'_>) -> bool {
     sess.milters
         .as_ref()
-        .is_some_and(|m| m.chain.is_some() && !m.discard)
+        .is_some_and(|m| (m.chain.is_some() || m.broken) && !m.discard)
 }
 
 /// HELO/EHLO: `Some(reply)` only for a 421 (end the session). A 4xx/5xx is given
@@ -363,7 +384,9 @@ pub(crate) async fn helo(sess: &mut Session<'_>, name: &str, stage: &str) -> Opt
     }
     abort(sess).await;
     let (name, m) = (name.to_string(), macros(sess));
-    let v = call(sess, move |c| c.helo(&name, &m)).await?;
+    let v = call(sess, move |c| c.helo(&name, &m))
+        .await
+        .unwrap_or_else(unavailable);
     let r = check(sess, stage, v)?;
     if r.code == 421 {
         return Some(r);
@@ -408,7 +431,9 @@ pub(crate) async fn mail(sess: &mut Session<'_>) -> Option<Reply> {
     if let Some(s) = sess.milters.as_mut() {
         s.in_txn = true;
     }
-    let v = call(sess, move |c| c.mail(&sender, &args, &m)).await?;
+    let v = call(sess, move |c| c.mail(&sender, &args, &m))
+        .await
+        .unwrap_or_else(unavailable);
     check(sess, "MAIL", v)
 }
 
@@ -418,7 +443,9 @@ pub(crate) async fn rcpt(sess: &mut Session<'_>, rcpt: &str) -> Option<Reply> {
         return None;
     }
     let (rcpt, args, m) = (format!("<{rcpt}>"), esmtp_args(sess), macros(sess));
-    let v = call(sess, move |c| c.rcpt(&rcpt, &args, &m)).await?;
+    let v = call(sess, move |c| c.rcpt(&rcpt, &args, &m))
+        .await
+        .unwrap_or_else(unavailable);
     check(sess, "RCPT", v)
 }
 
@@ -428,7 +455,9 @@ pub(crate) async fn data(sess: &mut Session<'_>, stage: &str) -> Option<Reply> {
         return None;
     }
     let m = macros(sess);
-    let v = call(sess, move |c| c.data(&m)).await?;
+    let v = call(sess, move |c| c.data(&m))
+        .await
+        .unwrap_or_else(unavailable);
     check(sess, stage, v)
 }
 
@@ -438,7 +467,9 @@ pub(crate) async fn unknown(sess: &mut Session<'_>, line: &str) -> Option<Reply>
         return None;
     }
     let (line, m) = (line.to_string(), macros(sess));
-    let v = call(sess, move |c| c.unknown(&line, &m)).await?;
+    let v = call(sess, move |c| c.unknown(&line, &m))
+        .await
+        .unwrap_or_else(unavailable);
     check(sess, "UNKNOWN", v)
 }
 
@@ -469,7 +500,7 @@ pub(crate) async fn close(sess: &mut Session<'_>) {
 pub(crate) fn flags(sess: &Session<'_>) -> u32 {
     match &sess.milters {
         Some(m) if m.discard => cleanup_flags::DISCARD,
-        Some(m) if m.chain.is_some() => {
+        Some(m) if m.chain.is_some() || m.broken => {
             cleanup_flags::MILTER | m.hold.as_ref().map_or(0, |_| cleanup_flags::HOLD)
         }
         Some(m) if m.hold.is_some() => cleanup_flags::HOLD,
