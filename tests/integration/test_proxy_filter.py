@@ -191,6 +191,18 @@ def test_accept_reject_and_xforward(proxied):
         # The filter rejects at the end of data: multi-line reply relayed.
         code, text = c.data(b"Subject: bad\r\n\r\nREJECTME\r\n")
         assert (code, text) == (554, b"5.7.1 filter rejected this message\n5.7.1 second line"), text
+    # BDAT: the filter gets DATA (it does not announce CHUNKING), as from Postfix.
+    s = socket.create_connection(("127.0.0.1", inst.port), timeout=WAIT)
+    f = s.makefile("rb")
+    body = b"Subject: chunked\r\n\r\nin chunks\r\n"
+    s.sendall(b"EHLO client.example\r\nMAIL FROM:<c@example.org>\r\nRCPT TO:<chunk@localhost>\r\n"
+              + f"BDAT {len(body)} LAST\r\n".encode() + body + b"QUIT\r\n")
+    replies = [f.readline() for _ in range(4)]
+    while replies[-1][3:4] == b"-" or not replies[-1].startswith(b"250 2.0.0 Ok: queued as"):
+        replies.append(f.readline())
+        assert len(replies) < 40 and replies[-1], replies
+    s.close()
+    assert _msg(inst, "chunk")["X-Filtered"] == "yes"
     msg = _msg(inst, "ok")
     assert msg["X-Filtered"] == "yes"
     assert msg.get_payload().replace("\r\n", "\n") == "body\n.dot line\n"

@@ -358,7 +358,13 @@ fn rfc_addr(a: std::net::IpAddr) -> String {
 /// MAIL FROM passed smtpd's checks: `Ok(None)` without a filter, else the proxy (connected
 /// and MAIL sent, or saved for the replay); `Err` is the reply for the client.
 pub(crate) async fn mail(sess: &mut Session<'_>, mail: String) -> Result<Option<Proxy>, Reply> {
-    let Some(s) = sess.s.proxy.clone() else {
+    // Not in stand-alone mode (`sendmail -bs`), as Postfix: that mail goes to postdrop.
+    let Some(s) = sess
+        .s
+        .proxy
+        .clone()
+        .filter(|_| sess.s.postdrop_config.is_none())
+    else {
         return Ok(None);
     };
     let speed_adjust = s.speed_adjust;
