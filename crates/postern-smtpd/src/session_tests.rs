@@ -428,3 +428,44 @@ async fn addresses_postfix_accepts() {
 
 #[path = "session_tests_errors.rs"]
 mod errors;
+
+/// The `filter` attributes of a request to cleanup.
+fn filters(r: &CleanupRequest) -> Vec<&str> {
+    r.attrs
+        .iter()
+        .filter(|(n, _)| n == "filter")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn content_filter_goes_to_cleanup_and_a_filter_action_replaces_it() {
+    let h = Harness::new(
+        "content_filter = scan:[127.0.0.1]:10024\nsmtpd_sender_restrictions = \
+         check_sender_access inline:{ {f@x.example=FILTER other:[127.0.0.1]:10026} }",
+    )
+    .await;
+    let mut steps = open_txn();
+    steps.extend([
+        l("DATA"),
+        l(MSG),
+        l("MAIL FROM:<f@x.example>"),
+        l("RCPT TO:<user@mx.test.example>"),
+        l("DATA"),
+        l(MSG),
+        l("QUIT"),
+    ]);
+    h.talk(&steps).await;
+    {
+        let q = h.queued.lock().expect("lock");
+        assert_eq!(q.len(), 2);
+        assert_eq!(filters(&q[0]), ["scan:[127.0.0.1]:10024"]);
+        assert_eq!(filters(&q[1]), ["other:[127.0.0.1]:10026"]);
+    }
+    // `-o content_filter=` (empty): nothing is sent.
+    let h = Harness::new("content_filter =").await;
+    let mut steps = open_txn();
+    steps.extend([l("DATA"), l(MSG), l("QUIT")]);
+    h.talk(&steps).await;
+    assert!(filters(&h.queued.lock().expect("lock")[0]).is_empty());
+}
