@@ -16,8 +16,10 @@ forked) at the end; nothing is started through init scripts:
     hyperscan, DNS to a dead loopback port): its headers are added; skipped with the
     reason when it does not come up within its bound.
 Each MTA has one smtpd service per milter (master.cf `-o smtpd_milters=…`). The
-differential sends the same message through the same OpenDKIM service of both MTAs and
-compares the delivered files modulo Received/queue IDs/dates/DKIM b= and t=.
+differential sends the same message through the same OpenDKIM service of both MTAs, and
+through a chain of the scripted milter tests/integration/milterd.py (adds, inserts,
+changes and deletes headers at the end of the message) then OpenDKIM, and compares the
+delivered files modulo Received/queue IDs/dates/DKIM b= and t=, and what milterd saw.
 
 Needs root (Postfix's master runs as root, the DNS server binds port 53) and the Debian
 packages opendkim opendkim-tools opendmarc spamass-milter spamd rspamd python3-dkim
@@ -233,7 +235,24 @@ def rspamd(home):
         dm.close()
 
 
-MILTERS = ("opendkim", "opendmarc", "spamass", "rspamd")
+# The scripted milter (tests/integration/milterd.py) edits every message at the end of it.
+MILTERD_SCRIPT = {"on": {"eom": {"modify": [
+    {"add_header": ["X-Scanned", "milterd"]},
+    {"insert_header": [0, "X-First", "top"]},
+    {"change_header": [1, "X-Change-Me", "changed"]},
+    {"delete_header": [1, "X-Delete-Me"]},
+]}}}
+
+
+@pytest.fixture(scope="module")
+def chain(opendkim):
+    """milterd.py (edits), then OpenDKIM (signs): the differential's chain."""
+    from milterd import Milterd
+    with Milterd(MILTERD_SCRIPT, listen="inet:127.0.0.1:0") as m:
+        yield m, f"{m.endpoint},{opendkim}"
+
+
+MILTERS = ("opendkim", "opendmarc", "spamass", "rspamd", "chain")
 
 
 # --------------------------------------------------------------------------- the MTAs
@@ -273,9 +292,10 @@ def _milter_sockets(request) -> dict[str, str]:
     out = {}
     for m in MILTERS:
         try:
-            out[m] = request.getfixturevalue(m)
+            v = request.getfixturevalue(m)
         except pytest.skip.Exception:
             continue
+        out[m] = v[1] if m == "chain" else v
     return out
 
 
@@ -449,12 +469,27 @@ def _comparable(raw: bytes) -> bytes:
     return head + b"\n\n" + body
 
 
-def test_differential_opendkim_postfix_vs_postern(postfix_mta, postern_mta):
-    subject = "diff-dkim"
-    msgs = {}
+@pytest.mark.parametrize("service", ["opendkim", "chain"])
+def test_differential_postfix_vs_postern(postfix_mta, postern_mta, chain, service):
+    """The same message through the same milters (OpenDKIM alone; milterd.py's edits then
+    OpenDKIM) of both MTAs: the delivered files are equal modulo Received/queue IDs/dates/
+    DKIM b= and t=, and milterd saw the same headers and body from both."""
+    subject = f"diff-{service}"
+    msgs, seen = {}, {}
+    body = "line one\n.dot line\n\nlast\n"
     for mta in (postfix_mta, postern_mta):
-        r = _send(mta, "opendkim", f"alice@{DKIM_DOMAIN}", subject, "line one\n.dot line\n\nlast\n")
+        before = len(chain[0].sessions)
+        msg = _message(f"alice@{DKIM_DOMAIN}", subject, body).replace(
+            b"\n\n", b"\nX-Change-Me: orig\nX-Delete-Me: gone\n\n", 1)
+        if service not in mta.ports:
+            pytest.skip(f"{service} is not available here")
+        r = smtp_send(mta.ports[service], f"alice@{DKIM_DOMAIN}", f"{RCPT}@localhost", msg)
         assert r.startswith("250"), (mta.name, r)
         msgs[mta.name] = _comparable(mta.wait_subject(subject))
+        got = [m for sess in chain[0].sessions[before:] for m in sess.get("messages", [])]
+        seen[mta.name] = [[h for h in m["headers"] if h[0].lower() != "received"] + [m["body"]] for m in got]
     a, b = msgs["postfix"], msgs["postern"]
     assert a == b, f"postfix:\n{a.decode(errors='replace')}\npostern:\n{b.decode(errors='replace')}"
+    if service == "chain":
+        assert b"X-Scanned: milterd" in b and b"X-Change-Me: changed" in b and b"X-Delete-Me" not in b, b
+        assert seen["postfix"] and seen["postfix"] == seen["postern"], seen
