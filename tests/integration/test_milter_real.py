@@ -408,12 +408,7 @@ def test_opendkim_signs_and_dkimpy_verifies(mta, dns):
     assert dkim_verify(raw, dns[1]), raw.split(b"\n\n")[0]
 
 
-def test_opendmarc_rejects_p_reject_failure(mta, request):
-    if mta.name == "postern":
-        # OpenDMARC inserts its header with SMFIR_INSHEADER having negotiated only
-        # SMFIF_ADDHDRS (as libmilter allows); postern-milter asks for CHGHDRS.
-        request.applymarker(pytest.mark.xfail(reason="postern-milter refuses SMFIR_INSHEADER "
-                                              "negotiated with SMFIF_ADDHDRS only (notes/h7-findings.md)"))
+def test_opendmarc_rejects_p_reject_failure(mta):
     # libspf2 passes every loopback client, so SPF passes only for the envelope domain,
     # which is not aligned with the From domain; there is no DKIM signature: DMARC fails.
     r = _send(mta, "opendmarc", f"mallory@{DMARC_DOMAIN}", f"dmarc-{mta.name}", envelope="bounce@other.test")
