@@ -277,6 +277,27 @@ fn quoted(krate: &str) -> BTreeSet<String> {
                 out.insert(text[i + 1..i + 1 + len].to_string());
             }
         }
+        // Typed reads: `p::NAME` (postern_config's generated constants) is parameter `name`.
+        for (i, _) in text.match_indices("p::") {
+            if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
+                continue;
+            }
+            let start = i + 3;
+            let len = b[start..]
+                .iter()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || **c == b'_')
+                .count();
+            // A name that starts with a digit has a leading underscore (`_2BOUNCE_…`).
+            let upper = text[start..start + len].trim_start_matches('_');
+            // The table's spelling (`tls_append_default_CA`), else the lowercase form.
+            let name = postern_config::PARAMS
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(upper))
+                .map_or_else(|| upper.to_ascii_lowercase(), |p| p.name.to_string());
+            if len > 0 {
+                out.insert(name);
+            }
+        }
     }
     out
 }
