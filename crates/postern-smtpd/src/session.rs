@@ -550,9 +550,7 @@ impl<'a> Session<'a> {
         let refused = milter::refused(self);
         let mut kw = |k: String| {
             let word = k.split(' ').next().unwrap_or("").to_ascii_lowercase();
-            if !self.s.discard_ehlo.contains(&word)
-                && (!refused || word == "enhancedstatuscodes")
-            {
+            if !self.s.discard_ehlo.contains(&word) && (!refused || word == "enhancedstatuscodes") {
                 lines.push(k);
             }
         };
