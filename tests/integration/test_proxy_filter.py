@@ -100,6 +100,12 @@ class Filter:
                 elif verb == "XFORWARD" or verb == "MAIL":
                     send(down_cmd(line))
                 elif verb == "RCPT":
+                    if "stall" in line:
+                        self.stop.wait(WAIT)  # no reply: smtpd's smtpd_proxy_timeout ends it
+                        return
+                    if "garbage" in line:
+                        c.sendall(b"this is not an SMTP reply\r\n")
+                        continue
                     if "badrcpt" in line:
                         send("550 5.1.1 <badrcpt@localhost>: filter says no such user")
                     else:
@@ -153,7 +159,7 @@ def proxied(instance):
                 "  -o smtpd_proxy_filter=\n"
                 "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
     inst.run("postconf", "-e", f"smtpd_proxy_filter=127.0.0.1:{filt.port}",
-             "smtpd_proxy_ehlo=proxy-ehlo.example", "smtpd_proxy_timeout=10s")
+             "smtpd_proxy_ehlo=proxy-ehlo.example", "smtpd_proxy_timeout=2s")
     try:
         inst.start()
         inst.wait_for(lambda: _listening(inst.port) and _listening(reinject), what="both smtpd ports")
@@ -168,6 +174,13 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _notice_delivered(inst) -> None:
+    """Waits for the postmaster's notice of the software error (notify_classes) to be
+    delivered: a stop during a delivery waits for it."""
+    inst.wait_for(lambda: "to=<postmaster@" in inst.log() and not inst.queue_files(),
+                  what="postmaster notice delivered")
 
 
 def _msg(inst, user: str):
@@ -223,7 +236,7 @@ def test_accept_reject_and_xforward(proxied):
     assert "NOQUEUE: proxy-accept: END-OF-MESSAGE from localhost[127.0.0.1]: 250 2.0.0 Ok: queued as" in log
     assert "NOQUEUE: proxy-reject: END-OF-MESSAGE from localhost[127.0.0.1]: 554-5.7.1 filter rejected" in log
     assert "QUIT" in first, first  # smtpd ends each filter session
-    # Nothing queued for the rejected message: send one more to know the queue drained.
+    # Nothing queued for the rejected message.
     inst.wait_for(lambda: not inst.queue_files(), what="empty queue")
     assert not inst.new_messages("rej")
 
@@ -236,6 +249,9 @@ def test_filter_down_is_451(proxied):
         assert c.mail("a@example.org") == (451, b"4.3.0 Error: queue file write error")
         assert c.rcpt("x@localhost")[0] == 503
     assert f"warning: connect to proxy filter 127.0.0.1:{filt.port}:" in inst.log()
+    # The postmaster's notice of the software error (notify_classes) is delivered before
+    # the instance stops (a stop during a delivery waits for it).
+    _notice_delivered(inst)
 
 
 def test_speed_adjust_connects_after_the_data(proxied):
@@ -262,3 +278,20 @@ def test_speed_adjust_connects_after_the_data(proxied):
         assert (code, text) == (550, b"5.1.1 <badrcpt@localhost>: filter says no such user")
     msg = _msg(inst, "fast")
     assert msg["X-Filtered"] == "yes"
+
+
+def test_stalled_or_garbage_filter_is_451(proxied):
+    inst, filt = proxied
+    with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="client.example", timeout=WAIT) as c:
+        c.ehlo()
+        c.mail("a@example.org")
+        t0 = time.monotonic()
+        assert c.rcpt("stall@localhost") == (451, b"4.3.0 Error: queue file write error")
+        assert 1.5 < time.monotonic() - t0 < 8, "smtpd_proxy_timeout = 2s bounds the wait"
+        c.rset()
+        c.mail("a@example.org")
+        assert c.rcpt("garbage@localhost") == (451, b"4.3.0 Error: queue file write error")
+    log = inst.log()
+    assert f"warning: timeout talking to proxy 127.0.0.1:{filt.port}" in log
+    assert f"warning: received garbage from proxy 127.0.0.1:{filt.port}" in log
+    _notice_delivered(inst)
