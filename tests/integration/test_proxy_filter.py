@@ -1,7 +1,8 @@
 """test_proxy_filter.py -- the before-queue proxy filter (issue 14 §3): `smtpd_proxy_filter`,
 `smtpd_proxy_options = speed_adjust`, `smtpd_proxy_ehlo`, as Postfix's SMTPD_PROXY_README.
 
-The filter is a small SMTP server in this process (a thread on a free loopback port): it
+The filter is a small SMTP server in this process (a thread on a free loopback port, or on
+a unix socket below the queue directory): it
 answers EHLO offering XFORWARD, relays MAIL/RCPT/XFORWARD to the instance's reinjection
 smtpd (a second master.cf service, `-o smtpd_proxy_filter=`), answers DATA itself, and at
 the end of data either rejects (the message says REJECTME) or sends the message downstream
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import smtplib
 import socket
 import threading
@@ -28,11 +30,18 @@ WAIT = 15.0
 class Filter:
     """A before-queue SMTP filter on 127.0.0.1:port that reinjects into `downstream`."""
 
-    def __init__(self, downstream: int):
+    def __init__(self, downstream: int, unix: str | None = None):
         self.downstream = downstream
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        if unix is None:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(unix)
+            os.chmod(unix, 0o666)  # smtpd runs as the instance's account
+            self.sock.listen()
+            self.port = 0
         self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.seen: list[list[str]] = []   # commands per connection
         self.connected_at: list[float] = []
         self.stop = threading.Event()
@@ -154,6 +163,7 @@ def proxied(instance):
     inst = instance
     reinject = free_port()
     filt = Filter(reinject)
+    inst.reinject = reinject
     with open(inst.root / "master.cf", "a") as m:
         m.write(f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
                 "  -o smtpd_proxy_filter=\n"
@@ -295,3 +305,25 @@ def test_stalled_or_garbage_filter_is_451(proxied):
     assert f"warning: timeout talking to proxy 127.0.0.1:{filt.port}" in log
     assert f"warning: received garbage from proxy 127.0.0.1:{filt.port}" in log
     _notice_delivered(inst)
+
+
+def test_unix_socket_filter(proxied):
+    """smtpd_proxy_filter = unix:private/NAME, relative to the queue directory."""
+    inst, _ = proxied
+    path = inst.root / "queue" / "private" / "bqfilter"
+    filt = Filter(inst.reinject, unix=str(path))
+    try:
+        inst.run("postconf", "-e", "smtpd_proxy_filter=unix:private/bqfilter")
+        inst.stop()
+        inst.start()
+        inst.wait_for(lambda: _listening(inst.port), what="smtpd port")
+        with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="client.example", timeout=WAIT) as c:
+            c.ehlo()
+            c.mail("u@example.org")
+            c.rcpt("viaunix@localhost")
+            code, text = c.data(b"Subject: unix\r\n\r\nover a unix socket\r\n")
+            assert code == 250 and b"queued as" in text, text
+        assert _msg(inst, "viaunix")["X-Filtered"] == "yes"
+        assert filt.seen and filt.seen[0][0] == "EHLO proxy-ehlo.example"
+    finally:
+        filt.close()
