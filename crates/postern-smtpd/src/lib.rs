@@ -150,6 +150,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                     addr,
                 );
                 sess.client_port = peer.addr.map_or(0, |a| a.port());
+                sess.server_addr = peer.local;
                 resolver::name_client(&mut sess, resolver.as_ref()).await;
                 sess.run().await;
             }

@@ -41,8 +41,8 @@
 //!
 //! # Not done
 //! The `i` macro exists only from the content stage on (the queue ID is chosen by
-//! cleanup when the message arrives, not at MAIL); `{daemon_addr}`,
-//! `{client_connections}`, `{cert_subject}`, `{cert_issuer}` are not sent.
+//! cleanup when the message arrives, not at MAIL); `{client_connections}`,
+//! `{cert_subject}`, `{cert_issuer}` are not sent.
 
 #[path = "milter_content.rs"]
 mod content;
@@ -202,6 +202,10 @@ fn macros(sess: &Session<'_>) -> Macros {
     put("{client_name}", f.client_name.clone());
     put("{client_ptr}", f.reverse_client_name.clone());
     put("{client_port}", sess.client_port.to_string());
+    if let Some(a) = sess.server_addr {
+        put("{daemon_addr}", a.ip().to_string());
+        put("{daemon_port}", a.port().to_string());
+    }
     if let Some(t) = sess.tls_info() {
         put("{tls_version}", t.protocol.to_string());
         put("{cipher}", t.cipher.clone());

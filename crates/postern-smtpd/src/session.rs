@@ -73,6 +73,8 @@ pub struct Session<'a> {
     pub(crate) milters: Option<milter::SessionMilters>,
     /// The client's TCP port (the `{client_port}` macro; 0 when unknown).
     pub client_port: u16,
+    /// The address the client connected to (the `{daemon_addr}` and `{daemon_port}` macros).
+    pub server_addr: Option<std::net::SocketAddr>,
     /// End the session before reading the next command (a milter's 421).
     pub(crate) hangup: bool,
 }
@@ -138,6 +140,7 @@ impl<'a> Session<'a> {
             raw_arg: String::new(),
             milters: None,
             client_port: 0,
+            server_addr: None,
             hangup: false,
         }
     }
