@@ -9,8 +9,8 @@
 //!   ([`postern_ipc::milter::MilterInspect`]); smtpd runs its chain's header,
 //!   end-of-header, body and end-of-message stages and answers with the outcome
 //!   ([`postern_ipc::milter::MilterOutcome`]);
-//! * for other mail except cleanup's own notices (pickup's local submissions,
-//!   qmqpd), when `non_smtpd_milters` is set, it runs the whole chain itself, as
+//! * for new mail that did not come through smtpd (pickup's local submissions,
+//!   qmqpd; not bounces, notices or local's forwarding), when `non_smtpd_milters` is set, it runs the whole chain itself, as
 //!   Postfix emulates the SMTP events of a client `localhost [127.0.0.1]`: CONNECT,
 //!   HELO `localhost`, MAIL, one RCPT per recipient, DATA, then the content.
 //!
@@ -101,9 +101,13 @@ fn attr<'a>(req: &'a CleanupRequest, n: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Mail from smtpd carries its protocol (`SMTP`, `ESMTPSA`, `UTF8SMTP`…).
-fn from_smtpd(req: &CleanupRequest) -> bool {
-    attr(req, "protocol").is_some_and(|p| p.contains("SMTP"))
+/// Mail that `non_smtpd_milters` inspect, as Postfix: new mail from outside that did not
+/// come through smtpd — pickup's (local submissions, `postsuper -r`; they carry the
+/// submitter's `origin_uid`) and qmqpd's. Not Postern's own mail (bounces, notices,
+/// local's forwarding), which Postfix's `internal_mail_filter_classes` leaves out.
+fn non_smtp(req: &CleanupRequest) -> bool {
+    req.flags & cleanup_flags::BOUNCE == 0
+        && (attr(req, "origin_uid").is_some() || attr(req, "protocol") == Some("QMQP"))
 }
 
 /// Runs the milter stage for a built message (see the module docs).
@@ -119,7 +123,7 @@ pub fn inspect(
     }
     let outcome = if req.flags & cleanup_flags::MILTER != 0 {
         ask_smtpd(cfg, queue_id, built, peer)
-    } else if req.flags & cleanup_flags::BOUNCE == 0 && !from_smtpd(req) {
+    } else if non_smtp(req) {
         match local(cfg, req, queue_id, built) {
             Ok(None) => return Decision::Queue,
             Ok(Some(Err(refusal))) => return Decision::Refuse(refusal),

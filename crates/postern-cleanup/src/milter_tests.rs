@@ -246,3 +246,21 @@ fn milter_header_checks_act_on_added_headers() {
         d => panic!("{d:?}"),
     }
 }
+
+#[test]
+fn which_mail_non_smtpd_milters_see() {
+    let with = |attrs: &[(&str, &str)], flags: u32| {
+        let mut r = req();
+        r.flags = flags;
+        r.attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        non_smtp(&r)
+    };
+    assert!(with(&[("origin_uid", "1000")], 0));
+    assert!(with(&[("protocol", "QMQP")], 0));
+    assert!(!with(&[("protocol", "ESMTP")], 0));
+    assert!(!with(&[], 0)); // local's forwarding
+    assert!(!with(&[("origin_uid", "0")], cleanup_flags::BOUNCE));
+}
