@@ -260,7 +260,7 @@ mod tests {
         );
         assert!(at_default(&cfg, "message_drop_headers"));
         let got = texts(
-            "smtp_dns_support_level = dnssec\nlmtp_dns_support_level = disabled\n",
+            "smtp_tcp_port = 25\nlmtp_host_lookup = native\n",
             "",
         );
         assert_eq!(

@@ -56,13 +56,8 @@ pub static IN_PROCESS_COMMANDS: &[&str] =
     &["postlogd", "scache", "tlsmgr", "trivial-rewrite", "verify"];
 
 /// Values of [`Effect::Refuse`] parameters that describe what Postern does anyway, so they
-/// are reported but do not refuse: the smtp client's DNS lookups are enabled and ask for
-/// DNSSEC (the AD bit) for DANE whatever `smtp_dns_support_level` says, so only `disabled`
-/// (no DNS: routing through the host table) would change where mail goes; port 25 is the
-/// port `smtp` names.
+/// are reported but do not refuse: port 25 is the port `smtp` names.
 pub static HARMLESS_VALUES: &[(&str, &[&str])] = &[
-    ("lmtp_dns_support_level", &["enabled", "dnssec"]),
-    ("smtp_dns_support_level", &["enabled", "dnssec"]),
     ("smtp_tcp_port", &["25"]),
 ];
 
@@ -156,7 +151,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("delay_logging_resolution_limit", Report),
     ("destination_concurrency_feedback_debug", Report),
     ("detect_8bit_encoding_header", Report),
-    ("disable_dns_lookups", Refuse),
     ("disable_mime_input_processing", Report),
     ("disable_verp_bounces", Report),
     ("dns_ncache_ttl_fix_enable", Report),
@@ -201,7 +195,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("lmtp_discard_lhlo_keywords", Report),
     ("lmtp_dns_reply_filter", Report),
     ("lmtp_dns_resolver_options", Report),
-    ("lmtp_dns_support_level", Refuse),
     ("lmtp_generic_maps", Refuse),
     ("lmtp_header_checks", Refuse),
     ("lmtp_host_lookup", Refuse),
@@ -223,7 +216,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("lmtp_sasl_tls_verified_security_options", Report),
     ("lmtp_sasl_type", Report),
     ("lmtp_send_dummy_mail_auth", Report),
-    ("lmtp_send_xforward_command", Report),
     ("lmtp_sender_dependent_authentication", Refuse),
     ("lmtp_skip_5xx_greeting", Report),
     ("lmtp_skip_quit_response", Report),
@@ -351,7 +343,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("smtp_discard_ehlo_keywords", Report),
     ("smtp_dns_reply_filter", Report),
     ("smtp_dns_resolver_options", Report),
-    ("smtp_dns_support_level", Refuse),
     ("smtp_generic_maps", Refuse),
     ("smtp_header_checks", Refuse),
     ("smtp_host_lookup", Refuse),
@@ -374,7 +365,6 @@ pub static UNIMPLEMENTED: &[(&str, Effect)] = &[
     ("smtp_sasl_tls_verified_security_options", Report),
     ("smtp_sasl_type", Report),
     ("smtp_send_dummy_mail_auth", Report),
-    ("smtp_send_xforward_command", Report),
     ("smtp_sender_dependent_authentication", Refuse),
     ("smtp_skip_5xx_greeting", Report),
     ("smtp_skip_quit_response", Report),

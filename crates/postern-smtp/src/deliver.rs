@@ -96,6 +96,7 @@ fn attempt(
     let targets = match nexthop::parse(nexthop_spec, lmtp, agent.default_port) {
         Err(why) => Err(Outcome::defer("4.3.5", why)),
         Ok(nexthop::Dest::Unix(path)) => Ok(vec![dest::Target::Unix(path)]),
+        Ok(d) if agent.dns_disabled => dest::resolve_system(&d, &agent.addresses),
         Ok(d) => match dns.resolver {
             None => Err(Outcome::defer("4.3.5", "DNS resolver is not configured")),
             Some(r) => dns.rt.block_on(dest::resolve(r, &d, &agent.addresses)),
@@ -113,7 +114,7 @@ fn attempt(
     };
     // TLS policy of the next hop; MTA-STS of the recipient domain.
     let (domain, mx_dest) = match nexthop::parse(nexthop_spec, lmtp, agent.default_port) {
-        Ok(nexthop::Dest::Inet { host, mx, .. }) => (host, mx),
+        Ok(nexthop::Dest::Inet { host, mx, .. }) => (host, mx && !agent.dns_disabled),
         _ => (agent.myhostname.clone(), false),
     };
     let policy = match agent.tls.policy(nexthop_spec) {

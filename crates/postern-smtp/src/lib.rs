@@ -33,7 +33,7 @@ mod deliver;
 pub use deliver::deliver;
 use deliver::finish;
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_server::service::{self, Env};
 use postern_server::{agent, client, skeleton};
 use result::Outcome;
@@ -69,6 +69,29 @@ pub struct AgentConfig {
     /// `*_fallback_relay`: next hops tried in order when the destination cannot be
     /// found or every host of it failed with a temporary error.
     pub fallback_relays: Vec<String>,
+    /// `*_dns_support_level = disabled` (empty: `disable_dns_lookups = yes`): no DNS at
+    /// all, no MX lookups, host addresses from the system's name service.
+    pub dns_disabled: bool,
+    /// `*_send_xforward_command`: forward the original client's attributes with XFORWARD
+    /// when the server offers it.
+    pub send_xforward: bool,
+}
+
+/// Whether DNS is off for the client: `*_dns_support_level` (`disabled`, `enabled`,
+/// `dnssec`), or when it is empty the legacy `disable_dns_lookups`, as Postfix decides.
+pub fn dns_disabled(cfg: &Config, lmtp: bool) -> Result<bool, String> {
+    let name = if lmtp {
+        p::LMTP_DNS_SUPPORT_LEVEL
+    } else {
+        p::SMTP_DNS_SUPPORT_LEVEL
+    };
+    let level = cfg.str(name);
+    match level.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(cfg.bool(p::DISABLE_DNS_LOOKUPS)),
+        "disabled" => Ok(true),
+        "enabled" | "dnssec" => Ok(false),
+        _ => Err(format!("invalid {name}: \"{}\"", level.trim())),
+    }
 }
 
 impl AgentConfig {
@@ -131,6 +154,12 @@ impl AgentConfig {
             default_port,
             myhostname: cfg.get("myhostname"),
             fallback_relays: cfg.get_list(&format!("{pfx}_fallback_relay")),
+            dns_disabled: dns_disabled(cfg, lmtp).unwrap_or_else(|e| postern_log::fatal(e)),
+            send_xforward: cfg.bool(if lmtp {
+                p::LMTP_SEND_XFORWARD_COMMAND
+            } else {
+                p::SMTP_SEND_XFORWARD_COMMAND
+            }),
             cache_time: if matches!(
                 cfg.get(&format!("{pfx}_connection_cache_on_demand")).trim(),
                 "no" | "false" | "0"
@@ -186,7 +215,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => postern_log::fatal(format!("tokio runtime: {e}")),
     };
-    let resolver = {
+    // Without DNS (`*_dns_support_level = disabled`) no resolver is made at all.
+    let resolver = if agent.dns_disabled {
+        None
+    } else {
         let _guard = rt.enter();
         match postern_dns::Resolver::from_config(&ctx.config) {
             Ok(r) => Some(r),

@@ -460,6 +460,25 @@ pub fn prepare(
 ) -> Result<crate::session::Settings, Outcome> {
     let mut s = agent.session.clone();
     let r = dns.resolver.map(|r| (dns.rt, r));
+    // DANE needs DNSSEC lookups: without DNS, `dane` is `may` and `dane-only` a
+    // configuration problem (Postfix's "configured with dnssec lookups disabled").
+    let no_dane;
+    let p = if agent.dns_disabled && matches!(p.level, Level::Dane | Level::DaneOnly) {
+        postern_log::warning(format!(
+            "{nexthop}: {} configured with dnssec lookups disabled",
+            p.level.name()
+        ));
+        if p.level == Level::DaneOnly {
+            return Err(Outcome::defer("4.7.5", "client TLS configuration problem"));
+        }
+        no_dane = Policy {
+            level: Level::May,
+            ..p.clone()
+        };
+        &no_dane
+    } else {
+        p
+    };
     let c = agent
         .tls
         .connect(p, r, domain, host, port, v6, via_mx, sts)?;
