@@ -52,7 +52,7 @@ from pathlib import Path
 
 LAYER0 = {"postern-config", "postern-qfile", "postern-ipc", "postern-mail", "postern-smtp-proto",
           "postern-help"}
-LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox", "postern-tls", "postern-milter"}
+LAYER1 = {"postern-sys", "postern-log", "postern-queue", "postern-queue-admin", "postern-server", "postern-table", "postern-dns", "postern-mailbox", "postern-tls", "postern-milter", "postern-auth"}
 BINARY = "postern"
 UNSAFE_CRATE = "postern-sys"
 
@@ -65,7 +65,7 @@ LAYER0_BANNED = {"tokio", "libc", "nix", "rustix", "socket2", "mio"}
 
 # STYLE.md rule 5: only the SMTP server and client speak SMTP or query DNS.
 NETWORK_CRATES = {"postern-smtp-proto", "postern-dns"}
-NETWORK_USERS = {"postern-smtpd", "postern-smtp", "postern"}
+NETWORK_USERS = {"postern-smtpd", "postern-smtp", "postern", "postern-auth"}
 QUEUE_ADMIN = "postern-queue-admin"
 QUEUE_ADMIN_USERS = {
     "postern-cleanup", "postern-qmgr", "postern-pickup", "postern-postdrop",

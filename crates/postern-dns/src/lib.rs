@@ -281,6 +281,12 @@ impl Resolver {
         })
     }
 
+    /// The hickory resolver underneath (same servers, options and cache), for libraries
+    /// that take one (postern-auth's mail-auth).
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
     /// The servers asked, in order.
     pub fn servers(&self) -> &[SocketAddr] {
         &self.servers

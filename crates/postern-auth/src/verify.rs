@@ -1,0 +1,275 @@
+//! Verification of inbound mail: DKIM (RFC 6376/8463), ARC (RFC 8617), SPF (RFC 7208,
+//! given the client IP, HELO name and envelope sender) and DMARC (RFC 7489), written as
+//! one RFC 8601 `Authentication-Results:` header with the configured authserv-id.
+//!
+//! DNS goes through a [`postern_dns::Resolver`] (`dns_servers`, else resolv.conf): its
+//! hickory resolver is handed to mail-auth, so the servers, timeouts and cache are the
+//! ones the SMTP client and server use. A DNS failure is `temperror`, never `fail`.
+//!
+//! # Security
+//!
+//! Bounded: messages over [`crate::MAX_MESSAGE`] or with a header section over
+//! [`crate::MAX_HEADER_SECTION`] get `permerror` without parsing; at most
+//! [`MAX_SIGNATURES`] DKIM signatures and ARC sets are checked; SPF stops at RFC 7208's
+//! 10 DNS-querying terms and 2 void lookups (mail-auth). Unparsable messages are
+//! `permerror`. Nothing here panics on input.
+//!
+//! # Configuration
+//!
+//! The authserv-id (the caller's; `myhostname` by default in [`crate::cmd`]).
+
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    ReceivedSpf, SpfOutput, SpfResult,
+};
+use std::net::IpAddr;
+
+use crate::{check_size, to_crlf};
+
+/// DKIM signatures (and ARC sets) checked per message; more are ignored.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// What is known about the SMTP session of a message.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The authserv-id written first in the header.
+    pub authserv_id: String,
+    /// The client IP (SPF and ARC need it; without it they are left out).
+    pub ip: Option<IpAddr>,
+    /// The HELO/EHLO name.
+    pub helo: String,
+    /// The envelope sender (`""` is the null sender).
+    pub sender: String,
+}
+
+/// The results of [`Verifier::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthResults {
+    /// The whole `Authentication-Results:` header, folded, CRLF-terminated.
+    pub header: String,
+    /// One result word per DKIM signature (`pass`, `fail`, `permerror`…); empty: none.
+    pub dkim: Vec<&'static str>,
+    /// The SPF result word, when an IP was given.
+    pub spf: Option<&'static str>,
+    /// The ARC result word, when an IP was given.
+    pub arc: Option<&'static str>,
+    /// The DMARC result word.
+    pub dmarc: &'static str,
+}
+
+/// The outcome of [`Verifier::spf`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfReport {
+    /// `pass`, `fail`, `softfail`, `neutral`, `none`, `temperror` or `permerror`.
+    pub result: &'static str,
+    /// The domain checked.
+    pub domain: String,
+    /// The `exp=` explanation of a `fail`, when the domain publishes one.
+    pub explanation: Option<String>,
+    /// A `Received-SPF:` header (RFC 7208 §9.1), CRLF-terminated.
+    pub received_spf: String,
+}
+
+/// The verifier: mail-auth on our resolver.
+pub struct Verifier {
+    auth: MessageAuthenticator,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+fn dkim_word(r: &DkimResult) -> &'static str {
+    match r {
+        DkimResult::Pass => "pass",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::None => "none",
+    }
+}
+
+fn dmarc_word(r: &DmarcResult) -> &'static str {
+    match r {
+        DmarcResult::Pass => "pass",
+        DmarcResult::Fail(_) => "fail",
+        DmarcResult::TempError(_) => "temperror",
+        DmarcResult::PermError(_) => "permerror",
+        DmarcResult::None => "none",
+    }
+}
+
+/// The RFC 8601 result word of an SPF result.
+pub fn spf_word(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+/// The domain part of an address (`""` without one).
+fn domain_of(addr: &str) -> &str {
+    addr.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+impl Verifier {
+    /// A verifier asking `resolver`'s servers. Call inside the tokio runtime.
+    pub fn new(resolver: &postern_dns::Resolver) -> Verifier {
+        Verifier {
+            auth: MessageAuthenticator(resolver.hickory().clone()),
+        }
+    }
+
+    /// SPF of the MAIL FROM identity (the HELO identity for the null sender), RFC 7208
+    /// `check_host()`; `host` is the receiving host's name (`%{r}`).
+    pub async fn spf(&self, ip: IpAddr, helo: &str, sender: &str, host: &str) -> SpfReport {
+        let out = self.spf_output(ip, helo, sender, host).await;
+        let received_spf = ReceivedSpf::new(&out, ip, helo, sender, host).to_header();
+        SpfReport {
+            result: spf_word(out.result()),
+            domain: out.domain().to_string(),
+            explanation: out.explanation().map(str::to_string),
+            received_spf,
+        }
+    }
+
+    async fn spf_output(&self, ip: IpAddr, helo: &str, sender: &str, host: &str) -> SpfOutput {
+        if sender.is_empty() || domain_of(sender).is_empty() {
+            self.auth
+                .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
+                .await
+        } else {
+            self.auth
+                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, sender))
+                .await
+        }
+    }
+
+    /// Verifies `message` (LF or CRLF line ends) in `ctx`.
+    pub async fn verify(&self, message: &[u8], ctx: &Context) -> AuthResults {
+        if let Err(e) = check_size(message) {
+            return refused(ctx, &e.to_string());
+        }
+        let crlf = to_crlf(message);
+        let Some(mut msg) = AuthenticatedMessage::parse(&crlf) else {
+            return refused(ctx, "unparsable message");
+        };
+        msg.dkim_headers.truncate(MAX_SIGNATURES);
+        msg.ams_headers.truncate(MAX_SIGNATURES);
+        msg.as_headers.truncate(MAX_SIGNATURES);
+        msg.aar_headers.truncate(MAX_SIGNATURES);
+        let msg = msg;
+
+        let dkim = self.auth.verify_dkim(&msg).await;
+        let header_from = msg.from.first().cloned().unwrap_or_default();
+        let mut ar =
+            AuthenticationResults::new(&ctx.authserv_id).with_dkim_results(&dkim, &header_from);
+        let dkim_words: Vec<&'static str> = dkim.iter().map(|o| dkim_word(o.result())).collect();
+
+        let (spf_out, spf_word_, arc_word) = match ctx.ip {
+            Some(ip) => {
+                let host = ctx.authserv_id.as_str();
+                let spf = self.spf_output(ip, &ctx.helo, &ctx.sender, host).await;
+                ar = if ctx.sender.is_empty() {
+                    ar.with_spf_ehlo_result(&spf, ip, &ctx.helo)
+                } else {
+                    ar.with_spf_mailfrom_result(&spf, ip, &ctx.sender, &ctx.helo)
+                };
+                let arc = self.auth.verify_arc(&msg).await;
+                ar = ar.with_arc_result(&arc, ip);
+                let w = spf_word(spf.result());
+                (spf, Some(w), Some(dkim_word(arc.result())))
+            }
+            None => (SpfOutput::new(String::new()), None, None),
+        };
+
+        let mail_from_domain = match domain_of(&ctx.sender) {
+            "" => ctx.helo.as_str(),
+            d => d,
+        };
+        let dmarc = self
+            .auth
+            .verify_dmarc(DmarcParameters::new(
+                &msg,
+                &dkim,
+                mail_from_domain,
+                &spf_out,
+            ))
+            .await;
+        let dmarc_w = if dmarc.domain().is_empty() {
+            "none"
+        } else {
+            ar = ar.with_dmarc_result(&dmarc);
+            dmarc_word(&dmarc.result())
+        };
+        AuthResults {
+            header: ar.to_header(),
+            dkim: dkim_words,
+            spf: spf_word_,
+            arc: arc_word,
+            dmarc: dmarc_w,
+        }
+    }
+}
+
+/// The results of a message refused before parsing: `dkim=permerror (REASON)`.
+fn refused(ctx: &Context, reason: &str) -> AuthResults {
+    let reason: String = reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '(' && c != ')' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    AuthResults {
+        header: format!(
+            "Authentication-Results: {};\r\n\tdkim=permerror ({reason})\r\n",
+            ctx.authserv_id
+        ),
+        dkim: vec!["permerror"],
+        spf: None,
+        arc: None,
+        dmarc: "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_header_is_one_line_pair() {
+        let ctx = Context {
+            authserv_id: "mx.example".into(),
+            ..Context::default()
+        };
+        let r = refused(&ctx, "message (too) large\n");
+        assert_eq!(
+            r.header,
+            "Authentication-Results: mx.example;\r\n\tdkim=permerror (message  too  large )\r\n"
+        );
+        assert_eq!(r.dkim, vec!["permerror"]);
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(spf_word(SpfResult::SoftFail), "softfail");
+        assert_eq!(dkim_word(&DkimResult::None), "none");
+        assert_eq!(domain_of("a@b.example"), "b.example");
+        assert_eq!(domain_of(""), "");
+    }
+}
