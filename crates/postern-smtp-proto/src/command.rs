@@ -441,6 +441,28 @@ impl Command {
     }
 }
 
+/// The XFORWARD commands (without CRLF) that carry `attrs` (name, value) in order, values
+/// xtext-encoded (`[UNAVAILABLE]` passes unchanged): as few commands as keep every line,
+/// CRLF included, within the 512-byte command line of RFC 5321. An attribute never
+/// straddles two commands.
+pub fn xforward_lines(attrs: &[(&str, &str)]) -> Vec<String> {
+    const ROOM: usize = 512 - "XFORWARD\r\n".len();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (name, value) in attrs {
+        let item = format!(" {name}={}", xtext::encode(value));
+        if !cur.is_empty() && cur.len() + item.len() > ROOM {
+            out.push(format!("XFORWARD{cur}"));
+            cur.clear();
+        }
+        cur.push_str(&item);
+    }
+    if !cur.is_empty() {
+        out.push(format!("XFORWARD{cur}"));
+    }
+    out
+}
+
 fn encode_attrs(attrs: &[(XAttr, String)]) -> String {
     attrs
         .iter()

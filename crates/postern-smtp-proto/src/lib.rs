@@ -58,7 +58,7 @@ mod reply;
 pub mod xtext;
 
 pub use address::{Mailbox, ReversePath};
-pub use command::{Command, XAttr, parse_command};
+pub use command::{Command, XAttr, parse_command, xforward_lines};
 pub use data::{BareNewline, BdatReader, DataConfig, DataError, DataReader, Feed};
 pub use ehlo::EhloCaps;
 pub use error::{CommandError, reply_for};
