@@ -63,6 +63,7 @@ static SOURCES: &[(&str, &str)] = &[
         "postern-postalias.1",
         include_str!("../pages/postern-postalias.1"),
     ),
+    ("postern-auth.1", include_str!("../pages/postern-auth.1")),
     (
         "postern-main.cf.5",
         include_str!("../pages/postern-main.cf.5"),

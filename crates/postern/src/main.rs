@@ -13,8 +13,9 @@
 //! 3. Otherwise the first argument is a verb: `postern [-c DIR] VERB …`, where
 //!    VERB is a control verb of Postfix's `postfix` command (`start`, `stop`,
 //!    `reload`, `status`, `start-fg`, `check`, `flush`, `abort`), `init`, or one
-//!    of the command names above. A global `-c DIR` is passed on to the command
-//!    (as `-C DIR` for sendmail, which takes `-C`). `postern help [NAME]` prints
+//!    of the command names above, or `dkim`/`auth` (postern-auth's commands). A
+//!    global `-c DIR` is passed on to the command (as `-C DIR` for sendmail, which
+//!    takes `-C`). `postern help [NAME]` prints
 //!    the manual (the list of pages, or one page) and `postern man DIR` writes it
 //!    as man pages ([`help`]).
 //! 4. Exactly `--help` as the first argument after a command or verb name
@@ -143,6 +144,19 @@ fn main() -> ExitCode {
     }
     if verb == "init" {
         return postern_init::main(rest);
+    }
+    // `postern [-c DIR] dkim|auth …` (postern-auth): the verb, then `-c DIR`, then the rest.
+    if verb == "dkim" || verb == "auth" {
+        let mut argv = vec![OsString::from(&verb)];
+        if let Some(d) = &config_dir {
+            argv.extend([OsString::from("-c"), d.clone()]);
+        }
+        argv.extend(rest[1..].iter().cloned());
+        return if verb == "dkim" {
+            postern_auth::cmd::dkim_main(argv)
+        } else {
+            postern_auth::cmd::auth_main(argv)
+        };
     }
     if let Some(f) = command(&verb) {
         let mut argv = vec![OsString::from(&verb)];
