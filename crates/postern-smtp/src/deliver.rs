@@ -11,7 +11,7 @@
 
 use crate::result::{Outcome, Peer};
 use crate::session::{self, Conn, Message, SessionEnd};
-use crate::{AgentConfig, Dns, cache, dest, nexthop, now, tls, tlsconf};
+use crate::{AgentConfig, Dns, cache, dest, nexthop, now, tls, tlsconf, xforward};
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
@@ -39,10 +39,19 @@ pub fn deliver(
     dns: &Dns<'_>,
     req: &DeliverRequest,
     content: &[u8],
+    origin: Option<&xforward::Origin>,
     start: f64,
 ) -> DeliverReply {
     let n = req.recipients.len();
-    let mut failed = match attempt(agent, dns, req, &req.nexthop, content, start) {
+    let msg = Message {
+        sender: &req.sender,
+        envid: &req.envid,
+        ret: &req.ret,
+        recipients: &req.recipients,
+        content,
+        origin,
+    };
+    let mut failed = match attempt(agent, dns, req, &req.nexthop, &msg, start) {
         Attempt::Done(reply) => return reply,
         Attempt::Failed(f) => f,
     };
@@ -55,7 +64,7 @@ pub fn deliver(
             "{}: {}; trying fallback relay {relay}",
             req.queue_id, failed.outcome.text
         ));
-        failed = match attempt(agent, dns, req, relay, content, start) {
+        failed = match attempt(agent, dns, req, relay, &msg, start) {
             Attempt::Done(reply) => return reply,
             Attempt::Failed(f) => f,
         };
@@ -88,7 +97,7 @@ fn attempt(
     dns: &Dns<'_>,
     req: &DeliverRequest,
     nexthop_spec: &str,
-    content: &[u8],
+    msg: &Message<'_>,
     start: f64,
 ) -> Attempt {
     let n = req.recipients.len();
@@ -127,13 +136,6 @@ fn attempt(
         }
         _ => None,
     };
-    let msg = Message {
-        sender: &req.sender,
-        envid: &req.envid,
-        ret: &req.ret,
-        recipients: &req.recipients,
-        content,
-    };
     let key = format!("{}|{}", if lmtp { "lmtp" } else { "smtp" }, nexthop_spec);
     let cache = !agent.cache_time.is_zero();
     // A stale cached session (RSET fails) is dropped: connect afresh.
@@ -147,7 +149,7 @@ fn attempt(
             &mut c.stream,
             &c.peer,
             &agent.session,
-            &msg,
+            msg,
             &mut connected,
             Some(&c.caps),
             &mut keep,
@@ -222,7 +224,7 @@ fn attempt(
                             &mut s,
                             &peer,
                             &settings,
-                            &msg,
+                            msg,
                             &mut connected,
                             None,
                             &mut keep,
@@ -263,7 +265,7 @@ fn attempt(
                 };
                 match std::os::unix::net::UnixStream::connect(path) {
                     Ok(mut s) => {
-                        let end = run_conn(&mut s, &peer, agent, &msg, &mut connected);
+                        let end = run_conn(&mut s, &peer, agent, msg, &mut connected);
                         (peer, end)
                     }
                     Err(e) => {

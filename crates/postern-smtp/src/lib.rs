@@ -10,6 +10,7 @@
 //! * [`dest`]: MX / address resolution (RFC 5321 §5.1, null MX).
 //! * [`session`]: the conversation (blocking sockets with per-stage deadlines).
 //! * [`result`]: replies and I/O failures → recipient outcomes, Postfix's texts.
+//! * [`xforward`]: the original client for a content filter (XFORWARD).
 //!
 //! DNS runs on a current-thread tokio runtime owned by the process (hickory
 //! needs one); the SMTP conversation itself uses blocking std sockets.
@@ -28,6 +29,7 @@ mod tables;
 pub mod tls;
 pub mod tlsconf;
 pub mod verify;
+pub mod xforward;
 
 mod deliver;
 pub use deliver::deliver;
@@ -117,6 +119,7 @@ impl AgentConfig {
             data_xfer: secs("data_xfer_timeout", 180),
             data_done: secs("data_done_timeout", 600),
             quit: secs("quit_timeout", 300),
+            xforward: secs("xforward_timeout", 300),
         };
         let default_port = if lmtp {
             cfg.get("lmtp_tcp_port").parse().unwrap_or(24)
@@ -242,7 +245,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                     rt: &rt,
                     resolver: resolver.as_ref(),
                 };
-                deliver(&agent, &dns, req, &qf.content, start)
+                let origin = agent
+                    .send_xforward
+                    .then(|| xforward::Origin::from_queue_file(&qf.attrs, &req.queue_id));
+                deliver(&agent, &dns, req, &qf.content, origin.as_ref(), start)
             }
             Err(e) => {
                 postern_log::warning(format!("{}: {e}", req.queue_id));

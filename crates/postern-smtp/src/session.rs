@@ -69,6 +69,8 @@ pub struct Timeouts {
     pub data_done: Duration,
     /// QUIT.
     pub quit: Duration,
+    /// Each XFORWARD reply.
+    pub xforward: Duration,
 }
 
 impl Default for Timeouts {
@@ -82,6 +84,7 @@ impl Default for Timeouts {
             data_xfer: s(180),
             data_done: s(600),
             quit: s(300),
+            xforward: s(300),
         }
     }
 }
@@ -131,6 +134,9 @@ pub struct Message<'a> {
     pub recipients: &'a [Recipient],
     /// Content with LF line endings, as stored in the queue file.
     pub content: &'a [u8],
+    /// The original client, forwarded with XFORWARD when the server offers it (None:
+    /// `smtp_send_xforward_command = no`).
+    pub origin: Option<&'a crate::xforward::Origin>,
 }
 
 /// How a session ended.
@@ -435,6 +441,10 @@ pub fn run_keep<C: Conn>(
         .map(|r| rcpt_command(r, &caps))
         .collect();
     let pipelined = caps.pipelining;
+    let xforward = match (m.origin, &caps.xforward) {
+        (Some(o), Some(offered)) => crate::xforward::commands(o, offered),
+        _ => Vec::new(),
+    };
     let mut results: Vec<Option<Outcome>> = vec![None; n];
     let fill = |results: &mut Vec<Option<Outcome>>, o: &Outcome| {
         for r in results.iter_mut().filter(|r| r.is_none()) {
@@ -451,7 +461,8 @@ pub fn run_keep<C: Conn>(
     };
 
     if pipelined {
-        let mut batch = mail.clone().into_bytes();
+        let mut batch = xfwd::batch(&xforward);
+        batch.extend_from_slice(mail.as_bytes());
         for r in &rcpts {
             batch.extend_from_slice(r.as_bytes());
         }
@@ -463,7 +474,12 @@ pub fn run_keep<C: Conn>(
             );
             return finish(results);
         }
-    } else if let Err(e) = w.send(mail.as_bytes(), t.mail) {
+    }
+    if let Err(o) = xfwd::exchange(&mut w, peer, &xforward, pipelined, t.xforward) {
+        fill(&mut results, &o);
+        return finish(results);
+    }
+    if !pipelined && let Err(e) = w.send(mail.as_bytes(), t.mail) {
         fill(
             &mut results,
             &result::from_io(peer, &e, "sending MAIL FROM"),
@@ -658,6 +674,9 @@ fn unreachable_none(results: &mut [Option<Outcome>]) {
 
 #[path = "session_tls.rs"]
 mod steps;
+
+#[path = "session_xforward.rs"]
+mod xfwd;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

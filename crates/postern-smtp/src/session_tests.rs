@@ -94,6 +94,7 @@ fn settings(lmtp: bool) -> Settings {
             data_xfer: s,
             data_done: s,
             quit: s,
+            xforward: s,
         },
         reply_limits: ReplyLimits::default(),
         tls: crate::policy::Level::None,
@@ -112,6 +113,17 @@ fn rcpts(list: &[&str]) -> Vec<Recipient> {
 }
 
 fn go(port: u16, lmtp: bool, rc: &[Recipient], content: &[u8]) -> SessionEnd {
+    go_from(port, lmtp, rc, content, None)
+}
+
+/// [`go`] forwarding `origin` with XFORWARD.
+fn go_from(
+    port: u16,
+    lmtp: bool,
+    rc: &[Recipient],
+    content: &[u8],
+    origin: Option<&crate::xforward::Origin>,
+) -> SessionEnd {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let p = Peer {
         host: "mx.test".into(),
@@ -124,6 +136,7 @@ fn go(port: u16, lmtp: bool, rc: &[Recipient], content: &[u8]) -> SessionEnd {
         ret: "",
         recipients: rc,
         content,
+        origin,
     };
     let mut c = None;
     run(&mut s, &p, &settings(lmtp), &m, &mut c)
@@ -168,6 +181,7 @@ fn commands_with_extensions() {
         ret: "hdrs",
         recipients: &rc,
         content: b"\xc3\xa9\n",
+        origin: None,
     };
     assert_eq!(
         mail_command(&m, &caps, 4),
@@ -361,4 +375,39 @@ fn lmtp_one_reply_per_recipient() {
     assert_eq!(v[2].action, Action::Defer);
     assert_eq!(v[2].dsn, "4.2.2");
     assert!(h.join().unwrap()[0].starts_with("LHLO client.test"));
+}
+
+#[test]
+fn xforward_before_mail_pipelined_and_a_refusal_is_only_logged() {
+    for pipelining in [true, false] {
+        let ehlo: &'static str = if pipelining {
+            "250-mx\r\n250-PIPELINING\r\n250 XFORWARD NAME ADDR PROTO HELO SOURCE\r\n"
+        } else {
+            "250-mx\r\n250 XFORWARD NAME ADDR PROTO HELO SOURCE\r\n"
+        };
+        let mut ok = ok_script(ehlo);
+        let script: Script = Box::new(move |l: &str| {
+            if l.starts_with("XFORWARD PROTO") {
+                Some("550 5.7.0 not for you\r\n".into())
+            } else {
+                ok(l)
+            }
+        });
+        let (port, h) = peer("220 mx ESMTP\r\n", script);
+        let origin = crate::xforward::Origin {
+            name: "c.example".into(),
+            addr: "192.0.2.9".into(),
+            proto: "ESMTP".into(),
+            helo: "h".into(),
+            remote: true,
+            ..Default::default()
+        };
+        let rc = rcpts(&["a@x"]);
+        let out = done(go_from(port, false, &rc, b"x\n", Some(&origin)));
+        assert_eq!(out[0].action, Action::Sent, "{pipelining}: {out:?}");
+        let seen = h.join().unwrap();
+        assert_eq!(seen[1], "XFORWARD NAME=c.example ADDR=192.0.2.9");
+        assert_eq!(seen[2], "XFORWARD PROTO=ESMTP HELO=h SOURCE=REMOTE");
+        assert!(seen[3].starts_with("MAIL FROM:<s@x>"), "{seen:?}");
+    }
 }
