@@ -18,7 +18,14 @@
 //! refusal stands (or garbage), gives `451 4.3.0 Error: queue file write error` and a
 //! warning (`connect to proxy filter NAME: …`, `timeout talking to proxy NAME`, `lost
 //! connection with proxy NAME`, `proxy NAME rejected "CMD": "REPLY"`). The end of data is
-//! logged as `NOQUEUE: proxy-accept: END-OF-MESSAGE from …` or `proxy-reject`.
+//! logged as Postfix logs it: `proxy-accept: END-OF-MESSAGE: REPLY; from=<…> to=<…>
+//! proto=… helo=<…>` (or `proxy-reject`).
+//!
+//! Differences from Postfix: MAIL and RCPT go to the filter in canonical form
+//! (`MAIL FROM:<a@b> SIZE=…`), not byte for byte as the client typed them; a garbage reply
+//! line fails at once instead of being read past; XFORWARD `SOURCE` is always `REMOTE`
+//! (Postfix says `LOCAL` for a client of `local_header_rewrite_clients`; the reinjecting
+//! Postern cleanup still applies the local rules to such a forwarded client address).
 //!
 //! # Security
 //! The filter's replies are parsed with bounded lines (`line_length_limit`) and at most
@@ -36,7 +43,7 @@ use super::Txn;
 use crate::policy::MessageAction;
 use crate::session::{Session, reply};
 use postern_config::Config;
-use postern_smtp_proto::{EhloCaps, Reply, ReplyLimits, ReplyParser, xtext};
+use postern_smtp_proto::{EhloCaps, Reply, ReplyLimits, ReplyParser};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -292,30 +299,15 @@ impl Proxy {
     }
 }
 
-/// The XFORWARD commands for the attributes the filter offered, split as Postfix does
-/// below the 512-byte command limit.
+/// The XFORWARD commands for the attributes the filter offered (`[UNAVAILABLE]` for those
+/// without a value), split below the 512-byte command limit.
 fn xforward_lines(attrs: &[(&'static str, Option<String>)], offered: &[String]) -> Vec<String> {
-    const PAYLOAD: usize = 512 - "250 XFORWARD\r\n".len();
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for (name, value) in attrs {
-        if !offered.iter().any(|o| o.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        let v = value
-            .as_deref()
-            .map_or_else(|| "[UNAVAILABLE]".to_string(), xtext::encode);
-        let item = format!(" {name}={v}");
-        if !cur.is_empty() && cur.len() + item.len() > PAYLOAD {
-            out.push(format!("XFORWARD{cur}"));
-            cur.clear();
-        }
-        cur.push_str(&item);
-    }
-    if !cur.is_empty() {
-        out.push(format!("XFORWARD{cur}"));
-    }
-    out
+    let list: Vec<(&str, &str)> = attrs
+        .iter()
+        .filter(|(name, _)| offered.iter().any(|o| o.eq_ignore_ascii_case(name)))
+        .map(|(name, v)| (*name, v.as_deref().unwrap_or("[UNAVAILABLE]")))
+        .collect();
+    postern_smtp_proto::xforward_lines(&list)
 }
 
 /// The client's identity for XFORWARD (an XFORWARD this smtpd received wins).
@@ -337,7 +329,10 @@ fn xforward_attrs(sess: &Session<'_>) -> Vec<(&'static str, Option<String>)> {
             fwd("client_name").or_else(|| Some(sess.facts.client_name.clone())),
         ),
         ("ADDR", addr),
-        ("PORT", None),
+        (
+            "PORT",
+            (sess.client_port != 0).then(|| sess.client_port.to_string()),
+        ),
         ("HELO", fwd("helo_name").or_else(|| sess.facts.helo.clone())),
         ("IDENT", fwd("log_ident")),
         (
@@ -425,11 +420,10 @@ pub(crate) async fn finish(
     } else {
         "proxy-reject"
     };
-    let mut line = format!(
-        "NOQUEUE: {what}: END-OF-MESSAGE from {}: {};",
-        sess.client,
-        one_line(&r)
-    );
+    // As Postfix's log line: no queue ID, no client, a multi-line reply's CRLF shown as "??".
+    let text = r.encode();
+    let text = text.trim_end().replace("\r\n", "??");
+    let mut line = format!("{what}: END-OF-MESSAGE: {text};");
     line.push_str(&format!(" from=<{}>", txn.sender));
     if let Some(last) = txn.rcpts.last() {
         line.push_str(&format!(" to=<{}>", last.address));
@@ -565,35 +559,5 @@ fn stuffed(head: &[u8], content: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stuffing() {
-        let w = stuffed(b"Received: x\n", b".a\nb\n..\n");
-        assert_eq!(w, b"Received: x\r\n..a\r\nb\r\n...\r\n.\r\n");
-        let w = stuffed(b"H: 1\n", b" folded\n");
-        assert_eq!(w, b"H: 1\r\n\r\n folded\r\n.\r\n");
-        assert_eq!(stuffed(b"", b"no newline"), b"no newline\r\n.\r\n");
-    }
-
-    #[test]
-    fn xforward_split_and_unavailable() {
-        let attrs = vec![
-            ("NAME", Some("a b".to_string())),
-            ("PORT", None),
-            ("HELO", Some("x".repeat(480))),
-            ("PROTO", Some("ESMTP".to_string())),
-        ];
-        let offered: Vec<String> = ["NAME", "PORT", "HELO", "PROTO"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let l = xforward_lines(&attrs, &offered);
-        assert_eq!(l[0], "XFORWARD NAME=a+20b PORT=[UNAVAILABLE]");
-        assert!(l[1].starts_with("XFORWARD HELO=xxx"));
-        assert!(l[1].ends_with(" PROTO=ESMTP"));
-        assert!(xforward_lines(&attrs, &[]).is_empty());
-        assert!(l.iter().all(|c| c.len() <= 512));
-    }
-}
+#[path = "proxy_tests.rs"]
+mod tests;
