@@ -270,7 +270,32 @@ pub struct Dns<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::compat_at_least;
+    use super::{compat_at_least, dns_disabled};
+    use postern_config::{Config, parse_main_cf};
+
+    #[test]
+    fn dns_support_level_and_the_legacy_switch() {
+        let cfg = |t: &str| Config::new(parse_main_cf(t).unwrap());
+        assert_eq!(dns_disabled(&cfg(""), false), Ok(false));
+        assert_eq!(
+            dns_disabled(&cfg("disable_dns_lookups = yes"), false),
+            Ok(true)
+        );
+        // A level set wins over the legacy switch, as in Postfix.
+        let both = cfg("disable_dns_lookups = yes\nsmtp_dns_support_level = dnssec");
+        assert_eq!(dns_disabled(&both, false), Ok(false));
+        assert_eq!(
+            dns_disabled(&both, true),
+            Ok(true),
+            "lmtp_dns_support_level is empty"
+        );
+        let off = cfg("smtp_dns_support_level = disabled");
+        assert_eq!(dns_disabled(&off, false), Ok(true));
+        assert_eq!(
+            dns_disabled(&cfg("lmtp_dns_support_level = maybe"), true),
+            Err("invalid lmtp_dns_support_level: \"maybe\"".into())
+        );
+    }
 
     #[test]
     fn compatibility_levels() {
