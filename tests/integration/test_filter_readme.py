@@ -31,54 +31,34 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
-import threading
 import time
 
 from dnsserver import DnsServer
 from postern import MAX_WAIT, free_port
 from test_content_filter import REINJECT_OPTIONS, add_services, send
 from test_rewrite import mail
-from test_smtp_client import postconf, wait_port, wait_queue_empty
+from test_smtp_client import Peer, postconf, wait_port, wait_queue_empty
 
 
-class XforwardFilter:
-    """A content filter on 127.0.0.1: offers XFORWARD, records what it gets, reinjects every
-    message to `back` with the same XFORWARD attributes and an `X-Filtered` header."""
+class XforwardFilter(Peer):
+    """A content filter on 127.0.0.1 (test_smtp_client's Peer with another conversation):
+    offers XFORWARD, records what it gets, reinjects every message to `back` with the same
+    XFORWARD attributes and an `X-Filtered` header."""
 
     def __init__(self, back: int):
         self.back = back
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
         self.xforward: list[str] = []
-        self.messages = 0
+        self.count = 0
         self.errors: list[str] = []
-        self._stop = False
-        self.t = threading.Thread(target=self._serve, daemon=True)
-        self.t.start()
-
-    def close(self) -> None:
-        self._stop = True
-        self.sock.close()
-        self.t.join(timeout=5)
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            with c:
-                c.settimeout(10)
-                try:
-                    self._session(c)
-                except (OSError, ValueError, smtplib.SMTPException) as e:
-                    self.errors.append(repr(e))
+        super().__init__()
 
     def _session(self, c: socket.socket) -> None:
+        try:
+            self._conversation(c)
+        except (AssertionError, smtplib.SMTPException) as e:
+            self.errors.append(repr(e))
+
+    def _conversation(self, c: socket.socket) -> None:
         f = c.makefile("rwb")
 
         def say(s: str) -> None:
@@ -115,7 +95,7 @@ class XforwardFilter:
                         break
                     body += line[1:] if line.startswith(b"..") else line
                 self._reinject(xf, sender, rcpts, body)
-                self.messages += 1
+                self.count += 1
                 xf = []
                 say("250 2.0.0 Ok: queued")
             elif u == "QUIT":
@@ -159,7 +139,7 @@ def test_filter_readme_smtp_amavis(instance):
             wait_queue_empty(instance)
             time.sleep(0.5)
             assert not filt.errors, filt.errors
-            assert filt.messages == 1, "the reinjected message went to the filter again"
+            assert filt.count == 1, "the reinjected message went to the filter again"
 
             # Postfix's two commands: NAME/ADDR/PORT, then PROTO/HELO/IDENT/SOURCE.
             assert len(filt.xforward) == 2, filt.xforward
