@@ -22,8 +22,9 @@
 //! compared whole, lengths are checked before use.
 //!
 //! Parameters: `smtp_tls_security_level` (dane, dane-only) through the
-//! caller; `smtp_dns_support_level` is not consulted: DANE levels always
-//! ask with the DO bit.
+//! caller; `smtp_dns_support_level` is consulted only for `disabled` (no DNS:
+//! `tlsconf::prepare` turns `dane` into `may` and defers `dane-only`, as
+//! Postfix); otherwise DANE levels always ask with the DO bit.
 
 use crate::policy::NameRule;
 use postern_dns::{Lookup, Resolver, Tlsa};
