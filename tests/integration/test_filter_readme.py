@@ -167,3 +167,37 @@ def test_filter_readme_smtp_amavis(instance):
                 assert f"parameter {name}" not in log, log
     finally:
         filt.close()
+
+
+def test_dns_support_level_disabled_and_dane(instance):
+    """smtp_dns_support_level = disabled, the non-legacy form: a next hop without brackets
+    gets no MX lookup; DANE cannot work without DNS, so `dane` falls back to `may` and
+    `dane-only` defers ("client TLS configuration problem"), each with Postfix's warning."""
+    peer = Peer()
+    dns = DnsServer({("localhost", "MX"): [(10, "elsewhere.test")]})
+    try:
+        with dns as dns_port:
+            postconf(instance, f"dns_servers = 127.0.0.1:{dns_port}",
+                     "smtp_dns_support_level = disabled",
+                     "smtp_tls_security_level = dane",
+                     f"relayhost = localhost:{peer.port}",
+                     f"transport_maps = inline:{{ strict.example=strict:localhost:{peer.port} }}")
+            add_services(instance, "strict unix - - n - - smtp -o smtp_tls_security_level=dane-only")
+            instance.start()
+            wait_port(instance.port)
+            instance.sendmail(["-f", "s@localhost", "u@remote.example", "v@strict.example"],
+                              b"Subject: no dns\n\nx\n")
+            instance.wait_for(lambda: peer.messages, what="message at the relay host")
+            instance.wait_for(lambda: "to=<v@strict.example>" in instance.log(),
+                              what="dane-only result")
+            log = instance.log()
+            assert peer.messages[0][0] == ["u@remote.example"], peer.messages
+            assert f"relay=localhost[127.0.0.1]:{peer.port}" in log, log
+            assert f"localhost:{peer.port}: dane configured with dnssec lookups disabled" in log, log
+            assert f"localhost:{peer.port}: dane-only configured with dnssec lookups disabled" in log
+            line = next(l for l in log.splitlines() if "to=<v@strict.example>" in l)
+            assert "status=deferred (client TLS configuration problem)" in line, line
+            assert "dsn=4.7.5" in line, line
+            assert not [q for q in dns.queries if q[1] in ("MX", "A", "AAAA", "TLSA")], dns.queries
+    finally:
+        peer.close()
