@@ -18,12 +18,15 @@ import os
 import re
 import smtplib
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from postern import free_port
+from test_message_diff import HOST, RCPT, PostfixOracle, normalise
+from test_postfix_peer import POSTFIX, wait_until
 
 WAIT = 15.0
 
@@ -331,3 +334,78 @@ def test_unix_socket_filter(proxied):
         assert filt.seen and filt.seen[0][0] == "EHLO proxy-ehlo.example"
     finally:
         filt.close()
+
+
+def _conversation(filt: Filter) -> list[str]:
+    """What the filter received, comparable across MTAs: verbs upper-cased, the client port,
+    dates and the MTA name in Received comments masked, and XFORWARD SOURCE dropped
+    (Postfix says LOCAL for a local_header_rewrite_clients client, Postern REMOTE: see
+    crates/postern-smtpd/src/proxy.rs)."""
+    out = []
+    for conn in filt.seen:
+        for line in conn:
+            if line.startswith("CONTENT "):
+                line = normalise(line.encode()).decode()
+            else:
+                verb, _, rest = line.partition(" ")
+                line = f"{verb.upper()} {rest}".strip()
+                line = re.sub(r" PORT=\d+", " PORT=N", line)
+                line = re.sub(r" SOURCE=\w+", "", line)
+            out.append(line)
+    return out
+
+
+def test_filter_sees_what_postfix_sends(proxied):
+    """Differential: Debian's Postfix with the same smtpd_proxy_filter settings and the same
+    filter (reinjecting into its own second smtpd) gets the same client session; the filter
+    must see the same commands, XFORWARD attributes and content (Received header included)."""
+    if os.geteuid() != 0 or not POSTFIX.exists():
+        pytest.skip("needs root and Debian's Postfix")
+    inst, _ = proxied
+    inst.run("postconf", "-e", f"myhostname = {HOST}")
+    reinject_q = free_port()
+    filt_q = Filter(reinject_q)
+    pfx = PostfixOracle(free_port())
+    reinject_p = free_port()
+    filt_p = Filter(reinject_p)
+    try:
+        with open(inst.root / "master.cf", "a") as m:
+            m.write(f"127.0.0.1:{reinject_q} inet n - n - - smtpd\n  -o smtpd_proxy_filter=\n"
+                    "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+        inst.run("postconf", "-e", f"smtpd_proxy_filter=127.0.0.1:{filt_q.port}")
+        inst.stop()
+        inst.start()
+        pfx.setup()
+        with open(pfx.conf / "master.cf", "a") as m:
+            m.write(f"127.0.0.1:{reinject_p} inet n - n - - smtpd\n  -o smtpd_proxy_filter=\n"
+                    "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+        subprocess.run(["postconf", "-c", str(pfx.conf), "-e", f"smtpd_proxy_filter=127.0.0.1:{filt_p.port}",
+                        "smtpd_proxy_ehlo=proxy-ehlo.example", "smtpd_proxy_timeout=2s"],
+                       check=True, capture_output=True, timeout=WAIT)
+        pfx.start()
+        for port in (inst.port, reinject_q, pfx.port, reinject_p):
+            wait_until(lambda: _listening(port), f"smtpd on {port}", pfx, inst)
+        replies = {}
+        for name, port in (("postfix", pfx.port), ("postern", inst.port)):
+            got = []
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=WAIT) as c:
+                c.ehlo()
+                got.append(c.mail("alice@example.org", ["SIZE=100", "BODY=8BITMIME"]))
+                got.append(c.rcpt(f"{RCPT}@localhost", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;x@y.example"]))
+                got.append(c.rcpt("badrcpt@localhost"))
+                got.append(c.data(b"Subject: diff\r\nX-Note: one\r\n\r\nbody\r\n.dot line\r\n\r\nend\r\n")[0])
+                c.mail("alice@example.org")
+                c.rcpt(f"{RCPT}@localhost")
+                got.append(c.data(b"Subject: bad\r\n\r\nREJECTME\r\n"))
+            replies[name] = got
+        deadline = time.monotonic() + WAIT
+        while any(len(f.seen) < 2 or (f.seen[-1] and f.seen[-1][-1] != "QUIT") for f in (filt_p, filt_q)):
+            assert time.monotonic() < deadline, (filt_p.seen, filt_q.seen)
+            time.sleep(0.05)
+        assert replies["postern"] == replies["postfix"], replies
+        a, b = _conversation(filt_p), _conversation(filt_q)
+        assert a == b, "\n".join(f"{x!r}\n{y!r}" for x, y in zip(a, b) if x != y)
+    finally:
+        filt_p.close()
+        filt_q.close()
+        pfx.close()

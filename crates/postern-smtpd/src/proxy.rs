@@ -531,7 +531,8 @@ fn received(sess: &Session<'_>, p: &Proxy, txn: &Txn) -> String {
     h
 }
 
-/// Header lines and content (LF line ends) as SMTP DATA: CRLF, dot-stuffed, then `.`. A
+/// Header lines and content (LF line ends) as SMTP DATA: CRLF, dot-stuffed (the final `.`
+/// is the last command, [`Proxy::cmd`]). A
 /// first content line that starts with white space gets an empty line before it, so that
 /// it cannot continue the `Received:` header (as Postfix).
 fn stuffed(head: &[u8], content: &[u8]) -> Vec<u8> {
@@ -554,7 +555,6 @@ fn stuffed(head: &[u8], content: &[u8]) -> Vec<u8> {
         push_lines(b"\n");
     }
     push_lines(content);
-    out.extend_from_slice(b".\r\n");
     out
 }
 

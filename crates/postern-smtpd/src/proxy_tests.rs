@@ -5,10 +5,10 @@ use super::*;
 #[test]
 fn stuffing() {
     let w = stuffed(b"Received: x\n", b".a\nb\n..\n");
-    assert_eq!(w, b"Received: x\r\n..a\r\nb\r\n...\r\n.\r\n");
+    assert_eq!(w, b"Received: x\r\n..a\r\nb\r\n...\r\n");
     let w = stuffed(b"H: 1\n", b" folded\n");
-    assert_eq!(w, b"H: 1\r\n\r\n folded\r\n.\r\n");
-    assert_eq!(stuffed(b"", b"no newline"), b"no newline\r\n.\r\n");
+    assert_eq!(w, b"H: 1\r\n\r\n folded\r\n");
+    assert_eq!(stuffed(b"", b"no newline"), b"no newline\r\n");
 }
 
 #[test]
