@@ -42,7 +42,7 @@ import pytest
 
 from dnsserver import DnsServer
 from postern import TEST_USER, Instance, PosternError, Proc, descendants, ensure_user, free_port, kill_procs
-from test_message_diff import PostfixOracle, normalise, smtp_send
+from test_message_diff import PostfixOracle, _listening, normalise, smtp_send
 from test_postfix_peer import POSTFIX, SENDMAIL, wait_until
 
 pytestmark = [
@@ -105,6 +105,15 @@ class Daemon:
             pass
 
 
+def _serve(dm: Daemon, port: int):
+    """Fixture body: the milter socket once `dm` listens on `port`; `dm` killed at the end."""
+    try:
+        dm.wait_port(port)
+        yield f"inet:127.0.0.1:{port}"
+    finally:
+        dm.close()
+
+
 def _need(*tools: str) -> None:
     for t in tools:
         if shutil.which(t) is None and not Path(t).exists():
@@ -151,12 +160,7 @@ def opendkim(home, dns):
         f"Syslog no\nMode s\nDomain {DKIM_DOMAIN}\nSelector sel\nKeyFile {d}/sel.private\n"
         f"Socket inet:{port}@127.0.0.1\nPidFile {d}/pid\nRequireSafeKeys no\n"
         "Canonicalization relaxed/simple\n")
-    dm = Daemon("opendkim", ["opendkim", "-f", "-l", "-x", str(d / "opendkim.conf")], d)
-    try:
-        dm.wait_port(port)
-        yield f"inet:127.0.0.1:{port}"
-    finally:
-        dm.close()
+    yield from _serve(Daemon("opendkim", ["opendkim", "-f", "-l", "-x", str(d / "opendkim.conf")], d), port)
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +178,8 @@ def opendmarc(home, dns):
         f"Syslog false\nSocket inet:{port}@127.0.0.1\nPidFile {d}/pid\nRejectFailures true\n"
         f"IgnoreHosts {d}/ignore\nSPFSelfValidate true\nSPFIgnoreResults false\nAuthservID mx.test.example\n")
     inner = f"mount --bind {resolv} /etc/resolv.conf && exec opendmarc -f -c {d}/opendmarc.conf"
-    dm = Daemon("opendmarc", ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], d)
-    try:
-        dm.wait_port(port)
-        yield f"inet:127.0.0.1:{port}"
-    finally:
-        dm.close()
+    yield from _serve(Daemon("opendmarc", ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], d),
+                      port)
 
 
 @pytest.fixture(scope="module")
@@ -347,15 +347,6 @@ def postern_mta(request, postern_bin):
 @pytest.fixture(params=["postfix", "postern"])
 def mta(request) -> Mta:
     return request.getfixturevalue(f"{request.param}_mta")
-
-
-def _listening(port: int) -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _message(sender: str, subject: str, body: str = "hello\n") -> bytes:

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from postern import free_port
-from test_message_diff import HOST, RCPT, PostfixOracle, normalise
+from test_message_diff import HOST, RCPT, PostfixOracle, _listening, normalise
 from test_postfix_peer import POSTFIX, wait_until
 
 WAIT = 15.0
@@ -160,6 +160,12 @@ class Filter:
                     s.close()
 
 
+def _reinjection(port: int) -> str:
+    """The master.cf service the filter reinjects into (Postfix's SMTPD_PROXY_README)."""
+    return (f"127.0.0.1:{port} inet n - n - - smtpd\n  -o smtpd_proxy_filter=\n"
+            "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+
+
 @pytest.fixture
 def proxied(instance):
     """The instance with `smtpd_proxy_filter` on its SMTP port, a reinjection smtpd on
@@ -169,9 +175,7 @@ def proxied(instance):
     filt = Filter(reinject)
     inst.reinject = reinject
     with open(inst.root / "master.cf", "a") as m:
-        m.write(f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
-                "  -o smtpd_proxy_filter=\n"
-                "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+        m.write(_reinjection(reinject))
     inst.run("postconf", "-e", f"smtpd_proxy_filter=127.0.0.1:{filt.port}",
              "smtpd_proxy_ehlo=proxy-ehlo.example", "smtpd_proxy_timeout=2s")
     try:
@@ -182,12 +186,10 @@ def proxied(instance):
         filt.close()
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+def _restart(inst) -> None:
+    inst.stop()
+    inst.start()
+    inst.wait_for(lambda: _listening(inst.port), what="smtpd port")
 
 
 def _notice_delivered(inst) -> None:
@@ -274,9 +276,7 @@ def test_filter_down_is_451(proxied):
 def test_speed_adjust_connects_after_the_data(proxied):
     inst, filt = proxied
     inst.run("postconf", "-e", "smtpd_proxy_options=speed_adjust")
-    inst.stop()
-    inst.start()
-    inst.wait_for(lambda: _listening(inst.port), what="smtpd port")
+    _restart(inst)
     with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="client.example", timeout=WAIT) as c:
         c.ehlo()
         assert c.mail("bob@example.org")[0] == 250
@@ -321,9 +321,7 @@ def test_unix_socket_filter(proxied):
     filt = Filter(inst.reinject, unix=str(path))
     try:
         inst.run("postconf", "-e", "smtpd_proxy_filter=unix:private/bqfilter")
-        inst.stop()
-        inst.start()
-        inst.wait_for(lambda: _listening(inst.port), what="smtpd port")
+        _restart(inst)
         with smtplib.SMTP("127.0.0.1", inst.port, local_hostname="client.example", timeout=WAIT) as c:
             c.ehlo()
             c.mail("u@example.org")
@@ -370,15 +368,13 @@ def test_filter_sees_what_postfix_sends(proxied):
     filt_p = Filter(reinject_p)
     try:
         with open(inst.root / "master.cf", "a") as m:
-            m.write(f"127.0.0.1:{reinject_q} inet n - n - - smtpd\n  -o smtpd_proxy_filter=\n"
-                    "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+            m.write(_reinjection(reinject_q))
         inst.run("postconf", "-e", f"smtpd_proxy_filter=127.0.0.1:{filt_q.port}")
         inst.stop()
         inst.start()
         pfx.setup()
         with open(pfx.conf / "master.cf", "a") as m:
-            m.write(f"127.0.0.1:{reinject_p} inet n - n - - smtpd\n  -o smtpd_proxy_filter=\n"
-                    "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n")
+            m.write(_reinjection(reinject_p))
         subprocess.run(["postconf", "-c", str(pfx.conf), "-e", f"smtpd_proxy_filter=127.0.0.1:{filt_p.port}",
                         "smtpd_proxy_ehlo=proxy-ehlo.example", "smtpd_proxy_timeout=2s"],
                        check=True, capture_output=True, timeout=WAIT)
