@@ -260,7 +260,7 @@ mod tests {
         );
         assert!(at_default(&cfg, "message_drop_headers"));
         let got = texts(
-            "smtp_tcp_port = 25\nlmtp_host_lookup = native\n",
+            "smtp_tcp_port = 25\nlmtp_generic_maps = inline:{a=b}\n",
             "",
         );
         assert_eq!(

@@ -18,10 +18,13 @@
 //! * Without DNS (`smtp_dns_support_level = disabled`, `disable_dns_lookups = yes`):
 //!   [`resolve_native`], no MX lookup, the host's addresses from the system's name
 //!   service (`/etc/hosts`, nsswitch.conf), as Postfix's native lookups.
+//! * With DNS, `smtp_host_lookup` decides how a host's addresses are found: `dns`,
+//!   `native` (MX records still from the DNS), or `dns, native` (the system's name
+//!   service for a host the DNS does not know).
 //!
 //! # Configuration
 //! `inet_protocols`, `smtp_address_preference`, `smtp_randomize_addresses`,
-//! `smtp_balance_inet_protocols`, `smtp_mx_address_limit` (the `lmtp_`
+//! `smtp_balance_inet_protocols`, `smtp_mx_address_limit`, `smtp_host_lookup` (the `lmtp_`
 //! forms for LMTP).
 //!
 //! # Security
@@ -155,6 +158,11 @@ impl Preference {
     }
 }
 
+#[path = "dest_native.rs"]
+mod native;
+pub use native::{HostLookup, resolve_native, resolve_system};
+use native::{native_addresses, system_lookup};
+
 /// How addresses are chosen and ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddrPolicy {
@@ -168,6 +176,8 @@ pub struct AddrPolicy {
     pub balance: bool,
     /// `*_mx_address_limit` (0 = no limit).
     pub limit: usize,
+    /// `*_host_lookup`.
+    pub lookup: HostLookup,
 }
 
 impl Default for AddrPolicy {
@@ -178,6 +188,10 @@ impl Default for AddrPolicy {
             randomize: true,
             balance: true,
             limit: 5,
+            lookup: HostLookup {
+                dns: true,
+                native: false,
+            },
         }
     }
 }
@@ -201,7 +215,15 @@ impl AddrPolicy {
         });
         let lmtp = pfx == "lmtp";
         let pick = |smtp, lmtp_param| if lmtp { lmtp_param } else { smtp };
+        let lookup_name = if lmtp {
+            p::LMTP_HOST_LOOKUP
+        } else {
+            p::SMTP_HOST_LOOKUP
+        };
+        let lookup = HostLookup::parse(lookup_name.name(), &cfg.str(lookup_name))
+            .unwrap_or_else(|e| postern_log::fatal(e));
         AddrPolicy {
+            lookup,
             families,
             preference,
             randomize: cfg.bool(pick(
@@ -284,78 +306,21 @@ pub fn order_addresses(mut c: Vec<Cand>, p: &AddrPolicy, mut seed: u64) -> Vec<C
     c
 }
 
-async fn host_addresses(r: &Resolver, host: &str, f: Families) -> Lookup<Vec<IpAddr>> {
-    match (f.v4, f.v6) {
-        (true, true) => r.a_aaaa(host).await,
-        (true, false) => r.a(host).await,
-        _ => r.aaaa(host).await,
-    }
-}
-
-/// The system's name service (`getaddrinfo`: `/etc/hosts`, then what nsswitch.conf says)
-/// for one host name, as Postfix with `smtp_dns_support_level = disabled`.
-fn system_lookup(host: &str) -> std::io::Result<Vec<IpAddr>> {
-    use std::net::ToSocketAddrs;
-    let mut out: Vec<IpAddr> = Vec::new();
-    for a in (host, 0u16).to_socket_addrs()? {
-        if !out.contains(&a.ip()) {
-            out.push(a.ip());
+/// A host's addresses as `policy.lookup` says: DNS, the system's name service, or DNS
+/// and then the system's for a host the DNS does not know (Postfix's `dns, native`).
+async fn host_addresses(r: &Resolver, host: &str, policy: &AddrPolicy) -> Lookup<Vec<IpAddr>> {
+    if policy.lookup.dns {
+        let f = policy.families;
+        let found = match (f.v4, f.v6) {
+            (true, true) => r.a_aaaa(host).await,
+            (true, false) => r.a(host).await,
+            _ => r.aaaa(host).await,
+        };
+        if !(policy.lookup.native && matches!(found, Lookup::NotFound)) {
+            return found;
         }
     }
-    Ok(out)
-}
-
-/// A failed native lookup as Postfix words it (`unable to look up host H: gai text`):
-/// a name that does not exist bounces (5.4.4), a temporary failure defers (4.4.4), any
-/// other error defers as a system problem (4.3.0).
-fn native_failure(host: &str, e: &std::io::Error) -> Outcome {
-    let text = e.to_string();
-    let why = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(&text);
-    let why = why.split(" (os error ").next().unwrap_or(why);
-    let msg = format!("unable to look up host {host}: {why}");
-    if why.starts_with("Temporary failure") {
-        Outcome::defer("4.4.4", msg)
-    } else if why.starts_with("Name or service not known")
-        || why.starts_with("No address associated")
-    {
-        Outcome::bounce("5.4.4", msg)
-    } else {
-        Outcome::defer("4.3.0", msg)
-    }
-}
-
-/// Resolves `dest` (never [`Dest::Unix`]) without DNS (`smtp_dns_support_level = disabled`,
-/// or `disable_dns_lookups = yes`): no MX lookup whatever the next hop's form, the host's
-/// addresses from the system's name service through `lookup`, ordered and cut under
-/// `policy` like DNS answers of one host.
-pub fn resolve_native(
-    dest: &Dest,
-    policy: &AddrPolicy,
-    lookup: impl Fn(&str) -> std::io::Result<Vec<IpAddr>>,
-) -> Result<Vec<Target>, Outcome> {
-    let (host, port) = match dest {
-        Dest::Unix(p) => return Ok(vec![Target::Unix(p.clone())]),
-        Dest::Inet { host, port, .. } => (host.as_str(), *port),
-    };
-    if let Some(t) = literal(host, port, policy) {
-        return t;
-    }
-    let ips = lookup(host).map_err(|e| native_failure(host, &e))?;
-    let cands: Vec<Cand> = ips
-        .into_iter()
-        .filter(|ip| policy.families.allows(ip))
-        .take(MAX_ADDRESSES)
-        .map(|ip| (0, host.to_string(), ip))
-        .collect();
-    if cands.is_empty() {
-        return Err(Outcome::bounce("5.4.4", format!("{host}: host not found")));
-    }
-    Ok(order_addresses(cands, policy, seed())
-        .into_iter()
-        .map(|(_, host, ip)| Target::Inet { host, ip, port })
-        .collect())
+    native_addresses(host, system_lookup)
 }
 
 /// An address literal as the next hop: itself, or "not found" when `inet_protocols`
@@ -370,11 +335,6 @@ fn literal(host: &str, port: u16, policy: &AddrPolicy) -> Option<Result<Vec<Targ
         ip,
         port,
     }]))
-}
-
-/// [`resolve_native`] with the system's `getaddrinfo`.
-pub fn resolve_system(dest: &Dest, policy: &AddrPolicy) -> Result<Vec<Target>, Outcome> {
-    resolve_native(dest, policy, system_lookup)
 }
 
 /// Resolves `dest` (never [`Dest::Unix`]) to targets under `policy`.
@@ -413,7 +373,7 @@ pub async fn resolve(
         if cands.len() >= MAX_ADDRESSES {
             break;
         }
-        match host_addresses(r, h, policy.families).await {
+        match host_addresses(r, h, policy).await {
             Lookup::Found(ips) => {
                 for ip in ips.into_iter().filter(|ip| policy.families.allows(ip)) {
                     if cands.len() < MAX_ADDRESSES {
@@ -582,61 +542,6 @@ mod tests {
         // One family only: a plain cut.
         let c = cands(&[(10, "127.0.0.1"), (10, "127.0.0.2"), (10, "127.0.0.3")]);
         assert_eq!(order_addresses(c, &policy(Preference::Any, 2), 3).len(), 2);
-    }
-
-    #[test]
-    fn native_lookup_no_mx() {
-        let d = Dest::Inet {
-            host: "filter.example".into(),
-            port: 10024,
-            mx: true,
-        };
-        let p = AddrPolicy {
-            families: Families {
-                v4: true,
-                v6: false,
-            },
-            ..AddrPolicy::default()
-        };
-        let t = resolve_native(&d, &p, |h| {
-            assert_eq!(h, "filter.example", "the host itself, no MX");
-            Ok(vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()])
-        })
-        .unwrap();
-        assert_eq!(
-            t,
-            [Target::Inet {
-                host: "filter.example".into(),
-                ip: "127.0.0.1".parse().unwrap(),
-                port: 10024
-            }]
-        );
-        let e = resolve_native(&d, &p, |_| Ok(vec!["::1".parse().unwrap()])).unwrap_err();
-        assert_eq!(e.text, "filter.example: host not found");
-        let gai =
-            |t: &str| std::io::Error::other(format!("failed to lookup address information: {t}"));
-        let e = resolve_native(&d, &p, |_| Err(gai("Name or service not known"))).unwrap_err();
-        assert_eq!(
-            (e.dsn.as_str(), e.text.as_str()),
-            (
-                "5.4.4",
-                "unable to look up host filter.example: Name or service not known"
-            )
-        );
-        let e = resolve_native(&d, &p, |_| Err(gai("Temporary failure in name resolution")))
-            .unwrap_err();
-        assert_eq!(e.dsn, "4.4.4");
-        let lit = Dest::Inet {
-            host: "127.0.0.2".into(),
-            port: 25,
-            mx: false,
-        };
-        assert_eq!(
-            resolve_native(&lit, &p, |_| panic!("no lookup"))
-                .unwrap()
-                .len(),
-            1
-        );
     }
 
     #[test]

@@ -460,10 +460,12 @@ pub fn prepare(
 ) -> Result<crate::session::Settings, Outcome> {
     let mut s = agent.session.clone();
     let r = dns.resolver.map(|r| (dns.rt, r));
-    // DANE needs DNSSEC lookups: without DNS, `dane` is `may` and `dane-only` a
-    // configuration problem (Postfix's "configured with dnssec lookups disabled").
+    // DANE needs DNSSEC lookups: without DNS (or DNS host lookups), `dane` is `may` and
+    // `dane-only` a configuration problem (Postfix's "configured with dnssec lookups
+    // disabled").
+    let no_dns = agent.dns_disabled || !agent.addresses.lookup.dns;
     let no_dane;
-    let p = if agent.dns_disabled && matches!(p.level, Level::Dane | Level::DaneOnly) {
+    let p = if no_dns && matches!(p.level, Level::Dane | Level::DaneOnly) {
         postern_log::warning(format!(
             "{nexthop}: {} configured with dnssec lookups disabled",
             p.level.name()
