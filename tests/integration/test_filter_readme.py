@@ -201,3 +201,24 @@ def test_dns_support_level_disabled_and_dane(instance):
             assert not [q for q in dns.queries if q[1] in ("MX", "A", "AAAA", "TLSA")], dns.queries
     finally:
         peer.close()
+
+
+def test_smtp_host_lookup_native(instance):
+    """smtp_host_lookup = native: MX records still come from the DNS, the MX host's
+    addresses from the system's name service (`localhost` from /etc/hosts)."""
+    peer = Peer()
+    dns = DnsServer({("remote.example", "MX"): [(10, "localhost")]})
+    try:
+        with dns as dns_port:
+            postconf(instance, f"dns_servers = 127.0.0.1:{dns_port}",
+                     "smtp_host_lookup = native", f"relayhost = remote.example:{peer.port}")
+            instance.start()
+            wait_port(instance.port)
+            instance.sendmail(["-f", "s@localhost", "u@remote.example"], b"Subject: native\n\nx\n")
+            instance.wait_for(lambda: peer.messages, what="message at the MX host")
+            instance.wait_for(lambda: "status=sent" in instance.log(), what="status=sent")
+            assert f"relay=localhost[127.0.0.1]:{peer.port}" in instance.log()
+            assert ("remote.example", "MX") in dns.queries, dns.queries
+            assert not [q for q in dns.queries if q[1] in ("A", "AAAA")], dns.queries
+    finally:
+        peer.close()
