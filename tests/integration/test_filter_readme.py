@@ -23,6 +23,10 @@ passing the same XFORWARD attributes on (as amavisd-new does). Checked:
 * the delivered message's Received header added at reinjection names the original
   client's HELO, not the filter's; nothing loops, the queue ends empty.
 
+Also the same client code without the legacy switch: `smtp_dns_support_level = disabled`
+with DANE levels (dane falls back to may, dane-only defers), and `smtp_host_lookup =
+native`.
+
 Every process started here is stopped by PID; every wait is bounded.
 """
 
