@@ -436,6 +436,17 @@ pub(crate) async fn finish(
     r
 }
 
+fn action_name(a: &MessageAction) -> &'static str {
+    match a {
+        MessageAction::Hold(_) => "HOLD",
+        MessageAction::Discard(_) => "DISCARD",
+        MessageAction::Prepend(_) => "PREPEND",
+        MessageAction::Redirect(_) => "REDIRECT",
+        MessageAction::Filter(_) => "FILTER",
+        MessageAction::Bcc(_) => "BCC",
+    }
+}
+
 async fn deliver(
     sess: &mut Session<'_>,
     p: &mut Proxy,
@@ -463,9 +474,15 @@ async fn deliver(
                 head.push_str(h);
                 head.push('\n');
             }
-            other => postern_log::warning(format!(
-                "{}: access table action {other:?} is ignored with smtpd_proxy_filter",
-                sess.client
+            // The filter's reinjection queues the message: cleanup's actions cannot apply.
+            MessageAction::Hold(v)
+            | MessageAction::Discard(v)
+            | MessageAction::Redirect(v)
+            | MessageAction::Filter(v)
+            | MessageAction::Bcc(v) => postern_log::warning(format!(
+                "{}: access table action {} {v} is ignored with smtpd_proxy_filter",
+                sess.client,
+                action_name(a)
             )),
         }
     }
