@@ -7,6 +7,7 @@
 //!   DNS TXT record.
 //! * [`sign`]: `DKIM-Signature:` headers for a message, one per [`sign::Signer`].
 //! * [`verify`]: DKIM, ARC, SPF and DMARC through our resolver (`dns_servers`).
+//! * [`spf`]: RFC 7208's record syntax and void-lookup limit, which mail-auth lacks.
 //! * [`cmd`]: the `postern dkim` and `postern auth` commands.
 //!
 //! Postfix has none of this built in (it calls OpenDKIM, OpenDMARC and policyd-spf
@@ -28,6 +29,7 @@
 pub mod cmd;
 pub mod keys;
 pub mod sign;
+pub mod spf;
 pub mod verify;
 
 pub use keys::{Key, KeyPair, KeyType, keygen};
@@ -86,6 +88,7 @@ fn header_len(message: &[u8]) -> usize {
 pub fn has_header(message: &[u8], name: &str) -> bool {
     message[..header_len(message)]
         .split(|&b| b == b'\n')
+        .filter(|line| !line.starts_with(b" ") && !line.starts_with(b"\t"))
         .filter_map(|line| line.split(|&b| b == b':').next())
         .any(|n| n.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
 }
@@ -126,5 +129,6 @@ mod tests {
         assert!(check_size(b"A: b\n\nbody\n").is_ok());
         assert!(has_header(b"To: x\nFROM : y\n\nFrom: z\n", "from"));
         assert!(!has_header(b"To: x\n\nFrom: z\n", "from"));
+        assert!(!has_header(b"To: x\n from: y\n\n", "from"));
     }
 }

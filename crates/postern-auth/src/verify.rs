@@ -23,11 +23,13 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    ReceivedSpf, SpfOutput, SpfResult,
+    Parameters, ReceivedSpf, SpfOutput, SpfResult,
 };
 use std::net::IpAddr;
 
+use crate::spf::{MAX_VOID_LOOKUPS, Tracker, check_record, is_spf};
 use crate::{check_size, to_crlf};
+use postern_dns::Lookup;
 
 /// DKIM signatures (and ARC sets) checked per message; more are ignored.
 pub const MAX_SIGNATURES: usize = 8;
@@ -76,6 +78,7 @@ pub struct SpfReport {
 /// The verifier: mail-auth on our resolver.
 pub struct Verifier {
     auth: MessageAuthenticator,
+    resolver: postern_dns::Resolver,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -128,6 +131,7 @@ impl Verifier {
     pub fn new(resolver: &postern_dns::Resolver) -> Verifier {
         Verifier {
             auth: MessageAuthenticator(resolver.hickory().clone()),
+            resolver: resolver.clone(),
         }
     }
 
@@ -145,15 +149,42 @@ impl Verifier {
     }
 
     async fn spf_output(&self, ip: IpAddr, helo: &str, sender: &str, host: &str) -> SpfOutput {
-        if sender.is_empty() || domain_of(sender).is_empty() {
-            self.auth
-                .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
-                .await
+        let tracker = Tracker::default();
+        let (txt, other) = (tracker.txt(), tracker.other());
+        let params = if sender.is_empty() || domain_of(sender).is_empty() {
+            SpfParameters::verify_ehlo(ip, helo, host)
         } else {
-            self.auth
-                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, sender))
-                .await
+            SpfParameters::verify_mail_from(ip, helo, host, sender)
+        };
+        let params = Parameters::new(params)
+            .with_txt_cache(&txt)
+            .with_mx_cache(&other)
+            .with_ipv4_cache(&other)
+            .with_ipv6_cache(&other)
+            .with_ptr_cache(&other);
+        let out = self.auth.check_host(params).await;
+        if matches!(out.result(), SpfResult::TempError | SpfResult::None) {
+            return out;
         }
+        // RFC 7208 §4.6.4 and §4.6/§12, which mail-auth 0.13.3 does not enforce.
+        if tracker.void_lookups() > MAX_VOID_LOOKUPS {
+            return SpfOutput::new(out.domain().to_string()).with_result(SpfResult::PermError);
+        }
+        for name in tracker.txt_names() {
+            let Lookup::Found(records) = self.resolver.txt(&name).await else {
+                continue;
+            };
+            let spf: Vec<&String> = records.iter().filter(|r| is_spf(r)).collect();
+            let bad = match spf.as_slice() {
+                [] => false,
+                [one] => check_record(one).is_err(),
+                _ => true,
+            };
+            if bad {
+                return SpfOutput::new(out.domain().to_string()).with_result(SpfResult::PermError);
+            }
+        }
+        out
     }
 
     /// Verifies `message` (LF or CRLF line ends) in `ctx`.
