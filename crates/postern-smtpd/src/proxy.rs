@@ -486,7 +486,9 @@ async fn deliver(
             )),
         }
     }
-    if sess.forwarded.is_empty() {
+    // Postfix suppresses its own Received: when it got XFORWARD itself (an intermediate
+    // proxy); the forwarded attributes last one transaction, as cleanup's hand-off takes them.
+    if std::mem::take(&mut sess.forwarded).is_empty() {
         head.push_str(&received(sess, p, txn));
     }
     let wire = stuffed(head.as_bytes(), content);
