@@ -469,3 +469,6 @@ async fn content_filter_goes_to_cleanup_and_a_filter_action_replaces_it() {
     h.talk(&steps).await;
     assert!(filters(&h.queued.lock().expect("lock")[0]).is_empty());
 }
+
+#[path = "session_tests_proxy.rs"]
+mod proxy;
