@@ -345,6 +345,40 @@ mod tests {
     }
 
     #[test]
+    fn mutated_records_never_panic() {
+        let seeds = [
+            "v=spf1 a:mail.example.com/24//64 mx//64 ~all",
+            "v=spf1 exists:%{i}.%{l1r+-}._spf.%{d} ptr:example.org -all exp=x.%{d}",
+            "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 redirect=é.example",
+        ];
+        let alphabet = b"v=spf1 :/%{}.-+~?_r0123456789aAz\xc3\xa9\t";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut valid = 0;
+        for seed in seeds {
+            for _ in 0..3000 {
+                let mut b = seed.as_bytes().to_vec();
+                for _ in 0..3 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let at = (x as usize) % (b.len() + 1);
+                    let c = alphabet[(x >> 32) as usize % alphabet.len()];
+                    match x % 3 {
+                        0 if at < b.len() => b[at] = c,
+                        1 if at < b.len() => {
+                            b.remove(at);
+                        }
+                        _ => b.insert(at, c),
+                    }
+                }
+                valid += usize::from(check_record(&String::from_utf8_lossy(&b)).is_ok());
+            }
+        }
+        // Some mutants stay valid, most do not.
+        assert!(valid > 0 && valid < 9000, "{valid}");
+    }
+
+    #[test]
     fn spf_recognition() {
         assert!(is_spf("v=spf1"));
         assert!(is_spf("v=spf1 -all"));
