@@ -9,7 +9,9 @@ Debian's, run by /usr/bin/python3 (the pytest interpreter need not have them).
   * SPF results for 22 published records (pass/fail/softfail/neutral/none/permerror,
     include loops, >10 lookups, void lookups, exp=, SERVFAIL; temperror with the DNS
     server down) agree with pyspf's `check2`, both asking the same loopback DNS server
-    (tests/integration/dnsserver.py; pyspf through dnspython pointed at its port).
+    (tests/integration/dnsserver.py; pyspf through dnspython pointed at its port);
+  * DMARC pass (aligned SPF or DKIM) and fail with the published policy; at most 8
+    signatures are checked.
 
 No instance is started: the commands read main.cf from a private directory
 (`dns_servers = 127.0.0.1:PORT`). Needs python3-dkim, python3-spf, python3-dnspython,
@@ -330,3 +332,30 @@ def test_dkimpy_arc_seal_verifies_in_postern(postern_bin, conf, keys):
     broken = sealed.replace(b"Hello Bob", b"Hello Eve")
     ar = postern(postern_bin, conf, "auth", "verify", "--ip", CLIENT, "--helo", HELO, stdin=broken).stdout.decode()
     assert "arc=pass" not in ar and re.search(r"arc=(fail|neutral|permerror)", ar), ar
+
+
+def test_dmarc_results(postern_bin, conf, zone, keys):
+    """DMARC from the From domain's policy: aligned SPF passes; unaligned, unsigned mail
+    fails with the published policy; a DKIM signature of the From domain passes."""
+    zone[("_dmarc.dmarc.test", "TXT")] = ["v=DMARC1; p=reject; adkim=r; aspf=r"]
+    zone[("dmarc.test", "TXT")] = ["v=spf1 ip4:192.0.2.10 -all"]
+    zone[("_dmarc.example.com", "TXT")] = ["v=DMARC1; p=quarantine"]
+    msg = MSG.replace(b"alice@example.com", b"alice@dmarc.test")
+
+    def verify(m: bytes, sender: str) -> str:
+        return postern(postern_bin, conf, "auth", "verify", "--ip", CLIENT, "--helo", HELO,
+                       "--sender", sender, stdin=m).stdout.decode()
+
+    ar = verify(msg, "bounce@dmarc.test")
+    assert "spf=pass" in ar and "dmarc=pass header.from=dmarc.test policy.dmarc=reject" in ar, ar
+    ar = verify(msg, "bounce@other.example")
+    assert "dmarc=fail" in ar and "header.from=dmarc.test policy.dmarc=reject" in ar, ar
+    signed = postern(postern_bin, conf, "auth", "sign", "-s", "ked", "-d", "example.com", "-k",
+                     str(keys["ked"][0]), stdin=MSG).stdout
+    ar = verify(signed, "bounce@other.example")
+    assert "dkim=pass" in ar and "dmarc=pass header.from=example.com policy.dmarc=quarantine" in ar, ar
+    # at most 8 signatures are checked
+    head = signed[:signed.index(MSG)]
+    flood = b"".join(head.replace(b"s=ked", f"s=k{i}".encode()) for i in range(20)) + MSG
+    ar = verify(flood, "bounce@other.example")
+    assert ar.count("dkim=") == 8, ar
