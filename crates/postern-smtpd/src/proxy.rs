@@ -23,9 +23,8 @@
 //!
 //! Differences from Postfix: MAIL and RCPT go to the filter in canonical form
 //! (`MAIL FROM:<a@b> SIZE=…`), not byte for byte as the client typed them; a garbage reply
-//! line fails at once instead of being read past; XFORWARD `SOURCE` is always `REMOTE`
-//! (Postfix says `LOCAL` for a client of `local_header_rewrite_clients`; the reinjecting
-//! Postern cleanup still applies the local rules to such a forwarded client address).
+//! line fails at once instead of being read past. XFORWARD `SOURCE` is `LOCAL` for a
+//! client that `local_header_rewrite_clients` matches, as Postfix's smtpd decides it.
 //!
 //! # Security
 //! The filter's replies are parsed with bounded lines (`line_length_limit`) and at most
@@ -37,7 +36,7 @@
 //! `smtpd_proxy_filter` (`host:port`, `[host]:port`, `inet:host:port`, `:port`, or
 //! `unix:pathname`, relative to the queue directory), `smtpd_proxy_options`
 //! (`speed_adjust`; any other word is fatal), `smtpd_proxy_timeout`, `smtpd_proxy_ehlo`,
-//! `mail_name` (the `Received:` header).
+//! `mail_name` (the `Received:` header), `local_header_rewrite_clients` (XFORWARD `SOURCE`).
 
 use super::Txn;
 use crate::policy::MessageAction;
@@ -319,10 +318,14 @@ fn xforward_attrs(sess: &Session<'_>) -> Vec<(&'static str, Option<String>)> {
             .map(|(_, v)| v.clone())
     };
     let addr = fwd("client_address").or_else(|| sess.facts.client_addr.map(rfc_addr));
-    let source = match fwd("rewrite_context").as_deref() {
-        Some("local") => "LOCAL",
-        _ => "REMOTE",
+    let local = match fwd("rewrite_context").as_deref() {
+        Some(ctx) => ctx == "local",
+        None => sess.policy.local_header_client(
+            &sess.cfg.get_list("local_header_rewrite_clients"),
+            &sess.facts,
+        ),
     };
+    let source = if local { "LOCAL" } else { "REMOTE" };
     vec![
         (
             "NAME",

@@ -218,4 +218,19 @@ impl Policy {
     pub async fn check(&self, stage: Stage, facts: &Facts) -> Verdict {
         eval::check(self, stage, facts).await
     }
+
+    /// Whether `local_header_rewrite_clients` (its words, `list`) matches the client, as
+    /// Postfix's smtpd decides the rewrite context (the XFORWARD `SOURCE` the proxy filter
+    /// gets): `permit_inet_interfaces`, `permit_mynetworks`, `permit_sasl_authenticated`,
+    /// `static:all`; other elements match nothing (cleanup reads them the same way).
+    pub fn local_header_client(&self, list: &[String], facts: &Facts) -> bool {
+        let ip = facts.client_addr;
+        list.iter().any(|w| match w.to_ascii_lowercase().as_str() {
+            "permit_inet_interfaces" => ip.is_some_and(|a| self.addrs.is_inet_interface(a)),
+            "permit_mynetworks" => ip.is_some_and(|a| self.mynetworks.matches(a).unwrap_or(false)),
+            "permit_sasl_authenticated" => facts.sasl_username.is_some(),
+            "static:all" => true,
+            _ => false,
+        })
+    }
 }
