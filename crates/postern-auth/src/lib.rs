@@ -5,6 +5,7 @@
 //!
 //! * [`keys`]: PEM key loading (RSA PKCS#1/PKCS#8, Ed25519) and key generation with the
 //!   DNS TXT record.
+//! * [`keytable`]: the `dkim_key_table` entries (`domain:selector:/path`).
 //! * [`sign`]: `DKIM-Signature:` headers for a message, one per [`sign::Signer`].
 //! * [`verify`]: DKIM, ARC, SPF and DMARC through our resolver (`dns_servers`).
 //! * [`spf`]: RFC 7208's record syntax and void-lookup limit, which mail-auth lacks.
@@ -28,6 +29,7 @@
 
 pub mod cmd;
 pub mod keys;
+pub mod keytable;
 pub mod sign;
 pub mod spf;
 pub mod verify;
