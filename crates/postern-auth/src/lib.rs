@@ -9,6 +9,7 @@
 //! * [`sign`]: `DKIM-Signature:` headers for a message, one per [`sign::Signer`].
 //! * [`verify`]: DKIM, ARC, SPF and DMARC through our resolver (`dns_servers`).
 //! * [`spf`]: RFC 7208's record syntax and void-lookup limit, which mail-auth lacks.
+//! * [`report`]: DMARC aggregate and TLS-RPT reports (record store, daily reports).
 //! * [`cmd`]: the `postern dkim` and `postern auth` commands.
 //!
 //! Postfix has none of this built in (it calls OpenDKIM, OpenDMARC and policyd-spf
@@ -30,6 +31,7 @@
 pub mod cmd;
 pub mod keys;
 pub mod keytable;
+pub mod report;
 pub mod sign;
 pub mod spf;
 pub mod verify;
