@@ -20,10 +20,11 @@
 
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::dmarc::{Alignment, Policy};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    Parameters, ReceivedSpf, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcOutput, DmarcResult,
+    MessageAuthenticator, Parameters, ReceivedSpf, SpfOutput, SpfResult,
 };
 use std::net::IpAddr;
 
@@ -60,6 +61,45 @@ pub struct AuthResults {
     pub arc: Option<&'static str>,
     /// The DMARC result word.
     pub dmarc: &'static str,
+    /// What DMARC found, for the disposition and the aggregate reports.
+    pub dmarc_info: DmarcInfo,
+    /// Each DKIM signature checked: (`d=`, `s=`, result word).
+    pub dkim_signatures: Vec<(String, String, &'static str)>,
+    /// The SPF identity checked: (domain, `mfrom` or `helo`), when an IP was given.
+    pub spf_identity: Option<(String, &'static str)>,
+}
+
+/// The DMARC side of [`AuthResults`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DmarcInfo {
+    /// The RFC 5322.From domain (empty: DMARC did not apply).
+    pub domain: String,
+    /// The policy the domain asks for this message: `none`, `quarantine` or `reject`
+    /// (`p=`, or `sp=`/`np=` for a subdomain, one level lower with `t=y`).
+    pub policy: &'static str,
+    /// The published record, when one was found.
+    pub record: Option<DmarcPolicy>,
+    /// A passing DKIM signature is aligned with the From domain.
+    pub dkim_aligned: bool,
+    /// A passing SPF identity is aligned with the From domain.
+    pub spf_aligned: bool,
+}
+
+/// The tags of a published DMARC record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcPolicy {
+    /// `p=` (`none`, `quarantine`, `reject`).
+    pub p: &'static str,
+    /// `sp=`.
+    pub sp: &'static str,
+    /// `adkim=` (`r` or `s`).
+    pub adkim: &'static str,
+    /// `aspf=` (`r` or `s`).
+    pub aspf: &'static str,
+    /// `pct=` (mail-auth follows DMARCbis, which dropped it: always 100).
+    pub pct: u8,
+    /// `rua=` URIs.
+    pub rua: Vec<String>,
 }
 
 /// The outcome of [`Verifier::spf`].
@@ -96,6 +136,59 @@ fn dkim_word(r: &DkimResult) -> &'static str {
         DkimResult::TempError(_) => "temperror",
         DkimResult::None => "none",
     }
+}
+
+fn policy_word(p: Policy) -> &'static str {
+    match p {
+        Policy::Reject => "reject",
+        Policy::Quarantine => "quarantine",
+        Policy::None | Policy::Unspecified => "none",
+    }
+}
+
+fn alignment_word(a: Alignment) -> &'static str {
+    match a {
+        Alignment::Relaxed => "r",
+        Alignment::Strict => "s",
+    }
+}
+
+/// The DMARC facts of a [`DmarcOutput`].
+fn dmarc_info(out: &DmarcOutput) -> DmarcInfo {
+    DmarcInfo {
+        domain: out.domain().to_string(),
+        policy: policy_word(out.policy()),
+        record: out.dmarc_record().map(|r| DmarcPolicy {
+            p: policy_word(r.p),
+            sp: policy_word(r.sp),
+            adkim: alignment_word(r.adkim),
+            aspf: alignment_word(r.aspf),
+            pct: 100,
+            rua: r.rua().iter().map(|u| u.uri().to_string()).collect(),
+        }),
+        dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
+        spf_aligned: *out.spf_result() == DmarcResult::Pass,
+    }
+}
+
+/// The header with only the methods in `methods` (`dkim`, `spf`, `arc`, `dmarc`; `dkim`
+/// keeps `dkim-atps` too); `; none` when nothing is left.
+pub fn keep_methods(header: &str, methods: &[&str]) -> String {
+    let body = header.trim_end_matches("\r\n");
+    let mut parts = body.split(";\r\n\t");
+    let head = parts.next().unwrap_or_default().to_string();
+    let kept: Vec<&str> = parts
+        .filter(|p| {
+            let m = p.split(['=', ' ']).next().unwrap_or_default();
+            let m = m.strip_suffix("-atps").unwrap_or(m);
+            methods.iter().any(|w| w.eq_ignore_ascii_case(m))
+        })
+        .collect();
+    let head = head.strip_suffix("; none").unwrap_or(&head).to_string();
+    if kept.is_empty() {
+        return format!("{head}; none\r\n");
+    }
+    format!("{head};\r\n\t{}\r\n", kept.join(";\r\n\t"))
 }
 
 fn dmarc_word(r: &DmarcResult) -> &'static str {
@@ -207,6 +300,13 @@ impl Verifier {
         let mut ar =
             AuthenticationResults::new(&ctx.authserv_id).with_dkim_results(&dkim, &header_from);
         let dkim_words: Vec<&'static str> = dkim.iter().map(|o| dkim_word(o.result())).collect();
+        let dkim_signatures = dkim
+            .iter()
+            .filter_map(|o| {
+                let sig = o.signature()?;
+                Some((sig.d.clone(), sig.s.clone(), dkim_word(o.result())))
+            })
+            .collect();
 
         let (spf_out, spf_word_, arc_word) = match ctx.ip {
             Some(ip) => {
@@ -238,6 +338,13 @@ impl Verifier {
                 &spf_out,
             ))
             .await;
+        let spf_identity = ctx.ip.map(|_| {
+            if domain_of(&ctx.sender).is_empty() {
+                (ctx.helo.clone(), "helo")
+            } else {
+                (domain_of(&ctx.sender).to_string(), "mfrom")
+            }
+        });
         let dmarc_w = if dmarc.domain().is_empty() {
             "none"
         } else {
@@ -250,6 +357,9 @@ impl Verifier {
             spf: spf_word_,
             arc: arc_word,
             dmarc: dmarc_w,
+            dmarc_info: dmarc_info(&dmarc),
+            dkim_signatures,
+            spf_identity,
         }
     }
 }
@@ -275,6 +385,9 @@ fn refused(ctx: &Context, reason: &str) -> AuthResults {
         spf: None,
         arc: None,
         dmarc: "none",
+        dmarc_info: DmarcInfo::default(),
+        dkim_signatures: Vec::new(),
+        spf_identity: None,
     }
 }
 
@@ -294,6 +407,24 @@ mod tests {
             "Authentication-Results: mx.example;\r\n\tdkim=permerror (message  too  large )\r\n"
         );
         assert_eq!(r.dkim, vec!["permerror"]);
+    }
+
+    #[test]
+    fn methods_kept() {
+        let h = "Authentication-Results: mx.example;\r\n\tdkim=pass header.d=a.example;\r\n\tspf=fail (x=y) smtp.mailfrom=a@b;\r\n\tarc=none;\r\n\tdmarc=pass header.from=a.example\r\n";
+        assert_eq!(
+            keep_methods(h, &["spf", "dmarc"]),
+            "Authentication-Results: mx.example;\r\n\tspf=fail (x=y) smtp.mailfrom=a@b;\r\n\tdmarc=pass header.from=a.example\r\n"
+        );
+        assert_eq!(
+            keep_methods(h, &[]),
+            "Authentication-Results: mx.example; none\r\n"
+        );
+        assert_eq!(keep_methods(h, &["dkim", "spf", "arc", "dmarc"]), h);
+        assert_eq!(
+            keep_methods("Authentication-Results: mx; none\r\n", &["dkim"]),
+            "Authentication-Results: mx; none\r\n"
+        );
     }
 
     #[test]
