@@ -9,7 +9,9 @@
 //!
 //! # Configuration
 //!
-//! None yet (the signing and key tables of issue 15 will build [`Signer`]s).
+//! None here: cleanup builds [`Signer`]s from `dkim_signing_table`, `dkim_key_table`,
+//! `dkim_signed_headers`, `dkim_oversign_headers` and `dkim_canonicalization`
+//! (postern-cleanup's `dkim` module); `postern auth sign` from its options.
 
 use mail_auth::common::crypto::DkimKey;
 use mail_auth::common::headers::HeaderWriter;
@@ -98,6 +100,11 @@ impl Canon {
 }
 
 impl Signer {
+    /// The signing domain and selector (`d=`, `s=`), for logs.
+    pub fn domain_selector(&self) -> (&str, &str) {
+        (&self.inner.template.d, &self.inner.template.s)
+    }
+
     /// A signer with the default headers and relaxed/relaxed.
     pub fn new(domain: &str, selector: &str, key: Key) -> Signer {
         Signer::with(domain, selector, key, &[], (Canon::Relaxed, Canon::Relaxed))
@@ -129,9 +136,13 @@ impl Signer {
     }
 }
 
-/// Signs `message` (LF or CRLF line ends) with every signer; returns the
-/// `DKIM-Signature:` headers (CRLF, folded) to put before the message, first signer first.
-pub fn sign(message: &[u8], signers: &[Signer]) -> Result<String, AuthError> {
+/// Signs `message` (LF or CRLF line ends) with every signer (owned or borrowed, e.g.
+/// cleanup's cached signers); returns the `DKIM-Signature:` headers (CRLF, folded) to put
+/// before the message, first signer first.
+pub fn sign<S: std::borrow::Borrow<Signer>>(
+    message: &[u8],
+    signers: &[S],
+) -> Result<String, AuthError> {
     check_size(message)?;
     // RFC 6376 §5.4: From must be signed; as OpenDKIM, no From header, no signature.
     if !has_header(message, "from") {
@@ -141,6 +152,7 @@ pub fn sign(message: &[u8], signers: &[Signer]) -> Result<String, AuthError> {
     let mut out = String::new();
     for s in signers {
         let sig = s
+            .borrow()
             .inner
             .sign(&crlf)
             .map_err(|e| AuthError::Sign(e.to_string()))?;

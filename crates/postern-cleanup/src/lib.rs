@@ -45,6 +45,7 @@
 pub mod added;
 pub mod addr;
 pub mod checks;
+pub mod dkim;
 pub mod envelope;
 pub mod flow;
 pub mod hdr_addr;
@@ -91,14 +92,18 @@ pub fn fuzz(data: &[u8]) {
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let args = skeleton::daemon_args(&args);
     // The tables are opened before a chroot (master.cf), as Postfix's pre_jail_init.
-    let (ctx, (), tables) = skeleton::init_open(
+    let (ctx, (), (tables, dkim)) = skeleton::init_open(
         "cleanup",
         &args,
         |_| (),
-        |ctx| Tables::from_config(&ctx.jailed_config()),
+        |ctx| {
+            let cfg = ctx.jailed_config();
+            (Tables::from_config(&cfg), dkim::Dkim::from_config(&cfg))
+        },
     );
     flow::init();
     let mut cleanup = Cleanup::new(&ctx, tables);
+    cleanup.dkim = dkim;
     let exit = service::single_server(&ctx, Env::from_master(&ctx), &mut cleanup);
     service::finish(&ctx, exit)
 }
@@ -108,6 +113,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 pub struct Cleanup {
     settings: Settings,
     tables: Tables,
+    /// DKIM signing (`dkim_*`; none unless [`Cleanup::new`]'s caller sets it).
+    pub dkim: dkim::Dkim,
 }
 
 impl Cleanup {
@@ -117,6 +124,7 @@ impl Cleanup {
         Cleanup {
             settings: settings(ctx),
             tables,
+            dkim: dkim::Dkim::default(),
         }
     }
 }
@@ -124,7 +132,7 @@ impl Cleanup {
 impl Service for Cleanup {
     fn serve(&mut self, ctx: &Context, stream: UnixStream) {
         flow::pace(&ctx.config);
-        serve(ctx, &self.settings, &self.tables, stream)
+        serve(ctx, &self.settings, &self.tables, &mut self.dkim, stream)
     }
 }
 
@@ -147,7 +155,7 @@ fn settings(ctx: &Context) -> Settings {
     }
 }
 
-fn serve(ctx: &Context, s: &Settings, t: &Tables, mut stream: UnixStream) {
+fn serve(ctx: &Context, s: &Settings, t: &Tables, d: &mut dkim::Dkim, mut stream: UnixStream) {
     let timeout = client::ipc_timeout(&ctx.config);
     if let Err(e) = stream
         .set_read_timeout(Some(timeout))
@@ -170,7 +178,7 @@ fn serve(ctx: &Context, s: &Settings, t: &Tables, mut stream: UnixStream) {
             return;
         }
     };
-    let reply = enqueue(ctx, s, t, &req, &mut stream);
+    let reply = enqueue(ctx, s, t, d, &req, &mut stream);
     if let Err(e) = client::write_frame(&mut stream, &reply.to_attrs()) {
         // The client did not learn the outcome; if the file was written it will be
         // delivered and the client may submit again: at least once, never lost.
@@ -199,6 +207,7 @@ fn enqueue(
     ctx: &Context,
     s: &Settings,
     t: &Tables,
+    d: &mut dkim::Dkim,
     req: &CleanupRequest,
     peer: &mut UnixStream,
 ) -> CleanupReply {
@@ -209,9 +218,9 @@ fn enqueue(
         return defer("4.3.0 Error: queue file write error");
     }
     match process::check(req, s) {
-        Ok(()) => write(ctx, s, t, req, None, peer),
+        Ok(()) => write(ctx, s, t, d, req, None, peer),
         Err(r) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 => {
-            write(ctx, s, t, &header_only(req, s), Some(r), peer)
+            write(ctx, s, t, d, &header_only(req, s), Some(r), peer)
         }
         Err(r) => refuse(r),
     }
@@ -232,6 +241,7 @@ fn write(
     ctx: &Context,
     s: &Settings,
     t: &Tables,
+    d: &mut dkim::Dkim,
     req: &CleanupRequest,
     reject: Option<Refusal>,
     peer: &mut UnixStream,
@@ -263,7 +273,7 @@ fn write(
         (_, Some(f)) if f.status == CleanupStatus::Defer => return refuse(f),
         (_, Some(f)) if req.flags & cleanup_flags::BOUNCE_ON_REJECT != 0 && reject.is_none() => {
             drop(newfile);
-            return write(ctx, s, t, &header_only(req, s), Some(f), peer);
+            return write(ctx, s, t, d, &header_only(req, s), Some(f), peer);
         }
         (_, Some(f)) => return refuse(f),
         (Ok(b), None) => b,
@@ -297,7 +307,7 @@ fn write(
         {
             // A local submission was acknowledged already: bounce, never lose it.
             drop(newfile);
-            return write(ctx, s, t, &header_only(req, s), Some(r), peer);
+            return write(ctx, s, t, d, &header_only(req, s), Some(r), peer);
         }
         (Err(r), None) => return refuse(r),
     };
@@ -316,12 +326,18 @@ fn write(
             {
                 // A local submission was acknowledged already: bounce, never lose it.
                 drop(newfile);
-                return write(ctx, s, t, &header_only(req, s), Some(f), peer);
+                return write(ctx, s, t, d, &header_only(req, s), Some(f), peer);
             }
             milter::Decision::Refuse(f) => return refuse(f),
         }
     }
     let mut qf = built.qf;
+    // DKIM signing comes last: the signature covers the milters' edits.
+    if reject.is_none()
+        && let Err(f) = d.sign(req, &newfile.id, &mut qf)
+    {
+        return refuse(f);
+    }
     if let Some(r) = reject {
         qf.attrs.push(("cleanup_reject".into(), r.reason));
     }

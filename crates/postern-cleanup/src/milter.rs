@@ -93,7 +93,8 @@ pub fn join(headers: &[(String, String)], body: &[u8], separator: bool) -> Vec<u
     out
 }
 
-fn attr<'a>(req: &'a CleanupRequest, n: &str) -> Option<&'a str> {
+/// A non-empty request attribute.
+pub(crate) fn attr<'a>(req: &'a CleanupRequest, n: &str) -> Option<&'a str> {
     req.attrs
         .iter()
         .find(|(k, _)| k == n)
