@@ -3,6 +3,7 @@
 //! (RFC 7489), on the `mail-auth` crate (pinned 0.13.3, pure-Rust crypto), with results
 //! written as one RFC 8601 `Authentication-Results:` header. Layer 1.
 //!
+//! * [`arc`]: ARC sealing of forwarded mail (RFC 8617).
 //! * [`keys`]: PEM key loading (RSA PKCS#1/PKCS#8, Ed25519) and key generation with the
 //!   DNS TXT record.
 //! * [`keytable`]: the `dkim_key_table` entries (`domain:selector:/path`).
@@ -28,6 +29,7 @@
 //! `dns_servers` (through [`postern_dns::Resolver`]), `myhostname` (the default
 //! authserv-id). The signing/key tables and restriction words of issue 15 come later.
 
+pub mod arc;
 pub mod cmd;
 pub mod keys;
 pub mod keytable;
