@@ -11,6 +11,9 @@
 //! * `postern auth spf --ip IP [--helo NAME] [--sender ADDR]` prints the SPF result word,
 //!   the `Received-SPF:` header and the domain's explanation of a fail.
 //!
+//! * `postern auth report [--date YYYY-MM-DD] [--dry-run DIR]` sends the DMARC aggregate
+//!   and TLS-RPT reports of a day (default yesterday, UTC) once ([`crate::report::send`]).
+//!
 //! A global `-c DIR` names the configuration directory (main.cf's `dns_servers`,
 //! `myhostname`). Errors are one line, `postern: fatal: MESSAGE`, with sysexits statuses
 //! (64 usage, 66/74 input, 78 configuration), as the other commands
@@ -63,6 +66,7 @@ pub fn auth_main(args: Vec<OsString>) -> ExitCode {
             Some("sign") => sign_cmd(&a[1..]),
             Some("verify") => verify_cmd(dir.as_deref(), &a[1..]),
             Some("spf") => spf_cmd(dir.as_deref(), &a[1..]),
+            Some("report") => report_cmd(dir.as_deref(), &a[1..]),
             _ => Err(usage_auth()),
         }),
     )
@@ -85,7 +89,7 @@ fn usage_dkim() -> Fatal {
 fn usage_auth() -> Fatal {
     fatal(
         exit::USAGE,
-        "usage: postern auth sign|verify|spf [options] (see postern help postern-auth)",
+        "usage: postern auth sign|verify|spf|report [options] (see postern help postern-auth)",
     )
 }
 
@@ -385,6 +389,59 @@ fn spf_cmd(dir: Option<&Path>, args: &[String]) -> Result<(), Fatal> {
     );
     if let Some(e) = &report.explanation {
         text.push_str(&format!("explanation: {e}\n"));
+    }
+    out(text.as_bytes())
+}
+
+/// `postern auth report [--date YYYY-MM-DD] [--dry-run DIR]`.
+fn report_cmd(dir: Option<&Path>, args: &[String]) -> Result<(), Fatal> {
+    use crate::report::{Meta, send, store};
+    let o = opts(args, &["--date", "--dry-run"], usage_auth)?;
+    if !o.operands.is_empty() {
+        return Err(usage_auth());
+    }
+    let day = match o.last(&["--date"]) {
+        None => store::today().prev(),
+        Some(d) => store::Day::parse(d)
+            .ok_or_else(|| fatal(exit::USAGE, format!("bad date \"{d}\": YYYY-MM-DD")))?,
+    };
+    let rt = runtime()?;
+    let log = rt.block_on(async {
+        let cdir = postern_server::load::config_dir(dir);
+        let cfg = postern_server::load::load(&cdir)
+            .map_err(|e| fatal(exit::CONFIG, e.to_string()))?
+            .config;
+        let resolver = postern_dns::Resolver::from_config(&cfg)
+            .map_err(|e| fatal(exit::CONFIG, e.to_string()))?;
+        let job = send::Job {
+            meta: Meta {
+                org_name: cfg.str(p::DMARC_REPORT_ORG_NAME),
+                email: cfg.str(p::DMARC_REPORT_EMAIL),
+                submitter: cfg.str(p::MYHOSTNAME),
+            },
+            dmarc_dir: cfg
+                .bool(p::DMARC_REPORTING)
+                .then(|| PathBuf::from(cfg.str(p::DMARC_REPORT_DIRECTORY))),
+            tls_dir: cfg
+                .bool(p::TLSRPT_REPORTING)
+                .then(|| PathBuf::from(cfg.str(p::TLSRPT_REPORT_DIRECTORY))),
+            day,
+            dry_run: o.last(&["--dry-run"]).map(PathBuf::from),
+            config_dir: dir.map(Path::to_path_buf),
+        };
+        if job.dmarc_dir.is_none() && job.tls_dir.is_none() {
+            return Err(fatal(
+                exit::CONFIG,
+                "neither dmarc_reporting nor tlsrpt_reporting is enabled",
+            ));
+        }
+        send::run(&job, &resolver)
+            .await
+            .map_err(|e| fatal(exit::TEMPFAIL, e))
+    })?;
+    let mut text = String::new();
+    for l in log {
+        text.push_str(&format!("postern: {l}\n"));
     }
     out(text.as_bytes())
 }
