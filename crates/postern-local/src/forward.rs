@@ -88,7 +88,9 @@ pub(crate) fn finish(ctx: &mut Ctx<'_>, cancel: bool) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let mut attrs = Vec::new();
+        // As Postfix's forward.c: the original queue ID, which also tells cleanup that
+        // this is a forwarded message (ARC sealing's `local_forward`).
+        let mut attrs = vec![("log_ident".to_string(), ctx.req.queue_id.clone())];
         if !b.envid.is_empty() {
             attrs.push(("envid".to_string(), b.envid.clone()));
         }
