@@ -19,6 +19,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -255,6 +256,14 @@ impl Marker {
             .append(true)
             .open(&self.path)
             .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+            .map(|()| {
+                // The directory's owner (mail_owner) owns the marker too, as everything
+                // under data_directory (`postern check`); best effort.
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                if let Ok(md) = fs::metadata(dir) {
+                    std::os::unix::fs::chown(&self.path, Some(md.uid()), Some(md.gid())).ok();
+                }
+            })
             .or_else(|e| match e.kind() {
                 // No directory: nothing was ever recorded, nothing to mark.
                 io::ErrorKind::NotFound => Ok(()),
