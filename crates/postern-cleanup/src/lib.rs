@@ -44,6 +44,7 @@
 
 pub mod added;
 pub mod addr;
+pub mod arc;
 pub mod checks;
 pub mod dkim;
 pub mod envelope;
@@ -98,6 +99,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |_| (),
         |ctx| {
             let cfg = ctx.jailed_config();
+            arc::init(&cfg);
             (Tables::from_config(&cfg), dkim::Dkim::from_config(&cfg))
         },
     );
@@ -335,6 +337,12 @@ fn write(
     // DKIM signing comes last: the signature covers the milters' edits.
     if reject.is_none()
         && let Err(f) = d.sign(req, &newfile.id, &mut qf)
+    {
+        return refuse(f);
+    }
+    // ARC sealing after signing: the seal covers the DKIM-Signature too.
+    if reject.is_none()
+        && let Err(f) = arc::seal(req, &newfile.id, &mut qf)
     {
         return refuse(f);
     }

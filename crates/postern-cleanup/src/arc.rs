@@ -1,0 +1,284 @@
+//! ARC sealing in cleanup (RFC 8617, issue 15): mail this server forwards gets one new
+//! ARC set (`ARC-Seal`, `ARC-Message-Signature`, `ARC-Authentication-Results`) first in
+//! its header, after the milters and after DKIM signing, so that the next hop can trust
+//! this server's view of the original authentication. Postfix leaves this to OpenARC as a
+//! milter; here it is built in (postern-auth's [`postern_auth::arc`]).
+//!
+//! * Which mail (`arc_sealing_clients`): `local_forward` (local(8)'s alias, `:include:`
+//!   and `.forward` re-injections, which carry the original queue ID as `log_ident` and no
+//!   client), `permit_local_submission` (sendmail/pickup, e.g. a list manager),
+//!   `permit_mynetworks` (SMTP clients in `mynetworks`, e.g. a list manager re-injecting
+//!   over SMTP), `permit_sasl_authenticated`, `static:all` (every message received, as a
+//!   forwarding relay). Never bounces and notices.
+//! * The key: `arc_seal_key` names a key in `dkim_key_table`
+//!   (`domain:selector:/path/to/key.pem`, [`postern_auth::keytable`]); the key file is
+//!   read again when it changes (rotation without restart).
+//! * The AAR: this server's DKIM and ARC results, and SPF and DMARC when the client IP is
+//!   known (mail received over SMTP); authserv-id `smtpd_authserv_id` (else
+//!   `myhostname`). The chain is verified through `dns_servers`.
+//! * A chain that failed (or has 50 sets, or cannot be verified now) is passed on unsealed
+//!   with a log line, as OpenARC does: sealing it would only say `cv=fail`.
+//!
+//! # Security
+//!
+//! Fail closed: `arc_sealing = yes` with a configuration that cannot work (no or unknown
+//! `arc_seal_key`, a key table that does not open, an unknown client word, an unreadable
+//! key) defers the mail to seal (`4.7.5`) with a warning saying why. DNS lookups are
+//! bounded by the resolver's timeouts. Key files are read by cleanup (`mail_owner`).
+//!
+//! # Configuration
+//!
+//! `arc_sealing`, `arc_seal_key`, `arc_sealing_clients`, `dkim_key_table`,
+//! `smtpd_authserv_id`, `myhostname`, `mynetworks`, `dns_servers`.
+
+use crate::milter::attr;
+use crate::process::Refusal;
+use postern_auth::arc::{SealKey, Sealer};
+use postern_auth::verify::Context;
+use postern_auth::{Key, keytable};
+use postern_config::Config;
+use postern_ipc::proto::{CleanupRequest, CleanupStatus, cleanup_flags};
+use postern_qfile::QueueFile;
+use postern_table::{BoxMap, NetworkList};
+use std::os::unix::fs::MetadataExt;
+
+thread_local! {
+    /// cleanup's sealing state (a single-threaded server; set by [`init`]).
+    static STATE: std::cell::RefCell<Arc> = std::cell::RefCell::new(Arc::default());
+}
+
+/// Reads the configuration and opens the key table (cleanup's open hook, before a
+/// chroot); without it nothing is sealed.
+pub fn init(cfg: &Config) {
+    let arc = Arc::from_config(cfg);
+    STATE.with(|s| *s.borrow_mut() = arc);
+}
+
+/// Seals `qf`'s message when `arc_sealing` and `arc_sealing_clients` say so (see the
+/// module docs); a configuration that cannot work defers the message.
+pub fn seal(req: &CleanupRequest, queue_id: &str, qf: &mut QueueFile) -> Result<(), Refusal> {
+    STATE.with(|s| s.borrow_mut().seal(req, queue_id, qf))
+}
+
+/// One `arc_sealing_clients` element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Forward,
+    Local,
+    Mynetworks,
+    Sasl,
+    All,
+}
+
+/// ARC sealing state: configuration, the open key table, the runtime and the key.
+#[derive(Default)]
+pub struct Arc {
+    enabled: bool,
+    key_name: String,
+    keys: Vec<BoxMap>,
+    clients: Vec<Client>,
+    mynetworks: Option<NetworkList>,
+    authserv_id: String,
+    error: Option<String>,
+    rt: Option<(tokio::runtime::Runtime, Sealer)>,
+    /// The key file's (device, inode, size, mtime) and the key made from it.
+    key: Option<((u64, u64, u64, i64), SealKey)>,
+}
+
+impl std::fmt::Debug for Arc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arc")
+            .field("enabled", &self.enabled)
+            .field("clients", &self.clients)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refusal(reason: &str) -> Refusal {
+    Refusal {
+        status: CleanupStatus::Defer,
+        reason: format!("4.7.5 Server configuration error: {reason}"),
+    }
+}
+
+impl Arc {
+    /// Reads the `arc_*` parameters and opens the key table (before a chroot).
+    pub fn from_config(cfg: &Config) -> Arc {
+        if !cfg.get_bool("arc_sealing").unwrap_or(false) {
+            return Arc::default();
+        }
+        let mut errors = Vec::new();
+        let mut keys = Vec::new();
+        for spec in cfg.get_list("dkim_key_table") {
+            match postern_table::open(&spec, &Default::default()) {
+                Ok(m) => keys.push(m),
+                Err(e) => errors.push(format!("dkim_key_table: {spec}: {e}")),
+            }
+        }
+        let key_name = cfg.get("arc_seal_key").trim().to_string();
+        if key_name.is_empty() || keys.is_empty() {
+            errors.push("arc_sealing = yes needs arc_seal_key and dkim_key_table".into());
+        }
+        let mut clients = Vec::new();
+        for w in cfg.get_list("arc_sealing_clients") {
+            clients.push(match w.to_ascii_lowercase().as_str() {
+                "local_forward" => Client::Forward,
+                "permit_local_submission" => Client::Local,
+                "permit_mynetworks" => Client::Mynetworks,
+                "permit_sasl_authenticated" => Client::Sasl,
+                "static:all" => Client::All,
+                other => {
+                    errors.push(format!("arc_sealing_clients: unknown element {other}"));
+                    continue;
+                }
+            });
+        }
+        let mynetworks = match clients.contains(&Client::Mynetworks) {
+            true => NetworkList::new(&cfg.get("mynetworks"), &Default::default())
+                .map_err(|e| errors.push(format!("mynetworks: {e}")))
+                .ok(),
+            false => None,
+        };
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => match rt.block_on(async { postern_dns::Resolver::from_config(cfg) }) {
+                Ok(r) => {
+                    let sealer = rt.block_on(async { Sealer::new(&r) });
+                    Some((rt, sealer))
+                }
+                Err(e) => {
+                    errors.push(format!("dns_servers: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                errors.push(format!("runtime: {e}"));
+                None
+            }
+        };
+        let id = cfg.get("smtpd_authserv_id");
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        if let Some(e) = &error {
+            postern_log::warning(format!("{e}; mail to be ARC-sealed will be deferred"));
+        }
+        Arc {
+            enabled: true,
+            key_name,
+            keys,
+            clients,
+            mynetworks,
+            authserv_id: if id.trim().is_empty() {
+                cfg.get("myhostname")
+            } else {
+                id.trim().to_string()
+            },
+            error,
+            rt,
+            key: None,
+        }
+    }
+
+    /// Whether `arc_sealing_clients` covers this request's mail.
+    fn eligible(&self, req: &CleanupRequest) -> Result<bool, String> {
+        if req.flags & cleanup_flags::BOUNCE != 0 {
+            return Ok(false);
+        }
+        let client = attr(req, "client_address");
+        for c in &self.clients {
+            let yes = match c {
+                Client::All => true,
+                Client::Forward => {
+                    client.is_none()
+                        && attr(req, "origin_uid").is_none()
+                        && attr(req, "log_ident").is_some()
+                }
+                Client::Local => attr(req, "origin_uid").is_some(),
+                Client::Sasl => attr(req, "sasl_username").is_some(),
+                Client::Mynetworks => match (client.map(str::parse), &self.mynetworks) {
+                    (Some(Ok(ip)), Some(n)) => n.matches(ip).map_err(|e| e.to_string())?,
+                    _ => false,
+                },
+            };
+            if yes {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The sealing key, loaded again when its file changed.
+    fn load(&mut self) -> Result<&SealKey, String> {
+        let mut value = None;
+        for m in &self.keys {
+            if let Some(v) = m.lookup(&self.key_name).map_err(|e| e.to_string())? {
+                value = Some(v);
+                break;
+            }
+        }
+        let value = value
+            .ok_or_else(|| format!("arc_seal_key {} is not in dkim_key_table", self.key_name))?;
+        let entry = keytable::parse_entry(&value).map_err(|e| e.to_string())?;
+        let md =
+            std::fs::metadata(&entry.path).map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        let stamp = (md.dev(), md.ino(), md.size(), md.mtime());
+        if self.key.as_ref().is_none_or(|(s, _)| *s != stamp) {
+            let key = Key::from_file(&entry.path).map_err(|e| e.to_string())?;
+            if entry.domain == "%" {
+                return Err("arc_seal_key needs a domain, not %".into());
+            }
+            self.key = Some((stamp, SealKey::new(&entry.domain, &entry.selector, key)));
+        }
+        self.key
+            .as_ref()
+            .map(|(_, k)| k)
+            .ok_or_else(|| "no key".to_string())
+    }
+
+    /// Seals `qf`'s message when `arc_sealing` and the clients say so.
+    pub fn seal(
+        &mut self,
+        req: &CleanupRequest,
+        queue_id: &str,
+        qf: &mut QueueFile,
+    ) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let fail = |e: &str| {
+            postern_log::warning(format!("{queue_id}: ARC sealing: {e}"));
+            refusal("ARC sealing")
+        };
+        if let Some(e) = &self.error {
+            return Err(fail(e));
+        }
+        match self.eligible(req) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(fail(&e)),
+        }
+        let ctx = Context {
+            authserv_id: self.authserv_id.clone(),
+            ip: attr(req, "client_address").and_then(|a| a.parse().ok()),
+            helo: attr(req, "helo_name").unwrap_or_default().to_string(),
+            sender: req.sender.clone(),
+        };
+        if let Err(e) = self.load() {
+            return Err(fail(&e));
+        }
+        let (Some((rt, sealer)), Some((_, key))) = (&self.rt, &self.key) else {
+            return Err(fail("not initialised"));
+        };
+        match rt.block_on(sealer.seal(key, &qf.content, &ctx)) {
+            Ok(headers) => {
+                let mut content = headers.replace("\r\n", "\n").into_bytes();
+                content.extend_from_slice(&qf.content);
+                qf.content = content;
+            }
+            Err(e) => postern_log::info(format!("{queue_id}: not ARC-sealed: {e}")),
+        }
+        Ok(())
+    }
+}
