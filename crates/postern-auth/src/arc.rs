@@ -92,6 +92,14 @@ impl Sealer {
         }
     }
 
+    /// A sealer asking the servers of `dns_servers` (else resolv.conf). Call inside the
+    /// tokio runtime.
+    pub fn from_config(cfg: &postern_config::Config) -> Result<Sealer, AuthError> {
+        let r = postern_dns::Resolver::from_config(cfg)
+            .map_err(|e| AuthError::Key(format!("dns_servers: {e}")))?;
+        Ok(Sealer::new(&r))
+    }
+
     /// The new ARC set for `message` (LF or CRLF line ends), CRLF-terminated headers to
     /// put first: `ARC-Seal`, `ARC-Message-Signature`, `ARC-Authentication-Results`.
     /// `ctx.ip`, when known, adds SPF and DMARC to the AAR and is its

@@ -144,13 +144,10 @@ impl Arc {
             .enable_all()
             .build()
         {
-            Ok(rt) => match rt.block_on(async { postern_dns::Resolver::from_config(cfg) }) {
-                Ok(r) => {
-                    let sealer = rt.block_on(async { Sealer::new(&r) });
-                    Some((rt, sealer))
-                }
+            Ok(rt) => match rt.block_on(async { Sealer::from_config(cfg) }) {
+                Ok(sealer) => Some((rt, sealer)),
                 Err(e) => {
-                    errors.push(format!("dns_servers: {e}"));
+                    errors.push(e.to_string());
                     None
                 }
             },
