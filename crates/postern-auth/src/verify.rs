@@ -18,6 +18,8 @@
 //!
 //! The authserv-id (the caller's; `myhostname` by default in [`crate::cmd`]).
 
+pub mod psl;
+
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Alignment, Policy};

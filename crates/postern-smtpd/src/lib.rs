@@ -27,6 +27,7 @@
 //! `smtpd_history_flush_threshold` (the postmaster's transcript, see [`notify`]).
 
 pub mod anvil;
+pub mod auth;
 mod checks;
 pub mod conn;
 pub mod counters;
@@ -110,12 +111,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(s) => settings.sasl = s.map(Arc::new),
         Err(e) => postern_log::fatal(e),
     }
-    let settings = Arc::new(settings);
     let resolver = resolver::from_config(&ctx.config);
+    // Fail closed: an authentication setting that does not parse stops smtpd.
+    let auth_settings = auth::AuthSettings::from_config(&ctx.config)
+        .unwrap_or_else(|e| postern_log::fatal(e));
+    let auth = resolver
+        .as_ref()
+        .map(|r| Arc::new(auth::Auth::new(auth_settings.clone(), r, &settings.myhostname)));
+    if auth_settings.is_some() && auth.is_none() {
+        postern_log::fatal("smtpd_authentication_checks: DNS lookups are not configured");
+    }
+    settings.auth = auth.clone();
+    let settings = Arc::new(settings);
     let policy = match opened.policy {
         Ok(mut p) => {
             if let Some(r) = &resolver {
                 p.set_dns(Arc::new(resolver::PolicyDns(r.clone())));
+            }
+            if let Some(a) = &auth {
+                p.set_spf(a.clone());
             }
             Arc::new(p)
         }

@@ -69,6 +69,9 @@ pub struct Settings {
     /// `smtpd_milters`/`smtpd_milter_maps` and the `milter_*` settings (`None`: no
     /// milters for this service).
     pub milters: Option<std::sync::Arc<crate::session::milter::MilterConfig>>,
+    /// The inbound authentication checks (`smtpd_authentication_checks`; set by the
+    /// daemon's main with the resolver, never in stand-alone mode).
+    pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
 }
 
 fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
@@ -116,6 +119,7 @@ impl Settings {
             // Fail closed: a milter list that does not parse stops smtpd.
             milters: crate::session::milter::MilterConfig::from_config(cfg)
                 .unwrap_or_else(|e| postern_log::fatal(e)),
+            auth: None,
         }
     }
 }

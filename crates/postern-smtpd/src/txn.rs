@@ -506,6 +506,14 @@ async fn finish(sess: &mut Session<'_>, content: Vec<u8>, bdat: Option<usize>) -
         return refuse(sess, "END-OF-MESSAGE", counter, r).await;
     }
     sess.keep_actions(v.actions);
+    // Authentication-Results first, the DMARC disposition (see auth.rs).
+    let content = match crate::auth::end_of_data(sess, content).await {
+        Ok(c) => c,
+        Err(r) => {
+            sess.txn = None;
+            return refuse(sess, "END-OF-MESSAGE", counter, r).await;
+        }
+    };
     let Some(mut txn) = sess.txn.take() else {
         return sess
             .error(reply(503, (5, 5, 1), "Error: need MAIL command"))

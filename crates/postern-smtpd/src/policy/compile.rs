@@ -75,6 +75,8 @@ pub(crate) enum Word {
     Access(AccessKind, Arc<Table>),
     Sleep(u64),
     Dns(DnsWord),
+    /// `reject_spf_fail`, `reject_spf_softfail`, `defer_spf_temperror` (Postern).
+    Spf(super::spf::SpfWord),
     PolicyService(Arc<PolicyClient>),
     /// A name in `smtpd_restriction_classes`.
     Class(String),
@@ -204,6 +206,8 @@ pub(crate) fn compile(toks: &[String], classes: &[String], cfg: &Config) -> List
                 Some(a) => Word::PolicyService(Arc::new(PolicyClient::new(&a, cfg))),
                 None => Word::Unknown(tok.clone()),
             }
+        } else if let Some(w) = super::spf::SpfWord::from_word(word) {
+            Word::Spf(w)
         } else if let Some(needs_arg) = DnsWord::arity(word) {
             let a = if needs_arg { arg() } else { None };
             match DnsWord::new(word, a) {

@@ -191,6 +191,17 @@ pub(crate) fn reverse_query(ip: std::net::IpAddr, zone: &str) -> String {
 use super::eval::{Eval, Step, Subject, reply};
 
 impl Eval<'_> {
+    /// `warning: WORD: DNS lookups are not configured`, once per process.
+    pub(crate) fn warn_no_dns(&self, word: &str) {
+        if !self
+            .p
+            .dns_warned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            postern_log::warning(format!("{word}: DNS lookups are not configured"));
+        }
+    }
+
     /// Evaluates a DNS-based word.
     pub(crate) async fn dns_word(&mut self, w: &DnsWord, s: Subject) -> Step {
         let pr = &self.p.params;
@@ -213,13 +224,7 @@ impl Eval<'_> {
             _ => {}
         }
         let Some(dns) = self.p.dns.clone() else {
-            if !self
-                .p
-                .dns_warned
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                postern_log::warning(format!("{}: DNS lookups are not configured", w.name()));
-            }
+            self.warn_no_dns(w.name());
             return Step::Dunno;
         };
         match w {

@@ -465,6 +465,7 @@ impl<'a> Eval<'a> {
                     Step::Dunno
                 }
                 Word::Dns(d) => self.dns_word(d, s).await,
+                Word::Spf(w) => self.spf_word(*w, s).await,
                 Word::PolicyService(client) => {
                     let action = client.query(self.f, self.stage).await;
                     self.action(&action, s, client.name(), "").await

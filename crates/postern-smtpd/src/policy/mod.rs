@@ -60,6 +60,7 @@ mod eval;
 mod relay;
 mod sasl;
 mod service;
+mod spf;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -68,6 +69,7 @@ mod tests_relay;
 mod tests_sasl;
 
 pub use dns::{Dns, DnsAnswer, DnsFuture, RrType};
+pub use spf::{SpfAnswer, SpfCheck, SpfFuture};
 
 use postern_smtp_proto::Reply;
 use std::collections::HashMap;
@@ -182,6 +184,8 @@ pub struct Policy {
     /// `smtpd_sender_login_maps`.
     login_maps: Vec<compile::Table>,
     dns: Option<Arc<dyn Dns>>,
+    /// The SPF words' checker (`reject_spf_fail` & co.).
+    spf: Option<Arc<dyn SpfCheck>>,
     dns_warned: std::sync::atomic::AtomicBool,
 }
 
@@ -205,6 +209,7 @@ impl Policy {
             mynetworks: addr::mynetworks(cfg, &own)?,
             login_maps: sasl::open_login_maps(&cfg.get("smtpd_sender_login_maps")),
             dns: None,
+            spf: None,
             dns_warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -212,6 +217,11 @@ impl Policy {
     /// Gives the policy a DNS resolver for the DNS-based restrictions.
     pub fn set_dns(&mut self, dns: Arc<dyn Dns>) {
         self.dns = Some(dns);
+    }
+
+    /// Gives the policy the SPF checker of the SPF restriction words.
+    pub fn set_spf(&mut self, spf: Arc<dyn SpfCheck>) {
+        self.spf = Some(spf);
     }
 
     /// Evaluates the lists for `stage`.
