@@ -139,6 +139,10 @@ impl AgentConfig {
                 tls_sni: None,
                 tls_loglevel: tls_conf.loglevel,
                 tls_sts_testing: None,
+                tls_report: (!lmtp && cfg.bool(p::TLSRPT_REPORTING)).then(|| tlsconf::TlsReport {
+                    dir: cfg.str(p::TLSRPT_REPORT_DIRECTORY).into(),
+                    record: Default::default(),
+                }),
                 sasl: None,
                 mime_conversion: !matches!(
                     cfg.get("disable_mime_output_conversion").trim(),

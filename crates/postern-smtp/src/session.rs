@@ -114,6 +114,9 @@ pub struct Settings {
     pub tls_loglevel: u32,
     /// An MTA-STS policy in `testing` mode for this domain: log failures.
     pub tls_sts_testing: Option<String>,
+    /// TLS-RPT (`tlsrpt_reporting`): where this session's outcome is recorded, with the
+    /// MTA-STS or DANE policy that applies (None: not recorded).
+    pub tls_report: Option<crate::tlsconf::TlsReport>,
     /// SASL credentials for this server (`smtp_sasl_auth_enable`).
     pub sasl: Option<crate::sasl::Login>,
     /// 8BITMIME → quoted-printable for peers without 8BITMIME (not

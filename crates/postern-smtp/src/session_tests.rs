@@ -103,6 +103,7 @@ fn settings(lmtp: bool) -> Settings {
         tls_sni: None,
         tls_loglevel: 0,
         tls_sts_testing: None,
+        tls_report: None,
         sasl: None,
         mime_conversion: true,
     }

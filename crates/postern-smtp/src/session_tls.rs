@@ -39,6 +39,9 @@ pub(super) fn starttls<C: Conn>(
                 )
             };
             let dsn = if caps.starttls { "4.7.5" } else { "4.7.4" };
+            if !caps.starttls {
+                tls_report(s, peer, Some("starttls-not-supported"), "");
+            }
             return Err(SessionEnd::NextHost(Outcome::defer(dsn, why)));
         }
     };
@@ -81,6 +84,7 @@ pub(super) fn starttls<C: Conn>(
         Ok(info) => info,
         Err(why) => {
             let o = Outcome::defer("4.7.5", "Cannot start TLS: handshake failure");
+            tls_report(s, peer, Some("validation-failure"), &why);
             postern_log::info(format!("SSL_connect error to {}: {why}", peer.relay()));
             // Under `may` Postfix retries in plaintext, unless it would
             // have authenticated (SASL over TLS only).
@@ -125,6 +129,18 @@ pub(super) fn starttls<C: Conn>(
     } else {
         None
     };
+    let testing_fail = s.tls_sts_testing.is_some() && !verdict.matched;
+    tls_report(
+        s,
+        peer,
+        match fail {
+            Some(_) if s.tls.must_trust() && !verdict.trusted => Some("certificate-not-trusted"),
+            Some(_) => Some("certificate-host-mismatch"),
+            None if testing_fail => Some("certificate-host-mismatch"),
+            None => None,
+        },
+        fail.unwrap_or(""),
+    );
     if let Some(text) = fail {
         w.quit(t.quit);
         return Err(SessionEnd::NextHost(Outcome::defer("4.7.5", text)));
@@ -142,6 +158,22 @@ pub(super) fn starttls<C: Conn>(
         return Err(SessionEnd::NextHost(result::from_reply(peer, &r, hello)));
     }
     Ok((EhloCaps::from_reply(&r).unwrap_or_default(), true))
+}
+
+/// Records the session's TLS outcome for TLS-RPT when a policy applies (`None`:
+/// success); a failure to write is logged, never fatal.
+fn tls_report(s: &Settings, peer: &Peer, failure: Option<&str>, reason: &str) {
+    let Some(t) = &s.tls_report else {
+        return;
+    };
+    let mut r = t.record.clone();
+    r.success = failure.is_none();
+    r.result_type = failure.unwrap_or("").to_string();
+    r.receiving_ip = peer.addr.parse().ok();
+    r.failure_reason_code = reason.to_string();
+    if let Err(e) = postern_auth::report::record_tls(&t.dir, &r) {
+        postern_log::warning(format!("TLS-RPT record in {}: {e}", t.dir.display()));
+    }
 }
 
 /// SASL authentication (AUTH PLAIN/LOGIN) when credentials were found and

@@ -51,6 +51,19 @@ pub struct ConnTls {
     pub sni: Option<String>,
     /// MTA-STS `testing` domain: log a failed check, do not enforce.
     pub sts_testing: Option<String>,
+    /// The MTA-STS or DANE policy in effect, for TLS-RPT: (policy-type, policy-string,
+    /// mx-host).
+    pub report_policy: Option<(String, Vec<String>, Vec<String>)>,
+}
+
+/// Where and what the session records for TLS-RPT (RFC 8460): the record with the
+/// policy filled in; the session adds the outcome.
+#[derive(Debug, Clone)]
+pub struct TlsReport {
+    /// `tlsrpt_report_directory`.
+    pub dir: std::path::PathBuf,
+    /// The record so far.
+    pub record: postern_auth::report::TlsRecord,
 }
 
 impl ConnTls {
@@ -62,6 +75,7 @@ impl ConnTls {
             verifier: None,
             sni: None,
             sts_testing: None,
+            report_policy: None,
         }
     }
 }
@@ -371,6 +385,20 @@ impl TlsConf {
                 }
             }
         };
+        let mut report_policy = match &check {
+            Check::Dane(d) => Some((
+                "tlsa".to_string(),
+                d.tlsa
+                    .iter()
+                    .map(|t| {
+                        let hex: String = t.data.iter().map(|b| format!("{b:02x}")).collect();
+                        format!("{} {} {} {hex}", t.usage, t.selector, t.mtype)
+                    })
+                    .collect(),
+                Vec::new(),
+            )),
+            _ => None,
+        };
         // MTA-STS: only without a table entry and without DANE in effect.
         let mut sts_testing = None;
         if let Some(s) = sts
@@ -380,6 +408,11 @@ impl TlsConf {
             && s.mode.applies()
         {
             let listed = s.mx_matches(host);
+            report_policy = Some((
+                "sts".to_string(),
+                s.text.lines().map(|l| l.trim_end().to_string()).collect(),
+                s.mx.clone(),
+            ));
             if s.mode.enforced() {
                 if !listed {
                     return Err(Outcome::defer(
@@ -426,6 +459,7 @@ impl TlsConf {
             verifier: Some(verifier),
             sni,
             sts_testing,
+            report_policy,
         })
     }
 }
@@ -489,6 +523,20 @@ pub fn prepare(
     s.tls_verifier = c.verifier;
     s.tls_sni = c.sni;
     s.tls_sts_testing = c.sts_testing;
+    s.tls_report = match (s.tls_report.take(), c.report_policy) {
+        (Some(mut t), Some((policy_type, policy_string, mx_host))) => {
+            t.record = postern_auth::report::TlsRecord {
+                policy_domain: domain.to_ascii_lowercase(),
+                policy_type,
+                policy_string,
+                mx_host,
+                receiving_mx_hostname: host.to_string(),
+                ..Default::default()
+            };
+            Some(t)
+        }
+        _ => None,
+    };
     s.sasl = match &agent.sasl {
         Some(conf) => conf.login(host, port, nexthop, domain)?,
         None => None,
