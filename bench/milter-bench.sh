@@ -4,7 +4,12 @@
 # `smtpd_milters` set on both MTAs to one private OpenDKIM in sign mode (every message
 # is signed: smtp-source's From is bench@localhost and OpenDKIM signs for `localhost`).
 #
-#   bench/milter-bench.sh [smtpd-bench options]      default: -s 1,20 -l 1024 -m 1000
+#   bench/milter-bench.sh [--builtin] [smtpd-bench options]   default: -s 1,20 -l 1024 -m 1000
+#
+# --builtin (issue 15): Postfix keeps the OpenDKIM milter, Postern signs with its built-in
+# cleanup signing instead (dkim_signing_table/dkim_key_table naming the same key, same
+# canonicalization, no milter): "relay with signing on, Postern built-in vs Postfix +
+# OpenDKIM", same run.
 #
 # OpenDKIM runs as a process of this script (own config, key from opendkim-genkey,
 # pid file and socket on a free loopback port, in a temp dir) and is killed by PID at the
@@ -50,8 +55,21 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 echo "milter-bench: opendkim (pid $pid) on inet:127.0.0.1:$port" >&2
+builtin=0
+if [[ ${1:-} == --builtin ]]; then builtin=1; shift; fi
 args=("$@")
 ((${#args[@]})) || args=(-s 1,20 -l 1024 -m 1000)
+if ((builtin)); then
+    # Postern's cleanup (mail_owner or the bench account) reads the key: a private copy.
+    cp "$dir/bench.private" "$dir/postern-bench.pem"
+    chmod 644 "$dir/postern-bench.pem"
+    mode=(--set-postfix "smtpd_milters=inet:127.0.0.1:$port"
+          --set-postfix "milter_default_action=tempfail"
+          --set-postern "dkim_signing_table=static:bench"
+          --set-postern "dkim_key_table=inline:{ {bench=localhost:bench:$dir/postern-bench.pem} }"
+          --set-postern "dkim_canonicalization=relaxed/simple")
+else
+    mode=(--set "smtpd_milters=inet:127.0.0.1:$port" --set "milter_default_action=tempfail")
+fi
 timeout --signal=TERM --kill-after=30 "${MILTER_BENCH_TIMEOUT:-1800}" \
-    python3 "$HERE/smtpd_bench.py" --set "smtpd_milters=inet:127.0.0.1:$port" \
-    --set "milter_default_action=tempfail" "${args[@]}"
+    python3 "$HERE/smtpd_bench.py" "${mode[@]}" "${args[@]}"

@@ -61,8 +61,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 LARGE = 10_000  # sizes from here on use the "large" message count
 
 
-# main.cf settings for both MTAs from --set (milter-bench.sh: smtpd_milters).
+# main.cf settings for both MTAs from --set (milter-bench.sh: smtpd_milters), and for one
+# of them from --set-postfix / --set-postern (milter-bench.sh --builtin: Postern signs itself).
 EXTRA_SETTINGS: list[str] = []
+POSTFIX_SETTINGS: list[str] = []
+POSTERN_SETTINGS: list[str] = []
 
 
 def log(msg: str) -> None:
@@ -298,7 +301,8 @@ class BenchPostfix(sb.PrivatePostfix):
     def setup(self) -> None:
         super().setup()
         r = subprocess.run(["postconf", "-c", str(self.conf), "-e", "mynetworks = 127.0.0.0/8",
-                            "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS],
+                            "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS,
+                            *POSTFIX_SETTINGS],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"postconf -e failed: {r.stderr}")
@@ -329,7 +333,8 @@ class BenchPostern:
     def setup(self) -> None:
         self.inst.run_raw(["init", str(self.inst.root), "--smtp-listen", self.listen])
         self.inst.run("postconf", "-e", "mydestination = localhost", "mynetworks = 127.0.0.0/8",
-                      "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS)
+                      "default_process_limit = 100", "myorigin = localhost", *EXTRA_SETTINGS,
+                      *POSTERN_SETTINGS)
 
     def start(self) -> None:
         self.inst.start()
@@ -746,8 +751,14 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="main.cf setting for both MTAs (repeatable; bench/milter-bench.sh sets smtpd_milters)")
+    ap.add_argument("--set-postfix", action="append", default=[], metavar="NAME=VALUE",
+                    help="main.cf setting for Postfix only (repeatable)")
+    ap.add_argument("--set-postern", action="append", default=[], metavar="NAME=VALUE",
+                    help="main.cf setting for Postern only (repeatable)")
     a = ap.parse_args()
     EXTRA_SETTINGS.extend(a.set)
+    POSTFIX_SETTINGS.extend(a.set_postfix)
+    POSTERN_SETTINGS.extend(a.set_postern)
     for listen in (a.postfix_listen, a.postern_listen):
         if listen:
             loopback(listen)
