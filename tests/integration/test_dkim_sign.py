@@ -46,15 +46,19 @@ def keygen(inst, d: Path, kind: str, sel: str) -> tuple[Path, str]:
     """A key pair from `postern dkim keygen`: (private key path, TXT value)."""
     args = ["-t", "ed25519"] if kind == "ed25519" else ["-b", "1024"]
     inst.run("dkim", "keygen", *args, "-s", sel, "-d", "example.com", "-D", str(d))
-    key = d / f"{sel}.private"
+    return d / f"{sel}.private", txt_of_zone_line((d / f"{sel}.txt").read_text())
+
+
+def mkdir(inst, d: Path) -> Path:
+    """A directory the instance's account owns (keygen runs as that account)."""
+    d.mkdir()
     if inst.user is not None:
-        os.chown(key, inst.user.pw_uid, inst.user.pw_gid)
-    return key, txt_of_zone_line((d / f"{sel}.txt").read_text())
+        os.chown(d, inst.user.pw_uid, inst.user.pw_gid)
+    return d
 
 
 def setup(inst, peer: Peer, *extra: str) -> dict[str, tuple[Path, str]]:
-    d = inst.root / "dkim"
-    d.mkdir()
+    d = mkdir(inst, inst.root / "dkim")
     keys = {"krsa": keygen(inst, d, "rsa", "krsa"), "ked": keygen(inst, d, "ed25519", "ked")}
     (d / "signing").write_text("example.com rsa, ed\n")
     (d / "keys").write_text(f"rsa example.com:krsa:{keys['krsa'][0]}\n"
@@ -153,8 +157,7 @@ def test_key_rotation_without_restart(instance, tmp_path):
         # rotation: a new RSA selector in the key table, the Ed25519 file replaced in place
         d = instance.root / "dkim"
         new = {"krsa2": keygen(instance, d, "rsa", "krsa2")}
-        fresh = instance.root / "fresh"
-        fresh.mkdir()
+        fresh = mkdir(instance, instance.root / "fresh")
         ed_path = keys["ked"][0]
         k, txt = keygen(instance, fresh, "ed25519", "ked")
         os.replace(k, ed_path)

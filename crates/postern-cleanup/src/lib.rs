@@ -132,6 +132,12 @@ impl Cleanup {
 }
 
 impl Service for Cleanup {
+    /// As Postfix's cleanup: a table changed on disk (a new DKIM key table, …) ends this
+    /// process before it takes the next client, who is then served with the new table.
+    fn pre_accept(&mut self, _ctx: &Context) -> bool {
+        !service::table_changed()
+    }
+
     fn serve(&mut self, ctx: &Context, stream: UnixStream) {
         flow::pace(&ctx.config);
         serve(ctx, &self.settings, &self.tables, &mut self.dkim, stream)
