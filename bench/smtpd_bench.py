@@ -586,7 +586,8 @@ def run_point(mta, acct: Account, host: str, port: int, rcpt: str, sessions: int
 
 def bench_one(kind: str, a, binary: Path, user: pwd.struct_passwd | None, run_user: pwd.struct_passwd,
               base: Path, idx: int, sessions: int, size: int, messages: int, versions: dict) -> Run:
-    tmp = base / f"{kind[:2]}{idx}"  # short: Postern binds sockets below it (SUN_LEN)
+    # short: Postern binds sockets below it (SUN_LEN); distinct per MTA (--keep keeps both)
+    tmp = base / f"{'pf' if kind == 'postfix' else 'pn'}{idx}"
     tmp.mkdir()
     tmp.chmod(0o755)
     listen = a.postfix_listen if kind == "postfix" else a.postern_listen
