@@ -4,12 +4,12 @@
 //! verifying the chain as it arrived (`none` for the first set), and an AAR carrying
 //! this server's DKIM and ARC results (and SPF/DMARC when the client IP is known).
 //!
-//! As RFC 8617 §5.1 and OpenARC: a chain that already failed (`cv=fail` in its last seal)
-//! is not sealed again, nor one with [`MAX_INSTANCE`] sets; the caller then passes the
-//! message on unsealed. Verification of the chain goes through our resolver
-//! (`dns_servers`); a DNS failure makes the chain `temperror`, sealed `cv=fail` as
-//! OpenARC does — so [`Sealer::seal`] refuses that case ([`AuthError::Sign`]) and the
-//! caller may defer and retry rather than break the chain for good.
+//! A chain that arrived failed, broken (sets missing or unparsable), with
+//! [`MAX_INSTANCE`] sets, or not verifiable now (a DNS failure: `temperror`) is not sealed:
+//! [`Sealer::seal`] answers [`AuthError::NotSealed`] and the caller passes the message on
+//! as it is. Sealing it would only add `cv=fail`, which ends the chain for every later
+//! hop (RFC 8617 §5.1.2); a DNS failure must not do that. Verification goes through our
+//! resolver (`dns_servers`).
 //!
 //! # Security
 //!
@@ -123,10 +123,10 @@ impl Sealer {
         ];
         if sets[1] == 0 && sets != [0, 0, 0] {
             // mail-auth calls a chain without signatures "none": it is broken.
-            return Err(AuthError::Sign("ARC chain broken: not sealed".into()));
+            return Err(AuthError::NotSealed("ARC chain broken".into()));
         }
         if sets.iter().any(|&n| n >= MAX_INSTANCE as usize) {
-            return Err(AuthError::Sign(format!(
+            return Err(AuthError::NotSealed(format!(
                 "ARC chain has {MAX_INSTANCE} sets already"
             )));
         }
@@ -137,13 +137,13 @@ impl Sealer {
         match arc.result() {
             DkimResult::None | DkimResult::Pass => {}
             DkimResult::TempError(e) => {
-                return Err(AuthError::Sign(format!(
+                return Err(AuthError::NotSealed(format!(
                     "ARC chain not verifiable now: {e}"
                 )));
             }
             r => {
-                return Err(AuthError::Sign(format!(
-                    "ARC chain failed ({}): not sealed",
+                return Err(AuthError::NotSealed(format!(
+                    "ARC chain failed ({})",
                     arc_word(r)
                 )));
             }
@@ -214,14 +214,18 @@ mod tests {
         Sealer::new(&r)
     }
 
-    #[tokio::test]
-    async fn first_set_is_cv_none() {
+    fn key() -> SealKey {
         let ed = keygen(KeyType::Ed25519, 0).unwrap();
-        let key = SealKey::new(
+        SealKey::new(
             "example.org",
             "arc",
             Key::from_pem(ed.private_pem.as_bytes()).unwrap(),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn first_set_is_cv_none() {
+        let key = key();
         let ctx = Context {
             authserv_id: "mx.example.org".into(),
             ..Context::default()
@@ -240,17 +244,16 @@ mod tests {
 
     #[tokio::test]
     async fn failed_or_long_chain_not_sealed() {
-        let ed = keygen(KeyType::Ed25519, 0).unwrap();
-        let key = SealKey::new(
-            "example.org",
-            "arc",
-            Key::from_pem(ed.private_pem.as_bytes()).unwrap(),
-        );
+        let key = key();
         let ctx = Context::default();
         let mut m = b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.example; s=s; b=AAAA\n".to_vec();
         m.extend_from_slice(MSG);
         let r = sealer().seal(&key, &m, &ctx).await;
         assert!(r.is_err(), "{r:?}");
         assert!(sealer().seal(&key, b"\n\n", &ctx).await.is_err());
+        let mut m = b"ARC-Message-Signature: i=1; a=rsa-sha256; d=x.example; s=s; h=from; bh=AAAA; b=AAAA\n".to_vec();
+        m.extend_from_slice(MSG);
+        let r = sealer().seal(&key, &m, &ctx).await;
+        assert!(matches!(r, Err(AuthError::NotSealed(_))), "{r:?}");
     }
 }

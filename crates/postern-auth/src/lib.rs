@@ -60,6 +60,10 @@ pub enum AuthError {
     /// The message is over a limit.
     #[error("{0}")]
     TooLarge(String),
+    /// ARC: the chain that arrived is not to be sealed (failed, broken, too long, or not
+    /// verifiable now); the message goes on unsealed.
+    #[error("{0}")]
+    NotSealed(String),
 }
 
 /// Refuses a message over [`MAX_MESSAGE`] or with a header section over

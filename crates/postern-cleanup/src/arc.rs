@@ -274,7 +274,10 @@ impl Arc {
                 content.extend_from_slice(&qf.content);
                 qf.content = content;
             }
-            Err(e) => postern_log::info(format!("{queue_id}: not ARC-sealed: {e}")),
+            Err(e @ postern_auth::AuthError::NotSealed(_)) => {
+                postern_log::info(format!("{queue_id}: not ARC-sealed: {e}"))
+            }
+            Err(e) => postern_log::warning(format!("{queue_id}: not ARC-sealed: {e}")),
         }
         Ok(())
     }
