@@ -14,7 +14,10 @@ travel as ordinary local mail (sendmail → postdrop → pickup → cleanup → 
   * a TLS-RPT report from `_smtp._tls.DOMAIN`'s mailto: rua (https: logged, not sent), JSON
     with RFC 8460 §4.4's structure;
   * a second run sends nothing (the day is marked); `--dry-run DIR` writes the messages and
-    marks nothing.
+    marks nothing;
+  * the SMTP client's records (tlsrpt_reporting = yes): DANE sessions against the TLS peers of
+    test_smtp_tls.py, a verified one recorded as success and a TLSA mismatch as
+    certificate-host-mismatch, then reported.
 
 Needs xmllint (libxml2-utils). Loopback only (tests/integration/dnsserver.py).
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from dnsserver import DnsServer
+from test_smtp_tls import certs, peers  # noqa: F401 (fixtures: a test CA, TLS SMTP peers)
 
 XSD = Path(__file__).resolve().parents[1] / "data" / "dmarc-rfc7489.xsd"
 
@@ -173,3 +177,45 @@ def test_reports_mailed_validated_once(instance, tmp_path):
         assert "dmarc: " + yesterday + " already reported" in again, again
         assert "tlsrpt: " + yesterday + " already reported" in again, again
         assert len(instance.new_messages("dmarc")) == 1
+
+
+def test_smtp_client_records_dane_outcomes(instance, certs, peers):
+    """The SMTP client's hook: with tlsrpt_reporting = yes, a DANE-verified session is
+    recorded as a success and a TLSA mismatch as certificate-host-mismatch (the test peers
+    and DNS of test_smtp_tls.py); the day's records then make one TLS-RPT report per
+    domain, here written by --dry-run."""
+    from test_smtp_tls import HOST, dane_zone, send, setup, tlsa
+
+    tls_dir = instance.root / "tlsrpt-records"
+    zone = dane_zone(peers, {"self": [tlsa(certs, "self", 3, 1, 1)], "wrong": ["3 1 1 " + "00" * 32]})
+    zone[(f"_smtp._tls.{HOST}", "TXT")] = ["v=TLSRPTv1; rua=mailto:tlsrpt@example.org"]
+    dns = setup(instance, certs, zone, "smtp_tls_security_level = dane",
+                "smtp_dns_support_level = dnssec", "smtp_tls_CAfile =",
+                "tlsrpt_reporting = yes", f"tlsrpt_report_directory = {tls_dir}",
+                routes={"self.test": f"[{HOST}]:{peers['self'].port}",
+                        "wrong.test": f"[{HOST}]:{peers['wrong'].port}"})
+    try:
+        send(instance, "u@self.test", "u@wrong.test")
+        today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+        lines = [json.loads(l) for l in (tls_dir / today).read_text().splitlines()]
+        assert {(l["type"], l["ok"], l["result"]) for l in lines} == {
+            ("tlsa", True, ""), ("tlsa", False, "certificate-host-mismatch")}, lines
+        assert all(l["domain"] == HOST and l["rip"] == "127.0.0.1" for l in lines), lines
+        assert all(l["policy"] and l["policy"][0].startswith("3 1 1 ") for l in lines), lines
+        assert oct((tls_dir / today).stat().st_mode & 0o777) == "0o600"
+        dry = instance.root / "dry"
+        dry.mkdir()
+        if instance.user is not None:
+            os.chown(dry, instance.user.pw_uid, instance.user.pw_gid)
+        out = instance.run("auth", "report", "--date", today, "--dry-run", str(dry)).stdout.decode()
+        assert f"tlsrpt: {HOST}: report" in out, out
+        _, body, _ = attachment(dry / f"{HOST}.tlsrpt.eml")
+        # One policy entry per TLSA record set (each peer has its own): 1 success, 1 failure.
+        pols = json.loads(body)["policies"]
+        assert all(p["policy"]["policy-type"] == "tlsa" for p in pols), pols
+        assert sorted((p["summary"]["total-successful-session-count"],
+                       p["summary"]["total-failure-session-count"]) for p in pols) == [(0, 1), (1, 0)], pols
+        (fail,) = [p for p in pols if "failure-details" in p]
+        assert fail["failure-details"][0]["result-type"] == "certificate-host-mismatch", fail
+    finally:
+        dns.close()
