@@ -428,6 +428,7 @@ fn report_cmd(dir: Option<&Path>, args: &[String]) -> Result<(), Fatal> {
             day,
             dry_run: o.last(&["--dry-run"]).map(PathBuf::from),
             config_dir: dir.map(Path::to_path_buf),
+            jail: Some(PathBuf::from(cfg.str(p::QUEUE_DIRECTORY))),
         };
         if job.dmarc_dir.is_none() && job.tls_dir.is_none() {
             return Err(fatal(

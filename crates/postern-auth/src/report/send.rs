@@ -42,6 +42,34 @@ pub struct Job {
     pub dry_run: Option<PathBuf>,
     /// The configuration directory passed to sendmail.
     pub config_dir: Option<PathBuf>,
+    /// `queue_directory`: a chrooted smtpd or smtp writes its records at the same path
+    /// inside this jail; those are read too.
+    pub jail: Option<PathBuf>,
+}
+
+/// The day's records of `dir`, and of the same directory inside the jail when there is
+/// one (a chrooted writer).
+fn read_both<T>(
+    job: &Job,
+    dir: &Path,
+    read: fn(&Path, Day) -> io::Result<Vec<T>>,
+) -> Result<Vec<T>, String> {
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Some(jail) = &job.jail {
+        let inside = jail.join(dir.strip_prefix("/").unwrap_or(dir));
+        let same = |a: &Path, b: &Path| matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y);
+        if inside.is_dir() && !same(&inside, dir) {
+            dirs.push(inside);
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        out.extend(
+            read(&d, job.day)
+                .map_err(|e| format!("read {}: {e}", store::day_path(&d, job.day).display()))?,
+        );
+    }
+    Ok(out)
 }
 
 /// Runs `job`; returns one log line per report sent or skipped. An error stops the run
@@ -49,8 +77,7 @@ pub struct Job {
 pub async fn run(job: &Job, resolver: &Resolver) -> Result<Vec<String>, String> {
     let mut log = Vec::new();
     if let Some(dir) = &job.dmarc_dir {
-        let records = store::read_dmarc(dir, job.day)
-            .map_err(|e| format!("read {}: {e}", store::day_path(dir, job.day).display()))?;
+        let records = read_both(job, dir, store::read_dmarc)?;
         let pending = dmarc::aggregate(&records, &job.meta, job.day)
             .into_iter()
             .map(|r| Pending {
@@ -63,8 +90,7 @@ pub async fn run(job: &Job, resolver: &Resolver) -> Result<Vec<String>, String> 
         send_day(job, resolver, dir, Kind::Dmarc, pending, &mut log).await?;
     }
     if let Some(dir) = &job.tls_dir {
-        let records = store::read_tls(dir, job.day)
-            .map_err(|e| format!("read {}: {e}", store::day_path(dir, job.day).display()))?;
+        let records = read_both(job, dir, store::read_tls)?;
         let pending = tlsrpt::aggregate(&records, &job.meta, job.day)
             .into_iter()
             .map(|r| Pending {
@@ -108,8 +134,8 @@ async fn send_day(
         Kind::Dmarc => "dmarc",
         Kind::Tls => "tlsrpt",
     };
-    if !store::day_path(dir, job.day).exists() {
-        log.push(format!("{tag}: no records for {}", job.day));
+    if pending.is_empty() {
+        log.push(format!("{tag}: nothing to report for {}", job.day));
     }
     let mut day = Marker::open(dir, job.day, job.dry_run.is_some())?;
     if day.complete {
@@ -278,5 +304,50 @@ impl Marker {
         }
         self.complete = true;
         self.add("*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{DmarcRecord, record_dmarc};
+
+    #[test]
+    fn jail_records_and_marker() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("data/dmarc");
+        let jail = t.path().join("jail");
+        let inside = jail.join(dir.strip_prefix("/").unwrap());
+        let r = DmarcRecord {
+            header_from: "example.org".into(),
+            policy_domain: "example.org".into(),
+            ..DmarcRecord::default()
+        };
+        record_dmarc(&dir, &r).unwrap();
+        record_dmarc(&inside, &r).unwrap();
+        let mut job = Job {
+            meta: Meta::default(),
+            dmarc_dir: Some(dir.clone()),
+            tls_dir: None,
+            day: store::today(),
+            dry_run: None,
+            config_dir: None,
+            jail: None,
+        };
+        assert_eq!(read_both(&job, &dir, store::read_dmarc).unwrap().len(), 1);
+        job.jail = Some(jail);
+        assert_eq!(read_both(&job, &dir, store::read_dmarc).unwrap().len(), 2);
+
+        let mut m = Marker::open(&dir, job.day, false).unwrap();
+        assert!(!m.complete && !m.has("example.org"));
+        m.add("example.org").unwrap();
+        m.finish().unwrap();
+        let m = Marker::open(&dir, job.day, false).unwrap();
+        assert!(m.complete && m.has("example.org"));
+        // A dry run marks nothing.
+        let other = store::today().prev();
+        let mut m = Marker::open(&dir, other, true).unwrap();
+        m.finish().unwrap();
+        assert!(!store::sent_path(&dir, other).exists());
     }
 }
