@@ -205,6 +205,29 @@ fn service_problems(base: &Config, jailed: &[Service], master: &Path) -> Vec<Str
         if s.command == "smtpd" {
             out.extend(smtpd_problems(&cfg, &queue, &lacks));
         }
+        // TLS-RPT and DMARC report records (postern-auth) are written inside the jail.
+        for (cmd, on, dir, what) in [
+            (
+                "smtp",
+                p::TLSRPT_REPORTING,
+                p::TLSRPT_REPORT_DIRECTORY,
+                "tlsrpt_report_directory",
+            ),
+            (
+                "smtpd",
+                p::DMARC_REPORTING,
+                p::DMARC_REPORT_DIRECTORY,
+                "dmarc_report_directory",
+            ),
+        ] {
+            let inside = queue.join(cfg.str(dir).trim().trim_start_matches('/'));
+            if s.command == cmd && cfg.bool(on) && !inside.is_dir() {
+                out.push(lacks(
+                    &inside.display().to_string(),
+                    &format!("{what} is written inside the jail; create it owned by mail_owner"),
+                ));
+            }
+        }
         if s.command == "smtp" && cfg.bool(p::SMTP_MTA_STS_ENABLE) {
             let mut cache = cfg.str(p::SMTP_MTA_STS_CACHE_DIRECTORY).trim().to_string();
             if cache.is_empty() {
@@ -407,6 +430,33 @@ mod tests {
         std::fs::create_dir_all(t.path().join("var/lib/x/mta-sts")).unwrap();
         assert_eq!(
             service_problems(&base, &jailed[..2], Path::new("m")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn names_report_directories_the_jail_lacks() {
+        let t = tempfile::tempdir().unwrap();
+        let q = t.path().display().to_string();
+        let main = format!(
+            "queue_directory = {q}\ndns_servers = 127.0.0.1\ndata_directory = /var/lib/x\n\
+             dmarc_reporting = yes\ntlsrpt_reporting = yes\n"
+        );
+        let base = Config::new(postern_config::parse_main_cf(&main).unwrap());
+        let master = "smtp inet n - y - - smtpd\nrelay unix - - y - - smtp\n";
+        let jailed = postern_config::parse_master_cf(master).unwrap().services;
+        let got = service_problems(&base, &jailed, Path::new("m"));
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains(&format!(
+            "lacks {q}/var/lib/x/dmarc (dmarc_report_directory"
+        )));
+        assert!(got[1].contains(&format!(
+            "lacks {q}/var/lib/x/tlsrpt (tlsrpt_report_directory"
+        )));
+        std::fs::create_dir_all(t.path().join("var/lib/x/dmarc")).unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/x/tlsrpt")).unwrap();
+        assert_eq!(
+            service_problems(&base, &jailed, Path::new("m")),
             Vec::<String>::new()
         );
     }
