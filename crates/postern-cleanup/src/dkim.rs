@@ -7,7 +7,9 @@
 //! * Which mail: new mail (not bounces or notices) whose client matches
 //!   `dkim_signing_clients`: `permit_mynetworks` (`client_address` in `mynetworks`),
 //!   `permit_sasl_authenticated` (a SASL login), `permit_local_submission` (sendmail/pickup:
-//!   the request carries the submitter's `origin_uid`), `static:all`.
+//!   the request carries the submitter's `origin_uid`), `static:all`; not when
+//!   `receive_override_options` has `no_milters` (as with OpenDKIM as a milter, the
+//!   re-injection service after a content filter does not sign again).
 //! * Which keys: the first `From:` address is looked up in `dkim_signing_table` in
 //!   access(5) order (`user+ext@domain`, `user@domain`, `domain` and its parents —
 //!   `parent_domain_matches_subdomains` as for `smtpd_access_maps` — `user@`); the result
@@ -191,7 +193,9 @@ impl Dkim {
 
     /// Whether `dkim_signing_clients` allows signing this request's mail.
     fn eligible(&self, req: &CleanupRequest) -> Result<bool, String> {
-        if req.flags & cleanup_flags::BOUNCE != 0 {
+        // As OpenDKIM behind Postfix: `receive_override_options = no_milters` (the
+        // re-injection service after a content filter) signs nothing, so mail is signed once.
+        if req.flags & (cleanup_flags::BOUNCE | cleanup_flags::NO_MILTERS) != 0 {
             return Ok(false);
         }
         for c in &self.clients {

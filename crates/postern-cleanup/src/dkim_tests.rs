@@ -67,7 +67,7 @@ fn signs_listed_senders_of_allowed_clients() {
         sigs.len() == 1 && sigs[0].contains("d=sub.example.org"),
         "{sigs:?}"
     );
-    // not listed, remote client, bounce: unsigned
+    // not listed, remote client, bounce, no_milters: unsigned
     for (r, from) in [
         (&mine, "b@example.com"),
         (
@@ -76,6 +76,13 @@ fn signs_listed_senders_of_allowed_clients() {
         ),
         (
             &req(&[("origin_uid", "0")], cleanup_flags::BOUNCE),
+            "a@example.com",
+        ),
+        (
+            &req(
+                &[("client_address", "192.0.2.7")],
+                cleanup_flags::NO_MILTERS,
+            ),
             "a@example.com",
         ),
     ] {
