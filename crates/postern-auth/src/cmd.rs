@@ -428,6 +428,10 @@ fn report_cmd(dir: Option<&Path>, args: &[String]) -> Result<(), Fatal> {
             day,
             dry_run: o.last(&["--dry-run"]).map(PathBuf::from),
             config_dir: dir.map(Path::to_path_buf),
+            psl: crate::verify::psl::PublicSuffixList::load(Path::new(
+                &cfg.str(p::DMARC_PUBLIC_SUFFIX_LIST),
+            ))
+            .ok(),
             jail: Some(PathBuf::from(cfg.str(p::QUEUE_DIRECTORY))),
         };
         if job.dmarc_dir.is_none() && job.tls_dir.is_none() {

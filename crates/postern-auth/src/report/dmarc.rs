@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use super::store::{Day, DmarcRecord};
 use super::{Meta, mailto, xml_escape};
+use crate::verify::psl::PublicSuffixList;
 use postern_dns::{Lookup, Resolver};
 
 /// One aggregate report, ready to compress and mail.
@@ -202,13 +203,17 @@ pub fn ip_text(ip: IpAddr) -> String {
 }
 
 /// True when `dest` (a report address's domain) is outside `policy_domain`'s
-/// organization, so RFC 7489 §7.1's verification applies. Without the Public Suffix
-/// List here, "inside" is: the same domain, or one a subdomain of the other.
-pub fn is_external(policy_domain: &str, dest: &str) -> bool {
+/// organization, so RFC 7489 §7.1's verification applies: their organizational domains
+/// differ (Public Suffix List). Without the list, "inside" is: the same domain, or one a
+/// subdomain of the other.
+pub fn is_external(policy_domain: &str, dest: &str, psl: Option<&PublicSuffixList>) -> bool {
     let (a, b) = (
         policy_domain.trim_end_matches('.').to_ascii_lowercase(),
         dest.trim_end_matches('.').to_ascii_lowercase(),
     );
+    if let Some(psl) = psl {
+        return psl.organizational_domain(&a) != psl.organizational_domain(&b);
+    }
     !(a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}")))
 }
 
@@ -224,7 +229,12 @@ pub struct Destinations {
 
 /// The `mailto:` addresses of `rua` a report on `domain` may go to: unsupported URIs
 /// and unverified external destinations are skipped (RFC 7489 §7.1).
-pub async fn destinations(resolver: &Resolver, domain: &str, rua: &[String]) -> Destinations {
+pub async fn destinations(
+    resolver: &Resolver,
+    psl: Option<&PublicSuffixList>,
+    domain: &str,
+    rua: &[String],
+) -> Destinations {
     let mut out = Destinations::default();
     for uri in rua {
         let Some(addr) = mailto(uri) else {
@@ -232,7 +242,7 @@ pub async fn destinations(resolver: &Resolver, domain: &str, rua: &[String]) -> 
             continue;
         };
         let dest = addr.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-        if is_external(domain, &dest) {
+        if is_external(domain, &dest, psl) {
             let name = format!("{domain}._report._dmarc.{dest}");
             match resolver.txt(&name).await {
                 Lookup::Found(txts)
@@ -321,10 +331,16 @@ mod tests {
 
     #[test]
     fn external() {
-        assert!(!is_external("example.org", "example.org"));
-        assert!(!is_external("mail.example.org", "example.org"));
-        assert!(!is_external("example.org", "reports.example.org"));
-        assert!(is_external("example.org", "thirdparty.example"));
-        assert!(is_external("example.org", "badexample.org"));
+        for psl in [None, Some(PublicSuffixList::parse("org\nco.uk\nexample\n"))] {
+            let psl = psl.as_ref();
+            assert!(!is_external("example.org", "example.org", psl));
+            assert!(!is_external("mail.example.org", "example.org", psl));
+            assert!(!is_external("example.org", "reports.example.org", psl));
+            assert!(is_external("example.org", "thirdparty.example", psl));
+            assert!(is_external("example.org", "badexample.org", psl));
+        }
+        let psl = PublicSuffixList::parse("org\n");
+        assert!(!is_external("a.example.org", "b.example.org", Some(&psl)));
+        assert!(is_external("a.example.org", "b.example.org", None));
     }
 }

@@ -42,6 +42,9 @@ pub struct Job {
     pub dry_run: Option<PathBuf>,
     /// The configuration directory passed to sendmail.
     pub config_dir: Option<PathBuf>,
+    /// The Public Suffix List (`dmarc_public_suffix_list`) for RFC 7489 §7.1's
+    /// organizational domains; `None`: not readable (subdomain rule instead).
+    pub psl: Option<crate::verify::psl::PublicSuffixList>,
     /// `queue_directory`: a chrooted smtpd or smtp writes its records at the same path
     /// inside this jail; those are read too.
     pub jail: Option<PathBuf>,
@@ -149,7 +152,7 @@ async fn send_day(
             continue;
         }
         let dest = match kind {
-            Kind::Dmarc => dmarc::destinations(resolver, &r.domain, &r.rua).await,
+            Kind::Dmarc => dmarc::destinations(resolver, job.psl.as_ref(), &r.domain, &r.rua).await,
             Kind::Tls => tlsrpt::destinations(resolver, &r.domain).await,
         };
         log.extend(
@@ -332,6 +335,7 @@ mod tests {
             day: store::today(),
             dry_run: None,
             config_dir: None,
+            psl: None,
             jail: None,
         };
         assert_eq!(read_both(&job, &dir, store::read_dmarc).unwrap().len(), 1);
