@@ -17,7 +17,9 @@ travel as ordinary local mail (sendmail → postdrop → pickup → cleanup → 
     marks nothing;
   * the SMTP client's records (tlsrpt_reporting = yes): DANE sessions against the TLS peers of
     test_smtp_tls.py, a verified one recorded as success and a TLSA mismatch as
-    certificate-host-mismatch, then reported.
+    certificate-host-mismatch, then reported;
+  * end to end from smtpd (dmarc_reporting = yes): three SPF-authenticated messages over SMTP
+    become one counted row of a report that reaches the rua mailbox and validates.
 
 Needs xmllint (libxml2-utils). Loopback only (tests/integration/dnsserver.py).
 """
@@ -219,3 +221,40 @@ def test_smtp_client_records_dane_outcomes(instance, certs, peers):
         assert fail["failure-details"][0]["result-type"] == "certificate-host-mismatch", fail
     finally:
         dns.close()
+
+
+def test_smtpd_records_reported(instance, tmp_path):
+    """End to end with smtpd's hook: mail verified by smtpd (SPF pass, DKIM none, p=none)
+    is recorded under dmarc_reporting = yes, and today's report reaches the rua mailbox
+    and validates."""
+    if not shutil.which("xmllint"):
+        pytest.skip("xmllint (libxml2-utils) missing")
+    import smtplib
+    zone = {
+        ("example.org", "TXT"): ["v=spf1 ip4:127.0.0.2 -all"],
+        ("_dmarc.example.org", "TXT"): ["v=DMARC1; p=none; rua=mailto:dmarc@example.org"],
+    }
+    with DnsServer(zone) as port:
+        instance.run("postconf", "-e", f"dns_servers = 127.0.0.1:{port}",
+                     "myhostname = mx.reports.test", "mynetworks = 127.0.0.1/32",
+                     "mydestination = localhost, example.org",
+                     "smtpd_authentication_checks = spf, dkim, dmarc",
+                     "dmarc_reporting = yes", f"dmarc_report_directory = {instance.root}/dmarc")
+        instance.start()
+        instance.wait_for(lambda: instance.run("status", check=False).returncode == 0, what="started")
+        for i in range(3):
+            msg = (f"From: <a@example.org>\nTo: <rcpt@localhost>\nSubject: r{i}\n"
+                   f"Message-ID: <r{i}@example.org>\n\nhello\n").encode()
+            with smtplib.SMTP("127.0.0.1", instance.port, local_hostname="client.test", timeout=20,
+                              source_address=("127.0.0.2", 0)) as c:
+                c.sendmail("a@example.org", ["rcpt@localhost"], msg)
+        instance.wait_for_mail("rcpt", 3)
+        today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+        out = instance.run("auth", "report", "--date", today).stdout.decode()
+        assert "dmarc: example.org: report" in out, out
+        (path,) = instance.wait_for_mail("dmarc", 1)
+        _, xml, _ = attachment(path)
+        validate(xml, tmp_path)
+        text = xml.decode()
+        assert "<source_ip>127.0.0.2</source_ip>" in text and "<count>3</count>" in text, text
+        assert "<spf>pass</spf>" in text and "<dkim>fail</dkim>" in text, text
