@@ -18,7 +18,10 @@
 //!   domain). No From header or no match: the message is not signed.
 //! * Key rotation without restart: a key file is read when first used and again whenever
 //!   it changes (device, inode, size or modification time); a changed table file restarts
-//!   cleanup between requests as any table does.
+//!   cleanup between requests as any table does. A chrooted cleanup reads the key files
+//!   its key tables list before entering the jail ([`Dkim::preload`]) and uses those
+//!   copies when the paths are out of reach; a replaced key then takes effect with the
+//!   next cleanup process (`max_use`, `max_idle`, a table change or `postern reload`).
 //!
 //! # Security
 //!
@@ -45,7 +48,7 @@ use postern_qfile::QueueFile;
 use postern_table::{BoxMap, NetworkList};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One `dkim_signing_clients` element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub struct Dkim {
     /// Why signing cannot work (every message to sign is then deferred).
     error: Option<String>,
     cache: HashMap<String, Cached>,
+    /// Key files read before a chroot ([`Dkim::preload`]), by path: used when the path
+    /// cannot be reached from inside the jail.
+    preloaded: HashMap<PathBuf, Vec<u8>>,
 }
 
 impl std::fmt::Debug for Dkim {
@@ -107,6 +113,7 @@ impl Default for Dkim {
             parent_matches: false,
             error: None,
             cache: HashMap::new(),
+            preloaded: HashMap::new(),
         }
     }
 }
@@ -188,6 +195,29 @@ impl Dkim {
             parent_matches: postern_table::parent_matches("smtpd_access_maps", &pdms),
             error,
             cache: HashMap::new(),
+            preloaded: HashMap::new(),
+        }
+    }
+
+    /// Reads every key file the key tables list (tables that can list their records:
+    /// texthash, inline, hash, …), for a cleanup about to enter its chroot jail, where
+    /// those paths are usually out of reach. Unreadable files are skipped (the message
+    /// that needs one is deferred then).
+    pub fn preload(&mut self) {
+        for m in &self.keys {
+            let Ok(Some(records)) = m.sequence() else {
+                continue;
+            };
+            for (_, spec) in records {
+                let Some(path) = spec.splitn(3, ':').nth(2).map(|p| PathBuf::from(p.trim())) else {
+                    continue;
+                };
+                let small = std::fs::metadata(&path)
+                    .is_ok_and(|m| m.len() <= postern_auth::keys::MAX_KEY_FILE);
+                if let (true, Ok(pem)) = (small, std::fs::read(&path)) {
+                    self.preloaded.insert(path, pem);
+                }
+            }
         }
     }
 
@@ -261,17 +291,27 @@ impl Dkim {
         };
         let domain = if domain == "%" { from_domain } else { domain };
         let cache_key = format!("{domain}:{selector}:{}", path.display());
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let stamp = (
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-        );
+        let (stamp, preloaded) = match (std::fs::metadata(path), self.preloaded.get(path)) {
+            (Ok(meta), _) => (
+                (
+                    meta.dev(),
+                    meta.ino(),
+                    meta.size(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                ),
+                None,
+            ),
+            // In the jail: the copy read before the chroot (a new process reads it again).
+            (Err(_), Some(pem)) => ((0, 0, 0, 0, 0), Some(pem)),
+            (Err(e), None) => return Err(format!("{}: {e}", path.display())),
+        };
         let fresh = self.cache.get(&cache_key).is_some_and(|c| c.stamp == stamp);
         if !fresh {
-            let key = Key::from_file(path).map_err(|e| e.to_string())?;
+            let key = match preloaded {
+                Some(pem) => Key::from_pem(pem).map_err(|e| format!("{}: {e}", path.display())),
+                None => Key::from_file(path).map_err(|e| e.to_string()),
+            }?;
             let signer = Signer::with(domain, selector, key, &self.headers, self.canon);
             self.cache
                 .insert(cache_key.clone(), Cached { stamp, signer });

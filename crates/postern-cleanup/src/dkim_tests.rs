@@ -144,3 +144,17 @@ fn no_table_no_signing() {
     );
     assert_eq!(author(b"To: a@b\n\n"), None);
 }
+
+#[test]
+fn preloaded_keys_serve_a_jailed_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    keys(dir.path());
+    let mut d = Dkim::from_config(&config(dir.path(), "dkim_signing_clients = static:all"));
+    d.preload();
+    // out of reach (as outside a chroot jail): the copies read before are used
+    std::fs::remove_file(dir.path().join("rsa.pem")).unwrap();
+    std::fs::remove_file(dir.path().join("ed.pem")).unwrap();
+    let mut q = qf("a@example.com");
+    d.sign(&req(&[], 0), "ID1", &mut q).unwrap();
+    assert_eq!(signatures(&q).len(), 2);
+}

@@ -100,7 +100,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |ctx| {
             let cfg = ctx.jailed_config();
             arc::init(&cfg);
-            (Tables::from_config(&cfg), dkim::Dkim::from_config(&cfg))
+            let mut dkim = dkim::Dkim::from_config(&cfg);
+            if ctx.chrooted {
+                dkim.preload();
+            }
+            (Tables::from_config(&cfg), dkim)
         },
     );
     flow::init();
