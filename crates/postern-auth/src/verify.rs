@@ -100,7 +100,7 @@ pub struct DmarcPolicy {
     pub aspf: &'static str,
     /// `pct=` (mail-auth follows DMARCbis, which dropped it: always 100).
     pub pct: u8,
-    /// `rua=` URIs.
+    /// `rua=` URIs (`mailto:ADDRESS`; mail-auth keeps only mailto: URIs).
     pub rua: Vec<String>,
 }
 
@@ -166,7 +166,11 @@ fn dmarc_info(out: &DmarcOutput) -> DmarcInfo {
             adkim: alignment_word(r.adkim),
             aspf: alignment_word(r.aspf),
             pct: 100,
-            rua: r.rua().iter().map(|u| u.uri().to_string()).collect(),
+            rua: r
+                .rua()
+                .iter()
+                .map(|u| format!("mailto:{}", u.uri()))
+                .collect(),
         }),
         dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
         spf_aligned: *out.spf_result() == DmarcResult::Pass,
