@@ -75,7 +75,7 @@ const NOT_JAILABLE: &[(&str, &str)] = &[
 
 /// The services of `dir`'s master.cf with chroot `y`, and the configuration.
 fn chrooted(dir: &Path) -> Option<(Config, Vec<Service>)> {
-    let cfg = postern_server::load::load(dir).ok()?.config;
+    let cfg = postern_server::load::load_unchecked(dir).ok()?.config;
     let master = postern_server::load::load_master(dir).ok()?;
     let jailed: Vec<Service> = master.services.into_iter().filter(|s| s.chroot).collect();
     (!jailed.is_empty()).then_some((cfg, jailed))

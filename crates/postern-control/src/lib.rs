@@ -76,7 +76,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn log_init(dir: &Path) -> Result<postern_config::Config> {
-    let loaded = postern_server::load::load(dir)?;
+    let loaded = postern_server::load::load_unchecked(dir)?;
     postern_log::init(
         "postfix-script",
         postern_server::load::log_config(&loaded.config, true),
@@ -124,7 +124,7 @@ fn check_problems(dir: &Path) -> Vec<String> {
             .map(|f| f.to_string()),
     );
     problems.extend(foreign_tables(dir));
-    if let Ok(loaded) = postern_server::load::load(dir) {
+    if let Ok(loaded) = postern_server::load::load_unchecked(dir) {
         let facility = loaded.config.str(p::SYSLOG_FACILITY);
         if postern_log::facility_code(&facility).is_none() {
             problems.push(format!(
@@ -142,7 +142,7 @@ fn check_problems(dir: &Path) -> Vec<String> {
 /// `-o` override whose file is a Berkeley DB file from Postfix, with the command that
 /// rebuilds it in Postern's format (postalias for alias tables, postmap for the rest).
 fn foreign_tables(dir: &Path) -> Vec<String> {
-    let Ok(loaded) = postern_server::load::load(dir) else {
+    let Ok(loaded) = postern_server::load::load_unchecked(dir) else {
         return Vec::new();
     };
     let cfg = &loaded.config;
@@ -195,7 +195,7 @@ fn foreign_tables(dir: &Path) -> Vec<String> {
 /// Postfix's "unused parameter" warnings (names in main.cf that nothing uses), then one
 /// warning per recognised but unimplemented setting that does not stop `start`.
 fn unused_warnings(dir: &Path) -> Vec<String> {
-    let Ok(loaded) = postern_server::load::load(dir) else {
+    let Ok(loaded) = postern_server::load::load_unchecked(dir) else {
         return Vec::new();
     };
     let master = postern_server::load::load_master(dir).ok();
@@ -227,7 +227,9 @@ fn check(dir: &Path) -> Result<ExitCode> {
         eprintln!("postern/postern-script: warning: {w}");
     }
     let problems = check_problems(dir);
-    let cfg = postern_server::load::load(dir).ok().map(|l| l.config);
+    let cfg = postern_server::load::load_unchecked(dir)
+        .ok()
+        .map(|l| l.config);
     let mut count = problems.len();
     for p in &problems {
         eprintln!("postern/postern-script: error: {p}");
@@ -447,7 +449,7 @@ fn signal(dir: &Path, sig: nix::sys::signal::Signal, what: &str) -> Result<ExitC
 }
 
 fn status(dir: &Path) -> Result<ExitCode> {
-    let cfg = postern_server::load::load(dir)?.config;
+    let cfg = postern_server::load::load_unchecked(dir)?.config;
     match running_pid(&cfg)? {
         Some(pid) => {
             println!("postern/postern-script: the Postern mail system is running: PID: {pid}");

@@ -150,7 +150,7 @@ pub fn setup(ctx: &Context) -> Pipe {
         config_error,
         cwd: PathBuf::from(cwd),
         env: external::environment(ctx, ctx.config.get_list("export_environment")),
-        time_limit: external::time_limit(ctx, "command_time_limit"),
+        time_limit: external::time_limit(ctx, postern_config::p::COMMAND_TIME_LIMIT),
         delimiter: ctx.config.get("recipient_delimiter"),
         enable_original: ctx
             .config

@@ -17,6 +17,7 @@
 use crate::client;
 use crate::service::{self, Env, Exit};
 use crate::skeleton::{self, Context};
+use postern_config::p;
 use postern_ipc::proto::{Action, DeliverReply, DeliverRequest, RcptResult, Recipient};
 use std::os::unix::net::UnixStream;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,7 +32,7 @@ pub fn delivery_server(
     env: Env,
     mut deliver: impl FnMut(&Context, &DeliverRequest) -> DeliverReply,
 ) -> Exit {
-    postern_log::delivery::set_soft_bounce(ctx.config.get_bool("soft_bounce").unwrap_or(false));
+    postern_log::delivery::set_soft_bounce(ctx.config.bool(p::SOFT_BOUNCE));
     let mut serve = move |ctx: &Context, mut stream: UnixStream| {
         let Some(attrs) =
             skeleton::read_request(ctx, &mut stream, REQUEST_LIMIT, "delivery request")
@@ -58,7 +59,7 @@ pub fn with_queue_file(
     relay: &str,
     deliver: impl FnOnce(&postern_qfile::QueueFile) -> DeliverReply,
 ) -> DeliverReply {
-    let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+    let q = postern_queue::Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
     match q.read(
         &req.queue_name,
         &req.queue_id,
@@ -77,7 +78,7 @@ pub fn with_queue_file(
 /// alone: the queue file must still exist (4.3.0 otherwise) and the next hop must not be
 /// empty (4.3.5). `Some(reply)` defers every recipient.
 pub fn nexthop_precheck(ctx: &Context, req: &DeliverRequest, start: f64) -> Option<DeliverReply> {
-    let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+    let q = postern_queue::Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
     let exists = q
         .path(&req.queue_name, &req.queue_id)
         .map_err(|e| e.to_string())

@@ -7,7 +7,7 @@
 //! (`read_incoming`, [`read_frame`], [`read_frame_async`]): the header and
 //! payload decoding are shared, only the reads differ.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::{AttrList, FrameError, decode_frame_len, encode_frame};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -51,7 +51,7 @@ pub enum ClientError {
 
 /// The socket path of a service (`class` is `public` or `private`).
 pub fn socket_path(cfg: &Config, class: &str, service: &str) -> PathBuf {
-    PathBuf::from(cfg.get("queue_directory"))
+    PathBuf::from(cfg.str(p::QUEUE_DIRECTORY))
         .join(class)
         .join(service)
 }
@@ -83,7 +83,7 @@ pub fn connect(
 
 /// Sends trigger bytes to a trigger service (pickup, qmgr) and hangs up.
 pub fn trigger(cfg: &Config, class: &str, service: &str, bytes: &[u8]) -> Result<(), ClientError> {
-    let timeout = Duration::from_secs(cfg.get_time("trigger_timeout").unwrap_or(10).max(1));
+    let timeout = cfg.time(p::TRIGGER_TIMEOUT).max(Duration::from_secs(1));
     let mut s = connect(cfg, class, service, timeout)?;
     s.write_all(bytes).map_err(|source| ClientError::Io {
         service: service.to_string(),
@@ -267,17 +267,14 @@ pub fn request(
 
 /// Frame limit for messages that carry mail content.
 pub fn content_frame_limit(cfg: &Config) -> u64 {
-    let msl = cfg
-        .get_int("message_size_limit")
-        .unwrap_or(10_240_000)
-        .max(0) as u64;
+    let msl = cfg.size(p::MESSAGE_SIZE_LIMIT);
     let msl = if msl == 0 { 1 << 31 } else { msl };
     msl.saturating_mul(2).saturating_add(1 << 20)
 }
 
 /// The `ipc_timeout` as a Duration.
 pub fn ipc_timeout(cfg: &Config) -> Duration {
-    Duration::from_secs(cfg.get_time("ipc_timeout").unwrap_or(3600).max(1))
+    cfg.time(p::IPC_TIMEOUT).max(Duration::from_secs(1))
 }
 
 /// One request/reply exchange with a service, for async programs (smtpd).
@@ -322,11 +319,11 @@ pub fn flush(
     use postern_ipc::flush::{FlushOp, FlushStatus};
     // As Postfix's flush client: no eligible destinations, nothing to ask.
     if matches!(req.op, FlushOp::Add | FlushOp::SendSite)
-        && cfg.get("fast_flush_domains").trim().is_empty()
+        && cfg.str(p::FAST_FLUSH_DOMAINS).trim().is_empty()
     {
         return Ok(FlushStatus::Deny);
     }
-    let mut service = cfg.get("flush_service_name");
+    let mut service = cfg.str(p::FLUSH_SERVICE_NAME);
     if service.is_empty() {
         service = "flush".into();
     }

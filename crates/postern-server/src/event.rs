@@ -25,6 +25,7 @@
 use crate::service::{Env, Exit, StatusSink};
 use crate::skeleton::Context;
 use crate::status;
+use postern_config::p;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,7 +187,7 @@ where
         generation: ctx.generation,
         busy: false,
     };
-    let idle = Duration::from_secs(ctx.config.get_time("max_idle").unwrap_or(100).max(1));
+    let idle = ctx.config.time(p::MAX_IDLE).max(Duration::from_secs(1));
     let mut active = 0usize;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);

@@ -14,6 +14,7 @@
 //! lists what it reads).
 
 use crate::skeleton::Context;
+use postern_config::Time;
 use std::time::Duration;
 
 /// The commands' whole environment from the `export_environment` list `names`.
@@ -33,19 +34,15 @@ pub fn environment(ctx: &Context, names: Vec<String>) -> Vec<(String, String)> {
     env
 }
 
-/// `SERVICE_time_limit` when set, else the parameter `fallback` (at least one second).
-pub fn time_limit(ctx: &Context, fallback: &str) -> Duration {
+/// `SERVICE_time_limit` when set (validated at load as a time), else the parameter
+/// `fallback` (at least one second).
+pub fn time_limit(ctx: &Context, fallback: Time) -> Duration {
     let specific = format!("{}_time_limit", ctx.service);
-    let name = if ctx.config.raw(&specific).is_some() {
-        specific.as_str()
-    } else {
-        fallback
+    let limit = match ctx.config.get_time(&specific) {
+        Ok(secs) if ctx.config.raw(&specific).is_some() => Duration::from_secs(secs),
+        _ => ctx.config.time(fallback),
     };
-    let secs = ctx.config.get_time(name).unwrap_or_else(|e| {
-        postern_log::warning(format!("{e}; using 1000s"));
-        1000
-    });
-    Duration::from_secs(secs.max(1))
+    limit.max(Duration::from_secs(1))
 }
 
 /// Kills a command's process group and the command itself (SIGKILL, as Postfix at the

@@ -25,7 +25,7 @@
 //! # Configuration
 //! `inet_interfaces`, `inet_protocols`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use thiserror::Error;
 
@@ -115,7 +115,7 @@ pub fn parse_protocols(value: &str, ipv6_available: bool) -> Result<Protocols, I
 /// The enabled protocols of `cfg`.
 pub fn protocols(cfg: &Config) -> Result<Protocols, InetError> {
     parse_protocols(
-        &cfg.get("inet_protocols"),
+        &cfg.str(p::INET_PROTOCOLS),
         postern_sys::net::family_supported(true),
     )
 }
@@ -252,7 +252,7 @@ pub fn interface_addresses(cfg: &Config) -> Result<Vec<IpAddr>, InetError> {
         .map(|l| l.iter().any(|a| a.ip == IpAddr::V6(Ipv6Addr::LOCALHOST)))
         .unwrap_or(false);
     expand_interfaces(
-        &cfg.get_list("inet_interfaces"),
+        &cfg.list(p::INET_INTERFACES),
         protos,
         has_v6_lo,
         &system_resolve,

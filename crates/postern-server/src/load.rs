@@ -6,7 +6,7 @@
 //! required only by master. Host-dependent defaults (`myhostname`,
 //! `mydomain`) are computed here, from the kernel's host name.
 
-use postern_config::{Config, MasterCf, ParseError};
+use postern_config::{Config, MasterCf, ParseError, ValueError, p};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -34,6 +34,24 @@ pub enum LoadError {
         /// Every error found.
         errors: Vec<ParseError>,
     },
+    /// A value that does not convert to its parameter's type (Postfix's wording, with the
+    /// main.cf line when main.cf supplies it).
+    #[error("{}", located(.path, .error))]
+    Value {
+        /// main.cf's path.
+        path: String,
+        /// The first bad value.
+        error: ValueError,
+    },
+}
+
+/// `PATH: line N: message` when main.cf supplies the value, else the message alone (a `-o`
+/// override, or a default that expands to a bad value).
+fn located(path: &str, e: &ValueError) -> String {
+    match e.line {
+        Some(n) => format!("{path}: line {n}: {e}"),
+        None => e.to_string(),
+    }
 }
 
 /// Picks the configuration directory.
@@ -61,10 +79,10 @@ pub fn setgid_helper(dir: &Path, cfg: &Config, name: &str) -> Option<PathBuf> {
     if caller == 0 {
         return None;
     }
-    let maildrop = Path::new(&cfg.get("queue_directory")).join("maildrop");
+    let maildrop = Path::new(&cfg.str(p::QUEUE_DIRECTORY)).join("maildrop");
     let system_copy = std::fs::metadata(&maildrop)
         .is_ok_and(|m| m.uid() != caller)
-        .then(|| Path::new(&cfg.get("daemon_directory")).join(name));
+        .then(|| Path::new(&cfg.str(p::DAEMON_DIRECTORY)).join(name));
     std::iter::once(dir.join("bin").join(name))
         .chain(system_copy)
         .find(|copy| {
@@ -110,8 +128,27 @@ pub fn host_names() -> (String, String) {
     (fqdn, domain)
 }
 
-/// Reads `DIR/main.cf` and builds the effective configuration.
+/// Reads `DIR/main.cf` and builds the effective configuration, validated: every boolean,
+/// numerical, time and size value converts ([`validate`]), so typed getters never fail.
 pub fn load(dir: &Path) -> Result<Loaded, LoadError> {
+    let loaded = load_unchecked(dir)?;
+    validate(dir, &loaded.config)?;
+    Ok(loaded)
+}
+
+/// The first value of `cfg` that does not convert to its parameter's type, as a
+/// [`LoadError::Value`] naming `DIR/main.cf` (and its line) when main.cf supplies it. Daemons
+/// call it once more after applying their `-o` overrides.
+pub fn validate(dir: &Path, cfg: &Config) -> Result<(), LoadError> {
+    cfg.validate().map_err(|error| LoadError::Value {
+        path: dir.join("main.cf").display().to_string(),
+        error,
+    })
+}
+
+/// [`load`] without the value checks, for what must work on a broken configuration:
+/// `postern check` (which reports every bad value), `stop`, `status`, `reload`.
+pub fn load_unchecked(dir: &Path) -> Result<Loaded, LoadError> {
     let path = dir.join("main.cf");
     let text = read_optional(&path)?;
     let main = postern_config::parse_main_cf(&text).map_err(|errors| LoadError::Syntax {
@@ -147,12 +184,12 @@ pub fn load_master(dir: &Path) -> Result<MasterCf, LoadError> {
 /// The log configuration for a program.
 pub fn log_config(cfg: &Config, to_stderr: bool) -> postern_log::LogConfig {
     postern_log::LogConfig {
-        syslog_name: cfg.get("syslog_name"),
-        maillog_file: cfg.get("maillog_file"),
-        hostname: cfg.get("myhostname"),
+        syslog_name: cfg.str(p::SYSLOG_NAME),
+        maillog_file: cfg.str(p::MAILLOG_FILE),
+        hostname: cfg.str(p::MYHOSTNAME),
         stderr: to_stderr,
         verbose_stderr: false,
-        facility: postern_log::facility_code(&cfg.get("syslog_facility")),
+        facility: postern_log::facility_code(&cfg.str(p::SYSLOG_FACILITY)),
     }
 }
 

@@ -46,6 +46,7 @@
 
 use crate::skeleton::Context;
 use crate::status;
+use postern_config::p;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -507,8 +508,8 @@ pub fn accept(
 
 /// `max_use` (clients per process) and `max_idle` (idle time before exit).
 pub fn limits(ctx: &Context) -> (u64, Duration) {
-    let max_use = ctx.config.get_int("max_use").unwrap_or(100).max(1) as u64;
-    let max_idle = ctx.config.get_time("max_idle").unwrap_or(100).max(1);
+    let max_use = ctx.config.int(p::MAX_USE).max(1) as u64;
+    let max_idle = ctx.config.time(p::MAX_IDLE).as_secs().max(1);
     (max_use, Duration::from_secs(max_idle))
 }
 

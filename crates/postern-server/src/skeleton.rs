@@ -37,7 +37,7 @@
 //! overrides.
 
 use crate::load;
-use postern_config::Config;
+use postern_config::{Config, p};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -74,7 +74,7 @@ impl Context {
             program: program.to_string(),
             service: program.to_string(),
             service_type: "unix".to_string(),
-            config_dir: PathBuf::from(config.get("config_directory")),
+            config_dir: PathBuf::from(config.str(p::CONFIG_DIRECTORY)),
             config,
             args: Vec::new(),
             generation: 0,
@@ -212,7 +212,7 @@ pub fn init_open<T, U>(
         Err(e) => postern_log::fatal(format!("{program}: {e}")),
     };
     let dir = load::config_dir(p.dir.as_deref());
-    let loaded = match load::load(&dir) {
+    let loaded = match load::load_unchecked(&dir) {
         Ok(l) => l,
         Err(e) => postern_log::fatal(format!("{program}: {e}")),
     };
@@ -223,12 +223,17 @@ pub fn init_open<T, U>(
     base.set_default("process_name", program);
     let config = base.with_overrides(&p.overrides);
     postern_log::init(program, load::log_config(&config, false));
+    // Validated once, overrides included: a bad value is fatal (master throttles the
+    // service), so the typed getters never see one.
+    if let Err(e) = load::validate(&dir, &config) {
+        postern_log::fatal(e.to_string());
+    }
     // `proxy:` tables find the proxymap socket under the queue directory. They connect
     // at their first lookup, after the chroot (-j), when the queue directory is `/`.
     postern_table::set_queue_directory(if p.jail {
         "/".to_string()
     } else {
-        config.get("queue_directory")
+        config.str(p::QUEUE_DIRECTORY)
     });
     postern_sys::privs::set_umask(0o077);
     let ctx = Context {
@@ -291,7 +296,7 @@ fn drop_to(owner: Option<&postern_sys::privs::UserInfo>) {
 
 /// chroot to `queue_directory` (`-j`); afterwards the queue is `/`.
 fn enter_jail(ctx: &mut Context) {
-    let dir = ctx.config.get("queue_directory");
+    let dir = ctx.config.str(p::QUEUE_DIRECTORY);
     if !postern_sys::privs::is_root() {
         postern_log::fatal(format!(
             "chroot({dir}): service {} has chroot=y in master.cf, which needs a master \
@@ -309,12 +314,12 @@ fn enter_jail(ctx: &mut Context) {
 }
 
 fn mail_owner(cfg: &Config) -> postern_sys::privs::UserInfo {
-    let owner = cfg.get("mail_owner");
+    let owner = cfg.str(p::MAIL_OWNER);
     let user = match postern_sys::privs::lookup_user(&owner) {
         Ok(Some(u)) => u,
         Ok(None) => postern_log::fatal(format!(
             "file {}/main.cf: parameter mail_owner: unknown user name value: {owner}",
-            cfg.get("config_directory")
+            cfg.str(p::CONFIG_DIRECTORY)
         )),
         Err(e) => postern_log::fatal(e),
     };

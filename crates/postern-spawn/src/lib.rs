@@ -121,7 +121,7 @@ pub fn setup(ctx: &Context) -> Spawn {
         ids: accounts.map(|a| (a.uid, a.gid)),
         cwd: ctx.config.get("queue_directory").into(),
         env: external::environment(ctx, ctx.config.get_list("export_environment")),
-        time_limit: external::time_limit(ctx, "command_time_limit"),
+        time_limit: external::time_limit(ctx, postern_config::p::COMMAND_TIME_LIMIT),
         argv: attrs.argv,
     };
     Spawn {
