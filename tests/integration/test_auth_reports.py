@@ -9,6 +9,7 @@ travel as ordinary local mail (sendmail → postdrop → pickup → cleanup → 
   * a DMARC report per policy domain: subject `Report Domain: D Submitter: S Report-ID: <ID>`,
     a gzip attachment whose XML validates against RFC 7489 appendix C's schema
     (tests/data/dmarc-rfc7489.xsd, with xmllint) and carries the counted rows;
+  * a rua's `!size` limit (RFC 7489 §6.2): a report over it is not sent to that address;
   * external-destination verification: a rua outside the policy domain is mailed only when
     `POLICY._report._dmarc.DEST` publishes v=DMARC1 (served by the loopback DNS server);
   * a TLS-RPT report from `_smtp._tls.DOMAIN`'s mailto: rua (https: logged, not sent), JSON
@@ -101,6 +102,7 @@ def test_reports_mailed_validated_once(instance, tmp_path):
         dmarc_line("192.0.2.1", "example.org", ["mailto:dmarc@example.org!10m"]),
         dmarc_line("2001:db8::7", "example.org", ["mailto:dmarc@example.org!10m"], dkim_ok=False),
         "a damaged line",
+        dmarc_line("192.0.2.9", "small.example.org", ["mailto:tiny@example.org!100"]),
         dmarc_line("198.51.100.3", "example.com",
                    ["mailto:agg@verified.example", "mailto:agg@unverified.example"]),
     ]) + "\n")
@@ -128,12 +130,14 @@ def test_reports_mailed_validated_once(instance, tmp_path):
         instance.run("auth", "report", "--dry-run", str(dry))
         assert sorted(p.name for p in dry.iterdir()) == [
             "example.com.dmarc.eml", "example.org.dmarc.eml", "tls.example.tlsrpt.eml"]
+        assert not instance.new_messages("tiny")
         assert not (dmarc_dir / f"{yesterday}.sent").exists()
 
         out = instance.run("auth", "report").stdout.decode()
         assert "dmarc: example.org: report" in out, out
         assert "external destination not verified" in out and "unverified.example" in out, out
         assert "https://reports.example/tlsrpt: not supported" in out, out
+        assert "over the size limit of tiny@example.org: not sent" in out, out
 
         # DMARC report of example.org: three messages, two rows.
         (path,) = instance.wait_for_mail("dmarc", 1)

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::store::{Day, DmarcRecord};
-use super::{Meta, mailto, xml_escape};
+use super::{Meta, mailto, size_limit, xml_escape};
 use crate::verify::psl::PublicSuffixList;
 use postern_dns::{Lookup, Resolver};
 
@@ -223,6 +223,8 @@ pub fn is_external(policy_domain: &str, dest: &str, psl: Option<&PublicSuffixLis
 pub struct Destinations {
     /// `mailto:` addresses to send the report to.
     pub addresses: Vec<String>,
+    /// The `!size` limits of some of them (bytes).
+    pub limits: Vec<(String, u64)>,
     /// Why URIs were skipped.
     pub skipped: Vec<String>,
 }
@@ -263,6 +265,9 @@ pub async fn destinations(
                     continue;
                 }
             }
+        }
+        if let Some(limit) = size_limit(uri) {
+            out.limits.push((addr.clone(), limit));
         }
         if !out.addresses.contains(&addr) {
             out.addresses.push(addr);

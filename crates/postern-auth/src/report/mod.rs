@@ -91,6 +91,24 @@ pub fn mailto(uri: &str) -> Option<String> {
     (plain(local) && plain(domain) && domain.contains('.')).then_some(addr)
 }
 
+/// The `!size` limit of a report URI in bytes (RFC 7489 §6.2: digits, then an optional
+/// unit `k`, `m`, `g` or `t`, powers of 1024); `None` without one (or unparsable).
+pub fn size_limit(uri: &str) -> Option<u64> {
+    let (_, size) = uri.trim().split_once('!')?;
+    let size = size.trim().to_ascii_lowercase();
+    let digits = size.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = size.get(..digits)?.parse().ok()?;
+    let shift = match &size[digits..] {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
 /// `data` gzip-compressed.
 pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
@@ -192,6 +210,12 @@ mod tests {
         assert_eq!(mailto("mailto:x@localhost"), None);
         assert_eq!(mailto("mailto:a%0A@example.org"), None);
         assert_eq!(mailto("mailto:%"), None);
+        assert_eq!(size_limit("mailto:a@example.org!10m"), Some(10 << 20));
+        assert_eq!(size_limit("mailto:a@example.org!512"), Some(512));
+        assert_eq!(size_limit("mailto:a@example.org!2K"), Some(2048));
+        assert_eq!(size_limit("mailto:a@example.org"), None);
+        assert_eq!(size_limit("mailto:a@example.org!10x"), None);
+        assert_eq!(size_limit("mailto:a@example.org!99999999999999t"), None);
     }
 
     #[test]

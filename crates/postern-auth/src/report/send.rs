@@ -190,13 +190,29 @@ async fn send_day(
                 m.attachment_type = "application/tlsrpt+gzip";
                 m.filename = format!("{submitter}!{}!{begin}!{end}.json.gz", r.domain);
             }
-            deliver(job, &format!("{}.{tag}.eml", r.domain), &m)?;
-            log.push(format!(
-                "{tag}: {}: report {} sent to {}",
-                r.domain,
-                r.report_id,
-                dest.addresses.join(", ")
-            ));
+            // RFC 7489 §6.2: no report over a destination's `!size` limit.
+            let size = message(&m).len() as u64;
+            let (to, over): (Vec<String>, Vec<String>) = dest
+                .addresses
+                .iter()
+                .cloned()
+                .partition(|a| !dest.limits.iter().any(|(l, max)| l == a && size > *max));
+            for a in &over {
+                log.push(format!(
+                    "{tag}: {}: report of {size} bytes over the size limit of {a}: not sent",
+                    r.domain
+                ));
+            }
+            if !to.is_empty() {
+                m.to = &to;
+                deliver(job, &format!("{}.{tag}.eml", r.domain), &m)?;
+                log.push(format!(
+                    "{tag}: {}: report {} sent to {}",
+                    r.domain,
+                    r.report_id,
+                    to.join(", ")
+                ));
+            }
         }
         day.add(&r.domain)?;
     }
