@@ -9,7 +9,7 @@
 //! cannot be reached the limits are not enforced (Postfix does the same) and a
 //! warning is logged.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{AnvilReply, AnvilRequest};
 use postern_table::NetworkList;
 use std::net::IpAddr;
@@ -38,9 +38,9 @@ pub struct Anvil {
 impl Anvil {
     /// Reads the limits.
     pub fn new(cfg: &Config, service: &str) -> Anvil {
-        let lim = |n: &str| cfg.get_int(n).unwrap_or(0).max(0) as u64;
+        let lim = |n: postern_config::Int| cfg.int(n).max(0) as u64;
         let exceptions = match NetworkList::new(
-            &cfg.get("smtpd_client_event_limit_exceptions"),
+            &cfg.str(p::SMTPD_CLIENT_EVENT_LIMIT_EXCEPTIONS),
             &Default::default(),
         ) {
             Ok(l) => Some(l),
@@ -52,11 +52,11 @@ impl Anvil {
         Anvil {
             cfg: cfg.clone(),
             service: service.to_string(),
-            count_limit: lim("smtpd_client_connection_count_limit"),
-            conn_rate_limit: lim("smtpd_client_connection_rate_limit"),
-            msg_rate_limit: lim("smtpd_client_message_rate_limit"),
-            rcpt_rate_limit: lim("smtpd_client_recipient_rate_limit"),
-            auth_rate_limit: lim("smtpd_client_auth_rate_limit"),
+            count_limit: lim(p::SMTPD_CLIENT_CONNECTION_COUNT_LIMIT),
+            conn_rate_limit: lim(p::SMTPD_CLIENT_CONNECTION_RATE_LIMIT),
+            msg_rate_limit: lim(p::SMTPD_CLIENT_MESSAGE_RATE_LIMIT),
+            rcpt_rate_limit: lim(p::SMTPD_CLIENT_RECIPIENT_RATE_LIMIT),
+            auth_rate_limit: lim(p::SMTPD_CLIENT_AUTH_RATE_LIMIT),
             exceptions,
             conn: tokio::sync::Mutex::new(None),
         }

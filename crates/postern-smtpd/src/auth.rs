@@ -40,7 +40,7 @@ use postern_auth::report::{DmarcRecord, record_dmarc};
 use postern_auth::verify::keep_methods;
 use postern_auth::verify::psl::PublicSuffixList;
 use postern_auth::{AuthResults, Context, Verifier};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_smtp_proto::Reply;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -80,7 +80,7 @@ impl AuthSettings {
     /// A word or value the parameters do not allow (one line naming it).
     pub fn from_config(cfg: &Config) -> Result<Option<AuthSettings>, String> {
         let mut methods = Vec::new();
-        for w in cfg.get_list("smtpd_authentication_checks") {
+        for w in cfg.list(p::SMTPD_AUTHENTICATION_CHECKS) {
             let w = w.to_ascii_lowercase();
             match METHODS.iter().find(|m| **m == w) {
                 Some(m) if !methods.contains(m) => methods.push(*m),
@@ -92,7 +92,7 @@ impl AuthSettings {
                 }
             }
         }
-        let dmarc_policy = cfg.get_bool("smtpd_dmarc_policy").unwrap_or(false);
+        let dmarc_policy = cfg.bool(p::SMTPD_DMARC_POLICY);
         if dmarc_policy && !methods.contains(&"dmarc") {
             methods.push("dmarc");
         }
@@ -101,14 +101,13 @@ impl AuthSettings {
         if methods.is_empty() {
             return Ok(None);
         }
-        let mut authserv_id = cfg.get("smtpd_authserv_id").trim().to_string();
+        let mut authserv_id = cfg.str(p::SMTPD_AUTHSERV_ID).trim().to_string();
         if authserv_id.is_empty() {
-            authserv_id = cfg.get("myhostname");
+            authserv_id = cfg.str(p::MYHOSTNAME);
         }
         let report_dir = cfg
-            .get_bool("dmarc_reporting")
-            .unwrap_or(false)
-            .then(|| PathBuf::from(cfg.get("dmarc_report_directory")))
+            .bool(p::DMARC_REPORTING)
+            .then(|| PathBuf::from(cfg.str(p::DMARC_REPORT_DIRECTORY)))
             .filter(|d| !d.as_os_str().is_empty());
         Ok(Some(AuthSettings {
             methods,
@@ -117,7 +116,7 @@ impl AuthSettings {
             quarantine_header,
             temperror_defer,
             report_dir,
-            psl: PathBuf::from(cfg.get("dmarc_public_suffix_list")),
+            psl: PathBuf::from(cfg.str(p::DMARC_PUBLIC_SUFFIX_LIST)),
         }))
     }
 }

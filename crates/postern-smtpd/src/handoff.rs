@@ -13,6 +13,7 @@
 use crate::policy::MessageAction;
 use crate::session::{Session, reply};
 use crate::txn::Txn;
+use postern_config::p;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_smtp_proto::{MailParams, Reply, Ret};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +26,7 @@ pub(crate) async fn queue(
     bdat: Option<usize>,
 ) -> Reply {
     let mut flags =
-        cleanup_flags::from_receive_override_options(&sess.cfg.get("receive_override_options"));
+        cleanup_flags::from_receive_override_options(&sess.cfg.str(p::RECEIVE_OVERRIDE_OPTIONS));
     flags |= crate::session::milter::flags(sess);
     let mut rcpts = txn.rcpts;
     let mut attrs: Vec<(String, String)> = vec![
@@ -70,7 +71,7 @@ pub(crate) async fn queue(
     // content_filter is this service's (`-o content_filter=` per master.cf service), sent
     // with the request as Postfix's smtpd sends it; not in stand-alone mode (pickup adds
     // its own). An access-table FILTER action below replaces it.
-    let content_filter = sess.cfg.get("content_filter");
+    let content_filter = sess.cfg.str(p::CONTENT_FILTER);
     if !content_filter.is_empty() && sess.s.postdrop_config.is_none() {
         attrs.push(("filter".into(), content_filter));
     }

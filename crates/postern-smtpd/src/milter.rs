@@ -50,7 +50,7 @@ pub use content::to_ipc;
 pub(crate) use content::{queue, refusal};
 
 use crate::session::{Session, reply};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::cleanup_flags;
 use postern_milter::{Chain, MacroConfig, Macros, MilterSpec, Verdict};
 use postern_smtp_proto::Reply;
@@ -84,14 +84,14 @@ impl MilterConfig {
     /// table that cannot be opened is an error (fail closed).
     pub fn from_config(cfg: &Config) -> Result<Option<Arc<MilterConfig>>, String> {
         let flags =
-            cleanup_flags::from_receive_override_options(&cfg.get("receive_override_options"));
-        let list = cfg.get("smtpd_milters");
-        let maps = cfg.get_list("smtpd_milter_maps");
+            cleanup_flags::from_receive_override_options(&cfg.str(p::RECEIVE_OVERRIDE_OPTIONS));
+        let list = cfg.str(p::SMTPD_MILTERS);
+        let maps = cfg.list(p::SMTPD_MILTER_MAPS);
         if flags & cleanup_flags::NO_MILTERS != 0 || (list.trim().is_empty() && maps.is_empty()) {
             return Ok(None);
         }
         let defaults = postern_milter::config::defaults(cfg).map_err(|e| e.to_string())?;
-        let base = PathBuf::from(cfg.get("queue_directory"));
+        let base = PathBuf::from(cfg.str(p::QUEUE_DIRECTORY));
         let specs = postern_milter::parse_milters(&list, &defaults, &base)
             .map_err(|e| format!("smtpd_milters: {e}"))?;
         let opts = postern_table::OpenOptions::default();
@@ -105,9 +105,9 @@ impl MilterConfig {
             defaults,
             base,
             macros: postern_milter::config::macros(cfg).map_err(|e| e.to_string())?,
-            daemon_name: cfg.get("milter_macro_daemon_name"),
-            version: cfg.get("milter_macro_v"),
-            myhostname: cfg.get("myhostname"),
+            daemon_name: cfg.str(p::MILTER_MACRO_DAEMON_NAME),
+            version: cfg.str(p::MILTER_MACRO_V),
+            myhostname: cfg.str(p::MYHOSTNAME),
         })))
     }
 

@@ -27,7 +27,7 @@
 //! `notify_classes`, `error_notice_recipient`, `smtpd_history_flush_threshold`,
 //! `double_bounce_sender`, `myorigin`, `mail_name`.
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_smtp_proto::Reply;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -132,18 +132,15 @@ impl NotifySettings {
             if a.contains('@') {
                 a
             } else {
-                format!("{a}@{}", cfg.get("myorigin"))
+                format!("{a}@{}", cfg.str(p::MYORIGIN))
             }
         };
         NotifySettings {
-            mask: mask_of(&cfg.get_list("notify_classes")),
-            recipient: cfg.get("error_notice_recipient"),
-            sender: qualify(cfg.get("double_bounce_sender")),
-            threshold: cfg
-                .get_int("smtpd_history_flush_threshold")
-                .unwrap_or(100)
-                .max(0) as usize,
-            mail_name: cfg.get("mail_name"),
+            mask: mask_of(&cfg.list(p::NOTIFY_CLASSES)),
+            recipient: cfg.str(p::ERROR_NOTICE_RECIPIENT),
+            sender: qualify(cfg.str(p::DOUBLE_BOUNCE_SENDER)),
+            threshold: cfg.int(p::SMTPD_HISTORY_FLUSH_THRESHOLD).max(0) as usize,
+            mail_name: cfg.str(p::MAIL_NAME),
         }
     }
 }

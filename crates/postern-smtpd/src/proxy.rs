@@ -41,7 +41,7 @@
 use super::Txn;
 use crate::policy::MessageAction;
 use crate::session::{Session, reply};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_smtp_proto::{EhloCaps, Reply, ReplyLimits, ReplyParser};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,33 +69,33 @@ impl ProxySettings {
     /// The settings; `Ok(None)` when no filter is configured, `Err` for an unknown
     /// `smtpd_proxy_options` word (Postfix's fatal message).
     pub fn from_config(cfg: &Config) -> Result<Option<ProxySettings>, String> {
-        let filter = cfg.get("smtpd_proxy_filter").trim().to_string();
+        let filter = cfg.str(p::SMTPD_PROXY_FILTER).trim().to_string();
         if filter.is_empty() {
             return Ok(None);
         }
         let mut speed_adjust = false;
-        for w in cfg.get_list("smtpd_proxy_options") {
+        for w in cfg.list(p::SMTPD_PROXY_OPTIONS) {
             if w.eq_ignore_ascii_case("speed_adjust") {
                 speed_adjust = true;
             } else {
                 return Err(format!(
                     "unknown smtpd_proxy_options value \"{w}\" in \"{}\"",
-                    cfg.get("smtpd_proxy_options")
+                    cfg.str(p::SMTPD_PROXY_OPTIONS)
                 ));
             }
         }
-        let ehlo = cfg.get("smtpd_proxy_ehlo");
+        let ehlo = cfg.str(p::SMTPD_PROXY_EHLO);
         Ok(Some(ProxySettings {
             filter,
             speed_adjust,
-            timeout: Duration::from_secs(cfg.get_time("smtpd_proxy_timeout").unwrap_or(100)),
+            timeout: cfg.time(p::SMTPD_PROXY_TIMEOUT),
             ehlo: if ehlo.trim().is_empty() {
-                cfg.get("myhostname")
+                cfg.str(p::MYHOSTNAME)
             } else {
                 ehlo
             },
-            mail_name: cfg.get("mail_name"),
-            queue_directory: cfg.get("queue_directory").into(),
+            mail_name: cfg.str(p::MAIL_NAME),
+            queue_directory: cfg.str(p::QUEUE_DIRECTORY).into(),
         }))
     }
 }
@@ -320,10 +320,9 @@ fn xforward_attrs(sess: &Session<'_>) -> Vec<(&'static str, Option<String>)> {
     let addr = fwd("client_address").or_else(|| sess.facts.client_addr.map(rfc_addr));
     let local = match fwd("rewrite_context").as_deref() {
         Some(ctx) => ctx == "local",
-        None => sess.policy.local_header_client(
-            &sess.cfg.get_list("local_header_rewrite_clients"),
-            &sess.facts,
-        ),
+        None => sess
+            .policy
+            .local_header_client(&sess.cfg.list(p::LOCAL_HEADER_REWRITE_CLIENTS), &sess.facts),
     };
     let source = if local { "LOCAL" } else { "REMOTE" };
     vec![

@@ -11,7 +11,7 @@
 
 use crate::policy::{Dns, DnsAnswer, DnsFuture, RrType};
 use crate::session::Session;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_dns::{Lookup, NameStatus, Resolver};
 use std::net::IpAddr;
 
@@ -81,7 +81,7 @@ pub async fn name_client(sess: &mut Session<'_>, resolver: Option<&Resolver>) {
     let Some(ip) = sess.facts.client_addr else {
         return;
     };
-    if !sess.cfg.get_bool("smtpd_peername_lookup").unwrap_or(true) {
+    if !sess.cfg.bool(p::SMTPD_PEERNAME_LOOKUP) {
         sess.facts.client_name = "unknown".into();
         sess.facts.reverse_client_name = "unknown".into();
         sess.refresh_client_label();

@@ -3,6 +3,7 @@
 //! stage a fake cleanup that runs the milter round (`MilterInspect` → `MilterOutcome`).
 
 use crate::session::tests::{Harness, MSG, l, open_txn};
+use postern_config::p;
 use postern_ipc::milter::{MilterInspect, MilterOutcome};
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, cleanup_flags};
 use postern_milter::codec::{Command, Response};
@@ -133,7 +134,7 @@ async fn harness(dir: &Path, extra: &str) -> Harness {
 }
 
 fn queue_dir(h: &Harness) -> PathBuf {
-    PathBuf::from(h.cfg.get("queue_directory"))
+    PathBuf::from(h.cfg.str(p::QUEUE_DIRECTORY))
 }
 
 fn by_rcpt(c: &Command) -> Vec<Response> {

@@ -1,6 +1,6 @@
 //! The main.cf parameters smtpd reads, resolved once per process.
 
-use postern_config::Config;
+use postern_config::{Config, Int, p};
 use std::time::Duration;
 
 /// smtpd's configuration.
@@ -74,41 +74,37 @@ pub struct Settings {
     pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
 }
 
-fn secs(cfg: &Config, name: &str, dflt: u64) -> Duration {
-    Duration::from_secs(cfg.get_time(name).unwrap_or(dflt))
-}
-
 impl Settings {
     /// Reads the settings (values that do not parse fall back to Postfix's defaults).
     pub fn from_config(cfg: &Config) -> Settings {
-        let int = |n: &str, d: i64| cfg.get_int(n).unwrap_or(d).max(0);
+        let int = |n: Int| cfg.int(n).max(0);
         Settings {
-            myhostname: cfg.get("myhostname"),
-            banner: cfg.get("smtpd_banner"),
-            message_size_limit: int("message_size_limit", 10_240_000) as u64,
-            recipient_limit: int("smtpd_recipient_limit", 1000) as usize,
-            timeout: secs(cfg, "smtpd_timeout", 300),
-            soft_error_limit: int("smtpd_soft_error_limit", 10) as u32,
-            hard_error_limit: int("smtpd_hard_error_limit", 20) as u32,
-            error_sleep: secs(cfg, "smtpd_error_sleep_time", 1),
-            junk_command_limit: int("smtpd_junk_command_limit", 100) as u32,
-            line_length_limit: int("line_length_limit", 2048).max(512) as usize,
-            queue_minfree: int("queue_minfree", 0) as u64,
-            queue_directory: cfg.get("queue_directory").into(),
-            disable_vrfy: cfg.get_bool("disable_vrfy_command").unwrap_or(false),
-            helo_required: cfg.get_bool("smtpd_helo_required").unwrap_or(false),
-            smtputf8: cfg.get_bool("smtputf8_enable").unwrap_or(true),
-            strict_rfc821: cfg.get_bool("strict_rfc821_envelopes").unwrap_or(false),
-            forbid_bare_newline: cfg.get("smtpd_forbid_bare_newline"),
-            delay_reject: cfg.get_bool("smtpd_delay_reject").unwrap_or(true),
-            ipc_timeout: secs(cfg, "ipc_timeout", 3600),
+            myhostname: cfg.str(p::MYHOSTNAME),
+            banner: cfg.str(p::SMTPD_BANNER),
+            message_size_limit: cfg.size(p::MESSAGE_SIZE_LIMIT),
+            recipient_limit: int(p::SMTPD_RECIPIENT_LIMIT) as usize,
+            timeout: cfg.time(p::SMTPD_TIMEOUT),
+            soft_error_limit: int(p::SMTPD_SOFT_ERROR_LIMIT) as u32,
+            hard_error_limit: int(p::SMTPD_HARD_ERROR_LIMIT) as u32,
+            error_sleep: cfg.time(p::SMTPD_ERROR_SLEEP_TIME),
+            junk_command_limit: int(p::SMTPD_JUNK_COMMAND_LIMIT) as u32,
+            line_length_limit: int(p::LINE_LENGTH_LIMIT).max(512) as usize,
+            queue_minfree: cfg.size(p::QUEUE_MINFREE),
+            queue_directory: cfg.str(p::QUEUE_DIRECTORY).into(),
+            disable_vrfy: cfg.bool(p::DISABLE_VRFY_COMMAND),
+            helo_required: cfg.bool(p::SMTPD_HELO_REQUIRED),
+            smtputf8: cfg.bool(p::SMTPUTF8_ENABLE),
+            strict_rfc821: cfg.bool(p::STRICT_RFC821_ENVELOPES),
+            forbid_bare_newline: cfg.str(p::SMTPD_FORBID_BARE_NEWLINE),
+            delay_reject: cfg.bool(p::SMTPD_DELAY_REJECT),
+            ipc_timeout: cfg.time(p::IPC_TIMEOUT),
             discard_ehlo: cfg
-                .get_list("smtpd_discard_ehlo_keywords")
+                .list(p::SMTPD_DISCARD_EHLO_KEYWORDS)
                 .iter()
                 .map(|k| k.to_ascii_lowercase())
                 .collect(),
             postdrop_config: None,
-            per_record_deadline: cfg.get_bool("smtpd_per_request_deadline").unwrap_or(false),
+            per_record_deadline: cfg.bool(p::SMTPD_PER_REQUEST_DEADLINE),
             tls: crate::tls::TlsPolicy::from_config(cfg).unwrap_or_else(|e| postern_log::fatal(e)),
             tls_server: None,
             sasl: None,
@@ -127,7 +123,7 @@ impl Settings {
 /// `smtpd_forbidden_commands` as a match list (words compared case-insensitively, tables
 /// looked up with the verb). A list that cannot be opened is fatal (fail closed).
 fn forbidden_commands(cfg: &Config) -> std::sync::Arc<postern_table::DomainList> {
-    let value = cfg.get("smtpd_forbidden_commands");
+    let value = cfg.str(p::SMTPD_FORBIDDEN_COMMANDS);
     match postern_table::DomainList::new(&value, false, &postern_table::OpenOptions::default()) {
         Ok(l) => std::sync::Arc::new(l),
         Err(e) => postern_log::fatal(format!("smtpd_forbidden_commands: {e}")),

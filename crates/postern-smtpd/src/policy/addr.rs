@@ -14,7 +14,7 @@
 
 use super::PolicyError;
 use super::compile::Table;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::NetworkList;
 use postern_table::OpenOptions;
 pub(crate) use postern_table::route::{AddrClass as Class, Resolution as Resolved};
@@ -26,8 +26,8 @@ use std::net::IpAddr;
 struct Maps(Vec<Table>);
 
 impl Maps {
-    fn new(cfg: &Config, param: &str) -> Maps {
-        Maps(cfg.get_list(param).iter().map(|s| Table::open(s)).collect())
+    fn new(cfg: &Config, param: postern_config::Str) -> Maps {
+        Maps(cfg.list(param).iter().map(|s| Table::open(s)).collect())
     }
 
     fn is_empty(&self) -> bool {
@@ -87,12 +87,12 @@ impl Resolver {
         Resolver {
             classes,
             inet: own.inet.iter().map(|(ip, _)| *ip).collect(),
-            delimiter: cfg.get("recipient_delimiter"),
-            double_bounce: cfg.get("double_bounce_sender").to_lowercase(),
-            local_recipient_maps: Maps::new(cfg, "local_recipient_maps"),
-            virtual_alias_maps: Maps::new(cfg, "virtual_alias_maps"),
-            virtual_mailbox_maps: Maps::new(cfg, "virtual_mailbox_maps"),
-            relay_recipient_maps: Maps::new(cfg, "relay_recipient_maps"),
+            delimiter: cfg.str(p::RECIPIENT_DELIMITER),
+            double_bounce: cfg.str(p::DOUBLE_BOUNCE_SENDER).to_lowercase(),
+            local_recipient_maps: Maps::new(cfg, p::LOCAL_RECIPIENT_MAPS),
+            virtual_alias_maps: Maps::new(cfg, p::VIRTUAL_ALIAS_MAPS),
+            virtual_mailbox_maps: Maps::new(cfg, p::VIRTUAL_MAILBOX_MAPS),
+            relay_recipient_maps: Maps::new(cfg, p::RELAY_RECIPIENT_MAPS),
         }
     }
 
@@ -168,10 +168,10 @@ impl Resolver {
 /// `mynetworks`: the parameter when set, else `mynetworks_style` applied to the
 /// `inet_interfaces` addresses.
 pub(crate) fn mynetworks(cfg: &Config, own: &Own) -> Result<NetworkList, PolicyError> {
-    let value = if cfg.is_set("mynetworks") {
-        cfg.get("mynetworks")
+    let value = if cfg.is_set(p::MYNETWORKS) {
+        cfg.str(p::MYNETWORKS)
     } else {
-        postern_table::mynetworks_by_style(&cfg.get("mynetworks_style"), &own.inet)
+        postern_table::mynetworks_by_style(&cfg.str(p::MYNETWORKS_STYLE), &own.inet)
             .map_err(PolicyError)?
     };
     // A table that cannot be opened defers the clients it would decide (451 4.3.0), as

@@ -4,7 +4,7 @@
 use super::PolicyError;
 use super::dns::DnsWord;
 use super::service::PolicyClient;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::{BoxMap, OpenOptions};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,26 +238,26 @@ pub(crate) fn compile(toks: &[String], classes: &[String], cfg: &Config) -> List
     out
 }
 
-fn list(cfg: &Config, name: &str, classes: &[String]) -> List {
-    compile(&cfg.get_list(name), classes, cfg)
+fn list(cfg: &Config, name: postern_config::Str, classes: &[String]) -> List {
+    compile(&cfg.list(name), classes, cfg)
 }
 
 /// Compiles every list and class, then applies Postfix's relay safety rule.
 pub(crate) fn compile_all(cfg: &Config) -> Result<(Lists, HashMap<String, List>), PolicyError> {
-    let class_names = cfg.get_list("smtpd_restriction_classes");
+    let class_names = cfg.list(p::SMTPD_RESTRICTION_CLASSES);
     let lists = Lists {
-        client: list(cfg, "smtpd_client_restrictions", &class_names),
-        helo: list(cfg, "smtpd_helo_restrictions", &class_names),
-        sender: list(cfg, "smtpd_sender_restrictions", &class_names),
-        relay: list(cfg, "smtpd_relay_restrictions", &class_names),
-        recipient: list(cfg, "smtpd_recipient_restrictions", &class_names),
-        data: list(cfg, "smtpd_data_restrictions", &class_names),
-        end_of_data: list(cfg, "smtpd_end_of_data_restrictions", &class_names),
-        etrn: list(cfg, "smtpd_etrn_restrictions", &class_names),
+        client: list(cfg, p::SMTPD_CLIENT_RESTRICTIONS, &class_names),
+        helo: list(cfg, p::SMTPD_HELO_RESTRICTIONS, &class_names),
+        sender: list(cfg, p::SMTPD_SENDER_RESTRICTIONS, &class_names),
+        relay: list(cfg, p::SMTPD_RELAY_RESTRICTIONS, &class_names),
+        recipient: list(cfg, p::SMTPD_RECIPIENT_RESTRICTIONS, &class_names),
+        data: list(cfg, p::SMTPD_DATA_RESTRICTIONS, &class_names),
+        end_of_data: list(cfg, p::SMTPD_END_OF_DATA_RESTRICTIONS, &class_names),
+        etrn: list(cfg, p::SMTPD_ETRN_RESTRICTIONS, &class_names),
     };
     let mut classes = HashMap::new();
     for name in &class_names {
-        classes.insert(name.clone(), list(cfg, name, &class_names));
+        classes.insert(name.clone(), compile(&cfg.get_list(name), &class_names, cfg));
     }
     safety_rule(cfg)?;
     Ok((lists, classes))
@@ -266,8 +266,8 @@ pub(crate) fn compile_all(cfg: &Config) -> Result<(Lists, HashMap<String, List>)
 /// Postfix refuses to run when neither relay nor recipient restrictions can refuse
 /// mail to a foreign destination.
 fn safety_rule(cfg: &Config) -> Result<(), PolicyError> {
-    let relay = cfg.get_list("smtpd_relay_restrictions");
-    let rcpt = cfg.get_list("smtpd_recipient_restrictions");
+    let relay = cfg.list(p::SMTPD_RELAY_RESTRICTIONS);
+    let rcpt = cfg.list(p::SMTPD_RECIPIENT_RESTRICTIONS);
     let working = |t: &Vec<String>| {
         t.iter()
             .any(|w| SAFETY_WORDS.contains(&w.to_ascii_lowercase().as_str()))

@@ -4,7 +4,7 @@
 use super::addr::Class;
 use super::compile::{List, Word};
 use super::{Facts, MAX_NESTING, Policy, Stage, Verdict};
-use postern_config::Config;
+use postern_config::{Config, Int, p};
 use postern_dns::valid_hostname;
 use postern_smtp_proto::Reply;
 use std::future::Future;
@@ -67,42 +67,41 @@ pub(crate) struct Params {
 
 impl Params {
     pub(crate) fn from_config(cfg: &Config) -> Params {
-        let code = |n: &str, d: u16| {
-            cfg.get_int(n)
-                .ok()
-                .and_then(|v| u16::try_from(v).ok())
-                .filter(|v| (400..600).contains(v))
-                .unwrap_or(d)
+        // A code outside 4XX/5XX is the table default's.
+        let code = |n: Int| {
+            let ok = |v: i64| u16::try_from(v).ok().filter(|v| (400..600).contains(v));
+            ok(cfg.int(n))
+                .or_else(|| ok(Config::default().int(n)))
+                .unwrap_or_default()
         };
-        let b = |n: &str, d: bool| cfg.get_bool(n).unwrap_or(d);
         Params {
-            reject_code: code("reject_code", 554),
-            defer_code: code("defer_code", 450),
-            relay_code: code("relay_domains_reject_code", 554),
-            non_fqdn_code: code("non_fqdn_reject_code", 504),
-            invalid_hostname_code: code("invalid_hostname_reject_code", 501),
-            access_reject_code: code("access_map_reject_code", 554),
-            access_defer_code: code("access_map_defer_code", 450),
-            unknown_address_code: code("unknown_address_reject_code", 450),
-            unknown_client_code: code("unknown_client_reject_code", 450),
-            unknown_hostname_code: code("unknown_hostname_reject_code", 450),
-            maps_rbl_code: code("maps_rbl_reject_code", 554),
-            multi_bounce_code: code("multi_recipient_bounce_reject_code", 550),
-            unknown_local_code: code("unknown_local_recipient_reject_code", 550),
-            unknown_virtual_alias_code: code("unknown_virtual_alias_reject_code", 550),
-            unknown_virtual_mailbox_code: code("unknown_virtual_mailbox_reject_code", 550),
-            unknown_relay_code: code("unknown_relay_recipient_reject_code", 550),
-            delay_reject: b("smtpd_delay_reject", true),
-            relay_first: b("smtpd_relay_before_recipient_restrictions", true),
-            implicit_unlisted_recipient: b("smtpd_reject_unlisted_recipient", true),
-            implicit_unlisted_sender: b("smtpd_reject_unlisted_sender", false),
-            allow_untrusted_routing: b("allow_untrusted_routing", false),
-            soft_bounce: b("soft_bounce", false),
-            null_key: cfg.get("smtpd_null_access_lookup_key"),
-            delimiter: cfg.get("recipient_delimiter"),
+            reject_code: code(p::REJECT_CODE),
+            defer_code: code(p::DEFER_CODE),
+            relay_code: code(p::RELAY_DOMAINS_REJECT_CODE),
+            non_fqdn_code: code(p::NON_FQDN_REJECT_CODE),
+            invalid_hostname_code: code(p::INVALID_HOSTNAME_REJECT_CODE),
+            access_reject_code: code(p::ACCESS_MAP_REJECT_CODE),
+            access_defer_code: code(p::ACCESS_MAP_DEFER_CODE),
+            unknown_address_code: code(p::UNKNOWN_ADDRESS_REJECT_CODE),
+            unknown_client_code: code(p::UNKNOWN_CLIENT_REJECT_CODE),
+            unknown_hostname_code: code(p::UNKNOWN_HOSTNAME_REJECT_CODE),
+            maps_rbl_code: code(p::MAPS_RBL_REJECT_CODE),
+            multi_bounce_code: code(p::MULTI_RECIPIENT_BOUNCE_REJECT_CODE),
+            unknown_local_code: code(p::UNKNOWN_LOCAL_RECIPIENT_REJECT_CODE),
+            unknown_virtual_alias_code: code(p::UNKNOWN_VIRTUAL_ALIAS_REJECT_CODE),
+            unknown_virtual_mailbox_code: code(p::UNKNOWN_VIRTUAL_MAILBOX_REJECT_CODE),
+            unknown_relay_code: code(p::UNKNOWN_RELAY_RECIPIENT_REJECT_CODE),
+            delay_reject: cfg.bool(p::SMTPD_DELAY_REJECT),
+            relay_first: cfg.bool(p::SMTPD_RELAY_BEFORE_RECIPIENT_RESTRICTIONS),
+            implicit_unlisted_recipient: cfg.bool(p::SMTPD_REJECT_UNLISTED_RECIPIENT),
+            implicit_unlisted_sender: cfg.bool(p::SMTPD_REJECT_UNLISTED_SENDER),
+            allow_untrusted_routing: cfg.bool(p::ALLOW_UNTRUSTED_ROUTING),
+            soft_bounce: cfg.bool(p::SOFT_BOUNCE),
+            null_key: cfg.str(p::SMTPD_NULL_ACCESS_LOOKUP_KEY),
+            delimiter: cfg.str(p::RECIPIENT_DELIMITER),
             access_parent_matches: postern_table::parent_matches(
                 "smtpd_access_maps",
-                &cfg.get("parent_domain_matches_subdomains"),
+                &cfg.str(p::PARENT_DOMAIN_MATCHES_SUBDOMAINS),
             ),
             default_rbl_reply: cfg.raw("default_rbl_reply").unwrap_or_default(),
         }

@@ -71,6 +71,7 @@ mod tests_sasl;
 pub use dns::{Dns, DnsAnswer, DnsFuture, RrType};
 pub use spf::{SpfAnswer, SpfCheck, SpfFuture};
 
+use postern_config::p;
 use postern_smtp_proto::Reply;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -207,7 +208,7 @@ impl Policy {
             params: eval::Params::from_config(cfg),
             addrs: addr::Resolver::new(cfg, &own),
             mynetworks: addr::mynetworks(cfg, &own)?,
-            login_maps: sasl::open_login_maps(&cfg.get("smtpd_sender_login_maps")),
+            login_maps: sasl::open_login_maps(&cfg.str(p::SMTPD_SENDER_LOGIN_MAPS)),
             dns: None,
             spf: None,
             dns_warned: std::sync::atomic::AtomicBool::new(false),

@@ -19,7 +19,7 @@
 //! client cannot add attributes. Replies are bounded ([`MAX_LINE`], [`MAX_LINES`]).
 
 use super::{Facts, Stage};
-use postern_config::Config;
+use postern_config::{Config, p};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -81,22 +81,20 @@ fn parse_time(v: &str) -> Option<Duration> {
 impl PolicyClient {
     /// `spec` is `inet:host:port`, `unix:path`, or `{ endpoint, name=value, … }`.
     pub(crate) fn new(spec: &str, cfg: &Config) -> PolicyClient {
-        let t = |n: &str, d: u64| Duration::from_secs(cfg.get_time(n).unwrap_or(d));
         let mut c = PolicyClient {
             endpoint: spec.to_string(),
-            timeout: t("smtpd_policy_service_timeout", 100),
-            max_idle: t("smtpd_policy_service_max_idle", 300),
-            max_ttl: t("smtpd_policy_service_max_ttl", 1000),
-            request_limit: cfg
-                .get_int("smtpd_policy_service_request_limit")
-                .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
-            try_limit: cfg
-                .get_int("smtpd_policy_service_try_limit")
-                .map_or(2, |v| u32::try_from(v).unwrap_or(2).max(1)),
-            retry_delay: t("smtpd_policy_service_retry_delay", 1),
-            default_action: cfg.get("smtpd_policy_service_default_action"),
-            context: cfg.get("smtpd_policy_service_policy_context"),
-            queue_directory: cfg.get("queue_directory"),
+            timeout: cfg.time(p::SMTPD_POLICY_SERVICE_TIMEOUT),
+            max_idle: cfg.time(p::SMTPD_POLICY_SERVICE_MAX_IDLE),
+            max_ttl: cfg.time(p::SMTPD_POLICY_SERVICE_MAX_TTL),
+            request_limit: u64::try_from(cfg.int(p::SMTPD_POLICY_SERVICE_REQUEST_LIMIT))
+                .unwrap_or(0),
+            try_limit: u32::try_from(cfg.int(p::SMTPD_POLICY_SERVICE_TRY_LIMIT))
+                .unwrap_or(1)
+                .max(1),
+            retry_delay: cfg.time(p::SMTPD_POLICY_SERVICE_RETRY_DELAY),
+            default_action: cfg.str(p::SMTPD_POLICY_SERVICE_DEFAULT_ACTION),
+            context: cfg.str(p::SMTPD_POLICY_SERVICE_POLICY_CONTEXT),
+            queue_directory: cfg.str(p::QUEUE_DIRECTORY),
             conn: tokio::sync::Mutex::new(None),
         };
         if c.default_action.is_empty() {

@@ -39,7 +39,7 @@ pub mod schemes;
 pub mod smtp;
 
 use dovecot::props;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::NetworkList;
 use std::sync::Arc;
 
@@ -171,23 +171,23 @@ impl Sasl {
     /// # Errors
     /// An unknown `smtpd_sasl_type` or security option (Postfix: fatal).
     pub fn from_config(cfg: &Config) -> Result<Option<Sasl>, SaslError> {
-        if !cfg.get_bool("smtpd_sasl_auth_enable").unwrap_or(false) {
+        if !cfg.bool(p::SMTPD_SASL_AUTH_ENABLE) {
             return Ok(None);
         }
-        let path = cfg.get("smtpd_sasl_path");
-        let backend = match cfg.get("smtpd_sasl_type").trim() {
+        let path = cfg.str(p::SMTPD_SASL_PATH);
+        let backend = match cfg.str(p::SMTPD_SASL_TYPE).trim() {
             "dovecot" => Backend::Dovecot(dovecot::Client::new(dovecot::Endpoint::parse(
                 &path,
-                &cfg.get("queue_directory"),
+                &cfg.str(p::QUEUE_DIRECTORY),
             ))),
             "builtin" => Backend::Builtin(Arc::new(builtin::Builtin::new(
                 path.into(),
-                cfg.get("smtpd_sasl_local_domain"),
+                cfg.str(p::SMTPD_SASL_LOCAL_DOMAIN),
             ))),
             other => return Err(SaslError::Unsupported(other.to_string())),
         };
         let opt = |n: &str| Policy::parse(n, &cfg.get(n));
-        let exceptions = cfg.get("smtpd_sasl_exceptions_networks");
+        let exceptions = cfg.str(p::SMTPD_SASL_EXCEPTIONS_NETWORKS);
         let exceptions = if exceptions.trim().is_empty() {
             None
         } else {
@@ -203,16 +203,11 @@ impl Sasl {
             backend,
             plain_policy: opt("smtpd_sasl_security_options")?,
             tls_policy: opt("smtpd_sasl_tls_security_options")?,
-            service: cfg.get("smtpd_sasl_service"),
-            broken_clients: cfg.get_bool("broken_sasl_auth_clients").unwrap_or(false),
+            service: cfg.str(p::SMTPD_SASL_SERVICE),
+            broken_clients: cfg.bool(p::BROKEN_SASL_AUTH_CLIENTS),
             exceptions,
-            authenticated_header: cfg
-                .get_bool("smtpd_sasl_authenticated_header")
-                .unwrap_or(false),
-            response_limit: cfg
-                .get_int("smtpd_sasl_response_limit")
-                .unwrap_or(12288)
-                .clamp(512, 1 << 20) as usize,
+            authenticated_header: cfg.bool(p::SMTPD_SASL_AUTHENTICATED_HEADER),
+            response_limit: cfg.int(p::SMTPD_SASL_RESPONSE_LIMIT).clamp(512, 1 << 20) as usize,
         }))
     }
 
