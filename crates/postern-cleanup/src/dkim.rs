@@ -42,7 +42,7 @@ use crate::milter::attr;
 use crate::process::Refusal;
 use postern_auth::Key;
 use postern_auth::sign::{Canon, Signer};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{CleanupRequest, CleanupStatus, cleanup_flags};
 use postern_qfile::QueueFile;
 use postern_table::{BoxMap, NetworkList};
@@ -144,7 +144,7 @@ impl Dkim {
             errors.push("dkim_signing_table is set but dkim_key_table is empty".into());
         }
         let mut clients = Vec::new();
-        for w in words(&cfg.get("dkim_signing_clients")) {
+        for w in words(&cfg.str(p::DKIM_SIGNING_CLIENTS)) {
             clients.push(match w.to_ascii_lowercase().as_str() {
                 "permit_mynetworks" => Client::Mynetworks,
                 "permit_sasl_authenticated" => Client::Sasl,
@@ -156,42 +156,42 @@ impl Dkim {
                 }
             });
         }
-        let canon_text = cfg.get("dkim_canonicalization");
+        let canon_text = cfg.str(p::DKIM_CANONICALIZATION);
         let canon = Canon::parse_pair(canon_text.trim()).unwrap_or_else(|| {
             errors.push(format!(
                 "dkim_canonicalization: {canon_text}: expected simple or relaxed, e.g. relaxed/relaxed"
             ));
             (Canon::Relaxed, Canon::Relaxed)
         });
-        let mut headers: Vec<String> = words(&cfg.get("dkim_signed_headers"))
+        let mut headers: Vec<String> = words(&cfg.str(p::DKIM_SIGNED_HEADERS))
             .map(str::to_ascii_lowercase)
             .collect();
         if headers.is_empty() {
             errors.push("dkim_signed_headers is empty (From must be signed)".into());
         }
-        headers.extend(words(&cfg.get("dkim_oversign_headers")).map(str::to_ascii_lowercase));
+        headers.extend(words(&cfg.str(p::DKIM_OVERSIGN_HEADERS)).map(str::to_ascii_lowercase));
         let mynetworks = clients
             .contains(&Client::Mynetworks)
-            .then(|| NetworkList::new(&cfg.get("mynetworks"), &Default::default()))
+            .then(|| NetworkList::new(&cfg.str(p::MYNETWORKS), &Default::default()))
             .transpose()
             .unwrap_or_else(|e| {
                 errors.push(format!("mynetworks: {e}"));
                 None
             });
-        let pdms = cfg.get("parent_domain_matches_subdomains");
+        let pdms = cfg.str(p::PARENT_DOMAIN_MATCHES_SUBDOMAINS);
         let error = (!errors.is_empty()).then(|| errors.join("; "));
-        if let (Some(e), false) = (&error, cfg.get_list("dkim_signing_table").is_empty()) {
+        if let (Some(e), false) = (&error, cfg.list(p::DKIM_SIGNING_TABLE).is_empty()) {
             postern_log::warning(format!("{e}; mail to be DKIM-signed will be deferred"));
         }
         Dkim {
-            configured: !cfg.get_list("dkim_signing_table").is_empty(),
+            configured: !cfg.list(p::DKIM_SIGNING_TABLE).is_empty(),
             signing,
             keys,
             clients,
             mynetworks,
             headers,
             canon,
-            delimiter: cfg.get("recipient_delimiter"),
+            delimiter: cfg.str(p::RECIPIENT_DELIMITER),
             parent_matches: postern_table::parent_matches("smtpd_access_maps", &pdms),
             error,
             cache: HashMap::new(),

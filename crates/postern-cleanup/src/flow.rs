@@ -11,7 +11,7 @@
 //! # Configuration
 //! `in_flow_delay` (0 turns flow control off).
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_sys::flow::{Flow, Taken};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub fn init() {
 
 /// Takes a token for one message, waiting at most `in_flow_delay`.
 pub fn pace(cfg: &Config) {
-    let delay = cfg.get_time("in_flow_delay").unwrap_or(1);
+    let delay = cfg.time(p::IN_FLOW_DELAY).as_secs();
     if delay == 0 {
         return;
     }

@@ -59,6 +59,7 @@ pub mod process;
 pub mod tables;
 pub mod virtual_alias;
 
+use postern_config::p;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, cleanup_flags, trigger};
 use postern_queue::Queue;
 use postern_server::client;
@@ -151,19 +152,16 @@ impl Service for Cleanup {
 fn settings(ctx: &Context) -> Settings {
     let c = &ctx.config;
     Settings {
-        myhostname: c.get("myhostname"),
-        myorigin: c.get("myorigin"),
-        mail_name: c.get("mail_name"),
-        message_size_limit: c.get_int("message_size_limit").unwrap_or(10_240_000).max(0) as u64,
-        header_size_limit: c.get_int("header_size_limit").unwrap_or(102_400).max(0) as u64,
-        header_address_token_limit: c
-            .get_int("header_address_token_limit")
-            .unwrap_or(10_240)
-            .max(0) as usize,
-        hopcount_limit: c.get_int("hopcount_limit").unwrap_or(50).max(0) as u64,
-        duplicate_filter_limit: c.get_int("duplicate_filter_limit").unwrap_or(1000).max(0) as usize,
-        always_add_missing_headers: c.get_bool("always_add_missing_headers").unwrap_or(false),
-        undisclosed_recipients_header: c.get("undisclosed_recipients_header"),
+        myhostname: c.str(p::MYHOSTNAME),
+        myorigin: c.str(p::MYORIGIN),
+        mail_name: c.str(p::MAIL_NAME),
+        message_size_limit: c.size(p::MESSAGE_SIZE_LIMIT),
+        header_size_limit: c.size(p::HEADER_SIZE_LIMIT),
+        header_address_token_limit: c.int(p::HEADER_ADDRESS_TOKEN_LIMIT).max(0) as usize,
+        hopcount_limit: c.int(p::HOPCOUNT_LIMIT).max(0) as u64,
+        duplicate_filter_limit: c.int(p::DUPLICATE_FILTER_LIMIT).max(0) as usize,
+        always_add_missing_headers: c.bool(p::ALWAYS_ADD_MISSING_HEADERS),
+        undisclosed_recipients_header: c.str(p::UNDISCLOSED_RECIPIENTS_HEADER),
     }
 }
 
@@ -258,7 +256,7 @@ fn write(
     reject: Option<Refusal>,
     peer: &mut UnixStream,
 ) -> CleanupReply {
-    let q = Queue::new(ctx.config.get("queue_directory"));
+    let q = Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
     let newfile = match postern_queue_admin::create(&q, "incoming") {
         Ok(f) => f,
         Err(e) => {

@@ -16,7 +16,7 @@
 //! `inet_interfaces`, `proxy_interfaces`, `parent_domain_matches_subdomains`.
 
 use crate::process::Refusal;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::CleanupStatus;
 use postern_table::{BoxMap, DomainList, TableError};
 
@@ -94,8 +94,8 @@ pub struct AddrEnv {
 impl AddrEnv {
     /// Reads the settings.
     pub fn from_config(cfg: &Config) -> AddrEnv {
-        let pdms = cfg.get("parent_domain_matches_subdomains");
-        let dest = cfg.get("mydestination");
+        let pdms = cfg.str(p::PARENT_DOMAIN_MATCHES_SUBDOMAINS);
+        let dest = cfg.str(p::MYDESTINATION);
         let mydestination = if dest.trim().is_empty() {
             None
         } else {
@@ -109,16 +109,16 @@ impl AddrEnv {
             }
         };
         let mut interfaces = Vec::new();
-        for p in ["inet_interfaces", "proxy_interfaces"] {
-            for a in cfg.get_list(p) {
+        for param in [p::INET_INTERFACES, p::PROXY_INTERFACES] {
+            for a in cfg.list(param) {
                 if a.parse::<std::net::IpAddr>().is_ok() {
                     interfaces.push(format!("[{a}]"));
                 }
             }
         }
         AddrEnv {
-            delimiter: cfg.get("recipient_delimiter"),
-            myorigin: cfg.get("myorigin").to_ascii_lowercase(),
+            delimiter: cfg.str(p::RECIPIENT_DELIMITER),
+            myorigin: cfg.str(p::MYORIGIN).to_ascii_lowercase(),
             mydestination,
             interfaces,
         }

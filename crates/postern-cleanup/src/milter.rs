@@ -37,7 +37,7 @@
 mod hbc;
 
 use crate::process::{Built, Refusal};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::milter::{MilterInspect, MilterOutcome};
 use postern_ipc::proto::{CleanupRequest, CleanupStatus, cleanup_flags, notify};
 use postern_milter::{Chain, Macros, Modification, Outcome, Reply, Verdict};
@@ -242,22 +242,22 @@ fn local(
     queue_id: &str,
     built: &Built,
 ) -> Result<Option<Result<Outcome, Refusal>>, String> {
-    let list = cfg.get("non_smtpd_milters");
+    let list = cfg.str(p::NON_SMTPD_MILTERS);
     if list.trim().is_empty() {
         return Ok(None);
     }
     let defaults = postern_milter::config::defaults(cfg).map_err(|e| e.to_string())?;
-    let base = std::path::PathBuf::from(cfg.get("queue_directory"));
+    let base = std::path::PathBuf::from(cfg.str(p::QUEUE_DIRECTORY));
     let specs = postern_milter::parse_milters(&list, &defaults, &base)
         .map_err(|e| format!("non_smtpd_milters: {e}"))?;
     let macros = postern_milter::config::macros(cfg).map_err(|e| e.to_string())?;
     let mut m = Macros::new();
     for (k, v) in [
         ("i", queue_id.to_string()),
-        ("j", cfg.get("myhostname")),
+        ("j", cfg.str(p::MYHOSTNAME)),
         ("_", "localhost [127.0.0.1]".to_string()),
-        ("{daemon_name}", cfg.get("milter_macro_daemon_name")),
-        ("v", cfg.get("milter_macro_v")),
+        ("{daemon_name}", cfg.str(p::MILTER_MACRO_DAEMON_NAME)),
+        ("v", cfg.str(p::MILTER_MACRO_V)),
         ("{client_addr}", "127.0.0.1".into()),
         ("{client_name}", "localhost".into()),
         ("{client_ptr}", "localhost".into()),

@@ -17,7 +17,7 @@ use super::{Decision, attr};
 use crate::checks::{Checks, Class, Edit, LogCtx, Verdict};
 use crate::maps::{MapList, Trail};
 use crate::process::{Built, Refusal};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{CleanupRequest, CleanupStatus};
 use postern_milter::Modification;
 use postern_qfile::RecipientRecord;
@@ -43,7 +43,7 @@ pub(super) fn check(
             _ => None,
         })
         .collect();
-    if added.is_empty() || cfg.get("milter_header_checks").trim().is_empty() {
+    if added.is_empty() || cfg.str(p::MILTER_HEADER_CHECKS).trim().is_empty() {
         return None;
     }
     let mut errors = Vec::new();

@@ -24,7 +24,7 @@ use crate::checks::Checks;
 use crate::maps::{AddrEnv, MapList};
 use crate::masquerade::Masquerade;
 use crate::virtual_alias::Limits;
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_table::NetworkList;
 use std::net::IpAddr;
 
@@ -131,30 +131,26 @@ impl Tables {
             mime: maps("mime_header_checks"),
             nested: maps("nested_header_checks"),
             body: maps("body_checks"),
-            body_limit: cfg
-                .get_int("body_checks_size_limit")
-                .unwrap_or(51200)
-                .max(0) as usize,
+            body_limit: usize::try_from(cfg.size(p::BODY_CHECKS_SIZE_LIMIT)).unwrap_or(usize::MAX),
         };
         let masq = Masquerade::new(
-            cfg.get_list("masquerade_domains"),
-            &cfg.get_list("masquerade_exceptions"),
+            cfg.list(p::MASQUERADE_DOMAINS),
+            &cfg.list(p::MASQUERADE_EXCEPTIONS),
             &mut errs,
         );
         let class = |p: &str, w: &mut dyn FnMut(String)| {
             classes::parse(&cfg.get(p), &mut |m| w(format!("{p}: {m}")))
         };
         let prop = cfg
-            .get("propagate_unmatched_extensions")
+            .str(p::PROPAGATE_UNMATCHED_EXTENSIONS)
             .to_ascii_lowercase();
         let has = |w: &str| {
             prop.split(|c: char| c == ',' || c.is_ascii_whitespace())
                 .any(|x| x == w)
         };
-        let bool_or = |p: &str, d: bool| cfg.get_bool(p).unwrap_or(d);
-        let int = |p: &str| cfg.get_int(p).unwrap_or(1000).max(1) as usize;
+        let int = |n: postern_config::Int| cfg.int(n).max(1) as usize;
         let mut local_clients = Vec::new();
-        for w in cfg.get_list("local_header_rewrite_clients") {
+        for w in cfg.list(p::LOCAL_HEADER_REWRITE_CLIENTS) {
             match w.to_ascii_lowercase().as_str() {
                 "permit_inet_interfaces" => local_clients.push(LocalClient::InetInterfaces),
                 "permit_mynetworks" => local_clients.push(LocalClient::Mynetworks),
@@ -165,7 +161,7 @@ impl Tables {
                 )),
             }
         }
-        let mynetworks = NetworkList::new(&cfg.get("mynetworks"), &Default::default()).ok();
+        let mynetworks = NetworkList::new(&cfg.str(p::MYNETWORKS), &Default::default()).ok();
         let interfaces = own_addresses(cfg);
         for e in &errs {
             postern_log::warning(format!("{e}; all mail will be deferred"));
@@ -183,11 +179,11 @@ impl Tables {
             masquerade: (masq, class("masquerade_classes", &mut warn)),
             virtual_alias,
             limits: Limits {
-                expansion: int("virtual_alias_expansion_limit"),
-                recursion: int("virtual_alias_recursion_limit"),
-                address_length: int("virtual_alias_address_length_limit"),
+                expansion: int(p::VIRTUAL_ALIAS_EXPANSION_LIMIT),
+                recursion: int(p::VIRTUAL_ALIAS_RECURSION_LIMIT),
+                address_length: int(p::VIRTUAL_ALIAS_ADDRESS_LENGTH_LIMIT),
             },
-            always_bcc: cfg.get("always_bcc").trim().to_string(),
+            always_bcc: cfg.str(p::ALWAYS_BCC).trim().to_string(),
             sender_bcc,
             recipient_bcc,
             checks,
@@ -195,14 +191,14 @@ impl Tables {
             propagate_virtual: has("virtual"),
             env: AddrEnv::from_config(cfg),
             rules: Rules {
-                swap_bangpath: bool_or("swap_bangpath", true),
-                percent_hack: bool_or("allow_percent_hack", true),
-                append_at_origin: bool_or("append_at_myorigin", true),
-                append_dot_domain: bool_or("append_dot_mydomain", false),
+                swap_bangpath: cfg.bool(p::SWAP_BANGPATH),
+                percent_hack: cfg.bool(p::ALLOW_PERCENT_HACK),
+                append_at_origin: cfg.bool(p::APPEND_AT_MYORIGIN),
+                append_dot_domain: cfg.bool(p::APPEND_DOT_MYDOMAIN),
             },
-            mydomain: cfg.get("mydomain"),
-            remote_domain: cfg.get("remote_header_rewrite_domain"),
-            original_recipient: bool_or("enable_original_recipient", true),
+            mydomain: cfg.str(p::MYDOMAIN),
+            remote_domain: cfg.str(p::REMOTE_HEADER_REWRITE_DOMAIN),
+            original_recipient: cfg.bool(p::ENABLE_ORIGINAL_RECIPIENT),
             local_clients,
             mynetworks,
             interfaces,
