@@ -41,10 +41,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let ctx = postern_server::skeleton::init("anvil", &args);
     let unit = ctx
         .config
-        .get_time("anvil_rate_time_unit")
-        .unwrap_or(60)
-        .max(1);
-    let anvil = Arc::new(Anvil::new(Duration::from_secs(unit)));
+        .time(postern_config::p::ANVIL_RATE_TIME_UNIT)
+        .max(Duration::from_secs(1));
+    let anvil = Arc::new(Anvil::new(unit));
     finish(
         &ctx,
         framed_server(&ctx, Env::from_master(&ctx), usize::MAX, anvil),

@@ -37,7 +37,7 @@
 
 pub mod log;
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::AttrList;
 use postern_ipc::flush::{FlushOp, FlushReply, FlushRequest, FlushStatus};
 use postern_ipc::proto::trigger;
@@ -83,10 +83,10 @@ struct Service {
 
 impl Service {
     fn new(cfg: &Config) -> Service {
-        let value = cfg.get("fast_flush_domains");
+        let value = cfg.str(p::FAST_FLUSH_DOMAINS);
         let parent = postern_table::parent_matches(
             "fast_flush_domains",
-            &cfg.get("parent_domain_matches_subdomains"),
+            &cfg.str(p::PARENT_DOMAIN_MATCHES_SUBDOMAINS),
         );
         let domains = match DomainList::new(&value, parent, &Default::default()) {
             Ok(l) => Some(l),
@@ -95,11 +95,10 @@ impl Service {
                 None
             }
         };
-        let secs = |n: &str, d: u64| Duration::from_secs(cfg.get_time(n).unwrap_or(d));
         Service {
             domains,
-            refresh: secs("fast_flush_refresh_time", 12 * 3600),
-            purge: secs("fast_flush_purge_time", 7 * 86400),
+            refresh: cfg.time(p::FAST_FLUSH_REFRESH_TIME),
+            purge: cfg.time(p::FAST_FLUSH_PURGE_TIME),
             serial: Mutex::new(()),
         }
     }
@@ -181,7 +180,7 @@ impl Framed for Service {
 
     fn answer(&self, ctx: &Context, req: AttrList) -> Option<AttrList> {
         let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        let q = Queue::new(ctx.config.get("queue_directory"));
+        let q = Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
         let status = match FlushRequest::from_attrs(&req) {
             Err(e) => {
                 postern_log::warning(format!("bad flush request: {e}"));
@@ -203,7 +202,7 @@ impl Framed for Service {
             return postern_log::warning("read flush request: unexpected end of file");
         }
         let _one_at_a_time = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        let q = Queue::new(ctx.config.get("queue_directory"));
+        let q = Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
         self.refresh(&ctx.config, &q, false);
     }
 }

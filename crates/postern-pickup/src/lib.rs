@@ -29,6 +29,7 @@
 //! `receive_override_options`, `content_filter` (recorded for every message), and
 //! master.cf's wakeup time for the `pickup` service.
 
+use postern_config::p;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient, cleanup_flags};
 use postern_queue::Queue;
 use postern_server::client;
@@ -48,7 +49,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn scan(ctx: &Context, owner: Option<u32>) {
-    let q = Queue::new(ctx.config.get("queue_directory"));
+    let q = Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
     quarantine_foreign_names(&q);
     let mut entries = match q.list("maildrop") {
         Ok(e) => e,
@@ -145,7 +146,7 @@ fn submitter(q: &Queue, id: &str, owner: Option<u32>) -> Result<Option<Submitter
 
 /// The uid of `mail_owner`, when it exists.
 fn mail_owner_uid(ctx: &Context) -> Option<u32> {
-    match postern_sys::privs::lookup_user(&ctx.config.get("mail_owner")) {
+    match postern_sys::privs::lookup_user(&ctx.config.str(p::MAIL_OWNER)) {
         Ok(u) => u.map(|u| u.uid),
         Err(e) => {
             postern_log::warning(e);
@@ -203,7 +204,7 @@ fn pick(ctx: &Context, q: &Queue, id: &str, owner: Option<u32>) -> bool {
     }
     // content_filter, as Postfix's pickup adds it (a submission's own `filter` was refused
     // or, for postsuper -r, dropped above).
-    let content_filter = ctx.config.get("content_filter");
+    let content_filter = ctx.config.str(p::CONTENT_FILTER);
     if !content_filter.is_empty() {
         attrs.push(("filter".into(), content_filter));
     }
@@ -211,7 +212,7 @@ fn pick(ctx: &Context, q: &Queue, id: &str, owner: Option<u32>) -> bool {
         flags: (flags & (cleanup_flags::EXTRACT_RCPTS | cleanup_flags::HOLD))
             | cleanup_flags::BOUNCE_ON_REJECT
             | cleanup_flags::from_receive_override_options(
-                &ctx.config.get("receive_override_options"),
+                &ctx.config.str(p::RECEIVE_OVERRIDE_OPTIONS),
             ),
         sender: qf.sender.clone(),
         fullname: qf.fullname.clone(),

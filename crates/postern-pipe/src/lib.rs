@@ -58,6 +58,7 @@ pub mod expand;
 pub mod status;
 
 use deliver::Pipe;
+use postern_config::p;
 use postern_config::pipe::{PipeAttrs, Template, parse_attrs};
 use postern_server::agent;
 use postern_server::external::{self, AccountError};
@@ -86,7 +87,7 @@ fn command_ids(ctx: &Context, a: &PipeAttrs) -> Option<(u32, u32)> {
         return None;
     }
     let fatal = |m: String| -> ! { postern_log::fatal(m) };
-    let owner_name = ctx.config.get("mail_owner");
+    let owner_name = ctx.config.str(p::MAIL_OWNER);
     let ids = match external::accounts(ctx, &a.user, a.group.as_deref(), &owner_name) {
         Ok(ids) => ids,
         Err(AccountError::UnknownUser(u)) => {
@@ -142,20 +143,17 @@ pub fn setup(ctx: &Context) -> Pipe {
     let cwd = attrs
         .directory
         .clone()
-        .unwrap_or_else(|| ctx.config.get("queue_directory"));
+        .unwrap_or_else(|| ctx.config.str(p::QUEUE_DIRECTORY));
     Pipe {
         service: ctx.service.clone(),
         ids: command_ids(ctx, &attrs),
         templates,
         config_error,
         cwd: PathBuf::from(cwd),
-        env: external::environment(ctx, ctx.config.get_list("export_environment")),
+        env: external::environment(ctx, ctx.config.list(p::EXPORT_ENVIRONMENT)),
         time_limit: external::time_limit(ctx, postern_config::p::COMMAND_TIME_LIMIT),
-        delimiter: ctx.config.get("recipient_delimiter"),
-        enable_original: ctx
-            .config
-            .get_bool("enable_original_recipient")
-            .unwrap_or(true),
+        delimiter: ctx.config.str(p::RECIPIENT_DELIMITER),
+        enable_original: ctx.config.bool(p::ENABLE_ORIGINAL_RECIPIENT),
         attrs,
     }
 }

@@ -32,6 +32,7 @@
 //! # Configuration
 //! `proxy_read_maps`, `max_idle`, `max_use`, `queue_directory`.
 
+use postern_config::p;
 use postern_ipc::AttrList;
 use postern_ipc::proxymap::{
     FLAG_FOLD_CASE, PROXY_FRAME_LIMIT, ProxyReply, ProxyRequest, ProxyStatus,
@@ -175,7 +176,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .collect();
     let ctx = postern_server::skeleton::init("proxymap", &args);
     let proxy = Arc::new(Proxy::new(approved_tables(
-        &ctx.config.get("proxy_read_maps"),
+        &ctx.config.str(p::PROXY_READ_MAPS),
     )));
     finish(
         &ctx,

@@ -21,7 +21,7 @@ use crate::conc::{Conc, Limits};
 use crate::finish::{finish, should_warn};
 use crate::resolve::{Resolver, Route};
 use crate::worker::{self, Job, Outcome};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{Action, DeliverRequest, RcptResult, trigger};
 use postern_queue::{Queue, Scan, ScanFlags};
 use postern_server::service::{self, Env, Exit, Shutdown};
@@ -133,8 +133,9 @@ pub(crate) fn now_f() -> f64 {
         .as_secs_f64()
 }
 
-pub(crate) fn secs(cfg: &Config, name: &str, dflt: u64) -> u64 {
-    cfg.get_time(name).unwrap_or(dflt)
+/// A time parameter in seconds.
+pub(crate) fn secs(cfg: &Config, param: postern_config::Time) -> u64 {
+    cfg.time(param).as_secs()
 }
 
 /// Runs qmgr until master (or a test) asks it to stop or a table changed.
@@ -151,21 +152,18 @@ pub fn run(ctx: &Context, env: Env, resolver: Resolver) -> Exit {
     let (ttx, tchanged, tstop) = (tx.clone(), changed.clone(), shutdown.clone());
     std::thread::spawn(move || trigger_loop(listeners, ttx, tchanged, tstop));
     let cfg = ctx.config.clone();
-    let q = Queue::new(cfg.get("queue_directory"));
+    let q = Queue::new(cfg.str(p::QUEUE_DIRECTORY));
     let mut m = Qmgr {
         incoming: Scan::new(&q, "incoming"),
         deferred: Scan::new(&q, "deferred"),
         last_fed_incoming: false,
         flushed: (UNIX_EPOCH, Default::default()),
-        defer_transports: cfg.get_list("defer_transports"),
-        soft_bounce: cfg.get_bool("soft_bounce").unwrap_or(false),
+        defer_transports: cfg.list(p::DEFER_TRANSPORTS),
+        soft_bounce: cfg.bool(p::SOFT_BOUNCE),
         stats: Stats::default(),
         q,
         resolver,
-        max_running: cfg
-            .get_int("default_process_limit")
-            .unwrap_or(100)
-            .clamp(1, 1000) as usize,
+        max_running: cfg.int(p::DEFAULT_PROCESS_LIMIT).clamp(1, 1000) as usize,
         cfg,
         msgs: HashMap::new(),
         dests: HashMap::new(),
@@ -322,7 +320,7 @@ impl Qmgr {
     fn request_deferred(&mut self, flags: ScanFlags) {
         self.deferred.request(flags);
         self.next_deferred_scan =
-            Instant::now() + Duration::from_secs(secs(&self.cfg, "queue_run_delay", 300).max(1));
+            Instant::now() + Duration::from_secs(secs(&self.cfg, p::QUEUE_RUN_DELAY).max(1));
     }
 
     /// Forgets dead destinations (ETRN, `postqueue -f`/`-s`/`-i`): their
@@ -448,7 +446,7 @@ impl Qmgr {
                 d.next_start = Instant::now() + d.rate_delay;
             }
             if o.conn_failed {
-                let backoff = secs(&self.cfg, "minimal_backoff_time", 300).max(1);
+                let backoff = secs(&self.cfg, p::MINIMAL_BACKOFF_TIME).max(1);
                 d.remember_until = Instant::now() + Duration::from_secs(backoff);
                 if d.conc.on_failure(&d.limits) {
                     let (dsn, text) = o
@@ -492,12 +490,12 @@ impl Qmgr {
         let Some(m) = self.msgs.get(id) else { return };
         let deferred = m.deferred;
         let age = (now_f() - m.arrival).max(0.0);
-        let warn_after = secs(&self.cfg, "delay_warning_time", 0);
+        let warn_after = secs(&self.cfg, p::DELAY_WARNING_TIME);
         let warn = deferred > 0 && !m.null_sender && should_warn(warn_after, age);
         let backoff = {
             let age = age as u64;
-            let min = secs(&self.cfg, "minimal_backoff_time", 300);
-            let max = secs(&self.cfg, "maximal_backoff_time", 4000).max(min);
+            let min = secs(&self.cfg, p::MINIMAL_BACKOFF_TIME);
+            let max = secs(&self.cfg, p::MAXIMAL_BACKOFF_TIME).max(min);
             age.clamp(min, max)
         };
         let (cfg, q, tx, id) = (

@@ -15,6 +15,7 @@
 
 pub mod netstring;
 
+use postern_config::p;
 use postern_ipc::proto::{CleanupReply, CleanupRequest, CleanupStatus, Recipient};
 use postern_server::event::Io;
 use std::ffi::OsString;
@@ -37,7 +38,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         |_| (),
         |ctx| {
             postern_table::NetworkList::new(
-                &ctx.config.get("qmqpd_authorized_clients"),
+                &ctx.config.str(p::QMQPD_AUTHORIZED_CLIENTS),
                 &Default::default(),
             )
         },
@@ -70,7 +71,7 @@ async fn serve(
     };
     let client = format!("{name}[{shown}]");
     postern_log::info(format!("connect from {client}"));
-    let timeout = Duration::from_secs(cfg.get_time("qmqpd_timeout").unwrap_or(300).max(1));
+    let timeout = cfg.time(p::QMQPD_TIMEOUT).max(Duration::from_secs(1));
     let answer = if !addr.is_some_and(|a| clients.matches(a).unwrap_or(false)) {
         postern_log::warning(format!(
             "{client}: client is not in qmqpd_authorized_clients"
@@ -90,10 +91,7 @@ async fn serve(
         }
     };
     if answer.get(answer.iter().position(|&b| b == b':').unwrap_or(0) + 1) != Some(&b'K') {
-        tokio::time::sleep(Duration::from_secs(
-            cfg.get_time("qmqpd_error_delay").unwrap_or(1),
-        ))
-        .await;
+        tokio::time::sleep(cfg.time(p::QMQPD_ERROR_DELAY)).await;
     }
     if let Err(e) = io.write_all(&answer).await {
         postern_log::info(format!("write reply to {client}: {e}"));
@@ -105,10 +103,7 @@ async fn receive(
     cfg: &postern_config::Config,
     io: &mut Box<dyn Io>,
 ) -> Result<netstring::Request, Vec<u8>> {
-    let msl = cfg
-        .get_int("message_size_limit")
-        .unwrap_or(10_240_000)
-        .max(0) as usize;
+    let msl = usize::try_from(cfg.size(p::MESSAGE_SIZE_LIMIT)).unwrap_or(usize::MAX);
     let limit = if msl == 0 {
         1 << 31
     } else {
@@ -175,7 +170,7 @@ async fn submit(
         .collect();
     let mut creq = CleanupRequest {
         flags: postern_ipc::proto::cleanup_flags::from_receive_override_options(
-            &cfg.get("receive_override_options"),
+            &cfg.str(p::RECEIVE_OVERRIDE_OPTIONS),
         ),
         sender: text(&req.sender),
         fullname: String::new(),
@@ -197,7 +192,7 @@ async fn submit(
         content,
     };
     // content_filter, as Postfix's qmqpd records it for cleanup.
-    let content_filter = cfg.get("content_filter");
+    let content_filter = cfg.str(p::CONTENT_FILTER);
     if !content_filter.is_empty() {
         creq.attrs.push(("filter".into(), content_filter));
     }

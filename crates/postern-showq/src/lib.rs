@@ -30,7 +30,7 @@
 
 pub mod listing;
 
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::AttrList;
 use postern_queue::Queue;
 use postern_server::client;
@@ -76,7 +76,7 @@ pub fn request(format: Format) -> AttrList {
 
 /// Builds the whole listing (warnings about single files are logged).
 pub fn render(cfg: &Config, format: Format) -> Result<String, String> {
-    let q = Queue::new(cfg.get("queue_directory"));
+    let q = Queue::new(cfg.str(p::QUEUE_DIRECTORY));
     let limit = client::content_frame_limit(cfg);
     let msgs = listing::collect(&q, limit, &mut |w| {
         postern_log::warning(postern_log::plain(&w))

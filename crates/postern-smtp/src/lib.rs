@@ -106,7 +106,7 @@ impl AgentConfig {
         let helo = if lmtp { "lhlo" } else { "helo" };
         let mut helo_name = cfg.get(&format!("{pfx}_{helo}_name"));
         if helo_name.is_empty() {
-            helo_name = cfg.get("myhostname");
+            helo_name = cfg.str(p::MYHOSTNAME);
         }
         if helo_name.is_empty() {
             helo_name = "localhost".into();
@@ -122,7 +122,7 @@ impl AgentConfig {
             xforward: secs("xforward_timeout", 300),
         };
         let default_port = if lmtp {
-            cfg.get("lmtp_tcp_port").parse().unwrap_or(24)
+            cfg.str(p::LMTP_TCP_PORT).parse().unwrap_or(24)
         } else {
             25
         };
@@ -144,10 +144,7 @@ impl AgentConfig {
                     record: Default::default(),
                 }),
                 sasl: None,
-                mime_conversion: !matches!(
-                    cfg.get("disable_mime_output_conversion").trim(),
-                    "yes" | "true" | "1"
-                ),
+                mime_conversion: !cfg.bool(p::DISABLE_MIME_OUTPUT_CONVERSION),
             },
             tls: std::sync::Arc::new(tls_conf),
             sasl: sasl::SaslConf::from_config(cfg, lmtp).map(std::sync::Arc::new),
@@ -159,7 +156,7 @@ impl AgentConfig {
             connect_timeout: secs("connect_timeout", if lmtp { 0 } else { 30 }),
             addresses: dest::AddrPolicy::from_config(cfg, pfx),
             default_port,
-            myhostname: cfg.get("myhostname"),
+            myhostname: cfg.str(p::MYHOSTNAME),
             fallback_relays: cfg.get_list(&format!("{pfx}_fallback_relay")),
             dns_disabled: dns_disabled(cfg, lmtp).unwrap_or_else(|e| postern_log::fatal(e)),
             send_xforward: cfg.bool(if lmtp {
@@ -237,7 +234,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let env = Env::from_master(&ctx);
     let exit = agent::delivery_server(&ctx, env, move |ctx, req| {
-        let q = postern_queue::Queue::new(ctx.config.get("queue_directory"));
+        let q = postern_queue::Queue::new(ctx.config.str(p::QUEUE_DIRECTORY));
         let start = now();
         match q.read(
             &req.queue_name,
