@@ -169,3 +169,22 @@ pub fn master_cf(data: &[u8]) {
         );
     }
 }
+
+/// `auth_headers`: postern-auth's header helpers, A-R method filter and Public Suffix
+/// List (`postern_auth::fuzz::headers`), then smtpd's removal of incoming
+/// `Authentication-Results:` headers with our authserv-id (the first word of the input):
+/// it only ever removes, and a message without that header is left as it is.
+pub fn auth_headers(data: &[u8]) {
+    postern_auth::fuzz::headers(data);
+    let id = String::from_utf8_lossy(data)
+        .split_ascii_whitespace()
+        .next()
+        .unwrap_or("mx.example")
+        .to_string();
+    let out = postern_smtpd::auth::strip_our_results(data, &id);
+    assert!(out.len() <= data.len());
+    let lower = data.to_ascii_lowercase();
+    if !lower.windows(22).any(|w| w == b"authentication-results") {
+        assert_eq!(out, data, "nothing to remove");
+    }
+}

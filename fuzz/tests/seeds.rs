@@ -207,3 +207,18 @@ fn milter_packet() {
 fn milter_reply() {
     run("milter_reply", postern_milter::fuzz::reply);
 }
+
+#[test]
+fn spf_record() {
+    run("spf_record", postern_auth::fuzz::spf_record);
+}
+
+#[test]
+fn dkim_keytable() {
+    run("dkim_keytable", postern_auth::fuzz::keytable);
+}
+
+#[test]
+fn auth_headers() {
+    run("auth_headers", postern_fuzz::auth_headers);
+}

@@ -4,6 +4,7 @@
 //! written as one RFC 8601 `Authentication-Results:` header. Layer 1.
 //!
 //! * [`arc`]: ARC sealing of forwarded mail (RFC 8617).
+//! * [`fuzz`]: the fuzz bodies of our parsers (`fuzz/fuzz_targets/`).
 //! * [`keys`]: PEM key loading (RSA PKCS#1/PKCS#8, Ed25519) and key generation with the
 //!   DNS TXT record.
 //! * [`keytable`]: the `dkim_key_table` entries (`domain:selector:/path`).
@@ -31,6 +32,7 @@
 
 pub mod arc;
 pub mod cmd;
+pub mod fuzz;
 pub mod keys;
 pub mod keytable;
 pub mod report;

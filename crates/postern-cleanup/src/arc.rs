@@ -23,8 +23,9 @@
 //!
 //! Fail closed: `arc_sealing = yes` with a configuration that cannot work (no or unknown
 //! `arc_seal_key`, a key table that does not open, an unknown client word, an unreadable
-//! key) defers the mail to seal (`4.7.5`) with a warning saying why. DNS lookups are
-//! bounded by the resolver's timeouts. Key files are read by cleanup (`mail_owner`).
+//! key, a key that is not RSA) defers the mail to seal (`4.7.5`) with a warning saying
+//! why. DNS lookups are bounded by the resolver's timeouts. Key files are read by
+//! cleanup (`mail_owner`).
 //!
 //! # Configuration
 //!
@@ -223,6 +224,9 @@ impl Arc {
         let stamp = (md.dev(), md.ino(), md.size(), md.mtime());
         if self.key.as_ref().is_none_or(|(s, _)| *s != stamp) {
             let key = Key::from_file(&entry.path).map_err(|e| e.to_string())?;
+            if key.kind != postern_auth::KeyType::Rsa {
+                return Err("arc_seal_key must be an RSA key (RFC 8617: rsa-sha256)".into());
+            }
             if entry.domain == "%" {
                 return Err("arc_seal_key needs a domain, not %".into());
             }
