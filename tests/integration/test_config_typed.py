@@ -8,6 +8,11 @@ Nothing here listens on the network except the instance's own loopback listener.
 
 from __future__ import annotations
 
+import re
+import socket
+
+from postern import free_port
+
 
 def append(path, text: str) -> int:
     """Appends `text` (one line) and returns its 1-based line number."""
@@ -16,6 +21,12 @@ def append(path, text: str) -> int:
         old += "\n"
     path.write_text(old + text + "\n")
     return old.count("\n") + 1
+
+
+def connect_and_close(port: int) -> bool:
+    """Connects to the loopback `port` (which makes master spawn its daemon) and hangs up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        return True
 
 
 def test_check_and_start_refuse_bad_values(instance):
@@ -69,3 +80,30 @@ def test_good_values_of_every_kind_pass(instance):
         append(main_cf, line)
     r = instance.run("check", check=False)
     assert r.returncode == 0, r.stderr.decode()
+
+
+def test_daemon_refuses_bad_values_after_reload(instance):
+    """`reload` does not run the checks: a daemon started with a bad `-o` override, or after a
+    bad main.cf edit, dies with Postfix's fatal line; master keeps its old configuration."""
+    instance.start()
+    port = free_port()
+    append(instance.root / "master.cf",
+           f"127.0.0.1:{port} inet n - n - - smtpd -o soft_bounce=perhaps")
+    instance.reload()
+    instance.wait_for(lambda: connect_and_close(port), what=f"listener on {port}")
+    instance.wait_for(
+        lambda: re.search(r"smtpd\[\d+\]: fatal: bad boolean configuration: "
+                          r"soft_bounce = perhaps$", instance.log(), re.M),
+        what="smtpd's fatal line for the bad -o")
+    main_cf = instance.root / "main.cf"
+    n = append(main_cf, "max_use = abc")
+    bad = f"{main_cf}: line {n}: bad numerical configuration: max_use = abc"
+    instance.reload()
+    instance.wait_for(
+        lambda: f"warning: reload failed, keeping the old configuration: {bad}" in instance.log(),
+        what="master keeps the old configuration")
+    assert instance.master_alive()
+    instance.wait_for(lambda: connect_and_close(instance.port), what="smtpd spawned")
+    instance.wait_for(lambda: re.search(rf"smtpd\[\d+\]: fatal: {re.escape(bad)}$",
+                                        instance.log(), re.M),
+                      what="smtpd's fatal line for the bad main.cf value")
