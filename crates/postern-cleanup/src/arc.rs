@@ -286,3 +286,56 @@ impl Arc {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(flags: u32, attrs: &[(&str, &str)]) -> CleanupRequest {
+        CleanupRequest {
+            flags,
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..CleanupRequest::default()
+        }
+    }
+
+    #[test]
+    fn which_mail() {
+        let forward = req(cleanup_flags::BOUNCE_ON_REJECT, &[("log_ident", "ABC")]);
+        let pickup = req(cleanup_flags::BOUNCE_ON_REJECT, &[("origin_uid", "1000")]);
+        let smtp = req(0, &[("client_address", "127.0.0.1")]);
+        let remote = req(0, &[("client_address", "192.0.2.1")]);
+        let bounce = req(cleanup_flags::BOUNCE, &[("log_ident", "ABC")]);
+        let mut a = Arc {
+            clients: vec![Client::Forward],
+            ..Arc::default()
+        };
+        let yes = |a: &Arc, r: &CleanupRequest| a.eligible(r).unwrap();
+        assert!(yes(&a, &forward));
+        assert!(!yes(&a, &pickup) && !yes(&a, &smtp) && !yes(&a, &bounce));
+        a.clients = vec![Client::Mynetworks, Client::Local];
+        a.mynetworks = NetworkList::new("127.0.0.0/8", &Default::default()).ok();
+        assert!(yes(&a, &smtp) && yes(&a, &pickup));
+        assert!(!yes(&a, &remote) && !yes(&a, &forward));
+        a.clients = vec![Client::All];
+        assert!(yes(&a, &remote) && !yes(&a, &bounce));
+    }
+
+    #[test]
+    fn disabled_and_broken_configuration() {
+        let mut off = Arc::default();
+        let mut qf = QueueFile::default();
+        assert!(off.seal(&req(0, &[]), "Q", &mut qf).is_ok());
+        let text = "arc_sealing = yes\narc_sealing_clients = bogus\n";
+        let cfg = Config::new(postern_config::parse_main_cf(text).unwrap());
+        let mut bad = Arc::from_config(&cfg);
+        let r = bad.seal(&req(0, &[]), "Q", &mut qf);
+        assert!(
+            matches!(r, Err(ref f) if f.status == CleanupStatus::Defer),
+            "{r:?}"
+        );
+    }
+}
