@@ -12,8 +12,7 @@
 //! `milter_macro_defaults`.
 
 use crate::{DefaultAction, Error, MacroConfig, MacroValues, MilterSpec, parse_protocol};
-use postern_config::Config;
-use std::time::Duration;
+use postern_config::{Config, p};
 
 fn bad(key: &str, value: &str) -> Error {
     Error::BadValue {
@@ -26,14 +25,13 @@ fn bad(key: &str, value: &str) -> Error {
 /// The defaults every milter of a list gets unless its `{ … }` group says
 /// otherwise (the `name` is empty).
 pub fn defaults(cfg: &Config) -> Result<MilterSpec, Error> {
-    let time = |n: &str, d: u64| Duration::from_secs(cfg.get_time(n).unwrap_or(d));
-    let action = cfg.get("milter_default_action");
-    let protocol = cfg.get("milter_protocol");
+    let action = cfg.str(p::MILTER_DEFAULT_ACTION);
+    let protocol = cfg.str(p::MILTER_PROTOCOL);
     Ok(MilterSpec {
         name: String::new(),
-        connect_timeout: time("milter_connect_timeout", 30),
-        command_timeout: time("milter_command_timeout", 30),
-        content_timeout: time("milter_content_timeout", 300),
+        connect_timeout: cfg.time(p::MILTER_CONNECT_TIMEOUT),
+        command_timeout: cfg.time(p::MILTER_COMMAND_TIMEOUT),
+        content_timeout: cfg.time(p::MILTER_CONTENT_TIMEOUT),
         default_action: DefaultAction::parse(&action)
             .ok_or_else(|| bad("milter_default_action", &action))?,
         protocol: parse_protocol(&protocol).ok_or_else(|| bad("milter_protocol", &protocol))?,
@@ -72,6 +70,7 @@ pub fn macros(cfg: &Config) -> Result<MacroConfig, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn cfg(text: &str) -> Config {
         Config::new(postern_config::parse_main_cf(text).expect("main.cf"))

@@ -48,6 +48,7 @@ pub mod attrs;
 pub mod run;
 
 use attrs::Attrs;
+use postern_config::p;
 use postern_server::external::{self, AccountError, Accounts};
 use postern_server::service::{self, Env, Service};
 use postern_server::skeleton::{self, Context};
@@ -119,8 +120,8 @@ pub fn setup(ctx: &Context) -> Spawn {
     let accounts = command_ids(ctx, &attrs);
     let cmd = run::Command {
         ids: accounts.map(|a| (a.uid, a.gid)),
-        cwd: ctx.config.get("queue_directory").into(),
-        env: external::environment(ctx, ctx.config.get_list("export_environment")),
+        cwd: ctx.config.str(p::QUEUE_DIRECTORY).into(),
+        env: external::environment(ctx, ctx.config.list(p::EXPORT_ENVIRONMENT)),
         time_limit: external::time_limit(ctx, postern_config::p::COMMAND_TIME_LIMIT),
         argv: attrs.argv,
     };
@@ -138,7 +139,7 @@ fn command_ids(ctx: &Context, a: &Attrs) -> Option<Accounts> {
         return None;
     }
     let fatal = |m: String| -> ! { postern_log::fatal(m) };
-    let owner = ctx.config.get("mail_owner");
+    let owner = ctx.config.str(p::MAIL_OWNER);
     let ids = match external::accounts(ctx, &a.user, a.group.as_deref(), &owner) {
         Ok(ids) => ids,
         Err(AccountError::UnknownUser(u)) => fatal(format!("unknown user name: {u}")),
