@@ -188,12 +188,11 @@ fn used_names() -> BTreeSet<&'static str> {
                 continue;
             };
             used.insert(*name);
-            for pfx in prefixes {
-                if let Some(rest) = name.strip_prefix(pfx) {
-                    for other in prefixes {
-                        if let Some(n) = names.get(format!("{other}{rest}").as_str()) {
-                            used.insert(*n);
-                        }
+            // The crate's first prefix names the general row (`default_…`, `smtp_…`).
+            if let Some(rest) = prefixes.first().and_then(|pfx| name.strip_prefix(pfx)) {
+                for other in prefixes {
+                    if let Some(n) = names.get(format!("{other}{rest}").as_str()) {
+                        used.insert(*n);
                     }
                 }
             }
