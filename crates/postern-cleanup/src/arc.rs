@@ -37,7 +37,7 @@ use crate::process::Refusal;
 use postern_auth::arc::{SealKey, Sealer};
 use postern_auth::verify::Context;
 use postern_auth::{Key, keytable};
-use postern_config::Config;
+use postern_config::{Config, p};
 use postern_ipc::proto::{CleanupRequest, CleanupStatus, cleanup_flags};
 use postern_qfile::QueueFile;
 use postern_table::{BoxMap, NetworkList};
@@ -106,23 +106,23 @@ fn refusal(reason: &str) -> Refusal {
 impl Arc {
     /// Reads the `arc_*` parameters and opens the key table (before a chroot).
     pub fn from_config(cfg: &Config) -> Arc {
-        if !cfg.get_bool("arc_sealing").unwrap_or(false) {
+        if !cfg.bool(p::ARC_SEALING) {
             return Arc::default();
         }
         let mut errors = Vec::new();
         let mut keys = Vec::new();
-        for spec in cfg.get_list("dkim_key_table") {
+        for spec in cfg.list(p::DKIM_KEY_TABLE) {
             match postern_table::open(&spec, &Default::default()) {
                 Ok(m) => keys.push(m),
                 Err(e) => errors.push(format!("dkim_key_table: {spec}: {e}")),
             }
         }
-        let key_name = cfg.get("arc_seal_key").trim().to_string();
+        let key_name = cfg.str(p::ARC_SEAL_KEY).trim().to_string();
         if key_name.is_empty() || keys.is_empty() {
             errors.push("arc_sealing = yes needs arc_seal_key and dkim_key_table".into());
         }
         let mut clients = Vec::new();
-        for w in cfg.get_list("arc_sealing_clients") {
+        for w in cfg.list(p::ARC_SEALING_CLIENTS) {
             clients.push(match w.to_ascii_lowercase().as_str() {
                 "local_forward" => Client::Forward,
                 "permit_local_submission" => Client::Local,
@@ -136,7 +136,7 @@ impl Arc {
             });
         }
         let mynetworks = match clients.contains(&Client::Mynetworks) {
-            true => NetworkList::new(&cfg.get("mynetworks"), &Default::default())
+            true => NetworkList::new(&cfg.str(p::MYNETWORKS), &Default::default())
                 .map_err(|e| errors.push(format!("mynetworks: {e}")))
                 .ok(),
             false => None,
@@ -157,7 +157,7 @@ impl Arc {
                 None
             }
         };
-        let id = cfg.get("smtpd_authserv_id");
+        let id = cfg.str(p::SMTPD_AUTHSERV_ID);
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         if let Some(e) = &error {
             postern_log::warning(format!("{e}; mail to be ARC-sealed will be deferred"));
@@ -169,7 +169,7 @@ impl Arc {
             clients,
             mynetworks,
             authserv_id: if id.trim().is_empty() {
-                cfg.get("myhostname")
+                cfg.str(p::MYHOSTNAME)
             } else {
                 id.trim().to_string()
             },
