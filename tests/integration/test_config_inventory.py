@@ -166,9 +166,9 @@ def test_dangerous_at_default_and_chroot_start(instance):
     master = instance.root / "master.cf"
     text = master.read_text()
     text = re.sub(r"(?m)^(pickup\s+unix\s+\S+\s+\S+\s+)n", r"\1y", text)
-    master.write_text(text + "extra unix - - n - - smtpd -o smtpd_proxy_filter=127.0.0.1:10024\n")
+    master.write_text(text + "extra unix - - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy\n")
     r = instance.run("start", check=False)
-    assert r.returncode == 1 and "smtpd_proxy_filter=127.0.0.1:10024" in r.stderr.decode()
+    assert r.returncode == 1 and "smtpd_upstream_proxy_protocol=haproxy" in r.stderr.decode()
     master.write_text(text)
     instance.start()
     log = instance.log()
