@@ -12,7 +12,8 @@
 //!   forwarding relay). Never bounces and notices.
 //! * The key: `arc_seal_key` names a key in `dkim_key_table`
 //!   (`domain:selector:/path/to/key.pem`, [`postern_auth::keytable`]); the key file is
-//!   read again when it changes (rotation without restart).
+//!   read at start-up (before a chroot; the jail keeps that copy) and again when it
+//!   changes (rotation without restart).
 //! * The AAR: this server's DKIM and ARC results, and SPF and DMARC when the client IP is
 //!   known (mail received over SMTP); authserv-id `smtpd_authserv_id` (else
 //!   `myhostname`). The chain is verified through `dns_servers`.
@@ -84,6 +85,8 @@ pub struct Arc {
     rt: Option<(tokio::runtime::Runtime, Sealer)>,
     /// The key file's (device, inode, size, mtime) and the key made from it.
     key: Option<((u64, u64, u64, i64), SealKey)>,
+    /// The file that key was read from.
+    key_path: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Arc {
@@ -162,7 +165,7 @@ impl Arc {
         if let Some(e) = &error {
             postern_log::warning(format!("{e}; mail to be ARC-sealed will be deferred"));
         }
-        Arc {
+        let mut arc = Arc {
             enabled: true,
             key_name,
             keys,
@@ -176,7 +179,13 @@ impl Arc {
             error,
             rt,
             key: None,
+            key_path: Default::default(),
+        };
+        // Read the key now, before a chroot; a failure is reported per message.
+        if arc.error.is_none() && arc.load().is_err() {
+            arc.key = None;
         }
+        arc
     }
 
     /// Whether `arc_sealing_clients` covers this request's mail.
@@ -219,8 +228,14 @@ impl Arc {
         let value = value
             .ok_or_else(|| format!("arc_seal_key {} is not in dkim_key_table", self.key_name))?;
         let entry = keytable::parse_entry(&value).map_err(|e| e.to_string())?;
-        let md =
-            std::fs::metadata(&entry.path).map_err(|e| format!("{}: {e}", entry.path.display()))?;
+        let md = match std::fs::metadata(&entry.path) {
+            Ok(md) => md,
+            // In a chroot jail: the key read before the chroot ([`Arc::from_config`]).
+            Err(_) if self.key.is_some() && self.key_path == entry.path => {
+                return self.key.as_ref().map(|(_, k)| k).ok_or_else(String::new);
+            }
+            Err(e) => return Err(format!("{}: {e}", entry.path.display())),
+        };
         let stamp = (md.dev(), md.ino(), md.size(), md.mtime());
         if self.key.as_ref().is_none_or(|(s, _)| *s != stamp) {
             let key = Key::from_file(&entry.path).map_err(|e| e.to_string())?;
@@ -231,6 +246,7 @@ impl Arc {
                 return Err("arc_seal_key needs a domain, not %".into());
             }
             self.key = Some((stamp, SealKey::new(&entry.domain, &entry.selector, key)));
+            self.key_path = entry.path;
         }
         self.key
             .as_ref()
