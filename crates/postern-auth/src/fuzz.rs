@@ -55,7 +55,10 @@ pub fn keytable(data: &[u8]) {
 /// List (the first line is a domain looked up in a list made of the rest).
 pub fn headers(data: &[u8]) {
     let fits = crate::check_size(data).is_ok();
-    assert!(fits || data.len() > crate::MAX_HEADER_SECTION, "small input refused");
+    assert!(
+        fits || data.len() > crate::MAX_HEADER_SECTION,
+        "small input refused"
+    );
     let crlf = crate::to_crlf(data);
     assert!(crlf.len() >= data.len());
     assert_eq!(crate::to_crlf(&crlf), crlf, "to_crlf is idempotent");

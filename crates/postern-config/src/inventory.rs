@@ -259,10 +259,7 @@ mod tests {
                 .unwrap(),
         );
         assert!(at_default(&cfg, "message_drop_headers"));
-        let got = texts(
-            "smtp_tcp_port = 25\nlmtp_generic_maps = inline:{a=b}\n",
-            "",
-        );
+        let got = texts("smtp_tcp_port = 25\nlmtp_generic_maps = inline:{a=b}\n", "");
         assert_eq!(
             got.iter().filter(|l| l.starts_with("R ")).count(),
             1,

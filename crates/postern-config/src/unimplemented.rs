@@ -57,9 +57,7 @@ pub static IN_PROCESS_COMMANDS: &[&str] =
 
 /// Values of [`Effect::Refuse`] parameters that describe what Postern does anyway, so they
 /// are reported but do not refuse: port 25 is the port `smtp` names.
-pub static HARMLESS_VALUES: &[(&str, &[&str])] = &[
-    ("smtp_tcp_port", &["25"]),
-];
+pub static HARMLESS_VALUES: &[(&str, &[&str])] = &[("smtp_tcp_port", &["25"])];
 
 /// smtpd restriction words Postfix has and Postern does not implement. smtpd answers them
 /// like an unknown word (`451 4.3.5 Server configuration error`); `check` reports them and

@@ -113,11 +113,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     let resolver = resolver::from_config(&ctx.config);
     // Fail closed: an authentication setting that does not parse stops smtpd.
-    let auth_settings = auth::AuthSettings::from_config(&ctx.config)
-        .unwrap_or_else(|e| postern_log::fatal(e));
-    let auth = resolver
-        .as_ref()
-        .map(|r| Arc::new(auth::Auth::new(auth_settings.clone(), r, &settings.myhostname)));
+    let auth_settings =
+        auth::AuthSettings::from_config(&ctx.config).unwrap_or_else(|e| postern_log::fatal(e));
+    let auth = resolver.as_ref().map(|r| {
+        Arc::new(auth::Auth::new(
+            auth_settings.clone(),
+            r,
+            &settings.myhostname,
+        ))
+    });
     if auth_settings.is_some() && auth.is_none() {
         postern_log::fatal("smtpd_authentication_checks: DNS lookups are not configured");
     }

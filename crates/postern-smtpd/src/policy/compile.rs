@@ -257,7 +257,10 @@ pub(crate) fn compile_all(cfg: &Config) -> Result<(Lists, HashMap<String, List>)
     };
     let mut classes = HashMap::new();
     for name in &class_names {
-        classes.insert(name.clone(), compile(&cfg.get_list(name), &class_names, cfg));
+        classes.insert(
+            name.clone(),
+            compile(&cfg.get_list(name), &class_names, cfg),
+        );
     }
     safety_rule(cfg)?;
     Ok((lists, classes))
