@@ -246,7 +246,8 @@ def test_forward_mailbox_command_and_luser_relay(root_instance, homes):
     send(inst, "nobody-here@localhost", b"lost")
     m = wait_subject(inst, "pl-alice", "lost")
     assert m["Delivered-To"] == "nobody-here@localhost"
-    assert "to=<pl-alice+lost-nobody-here@" in inst.log()
+    # local logs the delivery after the Maildir file is in place.
+    inst.wait_for(lambda: "to=<pl-alice+lost-nobody-here@" in inst.log(), what="luser_relay log line")
 
     # A world-writable .forward is ignored: the mailbox gets the mail.
     (bhome / ".forward").chmod(0o666)
