@@ -403,7 +403,7 @@ def dkim_verify(raw: bytes, dns_addr: str) -> bool:
 
 # --------------------------------------------------------------------------- tests
 
-def test_opendkim_signs_and_dkimpy_verifies(mta, dns):
+def test_opendkim_signs_and_dkimpy_verifies(mta, dns, home, postern_bin):
     subject = f"dkim-{mta.name}"
     r = _send(mta, "opendkim", f"alice@{DKIM_DOMAIN}", subject)
     assert r.startswith("250"), r
@@ -411,6 +411,18 @@ def test_opendkim_signs_and_dkimpy_verifies(mta, dns):
     assert re.search(rb"(?m)^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example\.com;", raw), raw[:800]
     assert b"s=sel;" in raw
     assert dkim_verify(raw, dns[1]), raw.split(b"\n\n")[0]
+    # Issue 15: mail OpenDKIM signed verifies with Postern's own verifier too (a changed
+    # body does not), the key fetched through dns_servers from the same DNS server.
+    conf = home / f"auth-conf-{mta.name}"
+    conf.mkdir(exist_ok=True)
+    (conf / "main.cf").write_text(f"dns_servers = {dns[1]}:53\nmyhostname = mx.test.example\n")
+    verify = [str(postern_bin), "-c", str(conf), "auth", "verify"]
+    ar = subprocess.run(verify, input=raw, capture_output=True, timeout=WAIT)
+    assert ar.returncode == 0 and b"dkim=pass" in ar.stdout, (ar.stdout, ar.stderr)
+    head, _, body = raw.partition(b"\n\n")
+    ar = subprocess.run(verify, input=head + b"\n\n" + body + b"changed\n", capture_output=True,
+                        timeout=WAIT)
+    assert b"dkim=pass" not in ar.stdout, ar.stdout
 
 
 def test_opendmarc_rejects_p_reject_failure(mta):
