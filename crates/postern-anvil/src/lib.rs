@@ -33,11 +33,7 @@ const FRAME_LIMIT: u64 = 4096;
 
 /// Daemon entry point: the counters on the framed-request skeleton.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     let ctx = postern_server::skeleton::init("anvil", &args);
     let unit = ctx
         .config

@@ -33,11 +33,7 @@ use std::time::{Duration, Instant};
 
 /// Entry point: `postern [-c DIR] VERB`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     let mut dir = None;
     let mut verb = None;
     let mut it = args.iter();

@@ -57,11 +57,7 @@ const FRAME_LIMIT: u64 = 1 << 12;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     // fast_flush_domains may name tables: opened before a chroot (master.cf).
     let (ctx, (), service) =
         skeleton::init_open("flush", &args, |_| (), |ctx| Service::new(&ctx.config));

@@ -39,11 +39,7 @@ use std::process::ExitCode;
 
 /// Daemon entry point: `master -c DIR`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     let mut dir: Option<PathBuf> = None;
     let mut detach = false;
     let mut it = args.iter();

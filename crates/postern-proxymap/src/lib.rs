@@ -169,11 +169,7 @@ impl Framed for Proxy {
 
 /// Entry point: run by master as `proxymap` (services `proxymap` and `proxywrite`).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     let ctx = postern_server::skeleton::init("proxymap", &args);
     let proxy = Arc::new(Proxy::new(approved_tables(
         &ctx.config.str(p::PROXY_READ_MAPS),

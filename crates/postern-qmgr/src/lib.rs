@@ -79,11 +79,7 @@ pub use sched::run;
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     // Postfix's pre_jail_init: the tables are opened before a chroot (master.cf).
     let (ctx, (), resolver) = skeleton::init_open(
         "qmgr",

@@ -26,11 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     // The client list (it may name tables) is opened before a chroot (master.cf).
     let (ctx, (), clients) = postern_server::skeleton::init_open(
         "qmqpd",

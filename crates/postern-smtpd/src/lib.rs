@@ -63,11 +63,7 @@ struct Opened {
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = postern_server::skeleton::daemon_args(&args);
     // Postfix's pre_init: the TLS keys and certificates are read before
     // privileges are dropped (Debian's key is 0640 root:ssl-cert); every table
     // (restrictions, client lists) is opened with smtpd's own rights, before a

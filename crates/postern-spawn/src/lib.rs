@@ -92,11 +92,7 @@ impl Service for Spawn {
 
 /// Daemon entry point.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = skeleton::daemon_args(&args);
     let ctx = skeleton::init("spawn", &args);
     let mut svc = setup(&ctx);
     let env = Env::from_master(&ctx);
