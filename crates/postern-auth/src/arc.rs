@@ -144,7 +144,7 @@ impl Sealer {
             r => {
                 return Err(AuthError::NotSealed(format!(
                     "ARC chain failed ({})",
-                    arc_word(r)
+                    crate::verify::dkim_word(r)
                 )));
             }
         }
@@ -186,17 +186,6 @@ impl Sealer {
             .seal(&msg, &ar, &arc)
             .map_err(|e| AuthError::Sign(e.to_string()))?;
         Ok(set.to_header())
-    }
-}
-
-fn arc_word(r: &DkimResult) -> &'static str {
-    match r {
-        DkimResult::Pass => "pass",
-        DkimResult::Neutral(_) => "neutral",
-        DkimResult::Fail(_) => "fail",
-        DkimResult::PermError(_) => "permerror",
-        DkimResult::TempError(_) => "temperror",
-        DkimResult::None => "none",
     }
 }
 

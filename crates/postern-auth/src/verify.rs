@@ -129,7 +129,8 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-fn dkim_word(r: &DkimResult) -> &'static str {
+/// RFC 8601's word for a DKIM or ARC result (ARC-Seal `cv=` uses the same words).
+pub(crate) fn dkim_word(r: &DkimResult) -> &'static str {
     match r {
         DkimResult::Pass => "pass",
         DkimResult::Neutral(_) => "neutral",

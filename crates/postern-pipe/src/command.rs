@@ -24,26 +24,13 @@
 use crate::status::{Finish, OUTPUT_LIMIT};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What to run.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// Program and arguments (non-empty).
-    pub argv: Vec<String>,
-    /// (uid, gid) to run as; `None` = as this process.
-    pub ids: Option<(u32, u32)>,
-    /// Working directory.
-    pub cwd: PathBuf,
-    /// The whole environment of the command.
-    pub env: Vec<(String, String)>,
-    /// Time limit for the whole run.
-    pub time_limit: Duration,
-}
+pub type Job = postern_server::external::CommandSpec;
 
 /// How it went.
 #[derive(Debug)]

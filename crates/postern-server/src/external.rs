@@ -17,6 +17,21 @@ use crate::skeleton::Context;
 use postern_config::Time;
 use std::time::Duration;
 
+/// One external command as pipe and spawn run it.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// Program and arguments (non-empty).
+    pub argv: Vec<String>,
+    /// (uid, gid) to run as; `None` = as this process.
+    pub ids: Option<(u32, u32)>,
+    /// Working directory.
+    pub cwd: std::path::PathBuf,
+    /// The whole environment of the command.
+    pub env: Vec<(String, String)>,
+    /// Time limit for the whole run.
+    pub time_limit: Duration,
+}
+
 /// The commands' whole environment from the `export_environment` list `names`.
 pub fn environment(ctx: &Context, names: Vec<String>) -> Vec<(String, String)> {
     let mut env = Vec::new();

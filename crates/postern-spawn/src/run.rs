@@ -16,25 +16,11 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 /// What a spawn service runs.
-#[derive(Debug, Clone)]
-pub struct Command {
-    /// Program and arguments (non-empty).
-    pub argv: Vec<String>,
-    /// (uid, gid) to run as; `None` = as this process.
-    pub ids: Option<(u32, u32)>,
-    /// Working directory.
-    pub cwd: PathBuf,
-    /// The whole environment of the command.
-    pub env: Vec<(String, String)>,
-    /// Time limit for the whole run.
-    pub time_limit: Duration,
-}
+pub type Command = postern_server::external::CommandSpec;
 
 /// How a command ended.
 #[derive(Debug)]
@@ -134,6 +120,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::Shutdown;
+    use std::time::Duration;
 
     fn sh(script: &str, secs: u64) -> Command {
         Command {
